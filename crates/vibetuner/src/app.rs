@@ -1,0 +1,557 @@
+//! The app builder: where an app registers its routes, template extensions and checks
+//! (Vibetuner's `tune.py`), and the app binary's command line (`serve`, `check`, ...).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use minijinja::{Environment, Value};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::error::{Error, ErrorPages};
+use crate::health::{Health, ServiceCheck};
+use crate::meta::Meta;
+use crate::project::{self, Project};
+use crate::render::{ContextProvider, EnvHook, FrameworkTemplates, Render, RequestInfo, Renderer};
+use crate::statics::{self, Statics};
+
+/// What [`project!`](crate::project) captures from the app crate at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectSource {
+    /// Contents of the app's `vibetuner.toml`.
+    pub answers: &'static str,
+    /// The app crate's version.
+    pub version: &'static str,
+    /// The app crate's source folder (fallback project root in development).
+    pub manifest_dir: &'static str,
+}
+
+/// Captures the app's `vibetuner.toml`, version and source folder; pass it to [`App::new`].
+#[macro_export]
+macro_rules! project {
+    () => {
+        $crate::ProjectSource {
+            answers: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/vibetuner.toml")),
+            version: env!("CARGO_PKG_VERSION"),
+            manifest_dir: env!("CARGO_MANIFEST_DIR"),
+        }
+    };
+}
+
+/// An app under construction: routes, template extensions, context providers and checks.
+pub struct App {
+    source: ProjectSource,
+    routes: Router,
+    hooks: Vec<EnvHook>,
+    providers: Vec<ContextProvider>,
+    checks: Vec<ServiceCheck>,
+}
+
+/// A built app: its router plus what `serve` reports.
+pub struct BuiltApp {
+    /// The complete router with every framework layer.
+    pub router: Router,
+    /// The settings it was built with.
+    pub settings: Settings,
+    /// The project's answers.
+    pub project: Project,
+    /// The project root it reads templates and statics from.
+    pub root: PathBuf,
+    /// The running version (with `-dev` outside prod).
+    pub version: String,
+    /// The template renderer.
+    pub renderer: Arc<Renderer>,
+}
+
+impl App {
+    /// Starts an app from [`project!`](crate::project).
+    pub fn new(source: ProjectSource) -> Self {
+        Self {
+            source,
+            routes: Router::new(),
+            hooks: Vec::new(),
+            providers: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// Adds a route. Registering `/` replaces the framework's home page.
+    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.routes = self.routes.route(path, method_router);
+        self
+    }
+
+    /// Merges a whole router (its routes keep their paths).
+    pub fn merge(mut self, router: Router) -> Self {
+        self.routes = self.routes.merge(router);
+        self
+    }
+
+    /// Changes the template environment: add filters, functions, tests.
+    ///
+    /// ```ignore
+    /// app.templates(|env| env.add_filter("shout", |s: String| s.to_uppercase()))
+    /// ```
+    pub fn templates(mut self, hook: impl Fn(&mut Environment<'static>) + Send + Sync + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Adds a global variable visible to every template.
+    pub fn global(self, name: &'static str, value: impl Serialize) -> Self {
+        let value = Value::from_serialize(&value);
+        self.templates(move |env| env.add_global(name, value.clone()))
+    }
+
+    /// Adds a context provider: its map is merged into every render's context.
+    pub fn context_provider(mut self, provider: impl Fn(&RequestInfo) -> Value + Send + Sync + 'static) -> Self {
+        self.providers.push(Arc::new(provider));
+        self
+    }
+
+    /// Adds a service check reported by `/health?detailed=true` and `/health/ready`.
+    pub fn health_check(mut self, check: ServiceCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Parses the command line and runs the chosen subcommand on a new Tokio runtime.
+    pub fn run(self) -> ExitCode {
+        match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(self.run_with_args(std::env::args_os())),
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Like [`App::run`], inside an existing runtime and with explicit arguments.
+    pub async fn run_with_args<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let project = match Project::from_answers(self.source.answers) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let command = Cli::command()
+            .name(leak(project.project_slug.clone()))
+            .about(format!("{} — {}", project.project_name, project.project_description))
+            .version(self.source.version);
+        let cli = match command
+            .try_get_matches_from(args)
+            .and_then(|m| Cli::from_arg_matches(&m))
+        {
+            Ok(cli) => cli,
+            Err(e) => {
+                let _ = e.print();
+                return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            }
+        };
+        match self.dispatch(cli.command, &project).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn dispatch(self, command: Command, project: &Project) -> anyhow::Result<()> {
+        match command {
+            Command::Version => {
+                println!(
+                    "{} {} (vibetuner {})",
+                    project.project_slug,
+                    self.source.version,
+                    env!("CARGO_PKG_VERSION")
+                );
+                Ok(())
+            }
+            Command::ExportTemplates { dir } => {
+                let count = export_templates(&dir)?;
+                println!("wrote {count} framework templates to {}", dir.display());
+                Ok(())
+            }
+            Command::Check => {
+                let root = self.root();
+                let settings = Settings::load(&root)?;
+                let built = self.build(settings, &root)?;
+                let count = check_templates(&built)?;
+                println!(
+                    "ok: settings valid ({}), {count} templates compile, root {}",
+                    built.settings.environment,
+                    built.root.display()
+                );
+                Ok(())
+            }
+            Command::Serve { host, port } => {
+                let root = self.root();
+                let mut settings = Settings::load(&root)?;
+                init_logging(&settings);
+                if let Some(host) = host {
+                    settings.host = host;
+                }
+                if let Some(port) = port {
+                    settings.port = port;
+                }
+                let addr = format!("{}:{}", settings.host, settings.port);
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (is another server using the port? pick one with --port)"))?;
+                self.serve(listener, settings, &root, shutdown_signal()).await
+            }
+        }
+    }
+
+    /// The project root: `VIBETUNER_ROOT`, the nearest folder with `vibetuner.toml`, or the app's sources.
+    pub fn root(&self) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        project::find_root(
+            std::env::var("VIBETUNER_ROOT").ok().as_deref(),
+            &cwd,
+            Some(Path::new(self.source.manifest_dir)),
+        )
+    }
+
+    /// Builds the router with every framework route and layer.
+    pub fn build(self, settings: Settings, root: &Path) -> anyhow::Result<BuiltApp> {
+        let project = Project::from_answers(self.source.answers).map_err(anyhow::Error::msg)?;
+        let mut version = settings
+            .app_version
+            .clone()
+            .unwrap_or_else(|| self.source.version.to_owned());
+        if !settings.is_prod() && settings.app_version.is_none() {
+            version.push_str("-dev");
+        }
+        let v_hash = statics::version_hash(&version);
+        let existing = |p: PathBuf| p.is_dir().then_some(p);
+        let statics = Arc::new(Statics {
+            dir: existing(root.join("assets/statics")),
+            v_hash: v_hash.clone(),
+            immutable: settings.is_prod(),
+        });
+
+        let mut hooks = self.hooks;
+        let url_statics = statics.clone();
+        hooks.insert(
+            0,
+            Arc::new(move |env: &mut Environment<'static>| {
+                let s = url_statics.clone();
+                env.add_function("static_url", move |path: String| s.url(&path));
+            }),
+        );
+        let renderer = Arc::new(Renderer::new(
+            existing(root.join("templates/frontend")),
+            settings.template_reload,
+            base_context(&project, &settings, &version, &v_hash),
+            &hooks,
+            self.providers,
+        ));
+
+        let mut checks = Vec::new();
+        if let Some(url) = &settings.mongodb_url {
+            checks.push(ServiceCheck::tcp("mongodb", url, 27017));
+        }
+        if let Some(url) = &settings.redis_url {
+            checks.push(ServiceCheck::tcp("redis", url, 6379));
+        }
+        checks.extend(self.checks);
+        let health = Arc::new(Health {
+            app: project.project_slug.clone(),
+            version: version.clone(),
+            debug: settings.debug,
+            port: settings.port,
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            checks,
+        });
+        let favicon = root.join("assets/statics/favicons/favicon.ico");
+        let meta = Arc::new(Meta {
+            renderer: renderer.clone(),
+            favicon: favicon.is_file().then_some(favicon),
+            fqdn: project.fqdn.clone(),
+            brand_color: settings
+                .source
+                .get("BRAND_PRIMARY_COLOR")
+                .unwrap_or("#5b2333")
+                .to_owned(),
+        });
+        let pages = ErrorPages { renderer: renderer.clone(), max_body_size: settings.max_body_size };
+
+        let router = self
+            .routes
+            .merge(crate::meta::router(meta))
+            .merge(statics::router(statics))
+            .merge(crate::health::router(health))
+            .fallback(home_or_not_found)
+            .layer(axum::Extension(renderer.clone()))
+            .layer(DefaultBodyLimit::max(settings.max_body_size))
+            .layer(RequestBodyLimitLayer::new(settings.max_body_size))
+            .layer(CatchPanicLayer::new())
+            .layer(middleware::from_fn_with_state(pages, crate::error::error_pages))
+            .layer(middleware::from_fn(access_log))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+        Ok(BuiltApp { router, settings, project, root: root.to_owned(), version, renderer })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
+    /// (up to `SHUTDOWN_TIMEOUT` seconds).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        mut settings: Settings,
+        root: &Path,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
+        settings.port = addr.port();
+        if let Some(warning) = settings.session_key_warning() {
+            tracing::warn!("{warning}");
+        }
+        let built = self.build(settings, root)?;
+        warn_if_bundle_missing(&built.root);
+        let grace = Duration::from_secs(built.settings.shutdown_timeout_secs);
+        tracing::info!(
+            app = %built.project.project_slug,
+            version = %built.version,
+            environment = %built.settings.environment,
+            root = %built.root.display(),
+            "listening on http://{addr}"
+        );
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(
+            listener,
+            built.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        });
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("server failed")?,
+            () = deadline => tracing::warn!("requests still running after {}s; exiting anyway", grace.as_secs()),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the web server (HOST/PORT settings, 127.0.0.1:8000 in dev).
+    Serve {
+        /// Address to bind, e.g. 0.0.0.0 (default: HOST, else 127.0.0.1 in dev, 0.0.0.0 in prod).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to bind, 0 for any free port (default: PORT, else 8000).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Validate settings and compile every template, then exit (0 when all is well).
+    Check,
+    /// Write the framework's embedded templates to DIR so Tailwind scans the classes they use.
+    ExportTemplates {
+        /// Target folder; replaced on every export.
+        #[arg(default_value = ".vibetuner/templates")]
+        dir: PathBuf,
+    },
+    /// Print the app and framework versions.
+    Version,
+}
+
+/// Command names must be `'static` in clap; the app's name lives for the whole process.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn base_context(project: &Project, settings: &Settings, version: &str, v_hash: &str) -> BTreeMap<String, Value> {
+    use chrono::Datelike;
+    let year = chrono::Utc::now().year();
+    BTreeMap::from([
+        ("project".into(), Value::from_serialize(project)),
+        ("project_name".into(), Value::from(project.project_name.clone())),
+        ("project_slug".into(), Value::from(project.project_slug.clone())),
+        ("project_description".into(), Value::from(project.project_description.clone())),
+        ("company_name".into(), Value::from(project.company_name.clone())),
+        ("fqdn".into(), Value::from(project.fqdn.clone())),
+        ("default_language".into(), Value::from(project.default_language.clone())),
+        ("languages".into(), Value::from(project.languages())),
+        ("copyright".into(), Value::from(project.copyright(year))),
+        ("version".into(), Value::from(version)),
+        ("v_hash".into(), Value::from(v_hash)),
+        ("DEBUG".into(), Value::from(settings.debug)),
+        ("environment".into(), Value::from(settings.environment.to_string())),
+    ])
+}
+
+async fn home_or_not_found(render: Render, method: Method) -> Result<Response, Error> {
+    if render.request().path == "/" && (method == Method::GET || method == Method::HEAD) {
+        return render.page("index.html.jinja", ()).map(IntoResponse::into_response);
+    }
+    Err(Error::not_found())
+}
+
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("request", %method, %path, %request_id);
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    if !path.starts_with("/health/") || status != StatusCode::OK {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms = ms, "response"));
+    }
+    response
+}
+
+fn warn_if_bundle_missing(root: &Path) {
+    let bundle = root.join("assets/statics/css/bundle.css");
+    if !bundle.is_file() {
+        tracing::warn!(
+            "CSS bundle not built ({}): pages render unstyled. Build it with `bun install && bun run build` (or `npm install && npm run build`) in {}",
+            bundle.display(),
+            root.display()
+        );
+    }
+}
+
+/// Marker file that makes an export folder safe to replace.
+const EXPORT_MARKER: &str = ".vibetuner-export";
+
+/// Writes the framework's frontend templates to `dir`, replacing an earlier export.
+pub fn export_templates(dir: &Path) -> anyhow::Result<usize> {
+    if dir.exists() {
+        let is_export = dir.join(EXPORT_MARKER).is_file();
+        let empty = dir.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false);
+        anyhow::ensure!(
+            is_export || empty,
+            "{} exists and was not written by export-templates; remove it or choose another folder",
+            dir.display()
+        );
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let mut count = 0;
+    for name in FrameworkTemplates::iter() {
+        let Some(relative) = name.strip_prefix("frontend/") else { continue };
+        let file = FrameworkTemplates::get(&name).expect("listed templates exist");
+        let target = dir.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, &file.data).with_context(|| format!("cannot write {}", target.display()))?;
+        count += 1;
+    }
+    std::fs::write(
+        dir.join(EXPORT_MARKER),
+        "Written by `export-templates` for Tailwind's class scanning; do not edit.\n",
+    )?;
+    Ok(count)
+}
+
+/// Compiles every app and framework template; the error lists each broken one.
+fn check_templates(built: &BuiltApp) -> anyhow::Result<usize> {
+    let app_dir = built.root.join("templates/frontend");
+    let mut names: Vec<String> = FrameworkTemplates::iter()
+        .filter_map(|n| n.strip_prefix("frontend/").map(str::to_owned))
+        .collect();
+    if app_dir.is_dir() {
+        collect_names(&app_dir, &app_dir, &mut names)?;
+    }
+    names.sort();
+    names.dedup();
+    let broken: Vec<String> = names
+        .iter()
+        .filter_map(|n| built.renderer.compile(n).err().map(|e| format!("{n}: {}", e.detail())))
+        .collect();
+    anyhow::ensure!(broken.is_empty(), "templates do not compile:\n  {}", broken.join("\n  "));
+    Ok(names.len())
+}
+
+fn collect_names(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_names(base, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}
+
+/// Installs the tracing subscriber: JSON in prod, human-readable in dev; `LOG_LEVEL` filters.
+pub fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = if settings.log_json {
+        builder.json().with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

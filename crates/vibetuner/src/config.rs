@@ -1,0 +1,368 @@
+//! Typed settings read from the process environment, `.env` and `.env.local`.
+//!
+//! Precedence (highest first), as in Vibetuner: process environment, `<root>/.env.local`,
+//! `<root>/.env`, built-in defaults. Keys are case-insensitive.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Session keys that ship in templates and docs; refused in production.
+pub const PLACEHOLDER_SESSION_KEYS: &[&str] = &[
+    "CHANGE_ME_RUN_vibetuner_crypto_generate",
+    "ct-!secret-must-change-me",
+];
+
+/// Minimum length of a production session key.
+pub const MIN_SESSION_KEY_LEN: usize = 32;
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A value does not parse as the setting's type.
+    #[error("invalid value for {key}: {value:?} is not {expected}")]
+    Invalid {
+        /// The setting name (upper case).
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What was expected, in words.
+        expected: String,
+    },
+    /// The session key is unusable in production.
+    #[error(
+        "SESSION_KEY {problem} while ENVIRONMENT=prod. Generate a key with `vibetuner crypto generate-key` (or `openssl rand -base64 48`) and set SESSION_KEY in the environment or in .env.local"
+    )]
+    WeakSessionKey {
+        /// What is wrong with the key.
+        problem: &'static str,
+    },
+    /// A dotenv file exists but cannot be parsed.
+    #[error("cannot read {path}: {reason}")]
+    DotenvFile {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+}
+
+/// Deployment environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Development: template reload, relaxed checks, no static caching.
+    #[default]
+    Dev,
+    /// Production: strict checks, JSON logs, immutable static caching.
+    Prod,
+}
+
+impl FromStr for Environment {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "dev" | "development" => Ok(Self::Dev),
+            "prod" | "production" => Ok(Self::Prod),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dev => "dev",
+            Self::Prod => "prod",
+        })
+    }
+}
+
+/// The merged key/value source (environment over `.env.local` over `.env`), keys upper-cased.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    values: HashMap<String, String>,
+}
+
+impl Source {
+    /// Reads `.env` and `.env.local` from `root`, then overlays the process environment.
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let mut source = Self::default();
+        for name in [".env", ".env.local"] {
+            source.overlay_file(&root.join(name))?;
+        }
+        source.overlay(std::env::vars());
+        Ok(source)
+    }
+
+    /// Builds a source from explicit pairs (tests, embedding).
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut source = Self::default();
+        source.overlay(pairs);
+        source
+    }
+
+    /// Overlays pairs; later values win.
+    pub fn overlay<K: AsRef<str>, V: Into<String>>(&mut self, pairs: impl IntoIterator<Item = (K, V)>) {
+        for (k, v) in pairs {
+            self.values.insert(k.as_ref().to_ascii_uppercase(), v.into());
+        }
+    }
+
+    /// Overlays a dotenv file if it exists.
+    pub fn overlay_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        if !path.is_file() {
+            return Ok(());
+        }
+        let bad = |e: dotenvy::Error| ConfigError::DotenvFile {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let pairs = dotenvy::from_path_iter(path)
+            .map_err(bad)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        self.overlay(pairs);
+        Ok(())
+    }
+
+    /// The raw value of `key` (case-insensitive), if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(&key.to_ascii_uppercase()).map(String::as_str)
+    }
+
+    /// The value of `key` parsed as `T`; `None` when unset or empty.
+    pub fn parse<T: FromStr>(&self, key: &str, expected: &str) -> Result<Option<T>, ConfigError> {
+        match self.get(key).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(raw) => raw.parse().map(Some).map_err(|_| ConfigError::Invalid {
+                key: key.to_ascii_uppercase(),
+                value: raw.to_owned(),
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    /// A boolean setting (`true/false/1/0/yes/no/on/off`).
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.parse::<Flag>(key, "a boolean (true/false, 1/0, yes/no, on/off)")
+            .map(|f| f.map(|Flag(b)| b))
+    }
+}
+
+struct Flag(bool);
+
+impl FromStr for Flag {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Self(true)),
+            "0" | "false" | "no" | "off" => Ok(Self(false)),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The framework's typed settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DEBUG`: verbose errors and debug helpers.
+    pub debug: bool,
+    /// `ENVIRONMENT`: `dev` (default) or `prod`.
+    pub environment: Environment,
+    /// `SESSION_KEY`: secret for signing sessions and tokens.
+    pub session_key: String,
+    /// `HOST`: bind address for `serve` (127.0.0.1 in dev, 0.0.0.0 in prod).
+    pub host: String,
+    /// `PORT`: bind port for `serve` (8000).
+    pub port: u16,
+    /// `MONGODB_URL`: MongoDB connection string; unset selects the embedded store.
+    pub mongodb_url: Option<String>,
+    /// `REDIS_URL`: Redis connection string; unset selects in-process fallbacks.
+    pub redis_url: Option<String>,
+    /// `APP_VERSION`: overrides the compiled-in version.
+    pub app_version: Option<String>,
+    /// `LOG_LEVEL`: a tracing filter such as `info` or `vibetuner=debug,info`.
+    pub log_level: String,
+    /// `LOG_FORMAT`: `json` or `pretty` (json in prod, pretty in dev).
+    pub log_json: bool,
+    /// `MAX_BODY_SIZE`: largest accepted request body in bytes (2 MiB).
+    pub max_body_size: usize,
+    /// `TEMPLATE_RELOAD`: re-read templates on every render (on in dev).
+    pub template_reload: bool,
+    /// `SHUTDOWN_TIMEOUT`: seconds to let in-flight requests finish after SIGTERM (30).
+    pub shutdown_timeout_secs: u64,
+    /// Every key/value the settings were read from, for app-specific settings.
+    pub source: Source,
+}
+
+impl Settings {
+    /// Reads settings for the project rooted at `root`.
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        Self::from_source(Source::load(root)?)
+    }
+
+    /// Builds typed settings from a merged source and validates them.
+    pub fn from_source(source: Source) -> Result<Self, ConfigError> {
+        let environment = source
+            .parse::<Environment>("ENVIRONMENT", "dev or prod")?
+            .unwrap_or_default();
+        let prod = environment == Environment::Prod;
+        let log_json = match source.get("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
+            None => prod,
+            Some(v) if v.is_empty() => prod,
+            Some(v) if v == "json" => true,
+            Some(v) if v == "pretty" || v == "text" => false,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    key: "LOG_FORMAT".into(),
+                    value: v,
+                    expected: "json or pretty".into(),
+                });
+            }
+        };
+        let settings = Self {
+            debug: source.bool("DEBUG")?.unwrap_or(false),
+            environment,
+            session_key: source.get("SESSION_KEY").unwrap_or_default().trim().to_owned(),
+            host: source
+                .get("HOST")
+                .filter(|h| !h.trim().is_empty())
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|| if prod { "0.0.0.0" } else { "127.0.0.1" }.to_owned()),
+            port: source.parse("PORT", "a TCP port (0-65535)")?.unwrap_or(8000),
+            mongodb_url: non_empty(source.get("MONGODB_URL")),
+            redis_url: non_empty(source.get("REDIS_URL")),
+            app_version: non_empty(source.get("APP_VERSION")),
+            log_level: non_empty(source.get("LOG_LEVEL")).unwrap_or_else(|| "info".into()),
+            log_json,
+            max_body_size: source
+                .parse("MAX_BODY_SIZE", "a size in bytes")?
+                .unwrap_or(2 * 1024 * 1024),
+            template_reload: source.bool("TEMPLATE_RELOAD")?.unwrap_or(!prod),
+            shutdown_timeout_secs: source
+                .parse("SHUTDOWN_TIMEOUT", "a number of seconds")?
+                .unwrap_or(30),
+            source,
+        };
+        settings.check_session_key()?;
+        Ok(settings)
+    }
+
+    /// True in production.
+    pub fn is_prod(&self) -> bool {
+        self.environment == Environment::Prod
+    }
+
+    /// Fails in prod when the session key is empty, a known placeholder or too short.
+    pub fn check_session_key(&self) -> Result<(), ConfigError> {
+        if !self.is_prod() {
+            return Ok(());
+        }
+        let problem = if self.session_key.is_empty() {
+            "is empty"
+        } else if PLACEHOLDER_SESSION_KEYS.contains(&self.session_key.as_str()) {
+            "is the template placeholder"
+        } else if self.session_key.len() < MIN_SESSION_KEY_LEN {
+            "is shorter than 32 characters"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::WeakSessionKey { problem })
+    }
+
+    /// A warning to log in dev when the session key is a placeholder.
+    pub fn session_key_warning(&self) -> Option<&'static str> {
+        (!self.is_prod()
+            && (self.session_key.is_empty()
+                || PLACEHOLDER_SESSION_KEYS.contains(&self.session_key.as_str())))
+        .then_some("SESSION_KEY is unset or a placeholder: fine in dev, refused in prod")
+    }
+}
+
+fn non_empty(value: Option<&str>) -> Option<String> {
+    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_source(Source::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.environment, Environment::Dev);
+        assert!(!s.debug);
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8000));
+        assert!(s.mongodb_url.is_none() && s.redis_url.is_none());
+        assert!(s.template_reload);
+        assert!(!s.log_json);
+        assert!(s.session_key_warning().is_some());
+    }
+
+    #[test]
+    fn precedence_is_env_then_env_local_then_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "PORT=1111\nDEBUG=true\nlog_level=warn\n").unwrap();
+        std::fs::write(dir.path().join(".env.local"), "PORT=2222\n").unwrap();
+        let mut source = Source::default();
+        source.overlay_file(&dir.path().join(".env")).unwrap();
+        source.overlay_file(&dir.path().join(".env.local")).unwrap();
+        let s = Settings::from_source(source.clone()).unwrap();
+        assert_eq!(s.port, 2222, ".env.local beats .env");
+        assert!(s.debug, ".env applies when nothing overrides it");
+        assert_eq!(s.log_level, "warn", "keys are case-insensitive");
+        source.overlay([("port", "3333")]);
+        assert_eq!(Settings::from_source(source).unwrap().port, 3333, "environment beats files");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = settings(&[("DEBUG", "maybe")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value for DEBUG: \"maybe\" is not a boolean (true/false, 1/0, yes/no, on/off)"
+        );
+        let err = settings(&[("PORT", "99999")]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid value for PORT"), "{err}");
+        let err = settings(&[("ENVIRONMENT", "staging")]).unwrap_err();
+        assert!(err.to_string().contains("dev or prod"), "{err}");
+    }
+
+    #[test]
+    fn prod_refuses_placeholder_empty_and_short_session_keys() {
+        for (key, problem) in [
+            ("", "is empty"),
+            ("CHANGE_ME_RUN_vibetuner_crypto_generate", "is the template placeholder"),
+            ("ct-!secret-must-change-me", "is the template placeholder"),
+            ("short", "is shorter than 32 characters"),
+        ] {
+            let err = settings(&[("ENVIRONMENT", "prod"), ("SESSION_KEY", key)]).unwrap_err();
+            assert_eq!(err, ConfigError::WeakSessionKey { problem });
+            assert!(err.to_string().contains("vibetuner crypto generate-key"));
+        }
+        let ok = settings(&[("ENVIRONMENT", "prod"), ("SESSION_KEY", &"k".repeat(40))]).unwrap();
+        assert!(ok.is_prod() && ok.log_json && !ok.template_reload);
+        assert_eq!(ok.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn dev_accepts_placeholder_with_warning() {
+        let s = settings(&[("SESSION_KEY", PLACEHOLDER_SESSION_KEYS[0])]).unwrap();
+        assert!(s.session_key_warning().is_some());
+    }
+
+    #[test]
+    fn malformed_dotenv_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "GOOD=1\nBAD LINE WITHOUT EQUALS\n").unwrap();
+        let err = Source::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ConfigError::DotenvFile { .. }), "{err}");
+    }
+}

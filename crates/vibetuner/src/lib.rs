@@ -1,0 +1,54 @@
+//! # vibetuner
+//!
+//! A batteries-included web framework on axum, minijinja and htmx. An app registers its parts
+//! on an [`App`] and gets, from the framework: settings from the environment and `.env` files,
+//! Jinja templates that override the framework's own file by file, versioned static files,
+//! health and meta routes, request ids, error pages and graceful shutdown.
+//!
+//! ```ignore
+//! use vibetuner::prelude::*;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     App::new(vibetuner::project!())
+//!         .route("/hello", get(hello))
+//!         .run()
+//! }
+//!
+//! async fn hello(render: Render) -> Result<Html<String>> {
+//!     render.page("hello.html.jinja", context! { name => "world" })
+//! }
+//! ```
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod filters;
+pub mod health;
+pub mod meta;
+pub mod project;
+pub mod render;
+pub mod statics;
+
+pub use app::{App, BuiltApp, ProjectSource};
+pub use config::{Environment, Settings};
+pub use error::{Error, Result};
+pub use health::ServiceCheck;
+pub use project::Project;
+pub use render::{Render, RequestInfo};
+
+pub use axum;
+pub use minijinja;
+pub use minijinja::context;
+pub use serde;
+pub use serde_json;
+pub use tokio;
+pub use tracing;
+
+/// The names most apps need.
+pub mod prelude {
+    pub use crate::{App, Error, Render, RequestInfo, Result, ServiceCheck, context};
+    pub use axum::extract::{Form, Json, Path, Query};
+    pub use axum::response::{Html, IntoResponse, Redirect, Response};
+    pub use axum::routing::{delete, get, patch, post, put};
+    pub use serde::{Deserialize, Serialize};
+}
