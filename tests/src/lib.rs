@@ -1,1 +1,247 @@
+//! Harness for the end-to-end tests: the `vibetuner` CLI, one generated app per test run
+//! (generated, compiled and given its CSS/JS bundle once, under a file lock), and app servers
+//! started on free ports and stopped on drop.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// The shared Cargo target directory (apps built by the tests reuse its artifacts).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn run(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {what}"))?;
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+/// Path of the `vibetuner` binary, rebuilt once per test process so it is never stale.
+pub fn cli() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            run(
+                Command::new(env!("CARGO"))
+                    .args(["build", "--quiet", "-p", "vibetuner-cli"])
+                    .env("CARGO_TARGET_DIR", target_dir())
+                    .current_dir(workspace_root()),
+                "cargo build -p vibetuner-cli",
+            )
+            .expect("the CLI builds");
+            target_dir().join("debug/vibetuner")
+        })
+        .clone()
+}
+
+/// Runs the CLI with `args` in `dir`, with no terminal on standard input.
+pub fn run_cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(cli())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the CLI starts")
+}
+
+/// A generated, compiled app with its assets built.
+pub struct GeneratedApp {
+    /// Project folder.
+    pub dir: PathBuf,
+    /// The compiled app binary.
+    pub binary: PathBuf,
+}
+
+/// Name of the shared test app.
+pub const APP_NAME: &str = "E2E Shop";
+/// Its slug (binary name).
+pub const APP_SLUG: &str = "e2e-shop";
+
+/// The app shared by this test run: generated with `--defaults`, built offline with the
+/// workspace's target directory, `npm install` + `npm run build` for its assets.
+pub fn generated_app() -> GeneratedApp {
+    let base = target_dir().join("e2e");
+    std::fs::create_dir_all(&base).expect("target/e2e");
+    let lock = File::create(base.join("lock")).expect("lock file");
+    lock.lock().expect("exclusive lock");
+    let dir = base.join("app");
+    let marker = base.join("ready");
+    let run_id =
+        std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+    let app = GeneratedApp {
+        binary: target_dir().join("debug").join(APP_SLUG),
+        dir,
+    };
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(run_id.as_str()) {
+        prepare_app(&app).expect("the generated app builds");
+        std::fs::write(&marker, &run_id).expect("marker");
+    }
+    app
+}
+
+fn prepare_app(app: &GeneratedApp) -> anyhow::Result<()> {
+    let node_modules = app.dir.join("node_modules");
+    let kept = app.dir.with_extension("node_modules");
+    if node_modules.is_dir() {
+        let _ = std::fs::remove_dir_all(&kept);
+        std::fs::rename(&node_modules, &kept)?;
+    }
+    if app.dir.exists() {
+        std::fs::remove_dir_all(&app.dir)?;
+    }
+    let parent = app.dir.parent().expect("app dir has a parent");
+    let name = format!("project_name={APP_NAME}");
+    run(
+        Command::new(cli())
+            .args(["new", "app", "--defaults", "--data", &name])
+            .current_dir(parent)
+            .stdin(Stdio::null()),
+        "vibetuner new",
+    )?;
+    if kept.is_dir() {
+        std::fs::rename(&kept, &node_modules)?;
+    }
+    run(
+        Command::new(env!("CARGO"))
+            .args(["build", "--offline"])
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(&app.dir),
+        "cargo build of the generated app",
+    )?;
+    run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefer-offline"])
+            .current_dir(&app.dir),
+        "npm install in the generated app",
+    )?;
+    run(
+        Command::new("npm")
+            .args(["run", "build"])
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(&app.dir),
+        "npm run build in the generated app",
+    )?;
+    Ok(())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A running app server, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Port it listens on.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `binary serve` in `dir` with only `env` (and PATH) in its environment.
+    pub fn start(binary: &Path, dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("vibetuner-e2e-{port}.log"));
+        let mut cmd = Command::new(binary);
+        cmd.args(["serve", "--port", &port.to_string()])
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[server] {line}");
+            }
+        });
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            log,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("server did not listen within 30s; log:\n{}", self.log())
+    }
+
+    /// The server's stdout so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal and waits for the process to exit.
+    pub fn signal_and_wait(mut self, signal: &str) -> anyhow::Result<std::process::ExitStatus> {
+        run(
+            Command::new("kill").args([format!("-{signal}"), self.child.id().to_string()]),
+            "kill",
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "server did not exit within 10s of SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

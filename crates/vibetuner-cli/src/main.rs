@@ -1,1 +1,186 @@
-fn main() {}
+//! `vibetuner`: generates vibetuner projects and does project-level work.
+//! Runtime commands (`serve`, `check`, ...) belong to each app's own binary.
+
+mod answers;
+mod generate;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+
+use crate::answers::{QUESTIONS, default_for, parse_data, to_project, validate};
+use crate::generate::Framework;
+
+#[derive(Parser)]
+#[command(
+    name = "vibetuner",
+    version,
+    about = "Generate and manage vibetuner web apps"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new app project in DIR (asks questions on a terminal).
+    New(NewArgs),
+    /// Key management.
+    Crypto {
+        #[command(subcommand)]
+        command: CryptoCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// Folder to create; must not exist or be empty.
+    dir: PathBuf,
+    /// Take the default for every question not given with --data (no prompts).
+    #[arg(short, long)]
+    defaults: bool,
+    /// Answer a question: --data project_name="My Blog" (repeatable).
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    data: Vec<String>,
+    /// Depend on the framework at this path (default: this checkout, when run from one).
+    #[arg(long, value_name = "DIR", conflicts_with = "framework_version")]
+    framework_path: Option<PathBuf>,
+    /// Depend on this released framework version from crates.io.
+    #[arg(long, value_name = "VERSION")]
+    framework_version: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum CryptoCommand {
+    /// Print a new random key for SESSION_KEY (URL-safe base64).
+    GenerateKey {
+        /// Number of random bytes.
+        #[arg(short, long, default_value_t = 48, value_parser = clap::value_parser!(u16).range(32..=1024))]
+        length: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::New(args) => new_project(args),
+        Command::Crypto {
+            command: CryptoCommand::GenerateKey { length },
+        } => generate_key(length.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate_key(length: usize) -> anyhow::Result<()> {
+    let mut bytes = vec![0u8; length];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    println!(
+        "{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    Ok(())
+}
+
+/// The framework crate of the checkout this CLI was built from, if it is still there.
+fn checkout_framework() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vibetuner");
+    dir.join("Cargo.toml")
+        .is_file()
+        .then(|| dir.canonicalize().unwrap_or(dir))
+}
+
+fn new_project(args: NewArgs) -> anyhow::Result<()> {
+    generate::check_target(&args.dir)?;
+    let data = parse_data(&args.data).map_err(anyhow::Error::msg)?;
+    let interactive = !args.defaults;
+    if interactive && !std::io::stdin().is_terminal() {
+        bail!(
+            "standard input is not a terminal, so questions cannot be asked: pass --defaults (and --data key=value for the answers you want)"
+        );
+    }
+    let folder = args
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let answers = collect_answers(&folder, data, interactive)?;
+    let project = to_project(&answers);
+    let framework = match (args.framework_path, args.framework_version) {
+        (Some(path), _) => {
+            let path = path
+                .canonicalize()
+                .with_context(|| format!("--framework-path {} does not exist", path.display()))?;
+            if !path.join("Cargo.toml").is_file() {
+                bail!(
+                    "--framework-path {} has no Cargo.toml; point it at crates/vibetuner of a checkout",
+                    path.display()
+                );
+            }
+            Framework::Path(path)
+        }
+        (None, Some(version)) => Framework::Version(version),
+        (None, None) => checkout_framework().map_or_else(
+            || Framework::Version(env!("CARGO_PKG_VERSION").into()),
+            Framework::Path,
+        ),
+    };
+    let mut files = generate::render(&project, &framework)?;
+    if let Framework::Path(path) = &framework
+        && let Ok(lock) = std::fs::read(path.join("../../Cargo.lock"))
+    {
+        // The checkout's lock pins the same dependency versions, so the app builds offline
+        // and reuses artifacts from a shared target directory.
+        files.insert("Cargo.lock".into(), lock);
+    }
+    generate::write(&args.dir, &files)?;
+    print_next_steps(&args.dir, &project.project_name, &project.project_slug);
+    Ok(())
+}
+
+fn collect_answers(
+    folder: &str,
+    data: BTreeMap<String, String>,
+    interactive: bool,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut answers = BTreeMap::new();
+    for question in QUESTIONS {
+        let key = question.key;
+        let value = match data.get(key) {
+            Some(given) => given.clone(),
+            None if interactive => {
+                let default = default_for(key, folder, &answers);
+                dialoguer::Input::<String>::new()
+                    .with_prompt(question.prompt)
+                    .default(default)
+                    .allow_empty(true)
+                    .validate_with(|v: &String| validate(key, v.trim()))
+                    .interact_text()
+                    .with_context(|| format!("cannot read the answer to {key}"))?
+            }
+            None => default_for(key, folder, &answers),
+        };
+        let value = value.trim().to_owned();
+        validate(key, &value).map_err(anyhow::Error::msg)?;
+        answers.insert(key.to_owned(), value);
+    }
+    Ok(answers)
+}
+
+fn print_next_steps(dir: &Path, name: &str, slug: &str) {
+    println!(
+        "Created {name} in {dir}\n\nNext steps:\n  cd {dir}\n  cargo build                          # compiles the app ({slug})\n  npm install && npm run build         # CSS and JS bundles (or: bun install && bun run build)\n  cargo run -- serve                   # http://127.0.0.1:8000\n\nThe app starts with no services: set MONGODB_URL or REDIS_URL in .env when you want them.",
+        dir = dir.display()
+    );
+}

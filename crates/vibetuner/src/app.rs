@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorPages};
 use crate::health::{Health, ServiceCheck};
 use crate::meta::Meta;
 use crate::project::{self, Project};
-use crate::render::{ContextProvider, EnvHook, FrameworkTemplates, Render, RequestInfo, Renderer};
+use crate::render::{ContextProvider, EnvHook, FrameworkTemplates, Render, Renderer, RequestInfo};
 use crate::statics::{self, Statics};
 
 /// What [`project!`](crate::project) captures from the app crate at compile time.
@@ -109,7 +109,10 @@ impl App {
     /// ```ignore
     /// app.templates(|env| env.add_filter("shout", |s: String| s.to_uppercase()))
     /// ```
-    pub fn templates(mut self, hook: impl Fn(&mut Environment<'static>) + Send + Sync + 'static) -> Self {
+    pub fn templates(
+        mut self,
+        hook: impl Fn(&mut Environment<'static>) + Send + Sync + 'static,
+    ) -> Self {
         self.hooks.push(Arc::new(hook));
         self
     }
@@ -121,7 +124,10 @@ impl App {
     }
 
     /// Adds a context provider: its map is merged into every render's context.
-    pub fn context_provider(mut self, provider: impl Fn(&RequestInfo) -> Value + Send + Sync + 'static) -> Self {
+    pub fn context_provider(
+        mut self,
+        provider: impl Fn(&RequestInfo) -> Value + Send + Sync + 'static,
+    ) -> Self {
         self.providers.push(Arc::new(provider));
         self
     }
@@ -134,7 +140,10 @@ impl App {
 
     /// Parses the command line and runs the chosen subcommand on a new Tokio runtime.
     pub fn run(self) -> ExitCode {
-        match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime.block_on(self.run_with_args(std::env::args_os())),
             Err(e) => {
                 eprintln!("error: cannot start the async runtime: {e}");
@@ -158,7 +167,10 @@ impl App {
         };
         let command = Cli::command()
             .name(leak(project.project_slug.clone()))
-            .about(format!("{} — {}", project.project_name, project.project_description))
+            .about(format!(
+                "{} — {}",
+                project.project_name, project.project_description
+            ))
             .version(self.source.version);
         let cli = match command
             .try_get_matches_from(args)
@@ -167,7 +179,11 @@ impl App {
             Ok(cli) => cli,
             Err(e) => {
                 let _ = e.print();
-                return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+                return if e.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
             }
         };
         match self.dispatch(cli.command, &project).await {
@@ -221,7 +237,8 @@ impl App {
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr} (is another server using the port? pick one with --port)"))?;
-                self.serve(listener, settings, &root, shutdown_signal()).await
+                self.serve(listener, settings, &root, shutdown_signal())
+                    .await
             }
         }
     }
@@ -299,7 +316,10 @@ impl App {
                 .unwrap_or("#5b2333")
                 .to_owned(),
         });
-        let pages = ErrorPages { renderer: renderer.clone(), max_body_size: settings.max_body_size };
+        let pages = ErrorPages {
+            renderer: renderer.clone(),
+            max_body_size: settings.max_body_size,
+        };
 
         let router = self
             .routes
@@ -311,12 +331,22 @@ impl App {
             .layer(DefaultBodyLimit::max(settings.max_body_size))
             .layer(RequestBodyLimitLayer::new(settings.max_body_size))
             .layer(CatchPanicLayer::new())
-            .layer(middleware::from_fn_with_state(pages, crate::error::error_pages))
+            .layer(middleware::from_fn_with_state(
+                pages,
+                crate::error::error_pages,
+            ))
             .layer(middleware::from_fn(access_log))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
 
-        Ok(BuiltApp { router, settings, project, root: root.to_owned(), version, renderer })
+        Ok(BuiltApp {
+            router,
+            settings,
+            project,
+            root: root.to_owned(),
+            version,
+            renderer,
+        })
     }
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
@@ -346,7 +376,9 @@ impl App {
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(
             listener,
-            built.router.into_make_service_with_connect_info::<SocketAddr>(),
+            built
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -400,29 +432,54 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-fn base_context(project: &Project, settings: &Settings, version: &str, v_hash: &str) -> BTreeMap<String, Value> {
+fn base_context(
+    project: &Project,
+    settings: &Settings,
+    version: &str,
+    v_hash: &str,
+) -> BTreeMap<String, Value> {
     use chrono::Datelike;
     let year = chrono::Utc::now().year();
     BTreeMap::from([
         ("project".into(), Value::from_serialize(project)),
-        ("project_name".into(), Value::from(project.project_name.clone())),
-        ("project_slug".into(), Value::from(project.project_slug.clone())),
-        ("project_description".into(), Value::from(project.project_description.clone())),
-        ("company_name".into(), Value::from(project.company_name.clone())),
+        (
+            "project_name".into(),
+            Value::from(project.project_name.clone()),
+        ),
+        (
+            "project_slug".into(),
+            Value::from(project.project_slug.clone()),
+        ),
+        (
+            "project_description".into(),
+            Value::from(project.project_description.clone()),
+        ),
+        (
+            "company_name".into(),
+            Value::from(project.company_name.clone()),
+        ),
         ("fqdn".into(), Value::from(project.fqdn.clone())),
-        ("default_language".into(), Value::from(project.default_language.clone())),
+        (
+            "default_language".into(),
+            Value::from(project.default_language.clone()),
+        ),
         ("languages".into(), Value::from(project.languages())),
         ("copyright".into(), Value::from(project.copyright(year))),
         ("version".into(), Value::from(version)),
         ("v_hash".into(), Value::from(v_hash)),
         ("DEBUG".into(), Value::from(settings.debug)),
-        ("environment".into(), Value::from(settings.environment.to_string())),
+        (
+            "environment".into(),
+            Value::from(settings.environment.to_string()),
+        ),
     ])
 }
 
 async fn home_or_not_found(render: Render, method: Method) -> Result<Response, Error> {
     if render.request().path == "/" && (method == Method::GET || method == Method::HEAD) {
-        return render.page("index.html.jinja", ()).map(IntoResponse::into_response);
+        return render
+            .page("index.html.jinja", ())
+            .map(IntoResponse::into_response);
     }
     Err(Error::not_found())
 }
@@ -441,7 +498,7 @@ async fn access_log(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     if !path.starts_with("/health/") || status != StatusCode::OK {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
         span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms = ms, "response"));
     }
     response
@@ -465,7 +522,10 @@ const EXPORT_MARKER: &str = ".vibetuner-export";
 pub fn export_templates(dir: &Path) -> anyhow::Result<usize> {
     if dir.exists() {
         let is_export = dir.join(EXPORT_MARKER).is_file();
-        let empty = dir.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = dir
+            .read_dir()
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         anyhow::ensure!(
             is_export || empty,
             "{} exists and was not written by export-templates; remove it or choose another folder",
@@ -475,13 +535,16 @@ pub fn export_templates(dir: &Path) -> anyhow::Result<usize> {
     }
     let mut count = 0;
     for name in FrameworkTemplates::iter() {
-        let Some(relative) = name.strip_prefix("frontend/") else { continue };
+        let Some(relative) = name.strip_prefix("frontend/") else {
+            continue;
+        };
         let file = FrameworkTemplates::get(&name).expect("listed templates exist");
         let target = dir.join(relative);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&target, &file.data).with_context(|| format!("cannot write {}", target.display()))?;
+        std::fs::write(&target, &file.data)
+            .with_context(|| format!("cannot write {}", target.display()))?;
         count += 1;
     }
     std::fs::write(
@@ -504,9 +567,19 @@ fn check_templates(built: &BuiltApp) -> anyhow::Result<usize> {
     names.dedup();
     let broken: Vec<String> = names
         .iter()
-        .filter_map(|n| built.renderer.compile(n).err().map(|e| format!("{n}: {}", e.detail())))
+        .filter_map(|n| {
+            built
+                .renderer
+                .compile(n)
+                .err()
+                .map(|e| format!("{n}: {}", e.detail()))
+        })
         .collect();
-    anyhow::ensure!(broken.is_empty(), "templates do not compile:\n  {}", broken.join("\n  "));
+    anyhow::ensure!(
+        broken.is_empty(),
+        "templates do not compile:\n  {}",
+        broken.join("\n  ")
+    );
     Ok(names.len())
 }
 
@@ -526,9 +599,16 @@ fn collect_names(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Res
 pub fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = if settings.log_json {
-        builder.json().with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -97,16 +97,22 @@ impl Source {
     }
 
     /// Builds a source from explicit pairs (tests, embedding).
-    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         let mut source = Self::default();
         source.overlay(pairs);
         source
     }
 
     /// Overlays pairs; later values win.
-    pub fn overlay<K: AsRef<str>, V: Into<String>>(&mut self, pairs: impl IntoIterator<Item = (K, V)>) {
+    pub fn overlay<K: AsRef<str>, V: Into<String>>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) {
         for (k, v) in pairs {
-            self.values.insert(k.as_ref().to_ascii_uppercase(), v.into());
+            self.values
+                .insert(k.as_ref().to_ascii_uppercase(), v.into());
         }
     }
 
@@ -129,7 +135,9 @@ impl Source {
 
     /// The raw value of `key` (case-insensitive), if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(&key.to_ascii_uppercase()).map(String::as_str)
+        self.values
+            .get(&key.to_ascii_uppercase())
+            .map(String::as_str)
     }
 
     /// The value of `key` parsed as `T`; `None` when unset or empty.
@@ -209,7 +217,10 @@ impl Settings {
             .parse::<Environment>("ENVIRONMENT", "dev or prod")?
             .unwrap_or_default();
         let prod = environment == Environment::Prod;
-        let log_json = match source.get("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
+        let log_json = match source
+            .get("LOG_FORMAT")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
             None => prod,
             Some(v) if v.is_empty() => prod,
             Some(v) if v == "json" => true,
@@ -225,13 +236,19 @@ impl Settings {
         let settings = Self {
             debug: source.bool("DEBUG")?.unwrap_or(false),
             environment,
-            session_key: source.get("SESSION_KEY").unwrap_or_default().trim().to_owned(),
+            session_key: source
+                .get("SESSION_KEY")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
             host: source
                 .get("HOST")
                 .filter(|h| !h.trim().is_empty())
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_else(|| if prod { "0.0.0.0" } else { "127.0.0.1" }.to_owned()),
-            port: source.parse("PORT", "a TCP port (0-65535)")?.unwrap_or(8000),
+            port: source
+                .parse("PORT", "a TCP port (0-65535)")?
+                .unwrap_or(8000),
             mongodb_url: non_empty(source.get("MONGODB_URL")),
             redis_url: non_empty(source.get("REDIS_URL")),
             app_version: non_empty(source.get("APP_VERSION")),
@@ -282,7 +299,10 @@ impl Settings {
 }
 
 fn non_empty(value: Option<&str>) -> Option<String> {
-    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -308,7 +328,11 @@ mod tests {
     #[test]
     fn precedence_is_env_then_env_local_then_env_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".env"), "PORT=1111\nDEBUG=true\nlog_level=warn\n").unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "PORT=1111\nDEBUG=true\nlog_level=warn\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join(".env.local"), "PORT=2222\n").unwrap();
         let mut source = Source::default();
         source.overlay_file(&dir.path().join(".env")).unwrap();
@@ -318,7 +342,11 @@ mod tests {
         assert!(s.debug, ".env applies when nothing overrides it");
         assert_eq!(s.log_level, "warn", "keys are case-insensitive");
         source.overlay([("port", "3333")]);
-        assert_eq!(Settings::from_source(source).unwrap().port, 3333, "environment beats files");
+        assert_eq!(
+            Settings::from_source(source).unwrap().port,
+            3333,
+            "environment beats files"
+        );
     }
 
     #[test]
@@ -329,7 +357,10 @@ mod tests {
             "invalid value for DEBUG: \"maybe\" is not a boolean (true/false, 1/0, yes/no, on/off)"
         );
         let err = settings(&[("PORT", "99999")]).unwrap_err();
-        assert!(err.to_string().starts_with("invalid value for PORT"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid value for PORT"),
+            "{err}"
+        );
         let err = settings(&[("ENVIRONMENT", "staging")]).unwrap_err();
         assert!(err.to_string().contains("dev or prod"), "{err}");
     }
@@ -338,7 +369,10 @@ mod tests {
     fn prod_refuses_placeholder_empty_and_short_session_keys() {
         for (key, problem) in [
             ("", "is empty"),
-            ("CHANGE_ME_RUN_vibetuner_crypto_generate", "is the template placeholder"),
+            (
+                "CHANGE_ME_RUN_vibetuner_crypto_generate",
+                "is the template placeholder",
+            ),
             ("ct-!secret-must-change-me", "is the template placeholder"),
             ("short", "is shorter than 32 characters"),
         ] {

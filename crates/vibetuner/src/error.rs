@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use minijinja::context;
 
-use crate::render::{RequestInfo, Renderer};
+use crate::render::{Renderer, RequestInfo};
 
 /// Result type of handlers and framework calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -32,7 +32,10 @@ pub struct ErrorDetail(pub String);
 impl Error {
     /// An error with any status and detail.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
+        Self {
+            status,
+            detail: detail.into(),
+        }
     }
 
     /// 404 Not Found.
@@ -157,7 +160,8 @@ pub async fn error_pages(
         ("application/json", json)
     };
     head.headers.remove(header::CONTENT_LENGTH);
-    head.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    head.headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     head.extensions.insert(ErrorDetail(detail));
     Response::from_parts(head, Body::from(rendered))
 }
@@ -195,7 +199,12 @@ async fn framework_detail(status: StatusCode, body: Body, pages: &ErrorPages) ->
     }
 }
 
-fn render_error_page(renderer: &Renderer, status: StatusCode, detail: &str, info: &RequestInfo) -> String {
+fn render_error_page(
+    renderer: &Renderer,
+    status: StatusCode,
+    detail: &str,
+    info: &RequestInfo,
+) -> String {
     let specific = format!("errors/{}.html.jinja", status.as_u16());
     let name = if renderer.has_template(&specific) {
         specific
@@ -224,9 +233,15 @@ mod tests {
     fn html_preference_follows_accept_order() {
         let mut h = HeaderMap::new();
         assert!(!wants_html(&h), "no Accept means an API client");
-        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8"),
+        );
         assert!(wants_html(&h));
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, text/html"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/html"),
+        );
         assert!(!wants_html(&h));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         assert!(!wants_html(&h));

@@ -13,7 +13,11 @@ pub fn to_datetime(value: &Value) -> Result<DateTime<Utc>, Error> {
         if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
             return Ok(dt.with_timezone(&Utc));
         }
-        for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        for fmt in [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ] {
             if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
                 return Ok(dt.and_utc());
             }
@@ -66,18 +70,28 @@ pub fn timeago_between(then: DateTime<Utc>, now: DateTime<Utc>, short: bool) -> 
     } else {
         format!("{n} {long}{}", if n == 1 { "" } else { "s" })
     };
-    if future { format!("in {amount}") } else { format!("{amount} ago") }
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
 }
 
 /// `{{ dt|timeago }}` or `{{ dt|timeago(short=true) }}`.
 pub fn timeago(value: Value, short: Option<bool>) -> Result<String, Error> {
-    Ok(timeago_between(to_datetime(&value)?, Utc::now(), short.unwrap_or(false)))
+    Ok(timeago_between(
+        to_datetime(&value)?,
+        Utc::now(),
+        short.unwrap_or(false),
+    ))
 }
 
 /// `{{ dt|format_date }}` → "January 05, 2026"; an optional strftime format overrides.
 pub fn format_date(value: Value, format: Option<String>) -> Result<String, Error> {
     let dt = to_datetime(&value)?;
-    Ok(dt.format(format.as_deref().unwrap_or("%B %d, %Y")).to_string())
+    Ok(dt
+        .format(format.as_deref().unwrap_or("%B %d, %Y"))
+        .to_string())
 }
 
 /// `{{ dt|format_datetime }}` → "January 05, 2026 at 03:04 PM".
@@ -169,6 +183,9 @@ mod tests {
                 minijinja::context! { d => "2026-01-05T15:04:00Z" },
             )
             .unwrap();
-        assert_eq!(out, "January 05, 2026|January 05, 2026 at 03:04 PM|2026|30 sec|10 min");
+        assert_eq!(
+            out,
+            "January 05, 2026|January 05, 2026 at 03:04 PM|2026|30 sec|10 min"
+        );
     }
 }

@@ -37,7 +37,10 @@ impl ServiceCheck {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self { name: name.into(), check: Arc::new(move || Box::pin(check())) }
+        Self {
+            name: name.into(),
+            check: Arc::new(move || Box::pin(check())),
+        }
     }
 
     /// A TCP reachability check of the first host in a service URL
@@ -66,7 +69,10 @@ impl ServiceCheck {
         match outcome {
             Ok(()) => {
                 let latency = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-                (true, json!({ "status": "connected", "latency_ms": latency }))
+                (
+                    true,
+                    json!({ "status": "connected", "latency_ms": latency }),
+                )
             }
             Err(e) => (
                 false,
@@ -80,7 +86,9 @@ impl ServiceCheck {
 pub fn service_address(url: &str, default_port: u16) -> Result<String, String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let hosts = authority.rsplit_once('@').map_or(authority, |(_, hosts)| hosts);
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
     let first = hosts.split(',').next().unwrap_or_default();
     if first.is_empty() {
         return Err(format!("no host in {}", redact(url)));
@@ -90,7 +98,11 @@ pub fn service_address(url: &str, default_port: u16) -> Result<String, String> {
     } else {
         first.contains(':')
     };
-    Ok(if has_port { first.to_owned() } else { format!("{first}:{default_port}") })
+    Ok(if has_port {
+        first.to_owned()
+    } else {
+        format!("{first}:{default_port}")
+    })
 }
 
 /// A URL with its password replaced by `***`, for messages.
@@ -128,11 +140,19 @@ pub struct Health {
 impl Health {
     async fn services(&self) -> (bool, BTreeMap<String, Value>) {
         let reports = futures_util::future::join_all(
-            self.checks.iter().map(|c| async move { (c.name.clone(), c.report().await) }),
+            self.checks
+                .iter()
+                .map(|c| async move { (c.name.clone(), c.report().await) }),
         )
         .await;
         let all_ok = reports.iter().all(|(_, (ok, _))| *ok);
-        (all_ok, reports.into_iter().map(|(name, (_, v))| (name, v)).collect())
+        (
+            all_ok,
+            reports
+                .into_iter()
+                .map(|(name, (_, v))| (name, v))
+                .collect(),
+        )
     }
 }
 
@@ -145,14 +165,20 @@ struct DetailedQuery {
 /// The `/health/*` routes.
 pub fn router(health: Arc<Health>) -> Router {
     Router::new()
-        .route("/health/ping", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/health/ping",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/health", get(health_summary))
         .route("/health/ready", get(ready))
         .route("/health/id", get(identity))
         .with_state(health)
 }
 
-async fn health_summary(State(h): State<Arc<Health>>, Query(query): Query<DetailedQuery>) -> Json<Value> {
+async fn health_summary(
+    State(h): State<Arc<Health>>,
+    Query(query): Query<DetailedQuery>,
+) -> Json<Value> {
     let mut body = json!({
         "status": "healthy",
         "version": h.version,
@@ -170,7 +196,11 @@ async fn health_summary(State(h): State<Arc<Health>>, Query(query): Query<Detail
 
 async fn ready(State(h): State<Arc<Health>>) -> impl IntoResponse {
     let (ok, services) = h.services().await;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({ "status": if ok { "ready" } else { "not_ready" }, "services": services });
     (status, Json(body))
 }
@@ -193,13 +223,22 @@ mod tests {
 
     #[test]
     fn service_addresses() {
-        assert_eq!(service_address("redis://localhost", 6379).unwrap(), "localhost:6379");
-        assert_eq!(service_address("redis://:pw@10.0.0.1:6380/2", 6379).unwrap(), "10.0.0.1:6380");
+        assert_eq!(
+            service_address("redis://localhost", 6379).unwrap(),
+            "localhost:6379"
+        );
+        assert_eq!(
+            service_address("redis://:pw@10.0.0.1:6380/2", 6379).unwrap(),
+            "10.0.0.1:6380"
+        );
         assert_eq!(
             service_address("mongodb://u:p@db1:27018,db2:27019/app?replicaSet=rs", 27017).unwrap(),
             "db1:27018"
         );
-        assert_eq!(service_address("mongodb://[::1]/x", 27017).unwrap(), "[::1]:27017");
+        assert_eq!(
+            service_address("mongodb://[::1]/x", 27017).unwrap(),
+            "[::1]:27017"
+        );
         assert!(service_address("redis://", 6379).is_err());
     }
 
@@ -222,6 +261,12 @@ mod tests {
         let (ok, json) = up.report().await;
         assert!(!ok);
         assert_eq!(json["status"], "error");
-        assert!(json["error"].as_str().unwrap().starts_with("redis: service unavailable ("), "{json}");
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("redis: service unavailable ("),
+            "{json}"
+        );
     }
 }

@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use axum::Router;
 use minijinja::context;
 
 use crate::error::Error;
-use crate::render::{RequestInfo, Renderer};
+use crate::render::{Renderer, RequestInfo};
 
 /// What the meta routes need.
 pub struct Meta {
@@ -29,8 +29,14 @@ pub struct Meta {
 /// The meta routes.
 pub fn router(meta: Arc<Meta>) -> Router {
     Router::new()
-        .route("/robots.txt", templated("meta/robots.txt.jinja", "text/plain; charset=utf-8"))
-        .route("/sitemap.xml", templated("meta/sitemap.xml.jinja", "application/xml"))
+        .route(
+            "/robots.txt",
+            templated("meta/robots.txt.jinja", "text/plain; charset=utf-8"),
+        )
+        .route(
+            "/sitemap.xml",
+            templated("meta/sitemap.xml.jinja", "application/xml"),
+        )
         .route(
             "/site.webmanifest",
             templated("meta/site.webmanifest.jinja", "application/manifest+json"),
@@ -40,7 +46,9 @@ pub fn router(meta: Arc<Meta>) -> Router {
 }
 
 fn templated(template: &'static str, content_type: &'static str) -> MethodRouter<Arc<Meta>> {
-    get(move |state: State<Arc<Meta>>, request: Request| text(state, request, template, content_type))
+    get(move |state: State<Arc<Meta>>, request: Request| {
+        text(state, request, template, content_type)
+    })
 }
 
 async fn text(
@@ -55,19 +63,31 @@ async fn text(
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
             .unwrap_or("localhost")
             .to_owned()
     } else {
         meta.fqdn.clone()
     };
-    let scheme = if meta.fqdn.is_empty() { "http" } else { "https" };
+    let scheme = if meta.fqdn.is_empty() {
+        "http"
+    } else {
+        "https"
+    };
     let info = RequestInfo::from_parts(&parts);
     let body = meta.renderer.render(
         template,
         Some(&info),
-        context! { base_url => format!("{scheme}://{host}") },
+        context! { base_url => minijinja::Value::from_safe_string(format!("{scheme}://{host}")) },
     )?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response())
 }
 
 async fn favicon(State(meta): State<Arc<Meta>>) -> Response {
@@ -78,8 +98,14 @@ async fn favicon(State(meta): State<Arc<Meta>>) -> Response {
     .unwrap_or_else(|| generated_favicon(&meta.brand_color));
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("image/x-icon")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("image/x-icon"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
         ],
         bytes,
     )
@@ -90,7 +116,11 @@ async fn favicon(State(meta): State<Arc<Meta>>) -> Response {
 pub fn generated_favicon(color: &str) -> Vec<u8> {
     const SIZE: u32 = 16;
     let hex = color.trim_start_matches('#');
-    let channel = |i: usize| hex.get(i..i + 2).and_then(|c| u8::from_str_radix(c, 16).ok()).unwrap_or(0x5b);
+    let channel = |i: usize| {
+        hex.get(i..i + 2)
+            .and_then(|c| u8::from_str_radix(c, 16).ok())
+            .unwrap_or(0x5b)
+    };
     let (r, g, b) = (channel(0), channel(2), channel(4));
     let pixels = SIZE * SIZE * 4;
     let mask = SIZE * 4; // 1 bit per pixel, rows padded to 32 bits

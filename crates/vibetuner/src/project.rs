@@ -93,7 +93,9 @@ impl Project {
     /// `© 2024-2026 Acme Corp`, or a single year.
     pub fn copyright(&self, this_year: i32) -> String {
         match self.copyright_start {
-            Some(start) if start < this_year => format!("© {start}-{this_year} {}", self.company_name),
+            Some(start) if start < this_year => {
+                format!("© {start}-{this_year} {}", self.company_name)
+            }
             _ => format!("© {this_year} {}", self.company_name),
         }
     }
@@ -116,7 +118,10 @@ pub fn find_root(explicit: Option<&str>, start: &Path, fallback: Option<&Path>) 
     if let Some(root) = explicit.filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
-    if let Some(found) = start.ancestors().find(|dir| dir.join(ANSWERS_FILE).is_file()) {
+    if let Some(found) = start
+        .ancestors()
+        .find(|dir| dir.join(ANSWERS_FILE).is_file())
+    {
         return found.to_owned();
     }
     match fallback {
@@ -132,8 +137,14 @@ mod tests {
     #[test]
     fn answers_round_trip() {
         let answers = AnswersFile {
-            template: TemplateInfo { name: "app".into(), version: "0.1.0".into() },
-            project: Project { supported_languages: vec!["es".into()], ..Project::default() },
+            template: TemplateInfo {
+                name: "app".into(),
+                version: "0.1.0".into(),
+            },
+            project: Project {
+                supported_languages: vec!["es".into()],
+                ..Project::default()
+            },
         };
         let parsed = AnswersFile::parse(&answers.to_toml()).unwrap();
         assert_eq!(parsed.project, answers.project);
@@ -143,14 +154,20 @@ mod tests {
     #[test]
     fn missing_fields_take_defaults_and_errors_are_named() {
         let p = Project::from_answers("[project]\nproject_name = \"X\"\n").unwrap();
-        assert_eq!((p.project_name.as_str(), p.project_slug.as_str()), ("X", "app"));
+        assert_eq!(
+            (p.project_name.as_str(), p.project_slug.as_str()),
+            ("X", "app")
+        );
         let err = Project::from_answers("[project]\nproject_name = 3\n").unwrap_err();
         assert!(err.starts_with("vibetuner.toml is invalid"), "{err}");
     }
 
     #[test]
     fn copyright_and_languages() {
-        let mut p = Project { copyright_start: Some(2024), ..Project::default() };
+        let mut p = Project {
+            copyright_start: Some(2024),
+            ..Project::default()
+        };
         assert_eq!(p.copyright(2026), "© 2024-2026 Acme Corp");
         p.copyright_start = None;
         assert_eq!(p.copyright(2026), "© 2026 Acme Corp");
@@ -168,6 +185,9 @@ mod tests {
         std::fs::write(dir.path().join(ANSWERS_FILE), "").unwrap();
         assert_eq!(find_root(None, &nested, None), dir.path());
         let elsewhere = tempfile::tempdir().unwrap();
-        assert_eq!(find_root(None, elsewhere.path(), Some(dir.path())), dir.path());
+        assert_eq!(
+            find_root(None, elsewhere.path(), Some(dir.path())),
+            dir.path()
+        );
     }
 }

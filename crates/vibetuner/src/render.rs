@@ -83,13 +83,19 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_loader(move |name| load_template(app_templates.as_deref(), name));
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        env.set_formatter(markupsafe_formatter);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         crate::filters::register(&mut env);
         for hook in hooks {
             hook(&mut env);
         }
-        Self { env, reload, base, providers }
+        Self {
+            env,
+            reload,
+            base,
+            providers,
+        }
     }
 
     /// The environment for one render: a fresh copy (no cached templates) when reloading.
@@ -115,10 +121,16 @@ impl Renderer {
     }
 
     /// Renders a whole template.
-    pub fn render(&self, name: &str, request: Option<&RequestInfo>, ctx: Value) -> Result<String, Error> {
+    pub fn render(
+        &self,
+        name: &str,
+        request: Option<&RequestInfo>,
+        ctx: Value,
+    ) -> Result<String, Error> {
         let env = self.environment();
         let tmpl = env.get_template(name).map_err(template_error)?;
-        tmpl.render(self.context(request, ctx)).map_err(template_error)
+        tmpl.render(self.context(request, ctx))
+            .map_err(template_error)
     }
 
     /// Renders one block of a template (for htmx partials).
@@ -134,13 +146,15 @@ impl Renderer {
         let mut captured = tmpl
             .render_captured(self.context(request, ctx))
             .map_err(template_error)?;
-        captured.with_state_mut(|state| state.render_block(block)).map_err(|e| {
-            if e.kind() == minijinja::ErrorKind::UnknownBlock {
-                Error::internal(format!("template {name} has no block named {block:?}"))
-            } else {
-                template_error(e)
-            }
-        })
+        captured
+            .with_state_mut(|state| state.render_block(block))
+            .map_err(|e| {
+                if e.kind() == minijinja::ErrorKind::UnknownBlock {
+                    Error::internal(format!("template {name} has no block named {block:?}"))
+                } else {
+                    template_error(e)
+                }
+            })
     }
 
     /// True when the template exists (in the app or the framework).
@@ -150,8 +164,40 @@ impl Renderer {
 
     /// Loads and compiles a template, reporting syntax errors.
     pub fn compile(&self, name: &str) -> Result<(), Error> {
-        self.environment().get_template(name).map(drop).map_err(template_error)
+        self.environment()
+            .get_template(name)
+            .map(drop)
+            .map_err(template_error)
     }
+}
+
+/// HTML-escapes like Jinja2's MarkupSafe (`& < > " '`), leaving `/` alone so URLs stay readable.
+fn markupsafe_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let html = matches!(state.auto_escape(), minijinja::AutoEscape::Html);
+    if !html || value.is_safe() || value.is_undefined() || value.is_none() {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let text = value.to_string();
+    let mut last = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&#34;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.write_str(&text[last..i])
+            .map_err(minijinja::Error::from)?;
+        out.write_str(entity).map_err(minijinja::Error::from)?;
+        last = i + 1;
+    }
+    out.write_str(&text[last..]).map_err(minijinja::Error::from)
 }
 
 fn merge_into(target: &mut BTreeMap<String, Value>, extra: Value) {
@@ -219,14 +265,29 @@ impl Render {
     }
 
     /// Renders a single block of a template, for htmx swaps.
-    pub fn block(&self, name: &str, block: &str, ctx: impl Serialize) -> Result<Html<String>, Error> {
+    pub fn block(
+        &self,
+        name: &str,
+        block: &str,
+        ctx: impl Serialize,
+    ) -> Result<Html<String>, Error> {
         self.renderer
-            .render_block(name, block, Some(&self.request), Value::from_serialize(&ctx))
+            .render_block(
+                name,
+                block,
+                Some(&self.request),
+                Value::from_serialize(&ctx),
+            )
             .map(Html)
     }
 
     /// Renders `block` for htmx requests and the whole page otherwise.
-    pub fn page_or_block(&self, name: &str, block: &str, ctx: impl Serialize) -> Result<Html<String>, Error> {
+    pub fn page_or_block(
+        &self,
+        name: &str,
+        block: &str,
+        ctx: impl Serialize,
+    ) -> Result<Html<String>, Error> {
         if self.request.htmx {
             self.block(name, block, ctx)
         } else {
@@ -248,8 +309,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Render {
             .extensions
             .get::<Arc<Renderer>>()
             .cloned()
-            .ok_or_else(|| Error::internal("Render used on a router not built by vibetuner::App"))?;
-        Ok(Self { renderer, request: RequestInfo::from_parts(parts) })
+            .ok_or_else(|| {
+                Error::internal("Render used on a router not built by vibetuner::App")
+            })?;
+        Ok(Self {
+            renderer,
+            request: RequestInfo::from_parts(parts),
+        })
     }
 }
 
@@ -265,7 +331,8 @@ mod tests {
             env.add_global("tagline", "hello");
             env.add_function("static_url", |p: String| format!("/static/vtest/{p}"));
         });
-        let provider: ContextProvider = Arc::new(|req| context! { who => req.path.clone(), tagline => "provided" });
+        let provider: ContextProvider =
+            Arc::new(|req| context! { who => req.path.clone(), tagline => "provided" });
         Renderer::new(dir, reload, base, &[hook], vec![provider])
     }
 
@@ -283,10 +350,19 @@ mod tests {
     fn app_templates_override_framework_ones_file_by_file() {
         let dir = tempfile::tempdir().unwrap();
         let r = renderer(Some(dir.path().to_owned()), true);
-        let page = r.render("index.html.jinja", Some(&request()), context! {}).unwrap();
+        let page = r
+            .render("index.html.jinja", Some(&request()), context! {})
+            .unwrap();
         assert!(page.contains("<!DOCTYPE html>"), "framework index renders");
-        std::fs::write(dir.path().join("index.html.jinja"), "mine {{ project_name }}").unwrap();
-        assert_eq!(r.render("index.html.jinja", None, context! {}).unwrap(), "mine Demo");
+        std::fs::write(
+            dir.path().join("index.html.jinja"),
+            "mine {{ project_name }}",
+        )
+        .unwrap();
+        assert_eq!(
+            r.render("index.html.jinja", None, context! {}).unwrap(),
+            "mine Demo"
+        );
     }
 
     #[test]
@@ -296,11 +372,23 @@ mod tests {
         std::fs::write(&path, "one").unwrap();
         let live = renderer(Some(dir.path().to_owned()), true);
         let cached = renderer(Some(dir.path().to_owned()), false);
-        assert_eq!(live.render("t.html.jinja", None, context! {}).unwrap(), "one");
-        assert_eq!(cached.render("t.html.jinja", None, context! {}).unwrap(), "one");
+        assert_eq!(
+            live.render("t.html.jinja", None, context! {}).unwrap(),
+            "one"
+        );
+        assert_eq!(
+            cached.render("t.html.jinja", None, context! {}).unwrap(),
+            "one"
+        );
         std::fs::write(&path, "two").unwrap();
-        assert_eq!(live.render("t.html.jinja", None, context! {}).unwrap(), "two");
-        assert_eq!(cached.render("t.html.jinja", None, context! {}).unwrap(), "one");
+        assert_eq!(
+            live.render("t.html.jinja", None, context! {}).unwrap(),
+            "two"
+        );
+        assert_eq!(
+            cached.render("t.html.jinja", None, context! {}).unwrap(),
+            "one"
+        );
     }
 
     #[test]
@@ -313,7 +401,11 @@ mod tests {
         .unwrap();
         let r = renderer(Some(dir.path().to_owned()), false);
         let out = r
-            .render("c.txt.jinja", Some(&request()), context! { x => "hey", project_name => "Call" })
+            .render(
+                "c.txt.jinja",
+                Some(&request()),
+                context! { x => "hey", project_name => "Call" },
+            )
             .unwrap();
         assert_eq!(out, "Call|/p|provided|HEY|rid");
     }
@@ -327,9 +419,13 @@ mod tests {
         )
         .unwrap();
         let r = renderer(Some(dir.path().to_owned()), false);
-        let block = r.render_block("b.html.jinja", "content", None, context! { n => 7 }).unwrap();
+        let block = r
+            .render_block("b.html.jinja", "content", None, context! { n => 7 })
+            .unwrap();
         assert_eq!(block, "<p>7</p>");
-        let err = r.render_block("b.html.jinja", "nope", None, context! {}).unwrap_err();
+        let err = r
+            .render_block("b.html.jinja", "nope", None, context! {})
+            .unwrap_err();
         assert!(err.to_string().contains("no block named \"nope\""), "{err}");
     }
 
@@ -337,7 +433,9 @@ mod tests {
     fn path_traversal_and_missing_templates_are_refused() {
         let r = renderer(None, false);
         assert!(!r.has_template("../Cargo.toml"));
-        let err = r.render("missing.html.jinja", None, context! {}).unwrap_err();
+        let err = r
+            .render("missing.html.jinja", None, context! {})
+            .unwrap_err();
         assert!(err.to_string().contains("missing.html.jinja"), "{err}");
     }
 
@@ -346,7 +444,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("e.html.jinja"), "{{ v }}").unwrap();
         let r = renderer(Some(dir.path().to_owned()), false);
-        let out = r.render("e.html.jinja", None, context! { v => "<b>" }).unwrap();
-        assert_eq!(out, "&lt;b&gt;");
+        let out = r
+            .render("e.html.jinja", None, context! { v => "<a href='/x'>\"&" })
+            .unwrap();
+        assert_eq!(out, "&lt;a href=&#39;/x&#39;&gt;&#34;&amp;");
     }
 }

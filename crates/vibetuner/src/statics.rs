@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -54,7 +54,9 @@ impl Statics {
 
 /// The `/static/...` route.
 pub fn router(statics: Arc<Statics>) -> Router {
-    Router::new().route("/static/{*path}", get(serve_static)).with_state(statics)
+    Router::new()
+        .route("/static/{*path}", get(serve_static))
+        .with_state(statics)
 }
 
 /// Strips a `v{8 chars}/` prefix of another version, if any.
@@ -63,7 +65,9 @@ fn strip_stale_hash(path: &str) -> &str {
         Some((first, rest))
             if first.len() == 9
                 && first.starts_with('v')
-                && first[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                && first[1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             rest
         }
@@ -104,7 +108,11 @@ async fn serve_static(
     let embedded = FrameworkStatics::get(rest).ok_or_else(Error::not_found)?;
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_str(embedded.metadata.mimetype()).unwrap_or(HeaderValue::from_static("application/octet-stream"))),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(embedded.metadata.mimetype())
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            ),
             (header::CACHE_CONTROL, statics.cache_control()),
         ],
         embedded.data.into_owned(),

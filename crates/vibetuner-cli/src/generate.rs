@@ -1,0 +1,259 @@
+//! Turns `templates/app` into a new project.
+//!
+//! `templates/app` is itself a complete project with the default answers (so `nix flake init`
+//! can copy it verbatim). `templates/app.toml` lists the few places where an answer appears;
+//! `vibetuner new` replaces exactly those and writes the answers to `vibetuner.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use vibetuner::project::{ANSWERS_FILE, AnswersFile, Project, TemplateInfo};
+
+/// The project template, embedded from `templates/app`.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "../../templates/app/"]
+#[exclude = "node_modules/*"]
+#[exclude = "target/*"]
+#[exclude = ".vibetuner/*"]
+#[exclude = "assets/statics/css/bundle.css"]
+#[exclude = "assets/statics/js/bundle.js"]
+#[exclude = "Cargo.lock"]
+#[exclude = "package-lock.json"]
+#[exclude = "bun.lock"]
+pub struct AppTemplate;
+
+/// The substitution spec, `templates/app.toml`.
+pub const SPEC: &str = include_str!("../../../templates/app.toml");
+
+/// One substitution.
+#[derive(Debug, Deserialize)]
+pub struct Replace {
+    /// File inside the template.
+    pub file: String,
+    /// Text in the verbatim template (the default answer in place).
+    pub find: String,
+    /// minijinja template producing the replacement.
+    pub replace: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Spec {
+    replace: Vec<Replace>,
+}
+
+/// Where the generated app gets the framework from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framework {
+    /// A local checkout (`vibetuner = { path = "..." }`): builds offline.
+    Path(PathBuf),
+    /// A released version from crates.io.
+    Version(String),
+}
+
+impl Framework {
+    /// The value of the `vibetuner` dependency in Cargo.toml.
+    pub fn dependency(&self) -> String {
+        match self {
+            Self::Path(p) => format!("{{ path = {} }}", toml_string(&p.to_string_lossy())),
+            Self::Version(v) => toml_string(v),
+        }
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The parsed substitution spec.
+pub fn replacements() -> anyhow::Result<Vec<Replace>> {
+    let spec: Spec = toml::from_str(SPEC).context("templates/app.toml is invalid")?;
+    Ok(spec.replace)
+}
+
+/// Renders every file of the project in memory: relative path → contents.
+pub fn render(
+    project: &Project,
+    framework: &Framework,
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut files: BTreeMap<String, Vec<u8>> = AppTemplate::iter()
+        .map(|name| {
+            let data = AppTemplate::get(&name)
+                .expect("listed files exist")
+                .data
+                .into_owned();
+            (name.into_owned(), data)
+        })
+        .collect();
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.add_filter("toml", |s: String| toml_string(&s));
+    let mut ctx = minijinja::value::Value::from_serialize(project);
+    ctx = minijinja::context! { framework_dependency => framework.dependency(), ..ctx };
+    for rule in replacements()? {
+        let Some(bytes) = files.get_mut(&rule.file) else {
+            bail!(
+                "templates/app.toml names {}, which is not in the template",
+                rule.file
+            );
+        };
+        let text = String::from_utf8(std::mem::take(bytes))
+            .with_context(|| format!("{} is not UTF-8", rule.file))?;
+        if !text.contains(&rule.find) {
+            bail!(
+                "templates/app.toml: {:?} does not occur in {}",
+                rule.find,
+                rule.file
+            );
+        }
+        let replacement = env
+            .render_str(&rule.replace, &ctx)
+            .with_context(|| format!("bad replacement for {}", rule.file))?;
+        *bytes = text.replace(&rule.find, &replacement).into_bytes();
+    }
+    let answers = AnswersFile {
+        template: TemplateInfo {
+            name: "app".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        project: project.clone(),
+    };
+    files.insert(ANSWERS_FILE.into(), answers.to_toml().into_bytes());
+    Ok(files)
+}
+
+/// Refuses a target that exists and is not an empty folder.
+pub fn check_target(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{} exists and is a file; choose a new folder name",
+            dir.display()
+        );
+    }
+    let empty = dir
+        .read_dir()
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .next()
+        .is_none();
+    if !empty {
+        bail!(
+            "{} already exists and is not empty; choose a new folder (nothing was written)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes the files under `dir`; on failure removes what it created.
+pub fn write(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
+    check_target(dir)?;
+    let created = !dir.exists();
+    let result = (|| -> anyhow::Result<()> {
+        for (name, data) in files {
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&path, data)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        if created {
+            let _ = std::fs::remove_dir_all(dir);
+        } else if let Ok(entries) = dir.read_dir() {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path())
+                    .or_else(|_| std::fs::remove_file(entry.path()));
+            }
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verbatim template is the defaults' rendering: `nix flake init` and
+    /// `vibetuner new --defaults` (in a folder named `app`) agree file by file.
+    #[test]
+    fn verbatim_template_equals_default_rendering() {
+        let framework = Framework::Version(env!("CARGO_PKG_VERSION").into());
+        let files = render(&Project::default(), &framework).unwrap();
+        for (name, data) in &files {
+            let verbatim = AppTemplate::get(name)
+                .unwrap_or_else(|| panic!("{name} is generated but missing from templates/app"));
+            assert_eq!(
+                String::from_utf8_lossy(&verbatim.data),
+                String::from_utf8_lossy(data),
+                "{name} differs from its default rendering"
+            );
+        }
+    }
+
+    #[test]
+    fn hidden_files_are_embedded() {
+        for name in [
+            ".env",
+            ".gitignore",
+            "Cargo.toml",
+            "src/main.rs",
+            "package.json",
+        ] {
+            assert!(
+                AppTemplate::get(name).is_some(),
+                "{name} missing from the embedded template"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_land_in_their_places() {
+        let project = Project {
+            project_name: "Shop \"Front\"".into(),
+            project_slug: "shop-front".into(),
+            project_description: "Sells things".into(),
+            ..Project::default()
+        };
+        let files = render(
+            &project,
+            &Framework::Path("/src/vt/crates/vibetuner".into()),
+        )
+        .unwrap();
+        let cargo = String::from_utf8(files["Cargo.toml"].clone()).unwrap();
+        let parsed: toml::Table = toml::from_str(&cargo).unwrap();
+        assert_eq!(parsed["package"]["name"].as_str(), Some("shop-front"));
+        assert_eq!(
+            parsed["package"]["description"].as_str(),
+            Some("Sells things")
+        );
+        assert_eq!(
+            parsed["dependencies"]["vibetuner"]["path"].as_str(),
+            Some("/src/vt/crates/vibetuner")
+        );
+        let answers =
+            AnswersFile::parse(std::str::from_utf8(&files[ANSWERS_FILE]).unwrap()).unwrap();
+        assert_eq!(answers.project, project);
+    }
+
+    #[test]
+    fn non_empty_targets_are_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+        let err = write(dir.path(), &BTreeMap::from([("a".into(), b"x".to_vec())])).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        assert!(!dir.path().join("a").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+            "mine"
+        );
+    }
+}
