@@ -149,6 +149,16 @@ fn prepare_app(app: &GeneratedApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An empty folder under `target/e2e` for one test process.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = target_dir()
+        .join("e2e")
+        .join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -18,14 +18,22 @@ fn start(env: &[(&str, &str)]) -> Server {
 }
 
 async fn json(server: &Server, path: &str) -> (StatusCode, Value) {
-    let resp = client()
-        .get(format!("{}{path}", server.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(server, path).await;
     let status = resp.status();
     assert_eq!(resp.headers()[CONTENT_TYPE], "application/json", "{path}");
     (status, resp.json().await.unwrap())
+}
+
+async fn get(server: &Server, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", server.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(server: &Server, path: &str) -> String {
+    get(server, path).await.text().await.unwrap()
 }
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -46,11 +54,7 @@ fn css_link(html: &str) -> String {
 #[tokio::test]
 async fn home_page_is_the_skeleton_with_a_versioned_css_bundle_holding_daisyui() {
     let server = start(&[]);
-    let resp = client()
-        .get(format!("{}/", server.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(&server, "/").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
     let html = resp.text().await.unwrap();
@@ -66,11 +70,7 @@ async fn home_page_is_the_skeleton_with_a_versioned_css_bundle_holding_daisyui()
 
     let css = css_link(&html);
     assert!(css.ends_with("/css/bundle.css"), "{css}");
-    let resp = client()
-        .get(format!("{}{css}", server.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(&server, &css).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()[CONTENT_TYPE], "text/css");
     assert_eq!(
@@ -106,14 +106,7 @@ async fn home_page_is_the_skeleton_with_a_versioned_css_bundle_holding_daisyui()
 #[tokio::test]
 async fn example_page_renders_whole_or_as_an_htmx_block() {
     let server = start(&[]);
-    let page = client()
-        .get(format!("{}/hello?name=Ada", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&server, "/hello?name=Ada").await;
     assert!(
         page.contains("<!DOCTYPE html>") && page.contains("Hello, Ada!"),
         "{page}"
@@ -263,11 +256,7 @@ async fn request_ids_are_echoed_or_generated_and_logged() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
-    let resp = client()
-        .get(format!("{}/", server.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(&server, "/").await;
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
     let log = server.log();
@@ -283,21 +272,10 @@ async fn request_ids_are_echoed_or_generated_and_logged() {
 #[tokio::test]
 async fn unversioned_and_stale_static_urls_redirect_to_the_current_hash() {
     let server = start(&[]);
-    let home = client()
-        .get(format!("{}/", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = page(&server, "/").await;
     let current = css_link(&home);
     for old in ["/static/css/bundle.css", "/static/vAAAAAAAA/css/bundle.css"] {
-        let resp = client()
-            .get(format!("{}{old}", server.base))
-            .send()
-            .await
-            .unwrap();
+        let resp = get(&server, old).await;
         assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT, "{old}");
         assert_eq!(resp.headers()[LOCATION], current.as_str(), "{old}");
     }
@@ -331,27 +309,25 @@ async fn unversioned_and_stale_static_urls_redirect_to_the_current_hash() {
 #[tokio::test]
 async fn meta_routes() {
     let server = start(&[]);
-    let get = |p: &str| client().get(format!("{}{p}", server.base)).send();
-    let robots = get("/robots.txt").await.unwrap();
+    let robots = get(&server, "/robots.txt").await;
     assert_eq!(robots.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
     let robots = robots.text().await.unwrap();
     assert!(
         robots.contains("Disallow: /auth/") && robots.contains("/sitemap.xml"),
         "{robots}"
     );
-    let sitemap = get("/sitemap.xml").await.unwrap().text().await.unwrap();
+    let sitemap = page(&server, "/sitemap.xml").await;
     assert!(
         sitemap.contains(&format!("<loc>http://127.0.0.1:{}/</loc>", server.port)),
         "{sitemap}"
     );
-    let manifest: Value = get("/site.webmanifest")
+    let manifest: Value = get(&server, "/site.webmanifest")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(manifest["name"], APP_NAME);
-    let icon = get("/favicon.ico").await.unwrap();
+    let icon = get(&server, "/favicon.ico").await;
     assert_eq!(icon.headers()[CONTENT_TYPE], "image/x-icon");
     assert_eq!(&icon.bytes().await.unwrap()[..4], &[0, 0, 1, 0]);
 }
@@ -377,23 +353,14 @@ async fn oversized_bodies_are_refused_with_413() {
 #[tokio::test]
 async fn templates_reload_without_restart_in_dev() {
     let app = generated_app();
-    let root = tempfile_dir("reload");
+    let root = vibetuner_e2e::scratch_dir("reload");
     std::fs::copy(app.dir.join("vibetuner.toml"), root.join("vibetuner.toml")).unwrap();
     let index = root.join("templates/frontend/index.html.jinja");
     std::fs::create_dir_all(index.parent().unwrap()).unwrap();
     std::fs::write(&index, "first {{ project_name }}").unwrap();
     let root_str = root.to_string_lossy().into_owned();
     let server = Server::start(&app.binary, &app.dir, &[("VIBETUNER_ROOT", &root_str)]).unwrap();
-    let get = || async {
-        client()
-            .get(format!("{}/", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let get = || async { page(&server, "/").await };
     assert_eq!(get().await, "first E2E Shop");
     std::fs::write(&index, "second").unwrap();
     assert_eq!(get().await, "second");
@@ -401,25 +368,10 @@ async fn templates_reload_without_restart_in_dev() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
-fn tempfile_dir(tag: &str) -> std::path::PathBuf {
-    let dir = vibetuner_e2e::target_dir()
-        .join("e2e")
-        .join(format!("{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly() {
     let server = start(&[]);
-    assert!(
-        client()
-            .get(format!("{}/health/ping", server.base))
-            .send()
-            .await
-            .is_ok()
-    );
+    assert_eq!(get(&server, "/health/ping").await.status(), StatusCode::OK);
     let status = server.signal_and_wait("TERM").unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }

@@ -3,16 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use vibetuner_e2e::{generated_app, run_cli, workspace_root};
-
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let dir = vibetuner_e2e::target_dir()
-        .join("e2e")
-        .join(format!("cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use vibetuner_e2e::{generated_app, run_cli, scratch_dir, workspace_root};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -36,7 +27,7 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 #[test]
 fn new_with_defaults_and_data_generates_the_project() {
-    let base = scratch("gen");
+    let base = scratch_dir("gen");
     let out = run_cli(
         &base,
         &[
@@ -100,7 +91,7 @@ fn regex_escape(s: &str) -> String {
 
 #[test]
 fn new_refuses_a_non_empty_folder_and_writes_nothing() {
-    let base = scratch("nonempty");
+    let base = scratch_dir("nonempty");
     std::fs::create_dir(base.join("taken")).unwrap();
     std::fs::write(base.join("taken/notes.txt"), "keep me").unwrap();
     let out = run_cli(&base, &["new", "taken", "--defaults"]);
@@ -117,7 +108,7 @@ fn new_refuses_a_non_empty_folder_and_writes_nothing() {
 
 #[test]
 fn new_refuses_bad_answers_before_writing() {
-    let base = scratch("bad");
+    let base = scratch_dir("bad");
     for (args, message) in [
         (
             vec!["new", "x1", "--defaults", "--data", "project_slug=My_App"],

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -325,7 +325,6 @@ impl App {
             .routes
             .merge(crate::meta::router(meta))
             .merge(statics::router(statics))
-            .merge(crate::health::router(health))
             .fallback(home_or_not_found)
             .layer(axum::Extension(renderer.clone()))
             .layer(DefaultBodyLimit::max(settings.max_body_size))
@@ -336,6 +335,8 @@ impl App {
                 crate::error::error_pages,
             ))
             .layer(middleware::from_fn(access_log))
+            // Health probes skip the page stack (logs, error pages, limits) on their hot path.
+            .merge(crate::health::router(health))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
 
@@ -486,21 +487,26 @@ async fn home_or_not_found(render: Render, method: Method) -> Result<Response, E
 
 async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let span = tracing::info_span!("request", %method, %path, %request_id);
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        %request_id
+    );
     let response = next.run(request).instrument(span.clone()).await;
-    let status = response.status();
-    if !path.starts_with("/health/") || status != StatusCode::OK {
-        let ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
-        span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms = ms, "response"));
-    }
+    let ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = ms,
+            "response"
+        )
+    });
     response
 }
 

@@ -134,13 +134,23 @@ pub async fn error_pages(
     next: Next,
 ) -> Response {
     let html = wants_html(request.headers());
-    let (parts, body) = request.into_parts();
-    let info = RequestInfo::from_parts(&parts);
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let htmx = request.headers().get("hx-request").cloned();
+    let request_id = request.headers().get("x-request-id").cloned();
+    let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    let header_text = |v: Option<HeaderValue>| v.and_then(|v| v.to_str().ok().map(str::to_owned));
+    let info = RequestInfo {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
+        htmx: header_text(htmx).as_deref() == Some("true"),
+        request_id: header_text(request_id).unwrap_or_default(),
+    };
     let (mut head, body) = response.into_parts();
     let detail = if let Some(ErrorDetail(detail)) = head.extensions.get::<ErrorDetail>() {
         if !html {

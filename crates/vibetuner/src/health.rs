@@ -196,6 +196,9 @@ async fn health_summary(
 
 async fn ready(State(h): State<Arc<Health>>) -> impl IntoResponse {
     let (ok, services) = h.services().await;
+    if !ok {
+        tracing::warn!(services = %json!(services), "not ready: a configured service is unreachable");
+    }
     let status = if ok {
         StatusCode::OK
     } else {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing vibetuner needs on a Debian machine, skipping what is there:
+# Rust (expected already: rustup), cargo-nextest, Node.js with npm, wrk (benchmarks only).
+# Usage: scripts/prerequisites.sh [--bench]
+set -euo pipefail
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "${VIBETUNER_APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    export VIBETUNER_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found. Install Rust first: https://rustup.rs (then open a new shell)" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing Node.js and npm (apt)"
+  apt_install nodejs npm
+fi
+if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (apt)"
+  apt_install wrk
+fi

@@ -1,0 +1,231 @@
+//! HTTP benchmark (`cargo bench -p vibetuner-e2e`): a release build of a generated app against a
+//! bare axum baseline, measured in the same run with `wrk`. Reports req/s and p99 latency for
+//! `/health/ping` and `/`, idle and loaded RSS, and cold start (spawn to first 200).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vibetuner_e2e::{APP_SLUG, free_port, generated_app, target_dir};
+
+const DURATION: &str = "8s";
+const CONNECTIONS: &str = "64";
+
+struct Target {
+    name: &'static str,
+    binary: std::path::PathBuf,
+    args: fn(u16) -> Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+fn spawn(t: &Target, port: u16) -> Child {
+    Command::new(&t.binary)
+        .args((t.args)(port))
+        .current_dir(&t.dir)
+        .env_clear()
+        .env("ENVIRONMENT", "prod")
+        .env(
+            "SESSION_KEY",
+            "bench-session-key-that-is-long-enough-0123456789",
+        )
+        .env("HOST", "127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server starts")
+}
+
+fn ping_ok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.write_all(b"GET /health/ping HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
+}
+
+fn cold_start(t: &Target) -> Duration {
+    let mut samples: Vec<Duration> = (0..7)
+        .map(|_| {
+            let port = free_port();
+            let started = Instant::now();
+            let mut child = spawn(t, port);
+            while !ping_ok(port) {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "{} did not start",
+                    t.name
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let elapsed = started.elapsed();
+            let _ = child.kill();
+            let _ = child.wait();
+            elapsed
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs wrk; returns (req/s, p99 ms).
+fn wrk(url: &str) -> (f64, f64) {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency", url])
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| parse_latency(v.trim()))
+        .unwrap_or(f64::NAN);
+    (rps, p99)
+}
+
+fn parse_latency(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+struct Figures {
+    ping: (f64, f64),
+    home: Option<(f64, f64)>,
+    idle_kib: u64,
+    loaded_kib: u64,
+    cold: Duration,
+}
+
+fn measure(t: &Target, with_home: bool) -> Figures {
+    let cold = cold_start(t);
+    let port = free_port();
+    let mut child = spawn(t, port);
+    while !ping_ok(port) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let idle_kib = rss_kib(child.id());
+    let pid = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut max = 0;
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            max = max.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        max
+    });
+    let ping = wrk(&format!("{base}/health/ping"));
+    let home = with_home.then(|| wrk(&format!("{base}/")));
+    let loaded_kib = sampler.join().unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    Figures {
+        ping,
+        home,
+        idle_kib,
+        loaded_kib,
+        cold,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let app = generated_app();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--offline", "--quiet"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(&app.dir)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "release build of the generated app failed"
+    );
+    let app_target = Target {
+        name: "vibetuner app",
+        binary: target_dir().join("release").join(APP_SLUG),
+        args: |p| vec!["serve".into(), "--port".into(), p.to_string()],
+        dir: app.dir.clone(),
+    };
+    let baseline = Target {
+        name: "bare axum",
+        binary: Path::new(env!("CARGO_BIN_EXE_bare_axum")).to_owned(),
+        args: |p| vec![p.to_string()],
+        dir: app.dir.clone(),
+    };
+    let base = measure(&baseline, false);
+    let ours = measure(&app_target, true);
+    let home = ours.home.expect("measured");
+    let ratio = ours.ping.0 / base.ping.0;
+    println!(
+        "\nvibetuner HTTP benchmark (wrk -t2 -c{CONNECTIONS} -d{DURATION}, release, ENVIRONMENT=prod)"
+    );
+    println!(
+        "| target | /health/ping req/s | p99 ms | / req/s | p99 ms | idle RSS MiB | loaded RSS MiB | cold start ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, f) in [("bare axum", &base), ("vibetuner app", &ours)] {
+        let (h_rps, h_p99) = f.home.map_or(("-".into(), "-".into()), |(r, p)| {
+            (format!("{r:.0}"), format!("{p:.2}"))
+        });
+        println!(
+            "| {name} | {:.0} | {:.2} | {h_rps} | {h_p99} | {:.1} | {:.1} | {:.1} |",
+            f.ping.0,
+            f.ping.1,
+            f.idle_kib as f64 / 1024.0,
+            f.loaded_kib as f64 / 1024.0,
+            f.cold.as_secs_f64() * 1000.0
+        );
+    }
+    let checks = [
+        (
+            "/health/ping >= 0.8x bare axum",
+            ratio >= 0.8,
+            format!("{ratio:.2}x"),
+        ),
+        (
+            "/ >= 10000 req/s",
+            home.0 >= 10_000.0,
+            format!("{:.0}", home.0),
+        ),
+        (
+            "idle RSS < 30 MiB",
+            ours.idle_kib < 30 * 1024,
+            format!("{:.1} MiB", ours.idle_kib as f64 / 1024.0),
+        ),
+        (
+            "cold start < 50 ms",
+            ours.cold < Duration::from_millis(50),
+            format!("{:.1} ms", ours.cold.as_secs_f64() * 1000.0),
+        ),
+    ];
+    println!();
+    for (what, ok, value) in &checks {
+        println!("{} {what}: {value}", if *ok { "PASS" } else { "MISS" });
+    }
+}
