@@ -143,14 +143,7 @@ pub async fn error_pages(
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let header_text = |v: Option<HeaderValue>| v.and_then(|v| v.to_str().ok().map(str::to_owned));
-    let info = RequestInfo {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        query: uri.query().unwrap_or_default().to_owned(),
-        htmx: header_text(htmx).as_deref() == Some("true"),
-        request_id: header_text(request_id).unwrap_or_default(),
-    };
+    let info = RequestInfo::new(&method, &uri, htmx.as_ref(), request_id.as_ref());
     let (mut head, body) = response.into_parts();
     let detail = if let Some(ErrorDetail(detail)) = head.extensions.get::<ErrorDetail>() {
         if !html {

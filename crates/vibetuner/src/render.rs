@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, Uri};
 use axum::response::Html;
 use minijinja::{Environment, Value};
 use serde::Serialize;
@@ -39,20 +40,32 @@ pub struct RequestInfo {
 impl RequestInfo {
     /// Reads the parts a template may need from a request.
     pub fn from_parts(parts: &Parts) -> Self {
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
+        Self::new(
+            &parts.method,
+            &parts.uri,
+            parts.headers.get("hx-request"),
+            parts.headers.get("x-request-id"),
+        )
+    }
+
+    /// Builds the info from the pieces a middleware can keep past `next.run`.
+    pub fn new(
+        method: &Method,
+        uri: &Uri,
+        hx_request: Option<&HeaderValue>,
+        request_id: Option<&HeaderValue>,
+    ) -> Self {
+        let text = |v: Option<&HeaderValue>| {
+            v.and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned()
         };
         Self {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().unwrap_or_default().to_owned(),
-            htmx: header("hx-request") == "true",
-            request_id: header("x-request-id"),
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
+            htmx: text(hx_request) == "true",
+            request_id: text(request_id),
         }
     }
 }
