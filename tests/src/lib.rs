@@ -133,12 +133,24 @@ fn prepare_app(app: &GeneratedApp) -> anyhow::Result<()> {
             .current_dir(&app.dir),
         "cargo build of the generated app",
     )?;
-    run(
-        Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefer-offline"])
-            .current_dir(&app.dir),
-        "npm install in the generated app",
-    )?;
+    // npm has been seen to hang after unpacking here: bound each attempt and retry once.
+    let npm_install = || {
+        run(
+            Command::new("timeout")
+                .args([
+                    "180",
+                    "npm",
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefer-offline",
+                    "--ignore-scripts",
+                ])
+                .current_dir(&app.dir),
+            "npm install in the generated app",
+        )
+    };
+    npm_install().or_else(|_| npm_install())?;
     run(
         Command::new("npm")
             .args(["run", "build"])
