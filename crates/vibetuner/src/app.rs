@@ -31,6 +31,41 @@ use crate::meta::Meta;
 use crate::project::{self, Project};
 use crate::render::{ContextProvider, EnvHook, FrameworkTemplates, Render, Renderer, RequestInfo};
 use crate::statics::{self, Statics};
+use crate::store::{Model, Store, StoreError};
+use crate::urls::Urls;
+
+type IndexFuture = std::pin::Pin<Box<dyn Future<Output = Result<usize, StoreError>> + Send>>;
+
+/// A registered model: its collection and how to create its indexes.
+#[derive(Clone)]
+struct ModelEntry {
+    collection: &'static str,
+    ensure_indexes: fn(Store) -> IndexFuture,
+}
+
+impl ModelEntry {
+    fn of<T: Model>() -> Self {
+        Self {
+            collection: T::COLLECTION,
+            ensure_indexes: |store| {
+                Box::pin(async move { store.models::<T>().ensure_indexes().await })
+            },
+        }
+    }
+}
+
+/// The framework's own models, registered on every app.
+fn framework_models() -> Vec<ModelEntry> {
+    use crate::models::*;
+    vec![
+        ModelEntry::of::<User>(),
+        ModelEntry::of::<OAuthAccount>(),
+        ModelEntry::of::<EmailVerificationToken>(),
+        ModelEntry::of::<ConfigEntry>(),
+        ModelEntry::of::<DeadLetter>(),
+        ModelEntry::of::<Blob>(),
+    ]
+}
 
 /// What [`project!`](crate::project) captures from the app crate at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +97,8 @@ pub struct App {
     hooks: Vec<EnvHook>,
     providers: Vec<ContextProvider>,
     checks: Vec<ServiceCheck>,
+    models: Vec<ModelEntry>,
+    names: Vec<(String, String)>,
 }
 
 /// A built app: its router plus what `serve` reports.
@@ -78,6 +115,29 @@ pub struct BuiltApp {
     pub version: String,
     /// The template renderer.
     pub renderer: Arc<Renderer>,
+    /// The database.
+    pub store: Store,
+    /// Route names and paths.
+    pub urls: Urls,
+    models: Vec<ModelEntry>,
+}
+
+impl BuiltApp {
+    /// Creates the indexes of every registered model (framework and app); returns how many.
+    pub async fn ensure_indexes(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for model in &self.models {
+            total += (model.ensure_indexes)(self.store.clone())
+                .await
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", model.collection)))?;
+        }
+        Ok(total)
+    }
+
+    /// The collections of every registered model.
+    pub fn collections(&self) -> Vec<&'static str> {
+        self.models.iter().map(|m| m.collection).collect()
+    }
 }
 
 impl App {
@@ -89,7 +149,30 @@ impl App {
             hooks: Vec::new(),
             providers: Vec::new(),
             checks: Vec::new(),
+            models: framework_models(),
+            names: Vec::new(),
         }
+    }
+
+    /// Registers a model: its indexes are created at startup and by `db ensure-indexes`.
+    pub fn model<T: Model>(mut self) -> Self {
+        if !self.models.iter().any(|m| m.collection == T::COLLECTION) {
+            self.models.push(ModelEntry::of::<T>());
+        }
+        self
+    }
+
+    /// Adds a model's CRUD routes (and registers the model and the routes' names).
+    pub fn crud<T: Model>(mut self, crud: crate::Crud<T>) -> Self {
+        self.names.extend(crud.route_names());
+        self.routes = self.routes.merge(crud.into_router());
+        self.model::<T>()
+    }
+
+    /// Adds a route with a name, for `url_for(name, ...)` in templates and [`Urls`] in handlers.
+    pub fn named_route(mut self, name: &str, path: &str, method_router: MethodRouter) -> Self {
+        self.names.push((name.to_owned(), path.to_owned()));
+        self.route(path, method_router)
     }
 
     /// Adds a route. Registering `/` replaces the framework's home page.
@@ -214,13 +297,52 @@ impl App {
             Command::Check => {
                 let root = self.root();
                 let settings = Settings::load(&root)?;
-                let built = self.build(settings, &root)?;
+                let built = self.build(settings, &root).await?;
                 let count = check_templates(&built)?;
                 println!(
                     "ok: settings valid ({}), {count} templates compile, root {}",
                     built.settings.environment,
                     built.root.display()
                 );
+                Ok(())
+            }
+            Command::Db { command } => {
+                let root = self.root();
+                let settings = Settings::load(&root)?;
+                let built = self.build(settings, &root).await?;
+                let store = &built.store;
+                let location = store
+                    .embedded_path()
+                    .map(|p| p.display().to_string())
+                    .or_else(|| {
+                        built
+                            .settings
+                            .mongodb_url
+                            .as_deref()
+                            .map(crate::health::redact)
+                    })
+                    .unwrap_or_default();
+                match command {
+                    DbCommand::EnsureIndexes => {
+                        let n = built.ensure_indexes().await.with_context(|| {
+                            format!(
+                                "cannot create indexes in the {} store at {location}",
+                                store.kind()
+                            )
+                        })?;
+                        println!(
+                            "ok: {n} indexes ensured on {} collections ({} store at {location})",
+                            built.collections().len(),
+                            store.kind()
+                        );
+                    }
+                    DbCommand::Ping => {
+                        store.ping().await.with_context(|| {
+                            format!("the {} store at {location} does not answer", store.kind())
+                        })?;
+                        println!("ok: {} store at {location} answers", store.kind());
+                    }
+                }
                 Ok(())
             }
             Command::Serve { host, port } => {
@@ -254,8 +376,10 @@ impl App {
     }
 
     /// Builds the router with every framework route and layer.
-    pub fn build(self, settings: Settings, root: &Path) -> anyhow::Result<BuiltApp> {
+    pub async fn build(self, settings: Settings, root: &Path) -> anyhow::Result<BuiltApp> {
         let project = Project::from_answers(self.source.answers).map_err(anyhow::Error::msg)?;
+        let store = Store::from_settings(&settings, root, &project.project_slug).await?;
+        let urls = Urls::new(self.names.clone()).map_err(anyhow::Error::msg)?;
         let mut version = settings
             .app_version
             .clone()
@@ -280,6 +404,19 @@ impl App {
                 env.add_function("static_url", move |path: String| s.url(&path));
             }),
         );
+        let template_urls = urls.clone();
+        hooks.insert(
+            1,
+            Arc::new(move |env: &mut Environment<'static>| {
+                let u = template_urls.clone();
+                env.add_function(
+                    "url_for",
+                    move |name: String, kwargs: minijinja::value::Kwargs| {
+                        u.template_path(&name, &kwargs)
+                    },
+                );
+            }),
+        );
         let renderer = Arc::new(Renderer::new(
             existing(root.join("templates/frontend")),
             settings.template_reload,
@@ -289,8 +426,12 @@ impl App {
         ));
 
         let mut checks = Vec::new();
-        if let Some(url) = &settings.mongodb_url {
-            checks.push(ServiceCheck::tcp("mongodb", url, 27017));
+        if settings.mongodb_url.is_some() {
+            let db = store.clone();
+            checks.push(ServiceCheck::new("mongodb", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| e.to_string()) }
+            }));
         }
         if let Some(url) = &settings.redis_url {
             checks.push(ServiceCheck::tcp("redis", url, 6379));
@@ -327,6 +468,8 @@ impl App {
             .merge(statics::router(statics))
             .fallback(home_or_not_found)
             .layer(axum::Extension(renderer.clone()))
+            .layer(axum::Extension(store.clone()))
+            .layer(axum::Extension(urls.clone()))
             .layer(DefaultBodyLimit::max(settings.max_body_size))
             .layer(RequestBodyLimitLayer::new(settings.max_body_size))
             .layer(CatchPanicLayer::new())
@@ -347,6 +490,9 @@ impl App {
             root: root.to_owned(),
             version,
             renderer,
+            store,
+            urls,
+            models: self.models,
         })
     }
 
@@ -364,8 +510,16 @@ impl App {
         if let Some(warning) = settings.session_key_warning() {
             tracing::warn!("{warning}");
         }
-        let built = self.build(settings, root)?;
+        let built = self.build(settings, root).await?;
         warn_if_bundle_missing(&built.root);
+        let indexes = built
+            .ensure_indexes()
+            .await
+            .context("cannot create the database indexes")?;
+        built
+            .store
+            .spawn_ttl_sweeper(Duration::from_secs(built.settings.store_ttl_interval_secs));
+        tracing::info!(store = built.store.kind(), indexes, "database ready");
         let grace = Duration::from_secs(built.settings.shutdown_timeout_secs);
         tracing::info!(
             app = %built.project.project_slug,
@@ -424,8 +578,21 @@ enum Command {
         #[arg(default_value = ".vibetuner/templates")]
         dir: PathBuf,
     },
+    /// Database maintenance (MongoDB when MONGODB_URL is set, else the embedded store).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Print the app and framework versions.
     Version,
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the indexes every registered model declares (safe to repeat).
+    EnsureIndexes,
+    /// Check that the database answers.
+    Ping,
 }
 
 /// Command names must be `'static` in clap; the app's name lives for the whole process.

@@ -185,7 +185,8 @@ pub struct Settings {
     pub host: String,
     /// `PORT`: bind port for `serve` (8000).
     pub port: u16,
-    /// `MONGODB_URL`: MongoDB connection string; unset selects the embedded store.
+    /// `MONGODB_URL`: MongoDB connection string (database from its path, else the project slug);
+    /// unset selects the embedded store.
     pub mongodb_url: Option<String>,
     /// `REDIS_URL`: Redis connection string; unset selects in-process fallbacks.
     pub redis_url: Option<String>,
@@ -201,6 +202,10 @@ pub struct Settings {
     pub template_reload: bool,
     /// `SHUTDOWN_TIMEOUT`: seconds to let in-flight requests finish after SIGTERM (30).
     pub shutdown_timeout_secs: u64,
+    /// `DATA_DIR`: folder for the embedded store and other local data (`<root>/data`).
+    pub data_dir: Option<PathBuf>,
+    /// `STORE_TTL_INTERVAL`: seconds between sweeps of expired documents in the embedded store (60).
+    pub store_ttl_interval_secs: u64,
     /// Every key/value the settings were read from, for app-specific settings.
     pub source: Source,
 }
@@ -261,6 +266,10 @@ impl Settings {
             shutdown_timeout_secs: source
                 .parse("SHUTDOWN_TIMEOUT", "a number of seconds")?
                 .unwrap_or(30),
+            data_dir: non_empty(source.get("DATA_DIR")).map(PathBuf::from),
+            store_ttl_interval_secs: source
+                .parse("STORE_TTL_INTERVAL", "a number of seconds")?
+                .unwrap_or(60),
             source,
         };
         settings.check_session_key()?;

@@ -82,8 +82,13 @@ impl fmt::Debug for Error {
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Error {
+    /// Store failures keep their meaning (409 duplicate, 422 invalid); anything else is a 500.
     fn from(err: E) -> Self {
-        Self::internal(format!("{:#}", err.into()))
+        let err = err.into();
+        match err.downcast_ref::<crate::store::StoreError>() {
+            Some(store) => store.to_http(),
+            None => Self::internal(format!("{err:#}")),
+        }
     }
 }
 

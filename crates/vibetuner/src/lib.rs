@@ -21,24 +21,32 @@
 
 pub mod app;
 pub mod config;
+pub mod crud;
 pub mod error;
 pub mod filters;
 pub mod health;
 pub mod meta;
+pub mod models;
 pub mod project;
 pub mod render;
 pub mod statics;
+pub mod store;
+pub mod urls;
 
 pub use app::{App, BuiltApp, ProjectSource};
 pub use config::{Environment, Settings};
+pub use crud::Crud;
 pub use error::{Error, Result};
 pub use health::ServiceCheck;
 pub use project::Project;
 pub use render::{Render, RequestInfo};
+pub use store::{Filter, Id, Index, Model, Query, Record, Store, Timestamp};
+pub use urls::Urls;
 
 pub use axum;
 pub use minijinja;
 pub use minijinja::context;
+pub use schemars;
 pub use serde;
 pub use serde_json;
 pub use tokio;
@@ -46,9 +54,14 @@ pub use tracing;
 
 /// The names most apps need.
 pub mod prelude {
-    pub use crate::{App, Error, Render, RequestInfo, Result, ServiceCheck, context};
+    pub use crate::store::{FieldError, Order, Update};
+    pub use crate::{
+        App, Crud, Error, Filter, Id, Index, Model, Record, Render, RequestInfo, Result,
+        ServiceCheck, Store, Timestamp, context,
+    };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::response::{Html, IntoResponse, Redirect, Response};
     pub use axum::routing::{delete, get, patch, post, put};
+    pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }

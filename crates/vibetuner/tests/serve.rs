@@ -31,9 +31,15 @@ async fn start(
 ) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let settings = Settings::from_source(Source::default()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let settings = Settings::from_source(Source::from_pairs([(
+        "DATA_DIR",
+        data.path().to_str().unwrap(),
+    )]))
+    .unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let server = tokio::spawn(async move {
+        let _data = data;
         app()
             .serve(listener, settings, &root, async {
                 let _ = shutdown.await;

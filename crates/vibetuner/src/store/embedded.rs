@@ -1,0 +1,614 @@
+//! The embedded backend: one SQLite file, a table per collection holding each document as JSONB.
+//!
+//! Queries are translated to SQL over `json_extract`, with MongoDB's semantics: comparisons are
+//! bracketed by type, `null` matches a missing field, ties in a sort are broken by id, indexes are
+//! expression indexes (so unique and compound indexes are enforced by SQLite), and TTL indexes are
+//! honoured by a periodic sweep ([`Embedded::purge_expired`]).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bson::oid::ObjectId;
+use bson::{Bson, Document};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+
+use super::query::{Cmp, Filter, Index, Order, Query, valid_collection, valid_field};
+use super::value::{Timestamp, doc_from_stored_json, doc_to_stored_json, to_stored_json};
+use super::{StoreError, Update};
+
+/// An open SQLite store, shared by every request.
+pub struct Embedded {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    tables: Mutex<HashSet<String>>,
+}
+
+impl Embedded {
+    /// Opens (creating if needed) the store file and its folder.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot create the data folder {}: {e} (set DATA_DIR to a writable folder)",
+                    dir.display()
+                ))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open the embedded store {}: {e}",
+                path.display()
+            ))
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _vt_ttl (collection TEXT NOT NULL, field TEXT NOT NULL, \
+             seconds INTEGER NOT NULL, PRIMARY KEY (collection, field)) WITHOUT ROWID",
+        )
+        .map_err(sql)?;
+        conn.create_scalar_function(
+            "vt_icontains",
+            2,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                let hay = ctx.get_raw(0).as_str().ok();
+                let needle = ctx.get_raw(1).as_str().ok();
+                Ok(match (hay, needle) {
+                    (Some(h), Some(n)) => h.to_lowercase().contains(&n.to_lowercase()),
+                    _ => false,
+                })
+            },
+        )
+        .map_err(sql)?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+            tables: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on a blocking thread, creating the collection's table first.
+    pub(super) async fn with<R: Send + 'static>(
+        self: &Arc<Self>,
+        coll: &str,
+        f: impl FnOnce(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        if !valid_collection(coll) {
+            return Err(StoreError::Invalid(format!(
+                "invalid collection name {coll:?} (letters, digits and _; not starting with _vt or sqlite_)"
+            )));
+        }
+        let this = self.clone();
+        let coll = coll.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
+            this.ensure_table(&conn, &coll)?;
+            f(&conn, &coll)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    fn ensure_table(&self, conn: &Connection, coll: &str) -> Result<(), StoreError> {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if !tables.contains(coll) {
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{coll}\" (id TEXT PRIMARY KEY NOT NULL, doc BLOB NOT NULL) WITHOUT ROWID"
+            ))
+            .map_err(sql)?;
+            tables.insert(coll.to_owned());
+        }
+        Ok(())
+    }
+
+    pub(super) fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)
+    }
+
+    /// Deletes documents whose TTL has passed; returns how many.
+    pub(super) fn purge_expired(&self) -> Result<u64, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let rules: Vec<(String, String, i64)> = conn
+            .prepare("SELECT collection, field, seconds FROM _vt_ttl")
+            .map_err(sql)?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?;
+        let mut purged = 0;
+        for (coll, field, seconds) in rules {
+            if !valid_collection(&coll) || !valid_field(&field) {
+                continue;
+            }
+            let cutoff = Timestamp::from_millis(Timestamp::now().millis() - seconds * 1000);
+            let cutoff = to_stored_json(&Bson::from(cutoff)).to_string();
+            let path = json_path(&field);
+            let deleted = conn
+                .execute(
+                    &format!(
+                        "DELETE FROM \"{coll}\" WHERE json_type(doc, '{path}') = 'object' \
+                         AND substr(json_extract(doc, '{path}'), 1, 9) = '{{\"$date\":' \
+                         AND json_extract(doc, '{path}') < ?1"
+                    ),
+                    [cutoff],
+                )
+                .or_else(|e| if is_missing_table(&e) { Ok(0) } else { Err(e) })
+                .map_err(sql)?;
+            purged += deleted as u64;
+        }
+        Ok(purged)
+    }
+}
+
+pub(super) fn insert(conn: &Connection, coll: &str, mut doc: Document) -> Result<(), StoreError> {
+    let id = match doc.remove("_id") {
+        Some(Bson::ObjectId(id)) => id,
+        _ => return Err(StoreError::Invalid("documents need an ObjectId _id".into())),
+    };
+    let json = serde_json::Value::Object(doc_to_stored_json(&doc)).to_string();
+    conn.prepare_cached(&format!(
+        "INSERT INTO \"{coll}\" (id, doc) VALUES (?1, jsonb(?2))"
+    ))
+    .map_err(sql)?
+    .execute([id.to_hex(), json])
+    .map_err(|e| constraint(coll, e))?;
+    Ok(())
+}
+
+pub(super) fn find(
+    conn: &Connection,
+    coll: &str,
+    query: &Query,
+) -> Result<Vec<Document>, StoreError> {
+    let mut w = Where::default();
+    w.filter(&query.filter)?;
+    let order: Vec<String> = query
+        .full_sort()
+        .iter()
+        .map(|(f, o)| {
+            check_field(f)?;
+            let dir = if *o == Order::Asc { "ASC" } else { "DESC" };
+            Ok(format!("{} {dir}", value_expr(f)))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let limit = query
+        .limit
+        .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let skip = i64::try_from(query.skip).unwrap_or(i64::MAX);
+    w.params.push(SqlValue::Integer(limit));
+    w.params.push(SqlValue::Integer(skip));
+    let n = w.params.len();
+    let sql_text = format!(
+        "SELECT id, json(doc) FROM \"{coll}\" WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}",
+        w.sql,
+        order.join(", "),
+        n - 1,
+        n
+    );
+    let mut stmt = conn.prepare_cached(&sql_text).map_err(sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(w.params.iter()), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql)?;
+    rows.map(|row| {
+        let (id, json) = row.map_err(sql)?;
+        decode(&id, &json)
+    })
+    .collect()
+}
+
+pub(super) fn count(conn: &Connection, coll: &str, filter: &Filter) -> Result<u64, StoreError> {
+    let mut w = Where::default();
+    w.filter(filter)?;
+    let n: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM \"{coll}\" WHERE {}", w.sql))
+        .map_err(sql)?
+        .query_row(params_from_iter(w.params.iter()), |r| r.get(0))
+        .map_err(sql)?;
+    Ok(n as u64)
+}
+
+pub(super) fn update(
+    conn: &Connection,
+    coll: &str,
+    filter: &Filter,
+    update: &Update,
+    many: bool,
+) -> Result<Vec<Document>, StoreError> {
+    let query = Query {
+        filter: filter.clone(),
+        limit: (!many).then_some(1),
+        ..Query::default()
+    };
+    let docs = find(conn, coll, &query)?;
+    if docs.is_empty() || (update.set.is_empty() && update.unset.is_empty()) {
+        return Ok(docs);
+    }
+    let tx = conn.unchecked_transaction().map_err(sql)?;
+    let mut out = Vec::with_capacity(docs.len());
+    for mut doc in docs {
+        for (path, value) in &update.set {
+            set_path(&mut doc, path, value.clone());
+        }
+        for path in &update.unset {
+            unset_path(&mut doc, path);
+        }
+        let id = doc
+            .get_object_id("_id")
+            .map_err(|e| StoreError::Decode(e.to_string()))?;
+        let mut body = doc.clone();
+        body.remove("_id");
+        let json = serde_json::Value::Object(doc_to_stored_json(&body)).to_string();
+        tx.prepare_cached(&format!(
+            "UPDATE \"{coll}\" SET doc = jsonb(?1) WHERE id = ?2"
+        ))
+        .map_err(sql)?
+        .execute([json, id.to_hex()])
+        .map_err(|e| constraint(coll, e))?;
+        out.push(doc);
+    }
+    tx.commit().map_err(sql)?;
+    Ok(out)
+}
+
+pub(super) fn delete(
+    conn: &Connection,
+    coll: &str,
+    filter: &Filter,
+    many: bool,
+) -> Result<u64, StoreError> {
+    let mut w = Where::default();
+    w.filter(filter)?;
+    let sql_text = if many {
+        format!("DELETE FROM \"{coll}\" WHERE {}", w.sql)
+    } else {
+        format!(
+            "DELETE FROM \"{coll}\" WHERE id IN (SELECT id FROM \"{coll}\" WHERE {} ORDER BY id LIMIT 1)",
+            w.sql
+        )
+    };
+    let n = conn
+        .prepare_cached(&sql_text)
+        .map_err(sql)?
+        .execute(params_from_iter(w.params.iter()))
+        .map_err(sql)?;
+    Ok(n as u64)
+}
+
+pub(super) fn create_index(conn: &Connection, coll: &str, index: &Index) -> Result<(), StoreError> {
+    let name = index.index_name();
+    if name.contains('"') {
+        return Err(StoreError::Invalid(format!("invalid index name {name:?}")));
+    }
+    let mut cols = Vec::new();
+    for (field, order) in &index.keys {
+        check_field(field)?;
+        let dir = if *order == Order::Asc { "" } else { " DESC" };
+        cols.push(format!("{}{dir}", value_expr(field)));
+    }
+    let unique = if index.unique { "UNIQUE " } else { "" };
+    conn.execute_batch(&format!(
+        "CREATE {unique}INDEX IF NOT EXISTS \"{coll}__{name}\" ON \"{coll}\" ({})",
+        cols.join(", ")
+    ))
+    .map_err(|e| constraint(coll, e))?;
+    if let Some(ttl) = index.ttl {
+        conn.execute(
+            "INSERT INTO _vt_ttl (collection, field, seconds) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (collection, field) DO UPDATE SET seconds = excluded.seconds",
+            rusqlite::params![coll, index.keys[0].0, ttl.as_secs() as i64],
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// Reads one document by id (used after inserts in tests and by `get`).
+pub(super) fn get(
+    conn: &Connection,
+    coll: &str,
+    id: &ObjectId,
+) -> Result<Option<Document>, StoreError> {
+    conn.prepare_cached(&format!("SELECT json(doc) FROM \"{coll}\" WHERE id = ?1"))
+        .map_err(sql)?
+        .query_row([id.to_hex()], |r| r.get::<_, String>(0))
+        .optional()
+        .map_err(sql)?
+        .map(|json| decode(&id.to_hex(), &json))
+        .transpose()
+}
+
+fn decode(id: &str, json: &str) -> Result<Document, StoreError> {
+    let oid = ObjectId::parse_str(id)
+        .map_err(|e| StoreError::Decode(format!("bad stored id {id:?}: {e}")))?;
+    let body = doc_from_stored_json(json).map_err(StoreError::Decode)?;
+    let mut doc = Document::new();
+    doc.insert("_id", oid);
+    doc.extend(body);
+    Ok(doc)
+}
+
+fn check_field(field: &str) -> Result<(), StoreError> {
+    if valid_field(field) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "invalid field name {field:?} (letters, digits and _, dot-separated)"
+        )))
+    }
+}
+
+fn json_path(field: &str) -> String {
+    format!("$.{field}")
+}
+
+/// The SQL expression for a field's value (the id column for `_id`).
+fn value_expr(field: &str) -> String {
+    if field == "_id" {
+        "id".into()
+    } else {
+        format!("json_extract(doc, '{}')", json_path(field))
+    }
+}
+
+fn type_expr(field: &str) -> String {
+    format!("json_type(doc, '{}')", json_path(field))
+}
+
+/// A WHERE clause under construction with its bound parameters.
+#[derive(Default)]
+struct Where {
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+/// How a BSON value is compared in SQL.
+enum Operand {
+    Number(SqlValue),
+    Text(String),
+    Bool(bool),
+    Null,
+    /// A value stored as a tagged JSON object (`$oid`, `$date`): compared as JSON text.
+    Tagged {
+        json: String,
+        prefix: &'static str,
+    },
+    /// A document or array: compared as JSON text, equality only.
+    Composite(String),
+}
+
+fn operand(value: &Bson) -> Operand {
+    match value {
+        Bson::Int32(n) => Operand::Number(SqlValue::Integer(i64::from(*n))),
+        Bson::Int64(n) => Operand::Number(SqlValue::Integer(*n)),
+        Bson::Double(f) => Operand::Number(SqlValue::Real(*f)),
+        Bson::String(s) => Operand::Text(s.clone()),
+        Bson::Boolean(b) => Operand::Bool(*b),
+        Bson::Null | Bson::Undefined => Operand::Null,
+        Bson::ObjectId(_) => Operand::Tagged {
+            json: to_stored_json(value).to_string(),
+            prefix: "{\"$oid\":",
+        },
+        Bson::DateTime(_) => Operand::Tagged {
+            json: to_stored_json(value).to_string(),
+            prefix: "{\"$date\":",
+        },
+        other => Operand::Composite(to_stored_json(other).to_string()),
+    }
+}
+
+impl Where {
+    fn bind(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        format!("?{}", self.params.len())
+    }
+
+    fn filter(&mut self, filter: &Filter) -> Result<(), StoreError> {
+        let clause = self.clause(filter)?;
+        self.sql = clause;
+        Ok(())
+    }
+
+    fn clause(&mut self, filter: &Filter) -> Result<String, StoreError> {
+        Ok(match filter {
+            Filter::All => "1".into(),
+            Filter::Eq(f, v) => self.eq(f, v)?,
+            Filter::In(f, vs) => {
+                if vs.is_empty() {
+                    "0".into()
+                } else {
+                    let parts = vs
+                        .iter()
+                        .map(|v| self.eq(f, v))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    format!("({})", parts.join(" OR "))
+                }
+            }
+            Filter::Cmp(f, op, v) => self.cmp(f, *op, v)?,
+            Filter::Search(fields, text) => {
+                if fields.is_empty() {
+                    "0".into()
+                } else {
+                    let mut parts = Vec::new();
+                    for f in fields {
+                        check_field(f)?;
+                        let p = self.bind(SqlValue::Text(text.clone()));
+                        parts.push(format!(
+                            "({} = 'text' AND vt_icontains({}, {p}))",
+                            type_expr(f),
+                            value_expr(f)
+                        ));
+                    }
+                    format!("({})", parts.join(" OR "))
+                }
+            }
+            Filter::And(items) | Filter::Or(items) => {
+                if items.is_empty() {
+                    return Ok(if matches!(filter, Filter::And(_)) {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .into());
+                }
+                let joiner = if matches!(filter, Filter::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                let parts = items
+                    .iter()
+                    .map(|i| self.clause(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                format!("({})", parts.join(joiner))
+            }
+        })
+    }
+
+    fn eq(&mut self, field: &str, value: &Bson) -> Result<String, StoreError> {
+        check_field(field)?;
+        if field == "_id" {
+            return Ok(match value {
+                Bson::ObjectId(id) => format!("id = {}", self.bind(SqlValue::Text(id.to_hex()))),
+                _ => "0".into(),
+            });
+        }
+        let (v, t) = (value_expr(field), type_expr(field));
+        Ok(match operand(value) {
+            Operand::Number(n) => {
+                format!("({v} = {} AND {t} IN ('integer', 'real'))", self.bind(n))
+            }
+            Operand::Text(s) => {
+                format!("({v} = {} AND {t} = 'text')", self.bind(SqlValue::Text(s)))
+            }
+            Operand::Bool(b) => format!("{t} = '{b}'"),
+            Operand::Null => format!("({t} IS NULL OR {t} = 'null')"),
+            Operand::Tagged { json, .. } => {
+                format!(
+                    "({v} = {} AND {t} = 'object')",
+                    self.bind(SqlValue::Text(json))
+                )
+            }
+            Operand::Composite(json) => {
+                format!(
+                    "({v} = {} AND {t} IN ('object', 'array'))",
+                    self.bind(SqlValue::Text(json))
+                )
+            }
+        })
+    }
+
+    fn cmp(&mut self, field: &str, op: Cmp, value: &Bson) -> Result<String, StoreError> {
+        check_field(field)?;
+        let sym = op.sql();
+        if field == "_id" {
+            return Ok(match value {
+                Bson::ObjectId(id) => {
+                    format!("id {sym} {}", self.bind(SqlValue::Text(id.to_hex())))
+                }
+                _ => "0".into(),
+            });
+        }
+        let (v, t) = (value_expr(field), type_expr(field));
+        Ok(match operand(value) {
+            Operand::Number(n) => format!(
+                "({t} IN ('integer', 'real') AND {v} {sym} {})",
+                self.bind(n)
+            ),
+            Operand::Text(s) => format!(
+                "({t} = 'text' AND {v} {sym} {})",
+                self.bind(SqlValue::Text(s))
+            ),
+            Operand::Bool(b) => format!(
+                "({t} IN ('true', 'false') AND {v} {sym} {})",
+                self.bind(SqlValue::Integer(i64::from(b)))
+            ),
+            Operand::Null => match op {
+                Cmp::Gte | Cmp::Lte => format!("({t} IS NULL OR {t} = 'null')"),
+                Cmp::Gt | Cmp::Lt => "0".into(),
+            },
+            Operand::Tagged { json, prefix } => format!(
+                "({t} = 'object' AND substr({v}, 1, {}) = '{prefix}' AND {v} {sym} {})",
+                prefix.len(),
+                self.bind(SqlValue::Text(json))
+            ),
+            Operand::Composite(_) => {
+                return Err(StoreError::Invalid(format!(
+                    "range comparison of {field} with a document or array is not supported"
+                )));
+            }
+        })
+    }
+}
+
+fn set_path(doc: &mut Document, path: &str, value: Bson) {
+    match path.split_once('.') {
+        None => {
+            doc.insert(path, value);
+        }
+        Some((head, rest)) => {
+            if !matches!(doc.get(head), Some(Bson::Document(_))) {
+                doc.insert(head, Document::new());
+            }
+            if let Some(Bson::Document(inner)) = doc.get_mut(head) {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn unset_path(doc: &mut Document, path: &str) {
+    match path.split_once('.') {
+        None => {
+            doc.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(Bson::Document(inner)) = doc.get_mut(head) {
+                unset_path(inner, rest);
+            }
+        }
+    }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_missing_table(e: &rusqlite::Error) -> bool {
+    e.to_string().contains("no such table")
+}
+
+/// Maps a unique-constraint failure to [`StoreError::Duplicate`] with the declared index name.
+fn constraint(coll: &str, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(err, Some(message)) = &e
+        && err.code == rusqlite::ErrorCode::ConstraintViolation
+        && message.contains("UNIQUE")
+    {
+        let index = message
+            .split('\'')
+            .nth(1)
+            .map(|name| {
+                name.strip_prefix(&format!("{coll}__"))
+                    .unwrap_or(name)
+                    .to_owned()
+            })
+            .unwrap_or_else(|| "_id_".into());
+        return StoreError::Duplicate { index };
+    }
+    sql(e)
+}

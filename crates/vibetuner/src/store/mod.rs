@@ -1,0 +1,393 @@
+//! Document storage: one API over MongoDB (`MONGODB_URL` set) and an embedded SQLite file
+//! (`MONGODB_URL` unset), so that a new app runs with no services and scales out on MongoDB.
+//!
+//! [`Store`] hands out untyped [`Collection`]s of BSON documents and typed [`Models`] of app
+//! types implementing [`Model`]. Ids are ObjectIds on both backends, dates are BSON dates, and
+//! the field names of the framework's models match Vibetuner's, so data moves between backends
+//! and an existing Vibetuner database can be read.
+
+mod embedded;
+mod model;
+mod mongo;
+mod query;
+mod value;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use bson::oid::ObjectId;
+use bson::{Bson, Document};
+
+pub use bson;
+pub use embedded::Embedded;
+pub(crate) use model::data_document;
+pub use model::{CREATED, FieldError, Model, Models, Record, UPDATED};
+pub use mongo::Mongo;
+pub use query::{Cmp, Filter, Index, Order, Query, regex_escape, valid_collection, valid_field};
+pub use value::{Id, InvalidId, Timestamp, doc_to_api_json, to_api_json};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique index refused the write.
+    #[error("duplicate key: unique index {index} already has this value")]
+    Duplicate {
+        /// The index name as declared (MongoDB's default `field_1` naming).
+        index: String,
+    },
+    /// The query or document is not acceptable.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// Settings make the store unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A stored document does not decode as expected.
+    #[error("cannot decode a stored document: {0}")]
+    Decode(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// The HTTP error for this failure: 409 for duplicates, 422 for invalid requests, else 500.
+    pub fn to_http(&self) -> crate::Error {
+        match self {
+            Self::Duplicate { .. } => {
+                crate::Error::new(axum::http::StatusCode::CONFLICT, self.to_string())
+            }
+            Self::Invalid(m) => crate::Error::unprocessable(m.clone()),
+            other => crate::Error::internal(other.to_string()),
+        }
+    }
+}
+
+/// A partial update: fields to set (dotted paths allowed) and fields to remove.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Update {
+    /// `$set`.
+    pub set: Document,
+    /// `$unset`.
+    pub unset: Vec<String>,
+}
+
+impl Update {
+    /// Sets fields.
+    pub fn set(set: Document) -> Self {
+        Self {
+            set,
+            unset: Vec::new(),
+        }
+    }
+}
+
+enum Backend {
+    Mongo(Mongo),
+    Embedded(Arc<Embedded>),
+}
+
+/// The app's database handle; cheap to clone, and an axum extractor.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+impl Store {
+    /// MongoDB at `url` (database from the URL's path, else `default_db`).
+    pub async fn mongo(url: &str, default_db: &str) -> Result<Self, StoreError> {
+        let mongo = Mongo::connect(url, default_db, default_db).await?;
+        Ok(Self {
+            backend: Arc::new(Backend::Mongo(mongo)),
+        })
+    }
+
+    /// The embedded store in the SQLite file at `path` (created with its folder if missing).
+    pub fn embedded(path: &Path) -> Result<Self, StoreError> {
+        let embedded = Embedded::open(path)?;
+        Ok(Self {
+            backend: Arc::new(Backend::Embedded(Arc::new(embedded))),
+        })
+    }
+
+    /// The store the settings select: MongoDB when `MONGODB_URL` is set, otherwise the embedded
+    /// file `<DATA_DIR>/store.sqlite3`. Database names default to the slug with `-` as `_`.
+    pub async fn from_settings(
+        settings: &crate::Settings,
+        root: &Path,
+        slug: &str,
+    ) -> Result<Self, StoreError> {
+        match &settings.mongodb_url {
+            Some(url) => Self::mongo(url, &slug.replace('-', "_")).await,
+            None => Self::embedded(&data_dir(settings, root).join("store.sqlite3")),
+        }
+    }
+
+    /// `mongodb` or `embedded`.
+    pub fn kind(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Mongo(_) => "mongodb",
+            Backend::Embedded(_) => "embedded",
+        }
+    }
+
+    /// The raw MongoDB database, for anything the store API does not cover.
+    pub fn mongodb(&self) -> Option<&mongodb::Database> {
+        match &*self.backend {
+            Backend::Mongo(m) => Some(&m.db),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// The embedded store's file.
+    pub fn embedded_path(&self) -> Option<&Path> {
+        match &*self.backend {
+            Backend::Mongo(_) => None,
+            Backend::Embedded(e) => Some(e.path()),
+        }
+    }
+
+    /// A collection of untyped documents.
+    pub fn collection(&self, name: &str) -> Collection {
+        Collection {
+            store: self.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The typed collection of a model.
+    pub fn models<T: Model>(&self) -> Models<T> {
+        Models::new(self.collection(T::COLLECTION))
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Mongo(m) => m.ping().await,
+            Backend::Embedded(e) => {
+                let e = e.clone();
+                tokio::task::spawn_blocking(move || e.ping())
+                    .await
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
+            }
+        }
+    }
+
+    /// Deletes expired documents now (embedded store; MongoDB's own TTL monitor does it there).
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        match &*self.backend {
+            Backend::Mongo(_) => Ok(0),
+            Backend::Embedded(e) => {
+                let e = e.clone();
+                tokio::task::spawn_blocking(move || e.purge_expired())
+                    .await
+                    .map_err(|e| StoreError::Backend(e.to_string()))?
+            }
+        }
+    }
+
+    /// Sweeps expired documents every `every` in the background, while the store lives
+    /// (embedded store only).
+    pub fn spawn_ttl_sweeper(&self, every: Duration) {
+        let Backend::Embedded(e) = &*self.backend else {
+            return;
+        };
+        if every.is_zero() {
+            return;
+        }
+        let weak = Arc::downgrade(e);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(e) = weak.upgrade() else { break };
+                match tokio::task::spawn_blocking(move || e.purge_expired()).await {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired documents removed"),
+                    Ok(Err(err)) => tracing::warn!("expiry sweep failed: {err}"),
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// The data folder: `DATA_DIR`, else `<root>/data`.
+pub fn data_dir(settings: &crate::Settings, root: &Path) -> PathBuf {
+    match &settings.data_dir {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => root.join(dir),
+        None => root.join("data"),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Store {
+    type Rejection = crate::Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Store>()
+            .cloned()
+            .ok_or_else(|| crate::Error::internal("the store is not installed on this router"))
+    }
+}
+
+/// A named collection of BSON documents on either backend.
+#[derive(Clone)]
+pub struct Collection {
+    store: Store,
+    name: String,
+}
+
+macro_rules! dispatch {
+    ($self:ident, mongo($m:ident) => $mongo:expr, embedded($conn:ident, $coll:ident) => $emb:expr) => {
+        match &*$self.store.backend {
+            Backend::Mongo($m) => $mongo,
+            Backend::Embedded(e) => e.with(&$self.name, move |$conn, $coll| $emb).await,
+        }
+    };
+}
+
+impl Collection {
+    /// The collection name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Inserts a document, giving it a new ObjectId `_id` unless it has one; returns the id.
+    pub async fn insert(&self, mut doc: Document) -> Result<Id, StoreError> {
+        let id = match doc.get("_id") {
+            Some(Bson::ObjectId(id)) => *id,
+            Some(_) => return Err(StoreError::Invalid("_id must be an ObjectId".into())),
+            None => {
+                let id = ObjectId::new();
+                let mut with_id = Document::new();
+                with_id.insert("_id", id);
+                with_id.extend(doc);
+                doc = with_id;
+                id
+            }
+        };
+        dispatch!(self,
+            mongo(m) => m.insert(&self.name, doc).await,
+            embedded(conn, coll) => embedded::insert(conn, coll, doc))?;
+        Ok(Id(id))
+    }
+
+    /// The document with this id.
+    pub async fn get(&self, id: Id) -> Result<Option<Document>, StoreError> {
+        dispatch!(self,
+            mongo(m) => Ok(m.find(&self.name, &Query::filter(Filter::eq("_id", id)).limit(1)).await?.pop()),
+            embedded(conn, coll) => embedded::get(conn, coll, &id.0))
+    }
+
+    /// Documents matching the query, sorted, skipped and limited.
+    pub async fn find(&self, query: &Query) -> Result<Vec<Document>, StoreError> {
+        check_query(&query.filter, &query.sort)?;
+        let query = query.clone();
+        dispatch!(self,
+            mongo(m) => m.find(&self.name, &query).await,
+            embedded(conn, coll) => embedded::find(conn, coll, &query))
+    }
+
+    /// The first document matching `filter` (in id order).
+    pub async fn find_one(&self, filter: Filter) -> Result<Option<Document>, StoreError> {
+        Ok(self.find(&Query::filter(filter).limit(1)).await?.pop())
+    }
+
+    /// How many documents match.
+    pub async fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
+        check_query(filter, &[])?;
+        let filter = filter.clone();
+        dispatch!(self,
+            mongo(m) => m.count(&self.name, &filter).await,
+            embedded(conn, coll) => embedded::count(conn, coll, &filter))
+    }
+
+    /// Applies `update` to the document with this id; returns it as updated, or `None`.
+    pub async fn update(&self, id: Id, update: Update) -> Result<Option<Document>, StoreError> {
+        Ok(self
+            .update_where(Filter::eq("_id", id), update, false)
+            .await?
+            .pop())
+    }
+
+    /// Applies `update` to every document matching `filter`; returns them as updated.
+    pub async fn update_many(
+        &self,
+        filter: Filter,
+        update: Update,
+    ) -> Result<Vec<Document>, StoreError> {
+        self.update_where(filter, update, true).await
+    }
+
+    async fn update_where(
+        &self,
+        filter: Filter,
+        update: Update,
+        many: bool,
+    ) -> Result<Vec<Document>, StoreError> {
+        check_query(&filter, &[])?;
+        for key in update.set.keys().chain(update.unset.iter()) {
+            if key == "_id" || !valid_field(key) {
+                return Err(StoreError::Invalid(format!("cannot update field {key:?}")));
+            }
+        }
+        dispatch!(self,
+            mongo(m) => m.update(&self.name, &filter, &update, many).await,
+            embedded(conn, coll) => embedded::update(conn, coll, &filter, &update, many))
+    }
+
+    /// Deletes the document with this id; true when there was one.
+    pub async fn delete(&self, id: Id) -> Result<bool, StoreError> {
+        let filter = Filter::eq("_id", id);
+        let n = dispatch!(self,
+            mongo(m) => m.delete(&self.name, &filter, false).await,
+            embedded(conn, coll) => embedded::delete(conn, coll, &filter, false))?;
+        Ok(n > 0)
+    }
+
+    /// Deletes every document matching `filter`; returns how many.
+    pub async fn delete_many(&self, filter: Filter) -> Result<u64, StoreError> {
+        check_query(&filter, &[])?;
+        dispatch!(self,
+            mongo(m) => m.delete(&self.name, &filter, true).await,
+            embedded(conn, coll) => embedded::delete(conn, coll, &filter, true))
+    }
+
+    /// Creates an index if it does not exist.
+    pub async fn create_index(&self, index: &Index) -> Result<(), StoreError> {
+        if index.keys.is_empty() {
+            return Err(StoreError::Invalid(
+                "an index needs at least one key".into(),
+            ));
+        }
+        if index.ttl.is_some() && index.keys.len() != 1 {
+            return Err(StoreError::Invalid(
+                "a TTL index has exactly one (date) field".into(),
+            ));
+        }
+        check_query(&Filter::All, &index.keys)?;
+        let index = index.clone();
+        dispatch!(self,
+            mongo(m) => m.create_index(&self.name, &index).await,
+            embedded(conn, coll) => embedded::create_index(conn, coll, &index))
+    }
+}
+
+fn check_query(filter: &Filter, sort: &[(String, Order)]) -> Result<(), StoreError> {
+    for field in filter
+        .fields()
+        .into_iter()
+        .chain(sort.iter().map(|(f, _)| f.as_str()))
+    {
+        if !valid_field(field) {
+            return Err(StoreError::Invalid(format!(
+                "invalid field name {field:?} (letters, digits and _, dot-separated)"
+            )));
+        }
+    }
+    Ok(())
+}

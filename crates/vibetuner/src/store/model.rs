@@ -1,0 +1,285 @@
+//! Typed models: an app type stored in a collection, wrapped in a [`Record`] with its id and
+//! the creation/update timestamps the store maintains (`db_insert_dt`, `db_update_dt`, as in
+//! Vibetuner).
+
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use bson::{Bson, Document};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::query::{Filter, Index, Query};
+use super::value::{Id, Timestamp, doc_to_api_json};
+use super::{Collection, StoreError, Update};
+
+/// Field holding the creation time.
+pub const CREATED: &str = "db_insert_dt";
+/// Field holding the last update time.
+pub const UPDATED: &str = "db_update_dt";
+
+/// A validation failure naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field (dotted path).
+    pub field: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A failure on `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An app type stored in a collection.
+///
+/// ```ignore
+/// #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+/// struct Note { title: String, body: String }
+///
+/// impl Model for Note {
+///     const COLLECTION: &'static str = "notes";
+///     fn indexes() -> Vec<Index> { vec![Index::on(["title"])] }
+/// }
+/// ```
+pub trait Model:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Clone + Send + Sync + 'static
+{
+    /// The collection name.
+    const COLLECTION: &'static str;
+
+    /// Indexes created at startup and by `db ensure-indexes`.
+    fn indexes() -> Vec<Index> {
+        Vec::new()
+    }
+
+    /// Checks values beyond their types (run before every write from the CRUD routes).
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+}
+
+/// A stored model: its id, timestamps and data. Serializes (for JSON and templates) as the data's
+/// fields plus `id`, `db_insert_dt` and `db_update_dt`, with ids and dates as strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<T> {
+    /// The document id.
+    pub id: Id,
+    /// When it was inserted (absent on documents written by other tools).
+    pub created: Option<Timestamp>,
+    /// When it was last updated.
+    pub updated: Option<Timestamp>,
+    /// The model.
+    pub data: T,
+}
+
+impl<T> Deref for Record<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.data
+    }
+}
+
+impl<T> DerefMut for Record<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Record<T> {
+    /// Decodes a stored document.
+    pub fn from_document(mut doc: Document) -> Result<Self, StoreError> {
+        let id = match doc.remove("_id") {
+            Some(Bson::ObjectId(id)) => Id(id),
+            other => {
+                return Err(StoreError::Decode(format!(
+                    "expected an ObjectId _id, found {other:?}"
+                )));
+            }
+        };
+        let created = take_time(&mut doc, CREATED);
+        let updated = take_time(&mut doc, UPDATED);
+        let data = bson::from_document(doc)
+            .map_err(|e| StoreError::Decode(format!("document {id}: {e}")))?;
+        Ok(Self {
+            id,
+            created,
+            updated,
+            data,
+        })
+    }
+
+    /// The stored document: `_id`, the data's fields, then the timestamps.
+    pub fn to_document(&self) -> Result<Document, StoreError> {
+        let mut doc = Document::new();
+        doc.insert("_id", self.id);
+        doc.extend(data_document(&self.data)?);
+        if let Some(t) = self.created {
+            doc.insert(CREATED, t);
+        }
+        if let Some(t) = self.updated {
+            doc.insert(UPDATED, t);
+        }
+        Ok(doc)
+    }
+
+    /// The API form: `{"id": "...", ...fields, "db_insert_dt": "...", "db_update_dt": "..."}`.
+    pub fn to_json(&self) -> Map<String, Value> {
+        self.to_document()
+            .map(|doc| doc_to_api_json(&doc))
+            .unwrap_or_default()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Serialize for Record<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let doc = self.to_document().map_err(serde::ser::Error::custom)?;
+        doc_to_api_json(&doc).serialize(serializer)
+    }
+}
+
+fn take_time(doc: &mut Document, key: &str) -> Option<Timestamp> {
+    match doc.remove(key) {
+        Some(Bson::DateTime(dt)) => Some(Timestamp::from_millis(dt.timestamp_millis())),
+        _ => None,
+    }
+}
+
+/// Serializes model data to a document (its fields must form a map).
+pub(crate) fn data_document<T: Serialize>(data: &T) -> Result<Document, StoreError> {
+    bson::to_document(data)
+        .map_err(|e| StoreError::Invalid(format!("cannot store this value: {e}")))
+}
+
+/// The typed view of a model's collection.
+pub struct Models<T> {
+    coll: Collection,
+    _model: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Models<T> {
+    fn clone(&self) -> Self {
+        Self {
+            coll: self.coll.clone(),
+            _model: PhantomData,
+        }
+    }
+}
+
+impl<T: Model> Models<T> {
+    pub(super) fn new(coll: Collection) -> Self {
+        Self {
+            coll,
+            _model: PhantomData,
+        }
+    }
+
+    /// The untyped collection underneath.
+    pub fn collection(&self) -> &Collection {
+        &self.coll
+    }
+
+    /// Stores a new model with a new id and both timestamps set to now.
+    pub async fn insert(&self, data: T) -> Result<Record<T>, StoreError> {
+        let now = Timestamp::now();
+        let record = Record {
+            id: Id::new(),
+            created: Some(now),
+            updated: Some(now),
+            data,
+        };
+        self.coll.insert(record.to_document()?).await?;
+        Ok(record)
+    }
+
+    /// The model with this id.
+    pub async fn get(&self, id: Id) -> Result<Option<Record<T>>, StoreError> {
+        self.coll
+            .get(id)
+            .await?
+            .map(Record::from_document)
+            .transpose()
+    }
+
+    /// Models matching the query.
+    pub async fn find(&self, query: &Query) -> Result<Vec<Record<T>>, StoreError> {
+        self.coll
+            .find(query)
+            .await?
+            .into_iter()
+            .map(Record::from_document)
+            .collect()
+    }
+
+    /// The first model matching `filter`.
+    pub async fn find_one(&self, filter: Filter) -> Result<Option<Record<T>>, StoreError> {
+        self.coll
+            .find_one(filter)
+            .await?
+            .map(Record::from_document)
+            .transpose()
+    }
+
+    /// How many models match.
+    pub async fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
+        self.coll.count(filter).await
+    }
+
+    /// Applies a partial update and touches `db_update_dt`; returns the updated model.
+    pub async fn update(
+        &self,
+        id: Id,
+        mut update: Update,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        update.set.insert(UPDATED, Timestamp::now());
+        self.coll
+            .update(id, update)
+            .await?
+            .map(Record::from_document)
+            .transpose()
+    }
+
+    /// Writes every field of the record's data and touches `db_update_dt`.
+    pub async fn save(&self, record: &mut Record<T>) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut set = data_document(&record.data)?;
+        set.insert(UPDATED, now);
+        match self.coll.update(record.id, Update::set(set)).await? {
+            Some(_) => {
+                record.updated = Some(now);
+                Ok(())
+            }
+            None => Err(StoreError::Invalid(format!(
+                "{} {} no longer exists",
+                T::COLLECTION,
+                record.id
+            ))),
+        }
+    }
+
+    /// Deletes the model with this id; true when there was one.
+    pub async fn delete(&self, id: Id) -> Result<bool, StoreError> {
+        self.coll.delete(id).await
+    }
+
+    /// Deletes every model matching `filter`.
+    pub async fn delete_many(&self, filter: Filter) -> Result<u64, StoreError> {
+        self.coll.delete_many(filter).await
+    }
+
+    /// Creates the model's declared indexes.
+    pub async fn ensure_indexes(&self) -> Result<usize, StoreError> {
+        let indexes = T::indexes();
+        for index in &indexes {
+            self.coll.create_index(index).await?;
+        }
+        Ok(indexes.len())
+    }
+}

@@ -1,0 +1,356 @@
+//! Backend-neutral queries and index declarations, with their MongoDB translation.
+//!
+//! The vocabulary is what both backends implement identically: equality, `$in`, ranges, a
+//! case-insensitive substring search over fields, `and`/`or`, sorting, skip and limit. Comparisons
+//! are type-bracketed as in MongoDB (a number never matches a string range).
+
+use std::time::Duration;
+
+use bson::{Bson, Document, doc};
+
+/// A comparison operator for range filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// `$gt`
+    Gt,
+    /// `$gte`
+    Gte,
+    /// `$lt`
+    Lt,
+    /// `$lte`
+    Lte,
+}
+
+impl Cmp {
+    pub(crate) fn mongo(self) -> &'static str {
+        match self {
+            Self::Gt => "$gt",
+            Self::Gte => "$gte",
+            Self::Lt => "$lt",
+            Self::Lte => "$lte",
+        }
+    }
+
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            Self::Gt => ">",
+            Self::Gte => ">=",
+            Self::Lt => "<",
+            Self::Lte => "<=",
+        }
+    }
+}
+
+/// A condition on documents. Field names are dotted paths (`user_settings.language`); `_id` is the id.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Filter {
+    /// Every document.
+    #[default]
+    All,
+    /// The field equals the value (`null` also matches a missing field).
+    Eq(String, Bson),
+    /// The field equals one of the values.
+    In(String, Vec<Bson>),
+    /// The field compares to the value (same BSON type family only).
+    Cmp(String, Cmp, Bson),
+    /// One of the fields is a string containing `text`, ignoring case (no pattern syntax).
+    Search(Vec<String>, String),
+    /// Every condition holds.
+    And(Vec<Filter>),
+    /// At least one condition holds.
+    Or(Vec<Filter>),
+}
+
+impl Filter {
+    /// `field == value`.
+    pub fn eq(field: impl Into<String>, value: impl Into<Bson>) -> Self {
+        Self::Eq(field.into(), value.into())
+    }
+
+    /// `field` is one of `values`.
+    pub fn is_in<V: Into<Bson>>(
+        field: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        Self::In(field.into(), values.into_iter().map(Into::into).collect())
+    }
+
+    /// `field > value`.
+    pub fn gt(field: impl Into<String>, value: impl Into<Bson>) -> Self {
+        Self::Cmp(field.into(), Cmp::Gt, value.into())
+    }
+
+    /// `field >= value`.
+    pub fn gte(field: impl Into<String>, value: impl Into<Bson>) -> Self {
+        Self::Cmp(field.into(), Cmp::Gte, value.into())
+    }
+
+    /// `field < value`.
+    pub fn lt(field: impl Into<String>, value: impl Into<Bson>) -> Self {
+        Self::Cmp(field.into(), Cmp::Lt, value.into())
+    }
+
+    /// `field <= value`.
+    pub fn lte(field: impl Into<String>, value: impl Into<Bson>) -> Self {
+        Self::Cmp(field.into(), Cmp::Lte, value.into())
+    }
+
+    /// Case-insensitive substring search over `fields`; `text` is matched literally.
+    pub fn search<S: Into<String>>(
+        fields: impl IntoIterator<Item = S>,
+        text: impl Into<String>,
+    ) -> Self {
+        Self::Search(fields.into_iter().map(Into::into).collect(), text.into())
+    }
+
+    /// This condition and `other`.
+    pub fn and(self, other: Filter) -> Self {
+        match (self, other) {
+            (Self::All, f) | (f, Self::All) => f,
+            (Self::And(mut a), Self::And(b)) => {
+                a.extend(b);
+                Self::And(a)
+            }
+            (Self::And(mut a), f) => {
+                a.push(f);
+                Self::And(a)
+            }
+            (f, g) => Self::And(vec![f, g]),
+        }
+    }
+
+    /// Every field name the filter mentions.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Self::All => Vec::new(),
+            Self::Eq(f, _) | Self::In(f, _) | Self::Cmp(f, _, _) => vec![f.as_str()],
+            Self::Search(fields, _) => fields.iter().map(String::as_str).collect(),
+            Self::And(items) | Self::Or(items) => items.iter().flat_map(Filter::fields).collect(),
+        }
+    }
+
+    /// The MongoDB query document.
+    pub fn to_mongo(&self) -> Document {
+        match self {
+            Self::All => Document::new(),
+            Self::Eq(f, v) => doc! { f: { "$eq": v.clone() } },
+            Self::In(f, vs) => doc! { f: { "$in": vs.clone() } },
+            Self::Cmp(f, op, v) => doc! { f: { op.mongo(): v.clone() } },
+            Self::Search(fields, text) => {
+                let pattern = regex_escape(text);
+                let any: Vec<Document> = fields
+                    .iter()
+                    .map(|f| doc! { f: { "$regex": pattern.as_str(), "$options": "i" } })
+                    .collect();
+                doc! { "$or": any }
+            }
+            Self::And(items) => {
+                doc! { "$and": items.iter().map(Filter::to_mongo).collect::<Vec<_>>() }
+            }
+            Self::Or(items) => {
+                doc! { "$or": items.iter().map(Filter::to_mongo).collect::<Vec<_>>() }
+            }
+        }
+    }
+}
+
+/// Escapes every regex metacharacter so user input matches literally.
+pub fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Smallest first (missing and null first).
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// What to fetch: a filter, a sort (ties broken by `_id`), skip and limit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Query {
+    /// Which documents.
+    pub filter: Filter,
+    /// Sort keys in priority order.
+    pub sort: Vec<(String, Order)>,
+    /// Documents to skip.
+    pub skip: u64,
+    /// Most documents to return.
+    pub limit: Option<u64>,
+}
+
+impl Query {
+    /// Every document, in id order.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Documents matching `filter`.
+    pub fn filter(filter: Filter) -> Self {
+        Self {
+            filter,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a sort key.
+    pub fn sort(mut self, field: impl Into<String>, order: Order) -> Self {
+        self.sort.push((field.into(), order));
+        self
+    }
+
+    /// Skips `n` documents.
+    pub fn skip(mut self, n: u64) -> Self {
+        self.skip = n;
+        self
+    }
+
+    /// Returns at most `n` documents.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// The sort keys with the `_id` tie-breaker appended (stable pages on both backends).
+    pub fn full_sort(&self) -> Vec<(String, Order)> {
+        let mut sort = self.sort.clone();
+        if !sort.iter().any(|(f, _)| f == "_id") {
+            sort.push(("_id".into(), Order::Asc));
+        }
+        sort
+    }
+
+    /// The MongoDB sort document.
+    pub fn mongo_sort(&self) -> Document {
+        self.full_sort()
+            .into_iter()
+            .map(|(f, o)| (f, Bson::Int32(if o == Order::Asc { 1 } else { -1 })))
+            .collect()
+    }
+}
+
+/// An index declaration: keys with directions, uniqueness, and an optional TTL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Index {
+    /// Fields with their order.
+    pub keys: Vec<(String, Order)>,
+    /// Refuse two documents with the same key values.
+    pub unique: bool,
+    /// Delete documents this long after the (date) value of the single key field.
+    pub ttl: Option<Duration>,
+    /// Explicit name (default: MongoDB's `field_1_other_-1`).
+    pub name: Option<String>,
+}
+
+impl Index {
+    /// An ascending index on one or more fields (compound when several).
+    pub fn on<S: Into<String>>(fields: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            keys: fields.into_iter().map(|f| (f.into(), Order::Asc)).collect(),
+            unique: false,
+            ttl: None,
+            name: None,
+        }
+    }
+
+    /// Makes the index unique.
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// Expires documents `after` the date in the (single) key field.
+    pub fn ttl(mut self, after: Duration) -> Self {
+        self.ttl = Some(after);
+        self
+    }
+
+    /// Sets the index name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The index name: the explicit one or MongoDB's default.
+    pub fn index_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.keys
+                .iter()
+                .map(|(f, o)| format!("{f}_{}", if *o == Order::Asc { 1 } else { -1 }))
+                .collect::<Vec<_>>()
+                .join("_")
+        })
+    }
+}
+
+/// Checks a field path: letters, digits and `_`, dot-separated, not starting with a digit or `$`.
+pub fn valid_field(field: &str) -> bool {
+    !field.is_empty()
+        && field.split('.').all(|part| {
+            let mut chars = part.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+/// Checks a collection name: a letter, then letters, digits and `_`; not reserved.
+pub fn valid_collection(name: &str) -> bool {
+    valid_field(name)
+        && !name.contains('.')
+        && !name.starts_with("_vt")
+        && !name.starts_with("sqlite_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_escape_neutralises_metacharacters() {
+        assert_eq!(regex_escape("a.b*c"), r"a\.b\*c");
+        assert_eq!(regex_escape("(x)|[y]"), r"\(x\)\|\[y\]");
+        assert_eq!(regex_escape("plain text"), "plain text");
+    }
+
+    #[test]
+    fn field_names_are_checked() {
+        assert!(valid_field("title"));
+        assert!(valid_field("user_settings.language"));
+        assert!(valid_field("_id"));
+        for bad in ["", "1a", "a..b", "$where", "a b", "a'", "a\"b"] {
+            assert!(!valid_field(bad), "{bad}");
+        }
+        assert!(!valid_collection("_vt_ttl"));
+        assert!(valid_collection("notes"));
+    }
+
+    #[test]
+    fn mongo_translation() {
+        let f = Filter::eq("a", 1)
+            .and(Filter::gt("b", "x"))
+            .and(Filter::search(["t"], "a.b"));
+        assert_eq!(
+            f.to_mongo(),
+            doc! { "$and": [
+                { "a": { "$eq": 1 } },
+                { "b": { "$gt": "x" } },
+                { "$or": [ { "t": { "$regex": r"a\.b", "$options": "i" } } ] },
+            ] }
+        );
+        let q = Query::all().sort("a", Order::Desc);
+        assert_eq!(q.mongo_sort(), doc! { "a": -1, "_id": 1 });
+        assert_eq!(
+            Index::on(["provider", "provider_user_id"]).index_name(),
+            "provider_1_provider_user_id_1"
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! Ids, timestamps and the two JSON renderings of a BSON value: the API form (ids and dates as
+//! strings) and the embedded store's form (types kept as `$oid` / `$date`, dates sortable as text).
+
+use std::fmt;
+use std::str::FromStr;
+
+use bson::oid::ObjectId;
+use bson::{Bson, Document};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// A document id: an ObjectId on both backends, written as 24 hex digits in JSON and URLs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id(pub ObjectId);
+
+impl Id {
+    /// A new id (time-ordered, unique).
+    pub fn new() -> Self {
+        Self(ObjectId::new())
+    }
+
+    /// The 24-digit hex form.
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex()
+    }
+}
+
+impl Default for Id {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.0.to_hex())
+    }
+}
+
+/// An id that is not 24 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid id (expected 24 hex digits)")]
+pub struct InvalidId(pub String);
+
+impl FromStr for Id {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        ObjectId::parse_str(s)
+            .map(Self)
+            .map_err(|_| InvalidId(s.to_owned()))
+    }
+}
+
+impl From<ObjectId> for Id {
+    fn from(oid: ObjectId) -> Self {
+        Self(oid)
+    }
+}
+
+impl From<Id> for Bson {
+    fn from(id: Id) -> Self {
+        Bson::ObjectId(id.0)
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ObjectId::deserialize(deserializer).map(Self)
+    }
+}
+
+impl schemars::JsonSchema for Id {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Id".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-f]{24}$" })
+    }
+}
+
+/// A UTC instant with millisecond precision: a BSON date in the database, an RFC 3339 string in
+/// JSON (and accepted as one from JSON input).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Timestamp {
+    /// The current time, truncated to milliseconds (what the database keeps).
+    pub fn now() -> Self {
+        Self::from_millis(Utc::now().timestamp_millis())
+    }
+
+    /// From milliseconds since the Unix epoch.
+    pub fn from_millis(ms: i64) -> Self {
+        Self(DateTime::from_timestamp_millis(ms).unwrap_or_default())
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(&self) -> i64 {
+        self.0.timestamp_millis()
+    }
+
+    /// RFC 3339 with milliseconds and `Z`, e.g. `2026-11-21T10:00:00.000Z`.
+    pub fn to_rfc3339(&self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(dt: DateTime<Utc>) -> Self {
+        Self::from_millis(dt.timestamp_millis())
+    }
+}
+
+impl From<Timestamp> for Bson {
+    fn from(ts: Timestamp) -> Self {
+        Bson::DateTime(bson::DateTime::from_millis(ts.millis()))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        bson::DateTime::from_millis(self.millis()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Bson::deserialize(deserializer)? {
+            Bson::DateTime(dt) => Ok(Self::from_millis(dt.timestamp_millis())),
+            Bson::String(s) => DateTime::parse_from_rfc3339(&s)
+                .map(|dt| Self::from(dt.with_timezone(&Utc)))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{s:?} is not an RFC 3339 date-time such as 2026-01-31T09:30:00Z"
+                    ))
+                }),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a date-time, found {other}"
+            ))),
+        }
+    }
+}
+
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+}
+
+/// The API rendering of a value: ObjectIds as hex strings, dates as RFC 3339 strings.
+pub fn to_api_json(value: &Bson) -> Value {
+    match value {
+        Bson::ObjectId(oid) => Value::String(oid.to_hex()),
+        Bson::DateTime(dt) => {
+            Value::String(Timestamp::from_millis(dt.timestamp_millis()).to_rfc3339())
+        }
+        Bson::Document(doc) => Value::Object(doc_to_api_json(doc)),
+        Bson::Array(items) => Value::Array(items.iter().map(to_api_json).collect()),
+        other => other.clone().into_relaxed_extjson(),
+    }
+}
+
+/// [`to_api_json`] for a whole document, with `_id` renamed to `id`.
+pub fn doc_to_api_json(doc: &Document) -> Map<String, Value> {
+    doc.iter()
+        .map(|(k, v)| {
+            let key = if k == "_id" {
+                "id".to_owned()
+            } else {
+                k.clone()
+            };
+            (key, to_api_json(v))
+        })
+        .collect()
+}
+
+/// The embedded store's rendering: Extended JSON whose dates always have millisecond precision,
+/// so that dates compare correctly as text.
+pub fn to_stored_json(value: &Bson) -> Value {
+    match value {
+        Bson::DateTime(dt) => {
+            let ts = Timestamp::from_millis(dt.timestamp_millis());
+            let mut map = Map::new();
+            let year = ts.0.format("%Y").to_string();
+            if year.len() == 4 && !year.starts_with('-') {
+                map.insert("$date".into(), Value::String(ts.to_rfc3339()));
+            } else {
+                map.insert(
+                    "$date".into(),
+                    serde_json::json!({ "$numberLong": ts.millis().to_string() }),
+                );
+            }
+            Value::Object(map)
+        }
+        Bson::Document(doc) => Value::Object(doc_to_stored_json(doc)),
+        Bson::Array(items) => Value::Array(items.iter().map(to_stored_json).collect()),
+        other => other.clone().into_relaxed_extjson(),
+    }
+}
+
+/// [`to_stored_json`] for a whole document.
+pub fn doc_to_stored_json(doc: &Document) -> Map<String, Value> {
+    doc.iter()
+        .map(|(k, v)| (k.clone(), to_stored_json(v)))
+        .collect()
+}
+
+/// Parses the embedded store's JSON back into a document.
+pub fn doc_from_stored_json(text: &str) -> Result<Document, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    match Bson::try_from(value).map_err(|e| e.to_string())? {
+        Bson::Document(doc) => Ok(doc),
+        other => Err(format!("stored value is not a document: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    #[test]
+    fn ids_parse_and_print_as_hex() {
+        let id = Id::new();
+        assert_eq!(id.to_string().parse::<Id>().unwrap(), id);
+        assert!("nope".parse::<Id>().is_err());
+        let json: Id = serde_json::from_str(&format!("\"{id}\"")).unwrap();
+        assert_eq!(json, id);
+    }
+
+    #[test]
+    fn timestamps_read_bson_dates_and_rfc3339() {
+        let ts = Timestamp::now();
+        let doc = bson::to_document(&doc! { "t": Bson::from(ts) }).unwrap();
+        #[derive(Deserialize)]
+        struct T {
+            t: Timestamp,
+        }
+        let back: T = bson::from_document(doc).unwrap();
+        assert_eq!(back.t, ts);
+        let from_json: T = serde_json::from_str(r#"{"t":"2026-01-31T09:30:00+01:00"}"#).unwrap();
+        assert_eq!(from_json.t.to_rfc3339(), "2026-01-31T08:30:00.000Z");
+        assert!(serde_json::from_str::<T>(r#"{"t":"yesterday"}"#).is_err());
+    }
+
+    #[test]
+    fn stored_json_round_trips_and_sorts_dates_as_text() {
+        let id = ObjectId::new();
+        let doc = doc! {
+            "_id": id, "n": 3_i64, "f": 1.5, "s": "x", "b": true, "nil": Bson::Null,
+            "d": bson::DateTime::from_millis(1_700_000_000_000),
+            "nested": { "list": [1_i64, "two"] },
+        };
+        let text = serde_json::to_string(&doc_to_stored_json(&doc)).unwrap();
+        assert!(
+            text.contains(r#""d":{"$date":"2023-11-14T22:13:20.000Z"}"#),
+            "{text}"
+        );
+        let back = doc_from_stored_json(&text).unwrap();
+        assert_eq!(back.get_object_id("_id").unwrap(), id);
+        assert_eq!(
+            back.get_datetime("d").unwrap().timestamp_millis(),
+            1_700_000_000_000
+        );
+        assert_eq!(back.get_str("s").unwrap(), "x");
+        assert!(back.get_bool("b").unwrap());
+    }
+
+    #[test]
+    fn api_json_uses_plain_strings() {
+        let id = ObjectId::new();
+        let doc = doc! { "_id": id, "d": bson::DateTime::from_millis(0), "n": 1_i32 };
+        let json = Value::Object(doc_to_api_json(&doc));
+        assert_eq!(json["id"], id.to_hex());
+        assert_eq!(json["d"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(json["n"], 1);
+    }
+}

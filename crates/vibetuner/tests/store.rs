@@ -1,0 +1,471 @@
+//! The store API, one behavioural suite run on both backends (embedded SQLite and MongoDB).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bson::{Bson, doc};
+use serde::{Deserialize, Serialize};
+use support::TestStore;
+use vibetuner::models::{OAuthAccount, User};
+use vibetuner::store::{Filter, Index, Model, Order, Query, StoreError, Timestamp, Update, bson};
+
+fn ids(docs: &[bson::Document]) -> Vec<String> {
+    docs.iter()
+        .map(|d| d.get_str("name").unwrap().to_owned())
+        .collect()
+}
+
+async fn seed(t: &TestStore) -> vibetuner::store::Collection {
+    let c = t.store.collection("people");
+    for (name, age, city, active) in [
+        ("ana", 31, "Lisboa", true),
+        ("bo", 25, "Oslo", false),
+        ("cy", 42, "Lisboa", true),
+        ("di", 25, "Paris", true),
+        ("ed", 19, "oslo", false),
+    ] {
+        c.insert(doc! { "name": name, "age": age, "city": city, "active": active, "tags": { "lang": "en" } })
+            .await
+            .unwrap();
+    }
+    c
+}
+
+async fn crud_round_trip(t: TestStore) {
+    let c = t.store.collection("things");
+    let id = c.insert(doc! { "title": "first", "n": 1 }).await.unwrap();
+    let got = c.get(id).await.unwrap().unwrap();
+    assert_eq!(got.get_object_id("_id").unwrap(), id.0);
+    assert_eq!(got.get_str("title").unwrap(), "first");
+    assert!(c.get(vibetuner::Id::new()).await.unwrap().is_none());
+
+    let updated = c
+        .update(
+            id,
+            Update {
+                set: doc! { "title": "renamed", "meta.score": 7 },
+                unset: vec!["n".into()],
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.get_str("title").unwrap(), "renamed");
+    assert_eq!(
+        updated
+            .get_document("meta")
+            .unwrap()
+            .get_i32("score")
+            .unwrap(),
+        7
+    );
+    assert!(updated.get("n").is_none());
+    assert_eq!(c.get(id).await.unwrap().unwrap(), updated);
+    assert!(
+        c.update(vibetuner::Id::new(), Update::set(doc! { "x": 1 }))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert!(c.delete(id).await.unwrap());
+    assert!(!c.delete(id).await.unwrap());
+    assert!(c.get(id).await.unwrap().is_none());
+}
+
+async fn filters_sort_and_pages(t: TestStore) {
+    let c = seed(&t).await;
+    let q = |f: Filter| Query::filter(f).sort("name", Order::Asc);
+    assert_eq!(
+        ids(&c.find(&q(Filter::eq("city", "Lisboa"))).await.unwrap()),
+        ["ana", "cy"]
+    );
+    assert_eq!(
+        ids(&c.find(&q(Filter::eq("active", false))).await.unwrap()),
+        ["bo", "ed"]
+    );
+    assert_eq!(
+        ids(&c.find(&q(Filter::is_in("age", [25, 19]))).await.unwrap()),
+        ["bo", "di", "ed"]
+    );
+    assert_eq!(
+        ids(&c.find(&q(Filter::gte("age", 31))).await.unwrap()),
+        ["ana", "cy"]
+    );
+    assert_eq!(
+        ids(&c
+            .find(&q(Filter::gt("age", 19).and(Filter::lt("age", 42))))
+            .await
+            .unwrap()),
+        ["ana", "bo", "di"]
+    );
+    assert_eq!(
+        ids(&c.find(&q(Filter::eq("tags.lang", "en"))).await.unwrap()).len(),
+        5
+    );
+    assert_eq!(
+        ids(&c
+            .find(&q(Filter::Or(vec![
+                Filter::eq("name", "ed"),
+                Filter::eq("city", "Paris")
+            ])))
+            .await
+            .unwrap()),
+        ["di", "ed"]
+    );
+    // Ranges are bracketed by type: a number range never matches strings.
+    assert!(c.find(&q(Filter::gt("city", 0))).await.unwrap().is_empty());
+    assert_eq!(
+        ids(&c.find(&q(Filter::lt("city", "P"))).await.unwrap()),
+        ["ana", "bo", "cy"]
+    );
+
+    let sorted = Query::all()
+        .sort("age", Order::Desc)
+        .sort("name", Order::Asc);
+    assert_eq!(
+        ids(&c.find(&sorted).await.unwrap()),
+        ["cy", "ana", "bo", "di", "ed"]
+    );
+    assert_eq!(
+        ids(&c.find(&sorted.clone().skip(1).limit(2)).await.unwrap()),
+        ["ana", "bo"]
+    );
+    assert_eq!(
+        ids(&c.find(&sorted.clone().skip(10)).await.unwrap()),
+        Vec::<String>::new()
+    );
+    // Ties are broken by id (insertion order), so pages are stable.
+    let by_age = Query::all().sort("age", Order::Asc);
+    assert_eq!(
+        ids(&c.find(&by_age).await.unwrap()),
+        ["ed", "bo", "di", "ana", "cy"]
+    );
+
+    assert_eq!(c.count(&Filter::All).await.unwrap(), 5);
+    assert_eq!(c.count(&Filter::eq("active", true)).await.unwrap(), 3);
+    assert_eq!(
+        c.find_one(Filter::eq("name", "di"))
+            .await
+            .unwrap()
+            .unwrap()
+            .get_i32("age")
+            .unwrap(),
+        25
+    );
+    assert!(
+        c.find_one(Filter::eq("name", "zz"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn null_matches_missing(t: TestStore) {
+    let c = t.store.collection("sparse");
+    c.insert(doc! { "name": "a", "x": 1 }).await.unwrap();
+    c.insert(doc! { "name": "b", "x": Bson::Null })
+        .await
+        .unwrap();
+    c.insert(doc! { "name": "c" }).await.unwrap();
+    let found = c
+        .find(&Query::filter(Filter::eq("x", Bson::Null)).sort("name", Order::Asc))
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), ["b", "c"]);
+    // Missing and null sort first.
+    let sorted = c.find(&Query::all().sort("x", Order::Asc)).await.unwrap();
+    assert_eq!(ids(&sorted).last().unwrap(), "a");
+}
+
+async fn search_is_case_insensitive_and_literal(t: TestStore) {
+    let c = t.store.collection("docs");
+    for (name, title) in [
+        ("1", "Hello World"),
+        ("2", "a.c literal"),
+        ("3", "abc"),
+        ("4", "ÉCOLE d'été"),
+        ("5", "(x)|y"),
+    ] {
+        c.insert(doc! { "name": name, "title": title, "body": "" })
+            .await
+            .unwrap();
+    }
+    let search = |text: &str| {
+        Query::filter(Filter::search(["title", "body"], text)).sort("name", Order::Asc)
+    };
+    assert_eq!(ids(&c.find(&search("hello")).await.unwrap()), ["1"]);
+    assert_eq!(ids(&c.find(&search("WORLD")).await.unwrap()), ["1"]);
+    assert_eq!(
+        ids(&c.find(&search("a.c")).await.unwrap()),
+        ["2"],
+        "the dot is literal"
+    );
+    assert_eq!(ids(&c.find(&search("(x)|")).await.unwrap()), ["5"]);
+    assert_eq!(ids(&c.find(&search("école")).await.unwrap()), ["4"]);
+    assert!(c.find(&search("nothing")).await.unwrap().is_empty());
+}
+
+async fn unique_and_compound_indexes(t: TestStore) {
+    let c = t.store.collection("accounts");
+    c.create_index(&Index::on(["email"]).unique())
+        .await
+        .unwrap();
+    c.create_index(&Index::on(["provider", "uid"]).unique())
+        .await
+        .unwrap();
+    c.create_index(&Index::on(["email"]).unique())
+        .await
+        .unwrap(); // idempotent
+    let a = c
+        .insert(doc! { "email": "a@x", "provider": "gh", "uid": "1" })
+        .await
+        .unwrap();
+    let err = c
+        .insert(doc! { "email": "a@x", "provider": "gh", "uid": "2" })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate { index } if index == "email_1"),
+        "{err}"
+    );
+    let err = c
+        .insert(doc! { "email": "b@x", "provider": "gh", "uid": "1" })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate { index } if index == "provider_1_uid_1"),
+        "{err}"
+    );
+    c.insert(doc! { "email": "c@x", "provider": "google", "uid": "1" })
+        .await
+        .unwrap();
+    let err = c
+        .update(a, Update::set(doc! { "email": "c@x" }))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { .. }));
+    assert_eq!(
+        c.get(a).await.unwrap().unwrap().get_str("email").unwrap(),
+        "a@x",
+        "nothing lost"
+    );
+    assert_eq!(c.count(&Filter::All).await.unwrap(), 2);
+}
+
+async fn ttl_indexes_expire_documents(t: TestStore) {
+    let c = t.store.collection("sessions");
+    c.create_index(&Index::on(["expires_at"]).ttl(Duration::ZERO))
+        .await
+        .unwrap();
+    let now = Timestamp::now().millis();
+    c.insert(doc! { "name": "old", "expires_at": bson::DateTime::from_millis(now - 60_000) })
+        .await
+        .unwrap();
+    c.insert(doc! { "name": "new", "expires_at": bson::DateTime::from_millis(now + 3_600_000) })
+        .await
+        .unwrap();
+    c.insert(doc! { "name": "no-date", "expires_at": "not a date" })
+        .await
+        .unwrap();
+    // MongoDB's TTL monitor runs every 60 s by default (SecantusDB here: every second).
+    let deadline = Instant::now() + Duration::from_secs(75);
+    loop {
+        t.store.purge_expired().await.unwrap();
+        let names = ids(&c
+            .find(&Query::all().sort("name", Order::Asc))
+            .await
+            .unwrap());
+        if names == ["new", "no-date"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expired document still there: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn dates_and_ids_compare(t: TestStore) {
+    let c = t.store.collection("events");
+    let base = 1_700_000_000_000_i64;
+    let mut inserted = Vec::new();
+    for (i, name) in ["e0", "e1", "e2"].into_iter().enumerate() {
+        let at = bson::DateTime::from_millis(base + i as i64 * 1000);
+        inserted.push(c.insert(doc! { "name": name, "at": at }).await.unwrap());
+    }
+    let after = Filter::gt("at", bson::DateTime::from_millis(base));
+    assert_eq!(
+        ids(&c
+            .find(&Query::filter(after).sort("at", Order::Desc))
+            .await
+            .unwrap()),
+        ["e2", "e1"]
+    );
+    assert_eq!(
+        ids(&c
+            .find(&Query::filter(Filter::eq("_id", inserted[1])))
+            .await
+            .unwrap()),
+        ["e1"]
+    );
+    assert_eq!(
+        ids(&c
+            .find(&Query::filter(Filter::gte("_id", inserted[1])))
+            .await
+            .unwrap()),
+        ["e1", "e2"]
+    );
+}
+
+async fn bad_names_are_refused(t: TestStore) {
+    let c = t.store.collection("things");
+    let err = c
+        .find(&Query::filter(Filter::eq("a'); DROP TABLE x; --", 1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = c
+        .find(&Query::all().sort("$where", Order::Asc))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)));
+    let err = c
+        .update(vibetuner::Id::new(), Update::set(doc! { "_id": 1 }))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+struct Task {
+    title: String,
+    done: bool,
+    due: Option<Timestamp>,
+}
+
+impl Model for Task {
+    const COLLECTION: &'static str = "tasks";
+    fn indexes() -> Vec<Index> {
+        vec![Index::on(["title"]).unique()]
+    }
+}
+
+async fn typed_models_keep_timestamps(t: TestStore) {
+    let tasks = t.store.models::<Task>();
+    assert_eq!(tasks.ensure_indexes().await.unwrap(), 1);
+    let due = Timestamp::from_millis(1_800_000_000_000);
+    let mut rec = tasks
+        .insert(Task {
+            title: "write".into(),
+            done: false,
+            due: Some(due),
+        })
+        .await
+        .unwrap();
+    assert!(rec.created.is_some() && rec.created == rec.updated);
+    let loaded = tasks.get(rec.id).await.unwrap().unwrap();
+    assert_eq!(loaded, rec);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    rec.done = true;
+    tasks.save(&mut rec).await.unwrap();
+    let loaded = tasks.get(rec.id).await.unwrap().unwrap();
+    assert!(loaded.done);
+    assert!(loaded.updated > loaded.created);
+    let json = serde_json::to_value(&loaded).unwrap();
+    assert_eq!(json["id"], rec.id.to_string());
+    assert_eq!(json["due"], "2027-01-15T08:00:00.000Z");
+    assert!(json["db_insert_dt"].as_str().unwrap().ends_with('Z'));
+    let dup = tasks
+        .insert(Task {
+            title: "write".into(),
+            done: false,
+            due: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Duplicate { .. }));
+    assert_eq!(tasks.count(&Filter::eq("done", true)).await.unwrap(), 1);
+    assert_eq!(tasks.find(&Query::all()).await.unwrap().len(), 1);
+}
+
+async fn framework_models_use_vibetuner_names(t: TestStore) {
+    let users = t.store.models::<User>();
+    users.ensure_indexes().await.unwrap();
+    let accounts = t.store.models::<OAuthAccount>();
+    accounts.ensure_indexes().await.unwrap();
+    let account = OAuthAccount {
+        provider: "github".into(),
+        provider_user_id: "42".into(),
+        ..Default::default()
+    };
+    let acc = accounts.insert(account.clone()).await.unwrap();
+    assert!(matches!(
+        accounts.insert(account).await.unwrap_err(),
+        StoreError::Duplicate { .. }
+    ));
+    let user = users
+        .insert(User {
+            email: Some("a@example.com".into()),
+            oauth_accounts: vec![vibetuner::models::Link {
+                collection: "oauth_accounts".into(),
+                id: acc.id,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let raw = t
+        .store
+        .collection("users")
+        .get(user.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.get_str("email").unwrap(), "a@example.com");
+    assert!(
+        raw.get_datetime("db_insert_dt").is_ok(),
+        "timestamps are BSON dates: {raw}"
+    );
+    let link = raw.get_array("oauth_accounts").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(link.get_str("$ref").unwrap(), "oauth_accounts");
+    assert_eq!(link.get_object_id("$id").unwrap(), acc.id.0);
+    assert_eq!(
+        users.get(user.id).await.unwrap().unwrap().oauth_accounts[0].id,
+        acc.id
+    );
+}
+
+async fn update_and_delete_many(t: TestStore) {
+    let c = seed(&t).await;
+    let changed = c
+        .update_many(
+            Filter::eq("city", "Lisboa"),
+            Update::set(doc! { "country": "PT" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 2);
+    assert_eq!(c.count(&Filter::eq("country", "PT")).await.unwrap(), 2);
+    assert_eq!(c.delete_many(Filter::eq("active", false)).await.unwrap(), 2);
+    assert_eq!(c.count(&Filter::All).await.unwrap(), 3);
+}
+
+on_both_backends!(
+    crud_round_trip,
+    filters_sort_and_pages,
+    null_matches_missing,
+    search_is_case_insensitive_and_literal,
+    unique_and_compound_indexes,
+    ttl_indexes_expire_documents,
+    dates_and_ids_compare,
+    bad_names_are_refused,
+    typed_models_keep_timestamps,
+    framework_models_use_vibetuner_names,
+    update_and_delete_many,
+);

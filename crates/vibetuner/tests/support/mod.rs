@@ -1,0 +1,102 @@
+//! Shared by the in-process suites: a store on each backend.
+//!
+//! The MongoDB backend needs a server: `TEST_MONGODB_URL` (set by `scripts/test.sh`, which starts
+//! SecantusDB). Without it the MongoDB tests fail with what to do; they never skip.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use vibetuner::Store;
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in a temporary folder.
+    Embedded,
+    /// The server at `TEST_MONGODB_URL`, in a database of its own.
+    Mongo,
+}
+
+/// A store plus what keeps it alive.
+pub struct TestStore {
+    pub store: Store,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The MongoDB URL for tests, or a panic saying how to get one.
+pub fn mongodb_url() -> String {
+    std::env::var("TEST_MONGODB_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "TEST_MONGODB_URL is not set, so the MongoDB suite has no server. Run the tests with \
+             scripts/test.sh (it starts SecantusDB), or start one yourself: \
+             `pip install SecantusDB && secantusd-py --host 127.0.0.1 --port 27018 --storage-path /tmp/sdb` \
+             then `export TEST_MONGODB_URL=mongodb://127.0.0.1:27018`"
+        )
+    })
+}
+
+/// A database name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh, empty store on `backend`.
+pub async fn store(backend: Backend) -> TestStore {
+    match backend {
+        Backend::Embedded => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
+            TestStore {
+                store,
+                backend,
+                _dir: Some(dir),
+            }
+        }
+        Backend::Mongo => {
+            let store = Store::mongo(&mongodb_url(), &unique_name("vt"))
+                .await
+                .unwrap();
+            store.ping().await.unwrap_or_else(|e| {
+                panic!("the MongoDB server at TEST_MONGODB_URL does not answer: {e}")
+            });
+            TestStore {
+                store,
+                backend,
+                _dir: None,
+            }
+        }
+    }
+}
+
+/// Declares each listed `async fn name(TestStore)` as a test on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::store(super::support::Backend::Embedded).await).await
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::store(super::support::Backend::Mongo).await).await
+                }
+            )*
+        }
+    };
+}
