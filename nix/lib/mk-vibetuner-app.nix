@@ -5,7 +5,9 @@
 #   packages.default = vibetuner.lib.mkVibetunerApp { inherit pkgs; src = ./.; };
 #
 # The app's `vibetuner` dependency is served by the framework source of this flake (a cargo
-# `[patch.crates-io]`), so the framework version is the one the app's flake.lock pins.
+# `[patch.crates-io]`), so the framework version is the one the app's flake.lock pins. The app
+# must depend on it in the crates.io form (`vibetuner = "0.1.0"`, as the template does), not by a
+# path to a local checkout.
 { crane }:
 
 {
