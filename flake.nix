@@ -10,7 +10,7 @@
     let
       inherit (nixpkgs) lib;
 
-      systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+      systems = [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ];
 
       # nixpkgs with the CLI (overlay) and MongoDB's unfree (SSPL) community edition allowed.
       pkgsFor = system: import nixpkgs {

@@ -13,7 +13,7 @@
 
       # vibetuner's nixpkgs: the vibetuner CLI added, MongoDB's unfree mongodb-ce allowed.
       forAllSystems = f: lib.genAttrs
-        [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ]
+        [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ]
         (system: f vibetuner.legacyPackages.${system});
 
       motd = ''
