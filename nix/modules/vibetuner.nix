@@ -36,10 +36,8 @@ let
   renderValue = value: if isBool value then lib.boolToString value else toString value;
 
   environment =
-    mapAttrs (_: renderValue) cfg.settings
-    // {
-      DATA_DIR = "/var/lib/vibetuner";
-    }
+    { DATA_DIR = "/var/lib/vibetuner"; }
+    // mapAttrs (_: renderValue) cfg.settings
     // optionalAttrs cfg.mongodb.createLocally {
       MONGODB_URL = "mongodb://127.0.0.1:27017/${cfg.mongodb.database}";
     }
@@ -84,6 +82,8 @@ let
       StateDirectory = "vibetuner";
       StateDirectoryMode = "0750";
       WorkingDirectory = "/var/lib/vibetuner";
+      # A DATA_DIR of one's own stays writable under ProtectSystem=strict.
+      ReadWritePaths = optional (environment.DATA_DIR != "/var/lib/vibetuner") environment.DATA_DIR;
       EnvironmentFile = optional (cfg.environmentFile != null) cfg.environmentFile;
       LoadCredential = mapAttrsToList (name: path: "${name}:${toString path}") cfg.credentials;
 
@@ -222,8 +222,8 @@ in
       description = ''
         Settings passed to the app as environment variables (see the app's README). They
         end up in the world-readable Nix store: put secrets in `credentials` or
-        `environmentFile`. `HOST` and `PORT` come from `host`/`port`, `DATA_DIR` is the
-        state directory, and `MONGODB_URL`/`REDIS_URL` are set by `createLocally`.
+        `environmentFile`. `HOST` and `PORT` come from `host`/`port`, `DATA_DIR` defaults to
+        the state directory, and `MONGODB_URL`/`REDIS_URL` are set by `createLocally`.
       '';
     };
 

@@ -122,6 +122,7 @@ let
         REDIS_URL = "redis://cache.internal:6379/0";
         DEBUG = true;
         MAX_BODY_SIZE = 1048576;
+        DATA_DIR = "/srv/shop";
       };
     };
   };
@@ -222,19 +223,21 @@ let
 
     (eq "external: no failed assertion" (failedAssertions external) [ ])
     (eq "external: web only" (lib.attrNames external.systemd.services) [ "vibetuner-web-1" ])
-    (eq "external: URLs and typed settings rendered" (lib.getAttrs [ "MONGODB_URL" "REDIS_URL" "DEBUG" "MAX_BODY_SIZE" "ENVIRONMENT" ] external.systemd.services.vibetuner-web-1.environment) {
+    (eq "external: URLs and typed settings rendered" (lib.getAttrs [ "MONGODB_URL" "REDIS_URL" "DEBUG" "MAX_BODY_SIZE" "ENVIRONMENT" "DATA_DIR" ] external.systemd.services.vibetuner-web-1.environment) {
       MONGODB_URL = "mongodb://db.internal:27017/shop";
       REDIS_URL = "redis://cache.internal:6379/0";
       DEBUG = "true";
       MAX_BODY_SIZE = "1048576";
       ENVIRONMENT = "dev";
+      DATA_DIR = "/srv/shop";
     })
     (eq "external: no local databases, no ordering on them"
       { inherit (external.systemd.services.vibetuner-web-1) after requires; mongodb = external.services.mongodb.enable or false; redis = external.services.redis.servers ? vibetuner; }
       { after = [ "network.target" ]; requires = [ ]; mongodb = false; redis = false; })
-    (eq "external: environment file, no credentials"
-      { inherit (external.systemd.services.vibetuner-web-1.serviceConfig) EnvironmentFile LoadCredential SupplementaryGroups; }
-      { EnvironmentFile = [ "/run/secrets/vibetuner.env" ]; LoadCredential = [ ]; SupplementaryGroups = [ ]; })
+    (eq "external: environment file, no credentials, own DATA_DIR writable"
+      { inherit (external.systemd.services.vibetuner-web-1.serviceConfig) EnvironmentFile LoadCredential SupplementaryGroups ReadWritePaths; }
+      { EnvironmentFile = [ "/run/secrets/vibetuner.env" ]; LoadCredential = [ ]; SupplementaryGroups = [ ]; ReadWritePaths = [ "/srv/shop" ]; })
+    (eq "defaults: nothing writable beyond the state directory" web.serviceConfig.ReadWritePaths [ ])
 
     (hasMessage "assertion: instances < 1" noInstances "services.vibetuner.instances must be at least 1 (it is 0)")
     (eq "assertion: instances < 1 runs no web unit" (lib.attrNames noInstances.systemd.services) [ "vibetuner-worker-1" ])
