@@ -102,6 +102,22 @@ step "input-free outputs evaluate offline (templates, nixosModules, overlays, li
     assert builtins.isFunction f.lib.mkVibetunerApp && builtins.isFunction f.lib.mkDevShell;
     \"\""
 
+# `nix flake check` on the outputs that need no input (the rest needs nixpkgs): Nix's own
+# schema checks of the overlay, the NixOS modules and the templates.
+flake_check_offline() {
+  mkdir -p "$tmp/probe"
+  cat >"$tmp/probe/flake.nix" <<EOF
+{
+  outputs = _: {
+    inherit (builtins.getFlake "path:$src") overlays nixosModules templates;
+  };
+}
+EOF
+  nix flake check --impure "path:$tmp/probe" 2>&1 | grep -v '^evaluating flake' >&2
+  return "${PIPESTATUS[0]}"
+}
+step "nix flake check of overlays, nixosModules and templates" flake_check_offline
+
 check_devcontainers() {
   python3 - .devcontainer/devcontainer.json templates/app/.devcontainer/devcontainer.json <<'EOF'
 import json, sys
