@@ -25,8 +25,10 @@ def flake_inputs(directory):
     out = subprocess.run(
         ["nix-instantiate", "--eval", "--strict", "--json", "-E",
          f"(import {directory.resolve()}/flake.nix).inputs or {{ }}"],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )
+    if out.returncode != 0:
+        fail(f"cannot evaluate the inputs of {directory}/flake.nix:\n{out.stderr}")
     return json.loads(out.stdout)
 
 
