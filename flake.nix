@@ -93,10 +93,10 @@
 
       checks = forAllSystems (pkgs:
         let
-          checks = workspace pkgs;
+          built = workspace pkgs;
         in
         {
-          inherit (checks) vibetuner clippy fmt nextest;
+          inherit (built) vibetuner clippy fmt nextest;
           inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) example-app;
           module-eval = pkgs.runCommand "vibetuner-module-eval"
             {
