@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing vibetuner needs on a Debian machine, skipping what is there:
-# Rust (expected already: rustup), cargo-nextest, Node.js with npm, wrk (benchmarks only).
+# Rust (expected already: rustup), cargo-nextest, Node.js with npm, Nix (nix-bin), wrk (benchmarks only).
 # Usage: scripts/prerequisites.sh [--bench]
 set -euo pipefail
 
@@ -25,6 +25,11 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "installing Node.js and npm (apt)"
   apt_install nodejs npm
+fi
+if ! command -v nix >/dev/null 2>&1; then
+  # The e2e test comparing `nix flake init` with `vibetuner new` runs nix (offline).
+  echo "installing Nix (apt: nix-bin)"
+  apt_install nix-bin
 fi
 if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (apt)"

@@ -1,0 +1,17 @@
+# The workspace source for crane: the Rust sources plus the files the crates embed at compile
+# time (framework templates and statics, the project template `vibetuner new` renders).
+{ lib, craneLib }:
+
+let
+  root = ../.;
+in
+lib.fileset.toSource {
+  inherit root;
+  fileset = lib.fileset.unions [
+    (craneLib.fileset.commonCargoSources root)
+    ../crates/vibetuner/templates
+    ../crates/vibetuner/statics
+    ../crates/vibetuner/tests/fixture
+    ../templates
+  ];
+}
