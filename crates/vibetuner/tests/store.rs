@@ -469,3 +469,112 @@ on_both_backends!(
     framework_models_use_vibetuner_names,
     update_and_delete_many,
 );
+
+/// Random documents and random queries: both backends must return the same documents in the
+/// same order (same count too), so an app can move between them.
+mod equivalence {
+    use super::support::{Backend, store};
+    use bson::{Bson, Document};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use vibetuner::store::{Filter, Order, Query};
+
+    fn value(field: &'static str) -> BoxedStrategy<Option<Bson>> {
+        let present: BoxedStrategy<Bson> = match field {
+            "n" => prop_oneof![(0i64..6).prop_map(Bson::Int64), (0i32..6).prop_map(|v| Bson::Double(f64::from(v) / 2.0)), Just(Bson::Null)].boxed(),
+            "s" => prop::sample::select(vec!["a", "B", "ab", "Ab", "b.c", "", "zz"]).prop_map(|s| Bson::String(s.into())).boxed(),
+            "b" => any::<bool>().prop_map(Bson::Boolean).boxed(),
+            _ => (0i64..5).prop_map(|d| Bson::DateTime(bson::DateTime::from_millis(1_700_000_000_000 + d * 86_400_000))).boxed(),
+        };
+        prop_oneof![1 => Just(None), 6 => present.prop_map(Some)].boxed()
+    }
+
+    fn document() -> impl Strategy<Value = Document> {
+        (value("n"), value("s"), value("b"), value("d")).prop_map(|(n, s, b, d)| {
+            let mut doc = Document::new();
+            for (k, v) in [("n", n), ("s", s), ("b", b), ("d", d)] {
+                if let Some(v) = v {
+                    doc.insert(k, v);
+                }
+            }
+            doc
+        })
+    }
+
+    fn leaf() -> impl Strategy<Value = Filter> {
+        let field = prop::sample::select(vec!["n", "s", "b", "d"]);
+        (field, 0usize..4, value("n"), value("s"), value("d"), any::<bool>()).prop_map(|(f, op, n, s, d, b)| {
+            let v = match f {
+                "n" => n.unwrap_or(Bson::Int64(2)),
+                "s" => s.unwrap_or(Bson::String("a".into())),
+                "d" => d.unwrap_or(Bson::Null),
+                _ => Bson::Boolean(b),
+            };
+            let ranged = !matches!(v, Bson::Null);
+            match (op, ranged) {
+                (0, _) | (_, false) => Filter::Eq(f.into(), v),
+                (1, _) => Filter::In(f.into(), vec![v, Bson::Int64(1), Bson::String("B".into())]),
+                (2, _) => Filter::gte(f, v),
+                _ => Filter::lt(f, v),
+            }
+        })
+    }
+
+    fn filter() -> impl Strategy<Value = Filter> {
+        let search = prop::sample::select(vec!["a", "B", ".", "b.c", "Z"]).prop_map(|t| Filter::search(["s"], t));
+        let single = prop_oneof![4 => leaf(), 1 => search, 1 => Just(Filter::All)];
+        single.prop_recursive(2, 6, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 1..3).prop_map(Filter::And),
+                prop::collection::vec(inner, 1..3).prop_map(Filter::Or),
+            ]
+        })
+    }
+
+    fn query() -> impl Strategy<Value = Query> {
+        let sort = prop::collection::vec(
+            (prop::sample::select(vec!["n", "s", "b", "d", "_id"]), any::<bool>())
+                .prop_map(|(f, asc)| (f.to_owned(), if asc { Order::Asc } else { Order::Desc })),
+            0..3,
+        );
+        (filter(), sort, 0u64..6, prop::option::of(1u64..8)).prop_map(|(filter, mut sort, skip, limit)| {
+            sort.dedup_by(|a, b| a.0 == b.0);
+            Query { filter, sort, skip, limit }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backends_agree_on_random_queries() {
+        let embedded = store(Backend::Embedded).await;
+        let mongo = store(Backend::Mongo).await;
+        let strategy = (prop::collection::vec(document(), 0..25), prop::collection::vec(query(), 1..6));
+        let mut runner = TestRunner::new(Config { cases: 64, ..Config::default() });
+        let handle = tokio::runtime::Handle::current();
+        let case = std::sync::atomic::AtomicU32::new(0);
+        let result = tokio::task::block_in_place(|| {
+            runner.run(&strategy, |(docs, queries)| {
+                let coll = format!("p{}", case.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                handle.block_on(async {
+                    let (e, m) = (embedded.store.collection(&coll), mongo.store.collection(&coll));
+                    for d in &docs {
+                        let mut d = d.clone();
+                        d.insert("_id", bson::oid::ObjectId::new());
+                        e.insert(d.clone()).await.unwrap();
+                        m.insert(d).await.unwrap();
+                    }
+                    for q in &queries {
+                        let ids = |docs: Vec<Document>| docs.iter().map(|d| d.get_object_id("_id").unwrap()).collect::<Vec<_>>();
+                        let from_e = ids(e.find(q).await.unwrap());
+                        let from_m = ids(m.find(q).await.unwrap());
+                        prop_assert_eq!(&from_e, &from_m, "query {:?}", q);
+                        prop_assert_eq!(e.count(&q.filter).await.unwrap(), m.count(&q.filter).await.unwrap(), "count {:?}", q.filter);
+                    }
+                    Ok(())
+                })
+            })
+        });
+        if let Err(e) = result {
+            panic!("the backends disagree: {e}");
+        }
+    }
+}
