@@ -31,6 +31,16 @@ if ! command -v nix >/dev/null 2>&1; then
   echo "installing Nix (apt: nix-bin)"
   apt_install nix-bin
 fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing Redis (apt: redis-server)"
+  apt_install redis-server
+fi
+if ! command -v secantusd-py >/dev/null 2>&1; then
+  # No MongoDB binary is packaged for Debian; SecantusDB speaks MongoDB's wire protocol.
+  echo "installing SecantusDB, a MongoDB wire-protocol server (pip)"
+  command -v pip3 >/dev/null 2>&1 || apt_install python3-pip
+  pip3 install --quiet SecantusDB || pip3 install --quiet --break-system-packages SecantusDB
+fi
 if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (apt)"
   apt_install wrk

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs prerequisites, then formatting, lints and every test
-# (unit, in-process, end to end with a generated app built and served over HTTP).
+# The test command: installs prerequisites, starts the test services (Redis and a MongoDB
+# wire-protocol server on free 127.0.0.1 ports), then formatting, lints, the offline Nix checks and
+# every test (unit, in-process on both store backends, end to end with a generated app).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/prerequisites.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/nix-check.sh
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop' EXIT
 cargo nextest run --workspace --locked --no-fail-fast "$@"

@@ -190,7 +190,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `binary serve` in `dir` with only `env` (and PATH) in its environment.
+    /// Starts `binary serve` in `dir` with only `env` (and PATH) in its environment; `DATA_DIR`
+    /// defaults to a fresh folder so servers do not share an embedded store.
     pub fn start(binary: &Path, dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("vibetuner-e2e-{port}.log"));
@@ -202,6 +203,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(File::create(&log)?)
             .stderr(Stdio::piped());
+        if !env.iter().any(|(k, _)| *k == "DATA_DIR") {
+            cmd.env("DATA_DIR", scratch_dir(&format!("data-{port}")));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

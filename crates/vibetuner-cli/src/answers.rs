@@ -71,6 +71,10 @@ pub const QUESTIONS: &[Question] = &[
         key: "fqdn",
         prompt: "Public domain name (empty if none yet)",
     },
+    Question {
+        key: "example",
+        prompt: "Include the example notes resource (true/false)",
+    },
 ];
 
 /// Parses repeated `--data key=value` into a map, refusing unknown keys.
@@ -155,6 +159,7 @@ pub fn default_for(key: &str, folder: &str, so_far: &BTreeMap<String, String>) -
         "author_name" => defaults.author_name,
         "author_email" => defaults.author_email,
         "default_language" => defaults.default_language,
+        "example" => defaults.example.to_string(),
         _ => String::new(),
     }
 }
@@ -178,6 +183,7 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "default_language" => LANGUAGE.is_match(value),
         "supported_languages" => split_list(value).iter().all(|l| LANGUAGE.is_match(l)),
         "fqdn" => value.is_empty() || FQDN.is_match(value),
+        "example" => value == "true" || value == "false",
         _ => true,
     };
     if ok {
@@ -191,6 +197,7 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "default_language" => "a language code such as en, es or pt-BR",
         "supported_languages" => "comma-separated language codes such as es,ca,pt-BR",
         "fqdn" => "a lower-case domain name such as app.example.com, or empty",
+        "example" => "true or false",
         _ => "a non-empty value",
     };
     Err(format!("invalid {key} {value:?}: expected {rule}"))
@@ -219,6 +226,7 @@ pub fn to_project(answers: &BTreeMap<String, String>) -> Project {
         default_language: get("default_language"),
         supported_languages: split_list(&get("supported_languages")),
         fqdn: get("fqdn"),
+        example: get("example") != "false",
         copyright_start: None,
     }
 }

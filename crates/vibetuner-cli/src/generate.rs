@@ -38,9 +38,20 @@ pub struct Replace {
     pub replace: String,
 }
 
+/// Files left out of a project when a condition on the answers holds.
+#[derive(Debug, Deserialize)]
+pub struct Remove {
+    /// minijinja expression over the answers, e.g. `not example`.
+    pub when: String,
+    /// Files inside the template.
+    pub files: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct Spec {
     replace: Vec<Replace>,
+    #[serde(default)]
+    remove: Vec<Remove>,
 }
 
 /// Where the generated app gets the framework from.
@@ -67,9 +78,8 @@ fn toml_string(s: &str) -> String {
 }
 
 /// The parsed substitution spec.
-pub fn replacements() -> anyhow::Result<Vec<Replace>> {
-    let spec: Spec = toml::from_str(SPEC).context("templates/app.toml is invalid")?;
-    Ok(spec.replace)
+fn spec() -> anyhow::Result<Spec> {
+    toml::from_str(SPEC).context("templates/app.toml is invalid")
 }
 
 /// Renders every file of the project in memory: relative path → contents.
@@ -92,7 +102,20 @@ pub fn render(
     env.add_filter("toml", |s: String| toml_string(&s));
     let mut ctx = minijinja::value::Value::from_serialize(project);
     ctx = minijinja::context! { framework_dependency => framework.dependency(), ..ctx };
-    for rule in replacements()? {
+    let spec = spec()?;
+    for rule in &spec.remove {
+        let expr = env
+            .compile_expression(&rule.when)
+            .with_context(|| format!("templates/app.toml: bad condition {:?}", rule.when))?;
+        if expr.eval(&ctx)?.is_true() {
+            for file in &rule.files {
+                if files.remove(file).is_none() {
+                    bail!("templates/app.toml removes {file}, which is not in the template");
+                }
+            }
+        }
+    }
+    for rule in spec.replace {
         let Some(bytes) = files.get_mut(&rule.file) else {
             bail!(
                 "templates/app.toml names {}, which is not in the template",
@@ -213,6 +236,26 @@ mod tests {
                 "{name} missing from the embedded template"
             );
         }
+    }
+
+    #[test]
+    fn example_false_leaves_out_the_notes_resource() {
+        let project = Project {
+            example: false,
+            ..Project::default()
+        };
+        let files = render(&project, &Framework::Version("0.1.0".into())).unwrap();
+        assert!(!files.contains_key("src/notes.rs"));
+        assert!(!files.contains_key("templates/frontend/notes.html.jinja"));
+        for name in ["src/main.rs", "README.md"] {
+            let text = String::from_utf8(files[name].clone()).unwrap();
+            assert!(
+                !text.contains("notes"),
+                "{name} still mentions notes:\n{text}"
+            );
+        }
+        let answers = String::from_utf8(files[ANSWERS_FILE].clone()).unwrap();
+        assert!(answers.contains("example = false"));
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub mod prelude {
         ServiceCheck, Store, Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
+    pub use axum::http::StatusCode;
     pub use axum::response::{Html, IntoResponse, Redirect, Response};
     pub use axum::routing::{delete, get, patch, post, put};
     pub use schemars::JsonSchema;

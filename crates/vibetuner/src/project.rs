@@ -29,6 +29,8 @@ pub struct Project {
     pub supported_languages: Vec<String>,
     /// Public host name, used in the sitemap and absolute URLs; empty when unknown.
     pub fqdn: String,
+    /// Whether the generated app includes the example "notes" resource.
+    pub example: bool,
     /// First year of the copyright notice.
     pub copyright_start: Option<i32>,
 }
@@ -45,6 +47,7 @@ impl Default for Project {
             default_language: "en".into(),
             supported_languages: Vec::new(),
             fqdn: String::new(),
+            example: true,
             copyright_start: None,
         }
     }

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use support::TestStore;
 use tower::ServiceExt;
+use vibetuner::Error;
 use vibetuner::crud::{Crud, Operation};
 use vibetuner::store::{FieldError, Filter, Index, Model};
-use vibetuner::Error;
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 struct Note {
@@ -67,7 +67,11 @@ async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (St
     let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
     (status, value)
 }
 
@@ -83,7 +87,13 @@ async fn seed(app: &Router) -> Vec<String> {
         ("Fix bike", "rear brake (again)", false, 3),
         ("Read book", "chapter 3.1", true, 2),
     ] {
-        let (status, v) = call(app, "POST", "/api/notes", Some(json!({ "title": title, "body": body, "done": done, "priority": priority }))).await;
+        let (status, v) = call(
+            app,
+            "POST",
+            "/api/notes",
+            Some(json!({ "title": title, "body": body, "done": done, "priority": priority })),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
@@ -91,12 +101,23 @@ async fn seed(app: &Router) -> Vec<String> {
 }
 
 fn titles(v: &Value) -> Vec<&str> {
-    v["items"].as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect()
 }
 
 async fn create_read_update_delete(t: TestStore) {
     let app = app(&t, crud()).await;
-    let (status, created) = call(&app, "POST", "/api/notes", Some(json!({ "title": "Hello", "body": "world" }))).await;
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/api/notes",
+        Some(json!({ "title": "Hello", "body": "world" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["id"].as_str().unwrap();
     assert_eq!(id.len(), 24);
@@ -108,7 +129,13 @@ async fn create_read_update_delete(t: TestStore) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, created);
 
-    let (status, updated) = call(&app, "PATCH", &format!("/api/notes/{id}"), Some(json!({ "done": true }))).await;
+    let (status, updated) = call(
+        &app,
+        "PATCH",
+        &format!("/api/notes/{id}"),
+        Some(json!({ "done": true })),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["done"], true);
     assert_eq!(updated["title"], "Hello", "fields not sent are kept");
@@ -117,10 +144,19 @@ async fn create_read_update_delete(t: TestStore) {
     let (status, body) = call(&app, "DELETE", &format!("/api/notes/{id}"), None).await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     let (status, body) = call(&app, "GET", &format!("/api/notes/{id}"), None).await;
-    assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({ "detail": "Not found" })));
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({ "detail": "Not found" }))
+    );
     let (status, _) = call(&app, "DELETE", &format!("/api/notes/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(&app, "PATCH", &format!("/api/notes/{id}"), Some(json!({ "done": false }))).await;
+    let (status, _) = call(
+        &app,
+        "PATCH",
+        &format!("/api/notes/{id}"),
+        Some(json!({ "done": false })),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -129,17 +165,41 @@ async fn list_parameters(t: TestStore) {
     let ids = seed(&app).await;
     let (status, all) = call(&app, "GET", "/api/notes", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((all["total"].clone(), all["offset"].clone(), all["limit"].clone()), (json!(4), json!(0), json!(25)));
-    assert_eq!(titles(&all), ["Buy milk", "Call Ana", "Fix bike", "Read book"], "insertion order by default");
+    assert_eq!(
+        (
+            all["total"].clone(),
+            all["offset"].clone(),
+            all["limit"].clone()
+        ),
+        (json!(4), json!(0), json!(25))
+    );
+    assert_eq!(
+        titles(&all),
+        ["Buy milk", "Call Ana", "Fix bike", "Read book"],
+        "insertion order by default"
+    );
 
     let (_, page) = call(&app, "GET", "/api/notes?offset=1&limit=2", None).await;
     assert_eq!(titles(&page), ["Call Ana", "Fix bike"]);
-    assert_eq!((page["total"].clone(), page["offset"].clone(), page["limit"].clone()), (json!(4), json!(1), json!(2)));
+    assert_eq!(
+        (
+            page["total"].clone(),
+            page["offset"].clone(),
+            page["limit"].clone()
+        ),
+        (json!(4), json!(1), json!(2))
+    );
 
     let (_, sorted) = call(&app, "GET", "/api/notes?sort=-priority,title", None).await;
-    assert_eq!(titles(&sorted), ["Fix bike", "Buy milk", "Read book", "Call Ana"]);
+    assert_eq!(
+        titles(&sorted),
+        ["Fix bike", "Buy milk", "Read book", "Call Ana"]
+    );
     let (_, sorted) = call(&app, "GET", "/api/notes?sort=title", None).await;
-    assert_eq!(titles(&sorted), ["Buy milk", "Call Ana", "Fix bike", "Read book"]);
+    assert_eq!(
+        titles(&sorted),
+        ["Buy milk", "Call Ana", "Fix bike", "Read book"]
+    );
 
     let (_, done) = call(&app, "GET", "/api/notes?done=true", None).await;
     assert_eq!(titles(&done), ["Call Ana", "Read book"]);
@@ -157,8 +217,17 @@ async fn list_parameters(t: TestStore) {
     assert_eq!(found["total"], 0);
 
     let (_, slim) = call(&app, "GET", "/api/notes?fields=title&limit=1", None).await;
-    assert_eq!(slim["items"], json!([{ "id": ids[0], "title": "Buy milk" }]));
-    let (_, one) = call(&app, "GET", &format!("/api/notes/{}?fields=done,priority", ids[1]), None).await;
+    assert_eq!(
+        slim["items"],
+        json!([{ "id": ids[0], "title": "Buy milk" }])
+    );
+    let (_, one) = call(
+        &app,
+        "GET",
+        &format!("/api/notes/{}?fields=done,priority", ids[1]),
+        None,
+    )
+    .await;
     assert_eq!(one, json!({ "id": ids[1], "done": true, "priority": 1 }));
 }
 
@@ -172,8 +241,14 @@ async fn bad_requests_answer_422_naming_the_field(t: TestStore) {
         ("/api/notes?offset=-1", "offset"),
         ("/api/notes?sort=body", "cannot sort by `body`"),
         ("/api/notes?sort=-secret", "cannot sort by `secret`"),
-        ("/api/notes?done=maybe", "filter `done` expects true or false"),
-        ("/api/notes?priority=high", "filter `priority` expects a whole number"),
+        (
+            "/api/notes?done=maybe",
+            "filter `done` expects true or false",
+        ),
+        (
+            "/api/notes?priority=high",
+            "filter `priority` expects a whole number",
+        ),
         ("/api/notes?title=x", "unknown query parameter `title`"),
         ("/api/notes?fields=title,nope", "unknown field `nope`"),
         ("/api/notes/not-an-id", "invalid id \"not-an-id\""),
@@ -186,11 +261,26 @@ async fn bad_requests_answer_422_naming_the_field(t: TestStore) {
     for (body, needle) in [
         (json!({ "body": "no title" }), "missing field `title`"),
         (json!({ "title": 5 }), "invalid field `title`"),
-        (json!({ "title": "x", "priority": "high" }), "invalid field `priority`"),
-        (json!({ "title": "x", "colour": "red" }), "unknown field `colour`"),
-        (json!({ "title": "x", "id": "0123456789abcdef01234567" }), "field `id` is set by the server"),
-        (json!({ "title": "x", "db_insert_dt": "2020-01-01T00:00:00Z" }), "field `db_insert_dt`"),
-        (json!({ "title": "   " }), "invalid field `title`: must not be empty"),
+        (
+            json!({ "title": "x", "priority": "high" }),
+            "invalid field `priority`",
+        ),
+        (
+            json!({ "title": "x", "colour": "red" }),
+            "unknown field `colour`",
+        ),
+        (
+            json!({ "title": "x", "id": "0123456789abcdef01234567" }),
+            "field `id` is set by the server",
+        ),
+        (
+            json!({ "title": "x", "db_insert_dt": "2020-01-01T00:00:00Z" }),
+            "field `db_insert_dt`",
+        ),
+        (
+            json!({ "title": "   " }),
+            "invalid field `title`: must not be empty",
+        ),
         (json!(["title"]), "must be a JSON object"),
     ] {
         let (status, v) = call(&app, "POST", "/api/notes", Some(body.clone())).await;
@@ -204,29 +294,61 @@ async fn bad_requests_answer_422_naming_the_field(t: TestStore) {
         (json!({ "title": "" }), "must not be empty"),
         (json!({ "shape": 1 }), "unknown field `shape`"),
     ] {
-        let (status, v) = call(&app, "PATCH", &format!("/api/notes/{id}"), Some(body.clone())).await;
+        let (status, v) = call(
+            &app,
+            "PATCH",
+            &format!("/api/notes/{id}"),
+            Some(body.clone()),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
         assert!(detail(&v).contains(needle), "{body}: {v}");
     }
     let (_, after) = call(&app, "GET", &format!("/api/notes/{id}"), None).await;
-    assert_eq!(after["title"], "Buy milk", "a refused update changes nothing");
+    assert_eq!(
+        after["title"], "Buy milk",
+        "a refused update changes nothing"
+    );
 
     let raw = |ct: &'static str, body: &'static str| {
-        Request::post("/api/notes").header("content-type", ct).body(Body::from(body)).unwrap()
+        Request::post("/api/notes")
+            .header("content-type", ct)
+            .body(Body::from(body))
+            .unwrap()
     };
-    let res = app.clone().oneshot(raw("text/plain", r#"{"title":"x"}"#)).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(raw("text/plain", r#"{"title":"x"}"#))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let res = app.clone().oneshot(raw("application/json", r#"{"title":"#)).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(raw("application/json", r#"{"title":"#))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 async fn unique_violations_answer_409(t: TestStore) {
     let app = app(&t, crud()).await;
     let ids = seed(&app).await;
-    let (status, v) = call(&app, "POST", "/api/notes", Some(json!({ "title": "Buy milk" }))).await;
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/notes",
+        Some(json!({ "title": "Buy milk" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert_eq!(detail(&v), "a note with the same title already exists");
-    let (status, _) = call(&app, "PATCH", &format!("/api/notes/{}", ids[1]), Some(json!({ "title": "Buy milk" }))).await;
+    let (status, _) = call(
+        &app,
+        "PATCH",
+        &format!("/api/notes/{}", ids[1]),
+        Some(json!({ "title": "Buy milk" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (_, list) = call(&app, "GET", "/api/notes", None).await;
     assert_eq!(list["total"], 4);
@@ -237,35 +359,58 @@ async fn hooks_modify_and_reject(t: TestStore) {
     let crud = crud()
         .pre_create(|ctx, mut note: Note| async move {
             if note.title.starts_with('!') {
-                return Err(Error::new(StatusCode::FORBIDDEN, "titles may not start with !"));
+                return Err(Error::new(
+                    StatusCode::FORBIDDEN,
+                    "titles may not start with !",
+                ));
             }
-            note.owner = ctx.request.headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            note.owner = ctx
+                .request
+                .headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             note.title = note.title.trim().to_owned();
             Ok(note)
         })
         .post_create(|ctx, rec| async move {
-            ctx.store.collection("audit").insert(bson::doc! { "event": "created", "note": rec.id }).await?;
+            ctx.store
+                .collection("audit")
+                .insert(bson::doc! { "event": "created", "note": rec.id })
+                .await?;
             Ok(())
         })
         .pre_update(|_, current, mut patch| async move {
             if current.done && patch.contains_key("title") {
-                return Err(Error::new(StatusCode::CONFLICT, "finished notes cannot be renamed"));
+                return Err(Error::new(
+                    StatusCode::CONFLICT,
+                    "finished notes cannot be renamed",
+                ));
             }
             patch.insert("priority".into(), json!(9));
             Ok(patch)
         })
         .post_update(|ctx, rec| async move {
-            ctx.store.collection("audit").insert(bson::doc! { "event": "updated", "note": rec.id }).await?;
+            ctx.store
+                .collection("audit")
+                .insert(bson::doc! { "event": "updated", "note": rec.id })
+                .await?;
             Ok(())
         })
         .pre_delete(|_, rec| async move {
             if rec.priority >= 9 {
-                return Err(Error::new(StatusCode::CONFLICT, "important notes cannot be deleted"));
+                return Err(Error::new(
+                    StatusCode::CONFLICT,
+                    "important notes cannot be deleted",
+                ));
             }
             Ok(())
         })
         .post_delete(|ctx, rec| async move {
-            ctx.store.collection("audit").insert(bson::doc! { "event": "deleted", "note": rec.id }).await?;
+            ctx.store
+                .collection("audit")
+                .insert(bson::doc! { "event": "deleted", "note": rec.id })
+                .await?;
             Ok(())
         });
     let app = app(&t, crud).await;
@@ -276,24 +421,84 @@ async fn hooks_modify_and_reject(t: TestStore) {
         .unwrap();
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let created: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!((created["title"].as_str(), created["owner"].as_str()), (Some("spaced"), Some("ana")));
+    let created: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        (created["title"].as_str(), created["owner"].as_str()),
+        (Some("spaced"), Some("ana"))
+    );
     let id = created["id"].as_str().unwrap();
 
-    let (status, v) = call(&app, "POST", "/api/notes", Some(json!({ "title": "!nope" }))).await;
-    assert_eq!((status, detail(&v)), (StatusCode::FORBIDDEN, "titles may not start with !"));
-    assert_eq!(t.store.collection("notes").count(&Filter::All).await.unwrap(), 1, "rejected create stores nothing");
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/notes",
+        Some(json!({ "title": "!nope" })),
+    )
+    .await;
+    assert_eq!(
+        (status, detail(&v)),
+        (StatusCode::FORBIDDEN, "titles may not start with !")
+    );
+    assert_eq!(
+        t.store
+            .collection("notes")
+            .count(&Filter::All)
+            .await
+            .unwrap(),
+        1,
+        "rejected create stores nothing"
+    );
 
-    let (_, updated) = call(&app, "PATCH", &format!("/api/notes/{id}"), Some(json!({ "done": true }))).await;
-    assert_eq!((updated["done"].clone(), updated["priority"].clone()), (json!(true), json!(9)), "hook added a change");
-    let (status, v) = call(&app, "PATCH", &format!("/api/notes/{id}"), Some(json!({ "title": "renamed" }))).await;
-    assert_eq!((status, detail(&v)), (StatusCode::CONFLICT, "finished notes cannot be renamed"));
+    let (_, updated) = call(
+        &app,
+        "PATCH",
+        &format!("/api/notes/{id}"),
+        Some(json!({ "done": true })),
+    )
+    .await;
+    assert_eq!(
+        (updated["done"].clone(), updated["priority"].clone()),
+        (json!(true), json!(9)),
+        "hook added a change"
+    );
+    let (status, v) = call(
+        &app,
+        "PATCH",
+        &format!("/api/notes/{id}"),
+        Some(json!({ "title": "renamed" })),
+    )
+    .await;
+    assert_eq!(
+        (status, detail(&v)),
+        (StatusCode::CONFLICT, "finished notes cannot be renamed")
+    );
     let (status, _) = call(&app, "DELETE", &format!("/api/notes/{id}"), None).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(t.store.collection("notes").count(&Filter::All).await.unwrap(), 1, "rejected delete keeps it");
+    assert_eq!(
+        t.store
+            .collection("notes")
+            .count(&Filter::All)
+            .await
+            .unwrap(),
+        1,
+        "rejected delete keeps it"
+    );
 
-    let (_, other) = call(&app, "POST", "/api/notes", Some(json!({ "title": "temporary" }))).await;
-    let (status, _) = call(&app, "DELETE", &format!("/api/notes/{}", other["id"].as_str().unwrap()), None).await;
+    let (_, other) = call(
+        &app,
+        "POST",
+        "/api/notes",
+        Some(json!({ "title": "temporary" })),
+    )
+    .await;
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/notes/{}", other["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let events: Vec<String> = audit
         .find(&vibetuner::store::Query::all())
@@ -312,7 +517,13 @@ struct NewNote {
 
 impl From<NewNote> for Note {
     fn from(n: NewNote) -> Self {
-        Note { title: n.title, body: "(from the short form)".into(), done: false, priority: 1, owner: None }
+        Note {
+            title: n.title,
+            body: "(from the short form)".into(),
+            done: false,
+            priority: 1,
+            owner: None,
+        }
     }
 }
 
@@ -330,7 +541,10 @@ struct PublicNote {
 
 impl From<vibetuner::Record<Note>> for PublicNote {
     fn from(r: vibetuner::Record<Note>) -> Self {
-        PublicNote { id: r.id.to_string(), title: r.data.title }
+        PublicNote {
+            id: r.id.to_string(),
+            title: r.data.title,
+        }
     }
 }
 
@@ -341,13 +555,19 @@ async fn separate_types_subsets_layers_and_names(t: TestStore) {
         .create_as::<NewNote>()
         .update_as::<NotePatch>()
         .respond_as::<PublicNote>()
-        .layer(middleware::from_fn(|req: axum::extract::Request, next: Next| async move {
-            if req.headers().contains_key("x-api-key") {
-                next.run(req).await
-            } else {
-                (StatusCode::UNAUTHORIZED, axum::Json(json!({ "detail": "missing x-api-key" }))).into_response()
-            }
-        }));
+        .layer(middleware::from_fn(
+            |req: axum::extract::Request, next: Next| async move {
+                if req.headers().contains_key("x-api-key") {
+                    next.run(req).await
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({ "detail": "missing x-api-key" })),
+                    )
+                        .into_response()
+                }
+            },
+        ));
     assert_eq!(
         crud.route_names(),
         [
@@ -360,7 +580,10 @@ async fn separate_types_subsets_layers_and_names(t: TestStore) {
     let send = |method: &'static str, uri: String, body: Option<Value>, key: bool| {
         let app = app.clone();
         async move {
-            let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+            let mut req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json");
             if key {
                 req = req.header("x-api-key", "k");
             }
@@ -368,29 +591,91 @@ async fn separate_types_subsets_layers_and_names(t: TestStore) {
             let res = app.oneshot(req.body(body).unwrap()).await.unwrap();
             let status = res.status();
             let bytes = res.into_body().collect().await.unwrap().to_bytes();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
         }
     };
     let (status, _) = send("GET", "/api/short".into(), None, false).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the layer guards every route");
-    let (status, created) = send("POST", "/api/short".into(), Some(json!({ "title": "short" })), true).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the layer guards every route"
+    );
+    let (status, created) = send(
+        "POST",
+        "/api/short".into(),
+        Some(json!({ "title": "short" })),
+        true,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created.as_object().unwrap().keys().collect::<Vec<_>>(), ["id", "title"], "response type");
+    assert_eq!(
+        created.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["id", "title"],
+        "response type"
+    );
     let id = created["id"].as_str().unwrap().to_owned();
-    let stored = t.store.models::<Note>().get(id.parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!(stored.body, "(from the short form)", "create type converted");
-    let (status, _) = send("PATCH", format!("/api/short/{id}"), Some(json!({ "done": true })), true).await;
+    let stored = t
+        .store
+        .models::<Note>()
+        .get(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.body, "(from the short form)",
+        "create type converted"
+    );
+    let (status, _) = send(
+        "PATCH",
+        format!("/api/short/{id}"),
+        Some(json!({ "done": true })),
+        true,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(t.store.models::<Note>().get(stored.id).await.unwrap().unwrap().done);
-    let (status, v) = send("PATCH", format!("/api/short/{id}"), Some(json!({ "done": "x" })), true).await;
+    assert!(
+        t.store
+            .models::<Note>()
+            .get(stored.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .done
+    );
+    let (status, v) = send(
+        "PATCH",
+        format!("/api/short/{id}"),
+        Some(json!({ "done": "x" })),
+        true,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (status, _) = send("GET", format!("/api/short/{id}"), None, true).await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "read is not generated");
+    assert_eq!(
+        status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "read is not generated"
+    );
     for i in 0..3 {
-        send("POST", "/api/short".into(), Some(json!({ "title": format!("n{i}") })), true).await;
+        send(
+            "POST",
+            "/api/short".into(),
+            Some(json!({ "title": format!("n{i}") })),
+            true,
+        )
+        .await;
     }
     let (_, page) = send("GET", "/api/short".into(), None, true).await;
-    assert_eq!((page["limit"].clone(), page["items"].as_array().unwrap().len()), (json!(2), 2));
+    assert_eq!(
+        (
+            page["limit"].clone(),
+            page["items"].as_array().unwrap().len()
+        ),
+        (json!(2), 2)
+    );
     let (status, _) = send("GET", "/api/short?limit=4".into(), None, true).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -481,10 +481,23 @@ mod equivalence {
 
     fn value(field: &'static str) -> BoxedStrategy<Option<Bson>> {
         let present: BoxedStrategy<Bson> = match field {
-            "n" => prop_oneof![(0i64..6).prop_map(Bson::Int64), (0i32..6).prop_map(|v| Bson::Double(f64::from(v) / 2.0)), Just(Bson::Null)].boxed(),
-            "s" => prop::sample::select(vec!["a", "B", "ab", "Ab", "b.c", "", "zz"]).prop_map(|s| Bson::String(s.into())).boxed(),
+            "n" => prop_oneof![
+                (0i64..6).prop_map(Bson::Int64),
+                (0i32..6).prop_map(|v| Bson::Double(f64::from(v) / 2.0)),
+                Just(Bson::Null)
+            ]
+            .boxed(),
+            "s" => prop::sample::select(vec!["a", "B", "ab", "Ab", "b.c", "", "zz"])
+                .prop_map(|s| Bson::String(s.into()))
+                .boxed(),
             "b" => any::<bool>().prop_map(Bson::Boolean).boxed(),
-            _ => (0i64..5).prop_map(|d| Bson::DateTime(bson::DateTime::from_millis(1_700_000_000_000 + d * 86_400_000))).boxed(),
+            _ => (0i64..5)
+                .prop_map(|d| {
+                    Bson::DateTime(bson::DateTime::from_millis(
+                        1_700_000_000_000 + d * 86_400_000,
+                    ))
+                })
+                .boxed(),
         };
         prop_oneof![1 => Just(None), 6 => present.prop_map(Some)].boxed()
     }
@@ -503,25 +516,36 @@ mod equivalence {
 
     fn leaf() -> impl Strategy<Value = Filter> {
         let field = prop::sample::select(vec!["n", "s", "b", "d"]);
-        (field, 0usize..4, value("n"), value("s"), value("d"), any::<bool>()).prop_map(|(f, op, n, s, d, b)| {
-            let v = match f {
-                "n" => n.unwrap_or(Bson::Int64(2)),
-                "s" => s.unwrap_or(Bson::String("a".into())),
-                "d" => d.unwrap_or(Bson::Null),
-                _ => Bson::Boolean(b),
-            };
-            let ranged = !matches!(v, Bson::Null);
-            match (op, ranged) {
-                (0, _) | (_, false) => Filter::Eq(f.into(), v),
-                (1, _) => Filter::In(f.into(), vec![v, Bson::Int64(1), Bson::String("B".into())]),
-                (2, _) => Filter::gte(f, v),
-                _ => Filter::lt(f, v),
-            }
-        })
+        (
+            field,
+            0usize..4,
+            value("n"),
+            value("s"),
+            value("d"),
+            any::<bool>(),
+        )
+            .prop_map(|(f, op, n, s, d, b)| {
+                let v = match f {
+                    "n" => n.unwrap_or(Bson::Int64(2)),
+                    "s" => s.unwrap_or(Bson::String("a".into())),
+                    "d" => d.unwrap_or(Bson::Null),
+                    _ => Bson::Boolean(b),
+                };
+                let ranged = !matches!(v, Bson::Null);
+                match (op, ranged) {
+                    (0, _) | (_, false) => Filter::Eq(f.into(), v),
+                    (1, _) => {
+                        Filter::In(f.into(), vec![v, Bson::Int64(1), Bson::String("B".into())])
+                    }
+                    (2, _) => Filter::gte(f, v),
+                    _ => Filter::lt(f, v),
+                }
+            })
     }
 
     fn filter() -> impl Strategy<Value = Filter> {
-        let search = prop::sample::select(vec!["a", "B", ".", "b.c", "Z"]).prop_map(|t| Filter::search(["s"], t));
+        let search = prop::sample::select(vec!["a", "B", ".", "b.c", "Z"])
+            .prop_map(|t| Filter::search(["s"], t));
         let single = prop_oneof![4 => leaf(), 1 => search, 1 => Just(Filter::All)];
         single.prop_recursive(2, 6, 3, |inner| {
             prop_oneof![
@@ -533,29 +557,51 @@ mod equivalence {
 
     fn query() -> impl Strategy<Value = Query> {
         let sort = prop::collection::vec(
-            (prop::sample::select(vec!["n", "s", "b", "d", "_id"]), any::<bool>())
+            (
+                prop::sample::select(vec!["n", "s", "b", "d", "_id"]),
+                any::<bool>(),
+            )
                 .prop_map(|(f, asc)| (f.to_owned(), if asc { Order::Asc } else { Order::Desc })),
             0..3,
         );
-        (filter(), sort, 0u64..6, prop::option::of(1u64..8)).prop_map(|(filter, mut sort, skip, limit)| {
-            sort.dedup_by(|a, b| a.0 == b.0);
-            Query { filter, sort, skip, limit }
-        })
+        (filter(), sort, 0u64..6, prop::option::of(1u64..8)).prop_map(
+            |(filter, mut sort, skip, limit)| {
+                sort.dedup_by(|a, b| a.0 == b.0);
+                Query {
+                    filter,
+                    sort,
+                    skip,
+                    limit,
+                }
+            },
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn backends_agree_on_random_queries() {
         let embedded = store(Backend::Embedded).await;
         let mongo = store(Backend::Mongo).await;
-        let strategy = (prop::collection::vec(document(), 0..25), prop::collection::vec(query(), 1..6));
-        let mut runner = TestRunner::new(Config { cases: 64, ..Config::default() });
+        let strategy = (
+            prop::collection::vec(document(), 0..25),
+            prop::collection::vec(query(), 1..6),
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 64,
+            ..Config::default()
+        });
         let handle = tokio::runtime::Handle::current();
         let case = std::sync::atomic::AtomicU32::new(0);
         let result = tokio::task::block_in_place(|| {
             runner.run(&strategy, |(docs, queries)| {
-                let coll = format!("p{}", case.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                let coll = format!(
+                    "p{}",
+                    case.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                );
                 handle.block_on(async {
-                    let (e, m) = (embedded.store.collection(&coll), mongo.store.collection(&coll));
+                    let (e, m) = (
+                        embedded.store.collection(&coll),
+                        mongo.store.collection(&coll),
+                    );
                     for d in &docs {
                         let mut d = d.clone();
                         d.insert("_id", bson::oid::ObjectId::new());
@@ -563,11 +609,20 @@ mod equivalence {
                         m.insert(d).await.unwrap();
                     }
                     for q in &queries {
-                        let ids = |docs: Vec<Document>| docs.iter().map(|d| d.get_object_id("_id").unwrap()).collect::<Vec<_>>();
+                        let ids = |docs: Vec<Document>| {
+                            docs.iter()
+                                .map(|d| d.get_object_id("_id").unwrap())
+                                .collect::<Vec<_>>()
+                        };
                         let from_e = ids(e.find(q).await.unwrap());
                         let from_m = ids(m.find(q).await.unwrap());
                         prop_assert_eq!(&from_e, &from_m, "query {:?}", q);
-                        prop_assert_eq!(e.count(&q.filter).await.unwrap(), m.count(&q.filter).await.unwrap(), "count {:?}", q.filter);
+                        prop_assert_eq!(
+                            e.count(&q.filter).await.unwrap(),
+                            m.count(&q.filter).await.unwrap(),
+                            "count {:?}",
+                            q.filter
+                        );
                     }
                     Ok(())
                 })

@@ -1,0 +1,106 @@
+//! Example resource, "notes": a JSON API at `/api/notes` made by the CRUD factory, and an htmx
+//! page at `/notes` that lists, creates and deletes notes without a full page reload. It works
+//! on the embedded store and on MongoDB alike.
+//!
+//! To remove it: delete this file and `templates/frontend/notes.html.jinja`, and the two lines
+//! that mention `notes` in `main.rs`.
+
+use vibetuner::prelude::*;
+
+/// A note, stored in the `notes` collection.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Note {
+    /// Short title, required.
+    pub title: String,
+    /// Free text.
+    #[serde(default)]
+    pub body: String,
+}
+
+impl Model for Note {
+    const COLLECTION: &'static str = "notes";
+
+    fn indexes() -> Vec<Index> {
+        vec![Index::on(["db_insert_dt"])]
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.title.trim().is_empty() {
+            return Err(FieldError::new("title", "is required"));
+        }
+        if self.title.chars().count() > 200 {
+            return Err(FieldError::new("title", "is longer than 200 characters"));
+        }
+        Ok(())
+    }
+}
+
+/// Registers the API, the page and the model on the app.
+pub fn register(app: App) -> App {
+    app.crud(
+        Crud::<Note>::new("/api/notes")
+            .sortable(["title", "db_insert_dt"])
+            .searchable(["title", "body"])
+            .default_sort("-db_insert_dt"),
+    )
+    .named_route("notes_page", "/notes", get(page).post(create))
+    .named_route("notes_item", "/notes/{id}", delete(remove))
+}
+
+/// The 50 newest notes.
+async fn latest(store: &Store) -> Result<Vec<Record<Note>>> {
+    let query = vibetuner::store::Query::all()
+        .sort("db_insert_dt", Order::Desc)
+        .limit(50);
+    Ok(store.models::<Note>().find(&query).await?)
+}
+
+/// `GET /notes`: the page, or only the notes section for htmx.
+async fn page(render: Render, store: Store) -> Result<Html<String>> {
+    let notes = latest(&store).await?;
+    render.page_or_block("notes.html.jinja", "notes_section", context! { notes })
+}
+
+/// Fields of the "new note" form.
+#[derive(Deserialize)]
+pub struct NoteForm {
+    title: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /notes`: stores the note and answers with the refreshed section (422 with the form and
+/// its error when the note is invalid). Without htmx, redirects back to the page.
+async fn create(render: Render, store: Store, Form(form): Form<NoteForm>) -> Result<Response> {
+    let note = Note {
+        title: form.title.trim().to_owned(),
+        body: form.body.trim().to_owned(),
+    };
+    if let Err(e) = note.validate() {
+        let notes = latest(&store).await?;
+        let error = format!("The {} {}.", e.field, e.message);
+        let html = render.block(
+            "notes.html.jinja",
+            "notes_section",
+            context! { notes, error, form => note },
+        )?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    }
+    store.models::<Note>().insert(note).await?;
+    if !render.request().htmx {
+        return Ok(Redirect::to("/notes").into_response());
+    }
+    let notes = latest(&store).await?;
+    Ok(render
+        .block("notes.html.jinja", "notes_section", context! { notes })?
+        .into_response())
+}
+
+/// `DELETE /notes/{id}`: removes the note; htmx swaps its list item for the empty answer.
+async fn remove(store: Store, Path(id): Path<Id>) -> Result<Html<&'static str>> {
+    if store.models::<Note>().delete(id).await? {
+        Ok(Html(""))
+    } else {
+        Err(Error::not_found())
+    }
+}

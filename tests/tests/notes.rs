@@ -1,0 +1,209 @@
+//! The generated app's example resource over HTTP, on the embedded store and on MongoDB
+//! (`TEST_MONGODB_URL`, set by scripts/test.sh): the JSON API and the htmx page.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vibetuner_e2e::{Server, generated_app, scratch_dir};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn mongodb_url(db: &str) -> String {
+    let base = std::env::var("TEST_MONGODB_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        panic!("TEST_MONGODB_URL is not set: run scripts/test.sh (it starts SecantusDB) or point it at a MongoDB server")
+    });
+    format!("{}/{db}_{}", base.trim_end_matches('/'), std::process::id())
+}
+
+async fn exercise(server: &Server) {
+    let c = client();
+    let api = format!("{}/api/notes", server.base);
+    let created: Value = {
+        let r = c
+            .post(&api)
+            .json(&json!({ "title": "From the API", "body": "hello" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.unwrap()
+    };
+    let id = created["id"].as_str().unwrap().to_owned();
+    let list: Value = c.get(&api).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["title"], "From the API");
+    let r = c.get(format!("{api}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = c.get(format!("{api}?sort=body")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The page lists notes; the form posts with htmx and gets the refreshed section back.
+    let page = c
+        .get(format!("{}/notes", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<html") && page.contains("From the API"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"hx-post="/notes""#)
+            && page.contains(&format!(r#"hx-delete="/notes/{id}""#))
+    );
+    let r = c
+        .post(format!("{}/notes", server.base))
+        .header("HX-Request", "true")
+        .form(&[("title", "From the page"), ("body", "typed in a form")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let section = r.text().await.unwrap();
+    assert!(
+        section.starts_with("\n  <section id=\"notes-section\"")
+            || section
+                .trim_start()
+                .starts_with("<section id=\"notes-section\""),
+        "{section}"
+    );
+    assert!(!section.contains("<html"), "only the block");
+    let newest = section.find("From the page").unwrap();
+    assert!(
+        newest < section.find("From the API").unwrap(),
+        "newest first"
+    );
+
+    let r = c
+        .post(format!("{}/notes", server.base))
+        .header("HX-Request", "true")
+        .form(&[("title", "   "), ("body", "kept")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let section = r.text().await.unwrap();
+    assert!(
+        section.contains("The title is required.") && section.contains(">kept</textarea>"),
+        "{section}"
+    );
+
+    let r = c
+        .post(format!("{}/notes", server.base))
+        .form(&[("title", "No JS")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let r = c
+        .delete(format!("{}/notes/{id}", server.base))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status(), r.text().await.unwrap()),
+        (StatusCode::OK, String::new())
+    );
+    let r = c
+        .delete(format!("{}/notes/{id}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let list: Value = c.get(&api).send().await.unwrap().json().await.unwrap();
+    let titles: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["No JS", "From the page"]);
+}
+
+#[tokio::test]
+async fn notes_work_on_the_embedded_store_and_survive_a_restart() {
+    let app = generated_app();
+    let data = scratch_dir("notes-embedded");
+    let env = [("DATA_DIR", data.to_str().unwrap())];
+    let server = Server::start(&app.binary, &app.dir, &env).unwrap();
+    exercise(&server).await;
+    assert!(data.join("store.sqlite3").is_file());
+    server.signal_and_wait("TERM").unwrap();
+    let server = Server::start(&app.binary, &app.dir, &env).unwrap();
+    let list: Value = client()
+        .get(format!("{}/api/notes", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 2, "notes survive a restart");
+}
+
+#[tokio::test]
+async fn notes_work_on_mongodb() {
+    let app = generated_app();
+    let url = mongodb_url("e2e_notes");
+    let server = Server::start(&app.binary, &app.dir, &[("MONGODB_URL", &url)]).unwrap();
+    exercise(&server).await;
+    let health: Value = client()
+        .get(format!("{}/health?detailed=true", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["services"]["mongodb"]["status"], "connected",
+        "{health}"
+    );
+}
+
+#[test]
+fn db_commands_create_indexes_and_ping() {
+    let app = generated_app();
+    let data = scratch_dir("notes-db-cmd");
+    let out = std::process::Command::new(&app.binary)
+        .args(["db", "ensure-indexes"])
+        .current_dir(&app.dir)
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("indexes ensured on 7 collections (embedded store"),
+        "{stdout}"
+    );
+    let out = std::process::Command::new(&app.binary)
+        .args(["db", "ping"])
+        .current_dir(&app.dir)
+        .env(
+            "MONGODB_URL",
+            "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the mongodb store at mongodb://127.0.0.1:1/")
+            && stderr.contains("does not answer"),
+        "{stderr}"
+    );
+}
