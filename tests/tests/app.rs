@@ -375,3 +375,30 @@ async fn sigterm_stops_the_server_cleanly() {
     let status = server.signal_and_wait("TERM").unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+#[test]
+fn serve_notifies_systemd_readiness_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = vibetuner_e2e::scratch_dir("notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let _server = start(&[
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+    ]);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        seen[0].contains("READY=1"),
+        "readiness comes first: {seen:?}"
+    );
+}

@@ -520,6 +520,7 @@ impl App {
             .store
             .spawn_ttl_sweeper(Duration::from_secs(built.settings.store_ttl_interval_secs));
         tracing::info!(store = built.store.kind(), indexes, "database ready");
+        notify_systemd();
         let grace = Duration::from_secs(built.settings.shutdown_timeout_secs);
         tracing::info!(
             app = %built.project.project_slug,
@@ -675,6 +676,26 @@ async fn access_log(request: Request, next: Next) -> Response {
         )
     });
     response
+}
+
+/// Tells systemd (`Type=notify`) the server is ready and, when `WatchdogSec` is set, keeps
+/// pinging its watchdog from the runtime so a stalled process gets restarted. No-op elsewhere.
+fn notify_systemd() {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot notify systemd of readiness: {e}");
+    }
+    if let Some(timeout) = sd_notify::watchdog_enabled().filter(|t| !t.is_zero()) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(timeout / 2);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
 }
 
 fn warn_if_bundle_missing(root: &Path) {
