@@ -1,6 +1,9 @@
 //! HTTP benchmark (`cargo bench -p vibetuner-e2e`): a release build of a generated app against a
 //! bare axum baseline, measured in the same run with `wrk`. Reports req/s and p99 latency for
-//! `/health/ping` and `/`, idle and loaded RSS, and cold start (spawn to first 200).
+//! `/health/ping` and `/`, idle and loaded RSS, and cold start (spawn to first 200); then the
+//! notes API (a page of 20 out of 1,000 notes, and read by id) on the embedded store and on
+//! MongoDB (`TEST_MONGODB_URL`; scripts/bench.sh starts one), with the app's CPU milliseconds per
+//! request (process CPU time over requests served).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,6 +21,7 @@ struct Target {
     binary: std::path::PathBuf,
     args: fn(u16) -> Vec<String>,
     dir: std::path::PathBuf,
+    env: Vec<(String, String)>,
 }
 
 fn spawn(t: &Target, port: u16) -> Child {
@@ -31,6 +35,7 @@ fn spawn(t: &Target, port: u16) -> Child {
             "bench-session-key-that-is-long-enough-0123456789",
         )
         .env("HOST", "127.0.0.1")
+        .envs(t.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -81,6 +86,12 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Runs wrk; returns (req/s, p99 ms).
 fn wrk(url: &str) -> (f64, f64) {
+    let (rps, p99, _) = wrk_counted(url);
+    (rps, p99)
+}
+
+/// Runs wrk; returns (req/s, p99 ms, requests served).
+fn wrk_counted(url: &str) -> (f64, f64, u64) {
     let out = Command::new("wrk")
         .args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency", url])
         .output()
@@ -96,7 +107,91 @@ fn wrk(url: &str) -> (f64, f64) {
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(|v| parse_latency(v.trim()))
         .unwrap_or(f64::NAN);
-    (rps, p99)
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in"))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0);
+    (rps, p99, requests)
+}
+
+/// CPU time (user + system) a process has used, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    ticks as f64 * 1000.0 / hz
+}
+
+/// Sends one request with a JSON body; returns the response body.
+fn post_json(port: u16, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("server listens");
+    let _ = write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Figures of one notes endpoint: req/s, p99 ms, app CPU ms per request.
+type NotesFigures = (f64, f64, f64);
+
+/// Seeds 1,000 notes, then measures a page of 20 and a read by id.
+fn measure_notes(t: &Target) -> (NotesFigures, NotesFigures) {
+    let port = free_port();
+    let mut child = spawn(t, port);
+    while !ping_ok(port) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut last = String::new();
+    for i in 0..1000 {
+        last = post_json(
+            port,
+            "/api/notes",
+            &format!(
+                r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
+            ),
+        );
+    }
+    let id = last
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|r| r.get(..24))
+        .unwrap_or_else(|| panic!("no id in the create response: {last}"))
+        .to_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let run = |url: String| {
+        let before = cpu_ms(child.id());
+        let (rps, p99, n) = wrk_counted(&url);
+        let cpu = (cpu_ms(child.id()) - before) / n.max(1) as f64;
+        (rps, p99, cpu)
+    };
+    let list = run(format!("{base}/api/notes?limit=20"));
+    let read = run(format!("{base}/api/notes/{id}"));
+    let _ = child.kill();
+    let _ = child.wait();
+    (list, read)
 }
 
 fn parse_latency(v: &str) -> f64 {
@@ -171,12 +266,14 @@ fn main() {
         binary: target_dir().join("release").join(APP_SLUG),
         args: |p| vec!["serve".into(), "--port".into(), p.to_string()],
         dir: app.dir.clone(),
+        env: Vec::new(),
     };
     let baseline = Target {
         name: "bare axum",
         binary: Path::new(env!("CARGO_BIN_EXE_bare_axum")).to_owned(),
         args: |p| vec![p.to_string()],
         dir: app.dir.clone(),
+        env: Vec::new(),
     };
     let base = measure(&baseline, false);
     let ours = measure(&app_target, true);
@@ -228,4 +325,53 @@ fn main() {
     for (what, ok, value) in &checks {
         println!("{} {what}: {value}", if *ok { "PASS" } else { "MISS" });
     }
+
+    let data = std::env::temp_dir().join(format!("vibetuner-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut backends = vec![(
+        "embedded",
+        vec![("DATA_DIR".to_owned(), data.to_string_lossy().into_owned())],
+    )];
+    match std::env::var("TEST_MONGODB_URL") {
+        Ok(url) if !url.is_empty() => backends.push((
+            "mongodb",
+            vec![(
+                "MONGODB_URL".to_owned(),
+                format!("{}/bench_{}", url.trim_end_matches('/'), std::process::id()),
+            )],
+        )),
+        _ => println!(
+            "\nTEST_MONGODB_URL not set: notes measured on the embedded store only (scripts/bench.sh starts SecantusDB)"
+        ),
+    }
+    println!(
+        "\nnotes API (1,000 notes; wrk -t2 -c{CONNECTIONS} -d{DURATION}; CPU = app process CPU time / requests)"
+    );
+    println!(
+        "| backend | list 20 req/s | p99 ms | CPU ms/req | read req/s | p99 ms | CPU ms/req |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, env) in backends {
+        let target = Target {
+            name: "notes",
+            binary: app_target.binary.clone(),
+            args: app_target.args,
+            dir: app_target.dir.clone(),
+            env,
+        };
+        let (list, read) = measure_notes(&target);
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.3} | {:.0} | {:.2} | {:.3} |",
+            list.0, list.1, list.2, read.0, read.1, read.2
+        );
+        println!(
+            "{} {name}: list CPU <= 0.6 ms/req, read CPU <= 0.2 ms/req",
+            if list.2 <= 0.6 && read.2 <= 0.2 {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        );
+    }
+    let _ = std::fs::remove_dir_all(&data);
 }
