@@ -233,7 +233,7 @@ impl<T: Model> Crud<T> {
         F: Fn(HookContext, Record<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        self.post_create = Some(Arc::new(move |ctx, rec| Box::pin(hook(ctx, rec))));
+        self.post_create = Some(record_hook(hook));
         self
     }
 
@@ -255,7 +255,7 @@ impl<T: Model> Crud<T> {
         F: Fn(HookContext, Record<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        self.post_update = Some(Arc::new(move |ctx, rec| Box::pin(hook(ctx, rec))));
+        self.post_update = Some(record_hook(hook));
         self
     }
 
@@ -265,7 +265,7 @@ impl<T: Model> Crud<T> {
         F: Fn(HookContext, Record<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        self.pre_delete = Some(Arc::new(move |ctx, rec| Box::pin(hook(ctx, rec))));
+        self.pre_delete = Some(record_hook(hook));
         self
     }
 
@@ -275,7 +275,7 @@ impl<T: Model> Crud<T> {
         F: Fn(HookContext, Record<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        self.post_delete = Some(Arc::new(move |ctx, rec| Box::pin(hook(ctx, rec))));
+        self.post_delete = Some(record_hook(hook));
         self
     }
 
@@ -396,6 +396,15 @@ impl<T: Model> Crud<T> {
         }
         router
     }
+}
+
+/// Boxes a hook that receives a record.
+fn record_hook<T, F, Fut>(hook: F) -> RecordHook<T>
+where
+    F: Fn(HookContext, Record<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    Arc::new(move |ctx, rec| Box::pin(hook(ctx, rec)))
 }
 
 struct Spec<T: Model> {
