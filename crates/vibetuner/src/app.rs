@@ -64,6 +64,7 @@ fn framework_models() -> Vec<ModelEntry> {
         ModelEntry::of::<ConfigEntry>(),
         ModelEntry::of::<DeadLetter>(),
         ModelEntry::of::<Blob>(),
+        ModelEntry::of::<crate::auth::session::StoredSession>(),
     ]
 }
 
@@ -457,6 +458,41 @@ impl App {
                 .unwrap_or("#5b2333")
                 .to_owned(),
         });
+        let security = Arc::new(crate::security::SecurityConfig::from_settings(&settings)?);
+        let data_dir = crate::store::data_dir(&settings, root);
+        let mailer = crate::mail::Mailer::from_settings(
+            &settings,
+            &data_dir,
+            &format!(
+                "{} <noreply@{}>",
+                project.project_name,
+                Some(project.fqdn.as_str())
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or("localhost")
+            ),
+        )?;
+        let prefix = format!("{}:", project.project_slug);
+        let (sessions, limiter) = match &settings.redis_url {
+            Some(url) => {
+                let conn = crate::auth::session::lazy_redis(url)?;
+                (
+                    crate::auth::session::SessionBackend::Redis {
+                        conn: conn.clone(),
+                        prefix: prefix.clone(),
+                    },
+                    crate::ratelimit::RateLimiter::redis(conn, &prefix),
+                )
+            }
+            None => (
+                crate::auth::session::SessionBackend::Store(store.clone()),
+                crate::ratelimit::RateLimiter::in_memory(),
+            ),
+        };
+        let auth = crate::auth::Auth::new(
+            crate::auth::AuthConfig::from_settings(&settings, &project)?,
+            mailer,
+            limiter,
+        )?;
         let pages = ErrorPages {
             renderer: renderer.clone(),
             max_body_size: settings.max_body_size,
@@ -464,18 +500,32 @@ impl App {
 
         let router = self
             .routes
+            .merge(crate::auth::router(&auth))
             .merge(crate::meta::router(meta))
             .merge(statics::router(statics))
             .fallback(home_or_not_found)
             .layer(axum::Extension(renderer.clone()))
             .layer(axum::Extension(store.clone()))
             .layer(axum::Extension(urls.clone()))
+            .layer(axum::Extension(auth.mailer.clone()))
+            .layer(axum::Extension(auth))
+            .layer(axum::Extension(security.clone()))
+            .layer(middleware::from_fn(crate::auth::load_user))
+            .layer(crate::auth::session::layer(sessions, &settings))
+            .layer(middleware::from_fn_with_state(
+                security.clone(),
+                crate::security::csrf_protection,
+            ))
             .layer(DefaultBodyLimit::max(settings.max_body_size))
             .layer(RequestBodyLimitLayer::new(settings.max_body_size))
             .layer(CatchPanicLayer::new())
             .layer(middleware::from_fn_with_state(
                 pages,
                 crate::error::error_pages,
+            ))
+            .layer(middleware::from_fn_with_state(
+                security,
+                crate::security::security_headers,
             ))
             .layer(middleware::from_fn(access_log))
             // Health probes skip the page stack (logs, error pages, limits) on their hot path.

@@ -23,6 +23,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Error {
     status: StatusCode,
     detail: String,
+    public: bool,
 }
 
 /// Marks a response as a framework error carrying its public detail.
@@ -35,6 +36,16 @@ impl Error {
         Self {
             status,
             detail: detail.into(),
+            public: false,
+        }
+    }
+
+    /// 503 Service Unavailable whose `message` is meant for the client (say what to do); shown
+    /// as is, unlike other 5xx details.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            public: true,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -94,7 +105,7 @@ impl<E: Into<anyhow::Error>> From<E> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let public = if self.status.is_server_error() {
+        let public = if self.status.is_server_error() && !self.public {
             tracing::error!(status = self.status.as_u16(), detail = %self.detail, "request failed");
             self.status.canonical_reason().unwrap_or("Error").to_owned()
         } else {
@@ -143,12 +154,14 @@ pub async fn error_pages(
     let uri = request.uri().clone();
     let htmx = request.headers().get("hx-request").cloned();
     let request_id = request.headers().get("x-request-id").cloned();
+    let nonce = crate::render::csp_nonce(request.extensions());
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let info = RequestInfo::new(&method, &uri, htmx.as_ref(), request_id.as_ref());
+    let mut info = RequestInfo::new(&method, &uri, htmx.as_ref(), request_id.as_ref());
+    info.csp_nonce = nonce;
     let (mut head, body) = response.into_parts();
     let detail = if let Some(ErrorDetail(detail)) = head.extensions.get::<ErrorDetail>() {
         if !html {

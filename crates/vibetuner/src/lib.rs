@@ -3,7 +3,8 @@
 //! A batteries-included web framework on axum, minijinja and htmx. An app registers its parts
 //! on an [`App`] and gets, from the framework: settings from the environment and `.env` files,
 //! Jinja templates that override the framework's own file by file, versioned static files,
-//! health and meta routes, request ids, error pages and graceful shutdown.
+//! health and meta routes, request ids, error pages and graceful shutdown, accounts (sessions,
+//! magic links, OAuth) and security headers.
 //!
 //! ```ignore
 //! use vibetuner::prelude::*;
@@ -20,20 +21,25 @@
 //! ```
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod crud;
 pub mod error;
 pub mod filters;
 pub mod health;
+pub mod mail;
 pub mod meta;
 pub mod models;
 pub mod project;
+pub mod ratelimit;
 pub mod render;
+pub mod security;
 pub mod statics;
 pub mod store;
 pub mod urls;
 
 pub use app::{App, BuiltApp, ProjectSource};
+pub use auth::{CurrentUser, MaybeUser, SessionUser};
 pub use config::{Environment, Settings};
 pub use crud::Crud;
 pub use error::{Error, Result};
@@ -56,8 +62,8 @@ pub use tracing;
 pub mod prelude {
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
-        App, Crud, Error, Filter, Id, Index, Model, Record, Render, RequestInfo, Result,
-        ServiceCheck, Store, Timestamp, context,
+        App, Crud, CurrentUser, Error, Filter, Id, Index, MaybeUser, Model, Record, Render,
+        RequestInfo, Result, ServiceCheck, Store, Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::http::StatusCode;

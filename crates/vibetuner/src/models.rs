@@ -70,12 +70,18 @@ pub struct OAuthAccount {
     /// Avatar reported by the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,
+    /// The user this account signs in (not in Vibetuner, which searched users' link arrays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Id>,
 }
 
 impl Model for OAuthAccount {
     const COLLECTION: &'static str = "oauth_accounts";
     fn indexes() -> Vec<Index> {
-        vec![Index::on(["provider", "provider_user_id"]).unique()]
+        vec![
+            Index::on(["provider", "provider_user_id"]).unique(),
+            Index::on(["user_id"]),
+        ]
     }
 }
 

@@ -35,17 +35,27 @@ pub struct RequestInfo {
     pub htmx: bool,
     /// The request id (`X-Request-ID`).
     pub request_id: String,
+    /// This response's Content-Security-Policy nonce: put `nonce="{{ csp_nonce }}"` on scripts.
+    pub csp_nonce: String,
+    /// The signed-in user, if any.
+    pub user: Option<crate::auth::SessionUser>,
 }
 
 impl RequestInfo {
     /// Reads the parts a template may need from a request.
     pub fn from_parts(parts: &Parts) -> Self {
-        Self::new(
+        let mut info = Self::new(
             &parts.method,
             &parts.uri,
             parts.headers.get("hx-request"),
             parts.headers.get("x-request-id"),
-        )
+        );
+        info.csp_nonce = csp_nonce(&parts.extensions);
+        info.user = parts
+            .extensions
+            .get::<crate::auth::LoadedUser>()
+            .and_then(|u| u.0.clone());
+        info
     }
 
     /// Builds the info from the pieces a middleware can keep past `next.run`.
@@ -66,8 +76,18 @@ impl RequestInfo {
             query: uri.query().unwrap_or_default().to_owned(),
             htmx: text(hx_request) == "true",
             request_id: text(request_id),
+            csp_nonce: String::new(),
+            user: None,
         }
     }
+}
+
+/// The request's CSP nonce, or an empty string outside the security middleware.
+pub fn csp_nonce(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<crate::security::CspNonce>()
+        .map(|n| n.0.to_string())
+        .unwrap_or_default()
 }
 
 /// A function that adds variables to every render; it may look at the request.
@@ -128,6 +148,8 @@ impl Renderer {
                 merge_into(&mut merged, provider(req));
             }
             merged.insert("request".into(), Value::from_serialize(req));
+            merged.insert("csp_nonce".into(), Value::from(req.csp_nonce.as_str()));
+            merged.insert("user".into(), Value::from_serialize(&req.user));
         }
         merge_into(&mut merged, ctx);
         Value::from(merged)
@@ -356,6 +378,8 @@ mod tests {
             query: String::new(),
             htmx: false,
             request_id: "rid".into(),
+            csp_nonce: String::new(),
+            user: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //! SecantusDB). Without it the MongoDB tests fail with what to do; they never skip.
 #![allow(dead_code)]
 
+pub mod oauth_provider;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use vibetuner::Store;

@@ -1,0 +1,276 @@
+//! Magic-link sign-in: the login page, sending a link, and following it.
+
+use axum::Extension;
+use axum::extract::{Form, FromRequestParts, Path, Query};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{Auth, MaybeUser, safe_next, sign_in};
+use crate::error::Error;
+use crate::mail::Mail;
+use crate::models::{EmailVerificationToken, User};
+use crate::render::Render;
+use crate::security::{ClientIp, random_token, sha256_hex};
+use crate::store::{Filter, Store, Timestamp, Update};
+
+/// The `next` query parameter (and an error to show, from a failed provider sign-in).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// The origin for absolute links in emails (`BASE_URL`, else this request's host in dev).
+pub(super) struct BaseUrl(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let auth = parts
+            .extensions
+            .get::<Auth>()
+            .ok_or_else(|| Error::internal("accounts are not set up on this app"))?;
+        Ok(Self(auth.base_url(parts)))
+    }
+}
+
+/// Renders the login page with `status`, an optional error and the address typed so far.
+pub(super) fn login_response(
+    render: &Render,
+    auth: &Auth,
+    next: &str,
+    status: StatusCode,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    let providers = auth.oauth.list();
+    match render.page(
+        "auth/login.html.jinja",
+        context! { next, error, email, providers },
+    ) {
+        Ok(page) => (status, page).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /auth/login?next=`: the email form and one button per provider; signed-in visitors go on.
+pub(super) async fn login_page(
+    render: Render,
+    MaybeUser(user): MaybeUser,
+    Extension(auth): Extension<Auth>,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    if user.is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    login_response(&render, &auth, &next, StatusCode::OK, None, "")
+}
+
+/// The magic-link form.
+#[derive(Debug, Deserialize)]
+pub(super) struct LinkForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// A plausible single address: `local@domain.tld`, no spaces, at most 254 characters.
+fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let plausible = email.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.contains([' ', ',', '<', '>', '"', '\\', ';'])
+        && local.chars().chain(domain.chars()).all(|c| !c.is_control())
+        && email.matches('@').count() == 1
+        && email.parse::<lettre::Address>().is_ok();
+    plausible.then_some(email)
+}
+
+/// `POST /auth/magic-link-login` (`email`, `next`): emails a sign-in link. The page shown is the
+/// same whether or not an account exists.
+pub(super) async fn send_link(
+    render: Render,
+    Extension(auth): Extension<Auth>,
+    store: Store,
+    ClientIp(ip): ClientIp,
+    BaseUrl(base): BaseUrl,
+    Form(form): Form<LinkForm>,
+) -> Result<Response, Error> {
+    let next = safe_next(form.next.as_deref());
+    let Some(email) = normalize_email(&form.email) else {
+        return Ok(login_response(
+            &render,
+            &auth,
+            &next,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("Enter a valid email address, like name@example.com."),
+            form.email.trim(),
+        ));
+    };
+    auth.limit(&[format!("auth:ip:{ip}"), format!("auth:email:{email}")])
+        .await?;
+
+    let token = random_token(32);
+    let tokens = store.models::<EmailVerificationToken>();
+    store
+        .collection(<EmailVerificationToken as crate::Model>::COLLECTION)
+        .update_many(
+            Filter::eq("email", email.clone()).and(Filter::eq("used", false)),
+            Update::set(bson::doc! { "used": true }),
+        )
+        .await
+        .map_err(|e| e.to_http())?;
+    let expires_at =
+        Timestamp::from_millis(Timestamp::now().millis() + auth.config.token_minutes * 60 * 1000);
+    tokens
+        .insert(EmailVerificationToken {
+            email: email.clone(),
+            token: sha256_hex(&token),
+            expires_at,
+            used: false,
+        })
+        .await
+        .map_err(|e| e.to_http())?;
+
+    let mut link = format!("{base}/auth/email-verify/{token}");
+    if next != "/" {
+        link.push_str("?next=");
+        link.push_str(&super::urlencode(&next));
+    }
+    let ctx = context! { link, email, minutes => auth.config.token_minutes };
+    let html = render.page("email/magic_link.html.jinja", ctx.clone())?.0;
+    let text = render.page("email/magic_link.txt.jinja", ctx)?.0;
+    let project = &auth.config.site_name;
+    let mail = Mail {
+        to: email.clone(),
+        subject: format!("Sign in to {project}"),
+        text,
+        html,
+    };
+    if let Err(e) = auth.mailer.send(mail).await {
+        tracing::error!("cannot send the sign-in email: {e}");
+        return Err(Error::unavailable(
+            "The sign-in email could not be sent. Please try again in a few minutes.",
+        ));
+    }
+    Ok(render
+        .page("auth/email_sent.html.jinja", context! { email, next })?
+        .into_response())
+}
+
+/// `GET /auth/email-verify/{token}?next=`: signs in with an unused, unexpired link (creating the
+/// account on first use), then goes to a safe `next`.
+pub(super) async fn verify(
+    render: Render,
+    session: Session,
+    Extension(auth): Extension<Auth>,
+    store: Store,
+    Path(token): Path<String>,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, Error> {
+    let next = safe_next(query.next.as_deref());
+    let invalid = || {
+        Ok(login_response(
+            &render,
+            &auth,
+            &next,
+            StatusCode::BAD_REQUEST,
+            Some(
+                "This sign-in link is invalid, has expired or was already used. Enter your email to get a new one.",
+            ),
+            "",
+        ))
+    };
+    if token.len() != 43 {
+        return invalid();
+    }
+    let tokens = store.models::<EmailVerificationToken>();
+    let Some(found) = tokens
+        .find_one(Filter::eq("token", sha256_hex(&token)))
+        .await
+        .map_err(|e| e.to_http())?
+    else {
+        return invalid();
+    };
+    if found.data.used || found.data.expires_at <= Timestamp::now() {
+        return invalid();
+    }
+    let claimed = store
+        .collection(<EmailVerificationToken as crate::Model>::COLLECTION)
+        .update_many(
+            Filter::eq("_id", found.id).and(Filter::eq("used", false)),
+            Update::set(bson::doc! { "used": true }),
+        )
+        .await
+        .map_err(|e| e.to_http())?;
+    if claimed.is_empty() {
+        return invalid();
+    }
+    let user = find_or_create_user(&store, &found.data.email).await?;
+    sign_in(&session, &user).await?;
+    tracing::info!(user = %user.id.to_hex(), "signed in with a magic link");
+    Ok(Redirect::to(&next).into_response())
+}
+
+/// The user with this (verified) address, created on first sign-in with the address's local part
+/// as name.
+pub(super) async fn find_or_create_user(
+    store: &Store,
+    email: &str,
+) -> Result<crate::Record<User>, Error> {
+    let users = store.models::<User>();
+    if let Some(user) = users
+        .find_one(Filter::eq("email", email.to_owned()))
+        .await
+        .map_err(|e| e.to_http())?
+    {
+        return Ok(user);
+    }
+    let name = email.split('@').next().unwrap_or_default().to_owned();
+    users
+        .insert(User {
+            email: Some(email.to_owned()),
+            name: Some(name),
+            ..User::default()
+        })
+        .await
+        .map_err(|e| e.to_http())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails_are_normalized_or_refused() {
+        assert_eq!(
+            normalize_email("  Ada@Example.COM ").as_deref(),
+            Some("ada@example.com")
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@example.com, eve@evil.com",
+            "Eve <eve@evil.com>",
+            "ada@@example.com",
+            "ada@example.com\r\nBcc: x@y.z",
+        ] {
+            assert_eq!(normalize_email(bad), None, "{bad:?}");
+        }
+    }
+}

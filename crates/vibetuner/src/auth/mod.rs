@@ -1,0 +1,338 @@
+//! Accounts: server-side sessions, magic-link and OAuth sign-in, profile pages, and the
+//! extractors handlers use to know who is signed in.
+//!
+//! ```ignore
+//! async fn dashboard(user: CurrentUser, render: Render) -> Result<Html<String>> {
+//!     render.page("dashboard.html.jinja", context! { name => user.display_name() })
+//! }
+//! ```
+//! [`CurrentUser`] sends an anonymous visitor to `/auth/login?next=...` (or answers htmx with
+//! `HX-Redirect`); [`MaybeUser`] never rejects.
+
+mod magic_link;
+mod oauth;
+mod pages;
+mod redirect;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use crate::config::{ConfigError, Settings};
+use crate::error::Error;
+use crate::mail::Mailer;
+use crate::models::User;
+use crate::project::Project;
+use crate::ratelimit::{Rate, RateLimiter};
+use crate::store::Record;
+
+pub use oauth::{ProviderConfig, ProviderKind};
+pub use redirect::safe_next;
+
+/// Session key holding the signed-in user.
+pub const USER_KEY: &str = "user";
+
+/// The signed-in user as kept in the session (no database read per request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionUser {
+    /// The user's id (hex).
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Avatar URL.
+    pub picture: Option<String>,
+    /// Preferred language, if chosen.
+    pub language: Option<String>,
+}
+
+impl SessionUser {
+    /// Builds the session copy of a stored user.
+    pub fn from_record(user: &Record<User>) -> Self {
+        Self {
+            id: user.id.to_hex(),
+            name: user.data.name.clone(),
+            email: user.data.email.clone(),
+            picture: user.data.picture.clone(),
+            language: user.data.user_settings.language.clone(),
+        }
+    }
+
+    /// Name, else email, else "Account".
+    pub fn display_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.email.as_deref())
+            .unwrap_or("Account")
+    }
+}
+
+/// Marks `user` signed in: a new session id (against fixation), then the user in the session.
+pub async fn sign_in(session: &Session, user: &Record<User>) -> Result<(), Error> {
+    session.cycle_id().await.map_err(session_error)?;
+    session
+        .insert(USER_KEY, SessionUser::from_record(user))
+        .await
+        .map_err(session_error)
+}
+
+fn session_error(e: tower_sessions::session::Error) -> Error {
+    tracing::error!("session store failed: {e}");
+    Error::unavailable("The session store is unavailable; try again in a moment.")
+}
+
+/// The user loaded for this request (a request extension set by [`load_user`]).
+#[derive(Debug, Clone, Default)]
+pub struct LoadedUser(pub Option<SessionUser>);
+
+/// Middleware: reads the signed-in user from the session once per request, for extractors
+/// and templates (`user`).
+pub async fn load_user(mut request: Request, next: Next) -> Response {
+    let user = match request.extensions().get::<Session>() {
+        Some(session) => session
+            .get::<SessionUser>(USER_KEY)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot read the session: {e}");
+                None
+            }),
+        None => None,
+    };
+    request.extensions_mut().insert(LoadedUser(user));
+    next.run(request).await
+}
+
+/// The signed-in user; anonymous visitors are sent to the login page.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub SessionUser);
+
+impl std::ops::Deref for CurrentUser {
+    type Target = SessionUser;
+    fn deref(&self) -> &SessionUser {
+        &self.0
+    }
+}
+
+/// The signed-in user, if any.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<SessionUser>);
+
+/// The rejection of [`CurrentUser`]: 303 to `/auth/login?next=<this page>`, or for htmx a 401
+/// with `HX-Redirect` so the whole page navigates.
+#[derive(Debug)]
+pub struct LoginRequired {
+    next: String,
+    htmx: bool,
+}
+
+impl IntoResponse for LoginRequired {
+    fn into_response(self) -> Response {
+        let target = format!("/auth/login?next={}", urlencode(&self.next));
+        let location = HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/"));
+        if self.htmx {
+            (StatusCode::UNAUTHORIZED, [("hx-redirect", location)]).into_response()
+        } else {
+            (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = LoginRequired;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, LoginRequired> {
+        match parts
+            .extensions
+            .get::<LoadedUser>()
+            .and_then(|u| u.0.clone())
+        {
+            Some(user) => Ok(Self(user)),
+            None => {
+                let htmx = parts.headers.contains_key("hx-request");
+                let next = if htmx {
+                    parts
+                        .headers
+                        .get("hx-current-url")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|u| url::Url::parse(u).ok())
+                        .map(|u| match u.query() {
+                            Some(q) => format!("{}?{q}", u.path()),
+                            None => u.path().to_owned(),
+                        })
+                        .unwrap_or_else(|| "/".into())
+                } else {
+                    parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/".into(), |p| p.as_str().to_owned())
+                };
+                Err(LoginRequired { next, htmx })
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<LoadedUser>()
+                .and_then(|u| u.0.clone()),
+        ))
+    }
+}
+
+/// Accounts settings read from the environment.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `BASE_URL`: the public origin used in emailed links and OAuth callbacks (default in prod
+    /// `https://{fqdn}`; in dev, the request's own host).
+    pub base_url: Option<String>,
+    /// `AUTH_RATE_LIMIT`: sign-in emails and OAuth starts per IP and per address (`5/minute`).
+    pub rate: Rate,
+    /// Minutes a magic link stays valid (15).
+    pub token_minutes: i64,
+    /// The configured OAuth providers.
+    pub providers: Vec<ProviderConfig>,
+    /// The project's name, for email subjects.
+    pub site_name: String,
+    /// Languages a user may choose.
+    pub languages: Vec<String>,
+}
+
+impl AuthConfig {
+    /// Reads the accounts settings for `project`.
+    pub fn from_settings(settings: &Settings, project: &Project) -> Result<Self, ConfigError> {
+        let fqdn = &project.fqdn;
+        let source = &settings.source;
+        let base_url = source
+            .get("BASE_URL")
+            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .filter(|v| !v.is_empty())
+            .or_else(|| settings.is_prod().then(|| format!("https://{fqdn}")));
+        if let Some(url) = &base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "BASE_URL".into(),
+                value: url.clone(),
+                expected: "an origin like https://example.com".into(),
+            });
+        }
+        let rate = match source.get("AUTH_RATE_LIMIT").map(str::trim) {
+            None | Some("") => Rate {
+                max: 5,
+                per: std::time::Duration::from_secs(60),
+            },
+            Some(raw) => raw.parse().map_err(|reason: String| ConfigError::Invalid {
+                key: "AUTH_RATE_LIMIT".into(),
+                value: raw.to_owned(),
+                expected: reason,
+            })?,
+        };
+        Ok(Self {
+            base_url,
+            rate,
+            token_minutes: 15,
+            providers: oauth::providers_from_settings(settings)?,
+            site_name: project.project_name.clone(),
+            languages: project.languages(),
+        })
+    }
+}
+
+/// Everything the account routes share (an `Extension`).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// Settings.
+    pub config: Arc<AuthConfig>,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// Rate limits for sign-in attempts.
+    pub limiter: RateLimiter,
+    /// OAuth provider clients.
+    pub(crate) oauth: Arc<oauth::Providers>,
+}
+
+impl Auth {
+    /// Assembles the account services.
+    pub fn new(config: AuthConfig, mailer: Mailer, limiter: RateLimiter) -> anyhow::Result<Self> {
+        let oauth = Arc::new(oauth::Providers::new(&config.providers)?);
+        Ok(Self {
+            config: Arc::new(config),
+            mailer,
+            limiter,
+            oauth,
+        })
+    }
+
+    /// The public origin for absolute links: `BASE_URL`, else this request's scheme and host.
+    pub fn base_url(&self, parts: &Parts) -> String {
+        if let Some(base) = &self.config.base_url {
+            return base.clone();
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        format!("{}://{host}", crate::security::request_scheme(parts))
+    }
+
+    /// Checks the rate limit for each key; a 429 page when one is over.
+    pub async fn limit(&self, keys: &[String]) -> Result<(), Error> {
+        for key in keys {
+            if let Err(limited) = self.limiter.hit(key, self.config.rate).await {
+                tracing::warn!(key, "sign-in rate limit reached");
+                return Err(Error::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Too many sign-in attempts. Please wait {} seconds and try again.",
+                        limited.retry_after
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The account routes: `/auth/*` and `/user/*` (plus `/_dev/outbox` when mail goes there).
+pub fn router(auth: &Auth) -> Router {
+    let mut router = Router::new()
+        .route("/auth/login", get(magic_link::login_page))
+        .route(
+            "/auth/magic-link-login",
+            axum::routing::post(magic_link::send_link),
+        )
+        .route("/auth/email-verify/{token}", get(magic_link::verify))
+        .route("/auth/login/provider/{provider}", get(oauth::start))
+        .route("/auth/provider/{provider}", get(oauth::callback))
+        .route("/auth/logout", get(pages::logout_page).post(pages::logout))
+        .route("/user/", get(pages::profile))
+        .route("/user", get(pages::profile))
+        .route("/user/edit", get(pages::edit_page).post(pages::edit));
+    if auth.mailer.outbox_dir().is_some() {
+        router = router.route("/_dev/outbox", get(crate::mail::outbox_page));
+    }
+    router
+}

@@ -1,0 +1,719 @@
+//! OAuth sign-in: Google (OpenID Connect), GitHub (OAuth 2 + its user API) and custom providers
+//! from settings, with `state`, PKCE and (for OIDC) a nonce and a JWKS-verified ID token.
+//!
+//! Settings per provider id `P` (upper-cased): `P_CLIENT_ID` and `P_CLIENT_SECRET` enable it;
+//! `P_ISSUER_URL` (OIDC) or `P_AUTHORIZE_URL` + `P_TOKEN_URL` + `P_USERINFO_URL` (OAuth 2) say
+//! where it lives (Google and GitHub have defaults); `P_SCOPES`, `P_NAME` and `P_EMAILS_URL`
+//! are optional. `OAUTH_PROVIDERS=gitlab,acme` adds custom ids.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse as _, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use tower_sessions::Session;
+
+use super::magic_link::{BaseUrl, login_response};
+use super::{Auth, safe_next, sign_in};
+use crate::config::{ConfigError, Settings};
+use crate::error::Error;
+use crate::models::{Link, OAuthAccount, User};
+use crate::render::Render;
+use crate::security::ClientIp;
+use crate::store::{Filter, Record, Store};
+
+/// How a provider signs people in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenID Connect: endpoints from `{issuer}/.well-known/openid-configuration`.
+    Oidc {
+        /// The issuer URL.
+        issuer: String,
+    },
+    /// Plain OAuth 2 with a userinfo endpoint.
+    OAuth2 {
+        /// Authorization endpoint.
+        authorize_url: String,
+        /// Token endpoint.
+        token_url: String,
+        /// Userinfo endpoint (JSON with `id`/`sub`, `email`, `name`/`login`, `picture`/`avatar_url`).
+        userinfo_url: String,
+        /// GitHub-style list of `{email, primary, verified}`, for verified addresses.
+        emails_url: Option<String>,
+    },
+}
+
+/// One configured provider.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Id used in URLs (`google`).
+    pub id: String,
+    /// Name on the button (`Google`).
+    pub name: String,
+    /// Protocol and endpoints.
+    pub kind: ProviderKind,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+}
+
+struct Preset {
+    id: &'static str,
+    name: &'static str,
+    issuer: Option<&'static str>,
+    authorize: Option<&'static str>,
+    token: Option<&'static str>,
+    userinfo: Option<&'static str>,
+    emails: Option<&'static str>,
+    scopes: &'static str,
+}
+
+const PRESETS: [Preset; 2] = [
+    Preset {
+        id: "google",
+        name: "Google",
+        issuer: Some("https://accounts.google.com"),
+        authorize: None,
+        token: None,
+        userinfo: None,
+        emails: None,
+        scopes: "openid email profile",
+    },
+    Preset {
+        id: "github",
+        name: "GitHub",
+        issuer: None,
+        authorize: Some("https://github.com/login/oauth/authorize"),
+        token: Some("https://github.com/login/oauth/access_token"),
+        userinfo: Some("https://api.github.com/user"),
+        emails: Some("https://api.github.com/user/emails"),
+        scopes: "read:user user:email",
+    },
+];
+
+/// Reads every enabled provider. Built-in ones without credentials are skipped; a custom id
+/// listed in `OAUTH_PROVIDERS` without what it needs is an error naming the missing setting.
+pub fn providers_from_settings(settings: &Settings) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let source = &settings.source;
+    let get = |key: String| {
+        source
+            .get(&key)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let custom: Vec<String> = source
+        .get("OAUTH_PROVIDERS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut ids: Vec<String> = PRESETS.iter().map(|p| p.id.to_owned()).collect();
+    ids.extend(
+        custom
+            .iter()
+            .filter(|c| !ids.contains(c))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut providers = Vec::new();
+    for id in ids {
+        let preset = PRESETS.iter().find(|p| p.id == id);
+        let explicit = custom.contains(&id);
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::Invalid {
+                key: "OAUTH_PROVIDERS".into(),
+                value: id,
+                expected: "provider ids made of letters, digits, - and _".into(),
+            });
+        }
+        let p = id.to_ascii_uppercase().replace('-', "_");
+        let missing = |what: &str| ConfigError::Invalid {
+            key: format!("{p}_{what}"),
+            value: String::new(),
+            expected: format!("set, because OAUTH_PROVIDERS lists {id}"),
+        };
+        let (Some(client_id), Some(client_secret)) = (
+            get(format!("{p}_CLIENT_ID")),
+            get(format!("{p}_CLIENT_SECRET")),
+        ) else {
+            if explicit {
+                return Err(missing("CLIENT_ID and _CLIENT_SECRET"));
+            }
+            continue;
+        };
+        let pick = |key: &str, default: Option<&str>| {
+            get(format!("{p}_{key}")).or_else(|| default.map(str::to_owned))
+        };
+        let issuer = pick("ISSUER_URL", preset.and_then(|p| p.issuer));
+        let kind = match issuer {
+            Some(issuer) => ProviderKind::Oidc { issuer },
+            None => ProviderKind::OAuth2 {
+                authorize_url: pick("AUTHORIZE_URL", preset.and_then(|p| p.authorize))
+                    .ok_or_else(|| missing("ISSUER_URL or _AUTHORIZE_URL"))?,
+                token_url: pick("TOKEN_URL", preset.and_then(|p| p.token))
+                    .ok_or_else(|| missing("TOKEN_URL"))?,
+                userinfo_url: pick("USERINFO_URL", preset.and_then(|p| p.userinfo))
+                    .ok_or_else(|| missing("USERINFO_URL"))?,
+                emails_url: pick("EMAILS_URL", preset.and_then(|p| p.emails)),
+            },
+        };
+        let default_scopes = match (&kind, preset) {
+            (_, Some(preset)) => preset.scopes,
+            (ProviderKind::Oidc { .. }, None) => "openid email profile",
+            (ProviderKind::OAuth2 { .. }, None) => "",
+        };
+        let scopes = pick("SCOPES", Some(default_scopes))
+            .unwrap_or_default()
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let name = pick("NAME", preset.map(|p| p.name)).unwrap_or_else(|| id.clone());
+        providers.push(ProviderConfig {
+            id,
+            name,
+            kind,
+            client_id,
+            client_secret,
+            scopes,
+        });
+    }
+    Ok(providers)
+}
+
+/// The providers with their HTTP client and cached OIDC discovery documents.
+pub(crate) struct Providers {
+    configs: Vec<ProviderConfig>,
+    discovered: HashMap<String, OnceCell<CoreProviderMetadata>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.configs.iter().map(|c| &c.id))
+            .finish()
+    }
+}
+
+/// A provider as the login page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ProviderButton {
+    id: String,
+    name: String,
+}
+
+impl Providers {
+    pub(crate) fn new(configs: &[ProviderConfig]) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(15))
+            .user_agent(concat!("vibetuner/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            discovered: configs
+                .iter()
+                .map(|c| (c.id.clone(), OnceCell::new()))
+                .collect(),
+            configs: configs.to_vec(),
+            http,
+        })
+    }
+
+    pub(crate) fn list(&self) -> Vec<ProviderButton> {
+        self.configs
+            .iter()
+            .map(|c| ProviderButton {
+                id: c.id.clone(),
+                name: c.name.clone(),
+            })
+            .collect()
+    }
+
+    fn get(&self, id: &str) -> Option<&ProviderConfig> {
+        self.configs.iter().find(|c| c.id == id)
+    }
+
+    async fn oidc_client(
+        &self,
+        config: &ProviderConfig,
+        issuer: &str,
+        redirect: &str,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        String,
+    > {
+        let cell = self
+            .discovered
+            .get(&config.id)
+            .ok_or("provider not configured")?;
+        let metadata = cell
+            .get_or_try_init(|| async {
+                let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+                CoreProviderMetadata::discover_async(issuer, &self.http)
+                    .await
+                    .map_err(|e| format!("OpenID discovery failed: {}", error_chain(&e)))
+            })
+            .await?
+            .clone();
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(config.client_id.clone()),
+            Some(ClientSecret::new(config.client_secret.clone())),
+        )
+        .set_redirect_uri(RedirectUrl::new(redirect.to_owned()).map_err(|e| e.to_string())?))
+    }
+
+    fn oauth2_client(
+        config: &ProviderConfig,
+        authorize_url: &str,
+        token_url: &str,
+        redirect: &str,
+    ) -> Result<
+        oauth2::basic::BasicClient<
+            oauth2::EndpointSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointSet,
+        >,
+        String,
+    > {
+        Ok(
+            oauth2::basic::BasicClient::new(ClientId::new(config.client_id.clone()))
+                .set_client_secret(ClientSecret::new(config.client_secret.clone()))
+                .set_auth_uri(AuthUrl::new(authorize_url.to_owned()).map_err(|e| e.to_string())?)
+                .set_token_uri(TokenUrl::new(token_url.to_owned()).map_err(|e| e.to_string())?)
+                .set_redirect_uri(
+                    RedirectUrl::new(redirect.to_owned()).map_err(|e| e.to_string())?,
+                ),
+        )
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// What the session remembers between the redirect to the provider and its callback.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingLogin {
+    provider: String,
+    state: String,
+    pkce_verifier: String,
+    nonce: String,
+    next: String,
+}
+
+const PENDING_KEY: &str = "oauth_pending";
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct StartQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `GET /auth/login/provider/{p}?next=`: redirects to the provider (rate-limited per IP).
+pub(super) async fn start(
+    render: Render,
+    session: Session,
+    Extension(auth): Extension<Auth>,
+    ClientIp(ip): ClientIp,
+    BaseUrl(base): BaseUrl,
+    Path(provider): Path<String>,
+    Query(query): Query<StartQuery>,
+) -> Result<Response, Error> {
+    let next = safe_next(query.next.as_deref());
+    let Some(config) = auth.oauth.get(&provider) else {
+        return Err(Error::new(
+            StatusCode::NOT_FOUND,
+            format!("There is no sign-in provider called {provider:?} on this site."),
+        ));
+    };
+    auth.limit(&[format!("auth:ip:{ip}")]).await?;
+    let redirect = format!("{base}/auth/provider/{provider}");
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let scopes = config.scopes.iter().map(|s| Scope::new(s.clone()));
+    let built = match &config.kind {
+        ProviderKind::Oidc { issuer } => {
+            match auth.oauth.oidc_client(config, issuer, &redirect).await {
+                Ok(client) => {
+                    let (url, state, nonce) = client
+                        .authorize_url(
+                            CoreAuthenticationFlow::AuthorizationCode,
+                            CsrfToken::new_random,
+                            Nonce::new_random,
+                        )
+                        .add_scopes(scopes.filter(|s| s.as_str() != "openid"))
+                        .set_pkce_challenge(challenge)
+                        .url();
+                    Ok((url, state, nonce.secret().clone()))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        ProviderKind::OAuth2 {
+            authorize_url,
+            token_url,
+            ..
+        } => Providers::oauth2_client(config, authorize_url, token_url, &redirect).map(|client| {
+            let (url, state) = client
+                .authorize_url(CsrfToken::new_random)
+                .add_scopes(scopes)
+                .set_pkce_challenge(challenge)
+                .url();
+            (url, state, String::new())
+        }),
+    };
+    let (url, state, nonce) = match built {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::error!(provider, "cannot start OAuth sign-in: {e}");
+            return Ok(failure(&render, &auth, &next, &config.name));
+        }
+    };
+    let pending = PendingLogin {
+        provider: provider.clone(),
+        state: state.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+        nonce,
+        next,
+    };
+    session
+        .insert(PENDING_KEY, pending)
+        .await
+        .map_err(super::session_error)?;
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+fn failure(render: &Render, auth: &Auth, next: &str, provider: &str) -> Response {
+    let message = format!(
+        "Signing in with {provider} did not work. Please try again, or use your email address."
+    );
+    login_response(
+        render,
+        auth,
+        next,
+        StatusCode::BAD_REQUEST,
+        Some(&message),
+        "",
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Who the provider says the person is.
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    subject: String,
+    email: Option<String>,
+    email_verified: bool,
+    name: Option<String>,
+    picture: Option<String>,
+}
+
+/// `GET /auth/provider/{p}`: the provider's callback. Checks `state`, exchanges the code with the
+/// PKCE verifier, reads the identity, then finds, links or creates the account. Any failure shows
+/// a message on the login page.
+pub(super) async fn callback(
+    render: Render,
+    session: Session,
+    Extension(auth): Extension<Auth>,
+    store: Store,
+    BaseUrl(base): BaseUrl,
+    Path(provider): Path<String>,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, Error> {
+    let pending: Option<PendingLogin> = session
+        .remove(PENDING_KEY)
+        .await
+        .map_err(super::session_error)?;
+    let next = pending
+        .as_ref()
+        .map_or_else(|| "/".to_owned(), |p| p.next.clone());
+    let Some(config) = auth.oauth.get(&provider) else {
+        return Err(Error::new(
+            StatusCode::NOT_FOUND,
+            format!("There is no sign-in provider called {provider:?} on this site."),
+        ));
+    };
+    let name = config.name.clone();
+    let fail = |reason: String| {
+        tracing::warn!(provider, "OAuth sign-in failed: {reason}");
+        Ok(failure(&render, &auth, &next, &name))
+    };
+    if let Some(error) = &query.error {
+        return fail(format!(
+            "provider returned {error}: {}",
+            query.error_description.as_deref().unwrap_or("")
+        ));
+    }
+    let Some(pending) = pending.filter(|p| p.provider == provider) else {
+        return fail("no sign-in in progress in this session (expired, or another browser)".into());
+    };
+    let state_ok = query.state.as_deref().is_some_and(|s| {
+        s.len() == pending.state.len()
+            && s.bytes()
+                .zip(pending.state.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !state_ok {
+        return fail("state does not match".into());
+    }
+    let Some(code) = query.code.clone() else {
+        return fail("no authorization code".into());
+    };
+    let redirect = format!("{base}/auth/provider/{provider}");
+    let identity = match identify(&auth, config, &redirect, code, &pending).await {
+        Ok(identity) => identity,
+        Err(reason) => return fail(reason),
+    };
+    let user = match link_account(&store, &provider, identity).await {
+        Ok(user) => user,
+        Err(e) => return fail(e.to_string()),
+    };
+    sign_in(&session, &user).await?;
+    tracing::info!(user = %user.id.to_hex(), provider, "signed in with OAuth");
+    Ok(Redirect::to(&pending.next).into_response())
+}
+
+async fn identify(
+    auth: &Auth,
+    config: &ProviderConfig,
+    redirect: &str,
+    code: String,
+    pending: &PendingLogin,
+) -> Result<Identity, String> {
+    let http = &auth.oauth.http;
+    let verifier = PkceCodeVerifier::new(pending.pkce_verifier.clone());
+    match &config.kind {
+        ProviderKind::Oidc { issuer } => {
+            let client = auth.oauth.oidc_client(config, issuer, redirect).await?;
+            let token = client
+                .exchange_code(AuthorizationCode::new(code))
+                .map_err(|e| e.to_string())?
+                .set_pkce_verifier(verifier)
+                .request_async(http)
+                .await
+                .map_err(|e| format!("token exchange failed: {}", error_chain(&e)))?;
+            let id_token = token.id_token().ok_or("the provider sent no ID token")?;
+            let claims = id_token
+                .claims(
+                    &client.id_token_verifier(),
+                    &Nonce::new(pending.nonce.clone()),
+                )
+                .map_err(|e| format!("ID token rejected: {e}"))?;
+            Ok(Identity {
+                subject: claims.subject().as_str().to_owned(),
+                email: claims.email().map(|e| e.as_str().to_lowercase()),
+                email_verified: claims.email_verified().unwrap_or(false),
+                name: claims
+                    .name()
+                    .and_then(|n| n.get(None))
+                    .map(|n| n.as_str().to_owned()),
+                picture: claims
+                    .picture()
+                    .and_then(|p| p.get(None))
+                    .map(|p| p.as_str().to_owned()),
+            })
+        }
+        ProviderKind::OAuth2 {
+            authorize_url,
+            token_url,
+            userinfo_url,
+            emails_url,
+        } => {
+            let client = Providers::oauth2_client(config, authorize_url, token_url, redirect)?;
+            let token = client
+                .exchange_code(AuthorizationCode::new(code))
+                .set_pkce_verifier(verifier)
+                .request_async(http)
+                .await
+                .map_err(|e| format!("token exchange failed: {}", error_chain(&e)))?;
+            let access = token.access_token().secret();
+            let info: serde_json::Value = get_json(http, userinfo_url, access).await?;
+            let text = |keys: &[&str]| {
+                keys.iter().find_map(|k| match &info[*k] {
+                    serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+            };
+            let subject = text(&["sub", "id"]).ok_or("userinfo has no id")?;
+            let mut email = text(&["email"]).map(|e| e.to_lowercase());
+            let mut email_verified = info["email_verified"].as_bool().unwrap_or(false);
+            if let Some(url) = emails_url {
+                let emails: Vec<ProviderEmail> = get_json(http, url, access).await?;
+                let best = emails
+                    .iter()
+                    .filter(|e| e.verified)
+                    .max_by_key(|e| e.primary);
+                if let Some(best) = best {
+                    email = Some(best.email.to_lowercase());
+                    email_verified = true;
+                }
+            }
+            Ok(Identity {
+                subject,
+                email,
+                email_verified,
+                name: text(&["name", "login", "preferred_username"]),
+                picture: text(&["picture", "avatar_url"]),
+            })
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProviderEmail {
+    email: String,
+    #[serde(default)]
+    primary: bool,
+    #[serde(default)]
+    verified: bool,
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    access: &str,
+) -> Result<T, String> {
+    let response = http
+        .get(url)
+        .bearer_auth(access)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: unexpected answer: {e}"))
+}
+
+/// Finds the account by (provider, subject); else links it to the user with the same verified
+/// email; else creates the user. Unverified emails are never used to link or stored.
+async fn link_account(
+    store: &Store,
+    provider: &str,
+    identity: Identity,
+) -> Result<Record<User>, Error> {
+    let accounts = store.models::<OAuthAccount>();
+    let users = store.models::<User>();
+    let email = identity.email.clone().filter(|_| identity.email_verified);
+    let existing = accounts
+        .find_one(
+            Filter::eq("provider", provider.to_owned())
+                .and(Filter::eq("provider_user_id", identity.subject.clone())),
+        )
+        .await
+        .map_err(|e| e.to_http())?;
+    let mut account = match existing {
+        Some(mut account) => {
+            account.data.name = identity.name.clone().or(account.data.name);
+            account.data.picture = identity.picture.clone().or(account.data.picture);
+            account.data.email = email.clone().or(account.data.email);
+            accounts.save(&mut account).await.map_err(|e| e.to_http())?;
+            account
+        }
+        None => accounts
+            .insert(OAuthAccount {
+                provider: provider.to_owned(),
+                provider_user_id: identity.subject.clone(),
+                email: email.clone(),
+                name: identity.name.clone(),
+                picture: identity.picture.clone(),
+                user_id: None,
+            })
+            .await
+            .map_err(|e| e.to_http())?,
+    };
+    let linked = match account.data.user_id {
+        Some(id) => users.get(id).await.map_err(|e| e.to_http())?,
+        None => None,
+    };
+    let mut user = match linked {
+        Some(user) => user,
+        None => {
+            let by_email = match &email {
+                Some(email) => users
+                    .find_one(Filter::eq("email", email.clone()))
+                    .await
+                    .map_err(|e| e.to_http())?,
+                None => None,
+            };
+            match by_email {
+                Some(user) => user,
+                None => users
+                    .insert(User {
+                        email: email.clone(),
+                        name: identity.name.clone(),
+                        picture: identity.picture.clone(),
+                        ..User::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_http())?,
+            }
+        }
+    };
+    if account.data.user_id != Some(user.id) {
+        account.data.user_id = Some(user.id);
+        accounts.save(&mut account).await.map_err(|e| e.to_http())?;
+    }
+    if !user.data.oauth_accounts.iter().any(|l| l.id == account.id) {
+        user.data.oauth_accounts.push(Link {
+            collection: <OAuthAccount as crate::Model>::COLLECTION.to_owned(),
+            id: account.id,
+        });
+        if user.data.picture.is_none() {
+            user.data.picture = identity.picture;
+        }
+        users.save(&mut user).await.map_err(|e| e.to_http())?;
+    }
+    Ok(user)
+}

@@ -1,0 +1,139 @@
+//! Profile, profile editing and logout.
+
+use axum::Extension;
+use axum::extract::Form;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{CurrentUser, MaybeUser, SessionUser, USER_KEY, session_error};
+use crate::error::Error;
+use crate::models::{OAuthAccount, User};
+use crate::render::Render;
+use crate::store::{Filter, Id, Query, Record, Store};
+
+async fn load_user(store: &Store, user: &SessionUser) -> Result<Record<User>, Error> {
+    let id: Id = user
+        .id
+        .parse()
+        .map_err(|_| Error::bad_request("The session names an unknown user."))?;
+    store
+        .models::<User>()
+        .get(id)
+        .await
+        .map_err(|e| e.to_http())?
+        .ok_or_else(|| {
+            Error::new(
+                StatusCode::NOT_FOUND,
+                "Your account no longer exists. Sign out and sign in again.",
+            )
+        })
+}
+
+/// `GET /user/`: the profile with linked accounts.
+pub(super) async fn profile(
+    render: Render,
+    store: Store,
+    CurrentUser(me): CurrentUser,
+) -> Result<Html<String>, Error> {
+    let user = load_user(&store, &me).await?;
+    let accounts = store
+        .models::<OAuthAccount>()
+        .find(&Query::filter(Filter::eq("user_id", user.id)))
+        .await
+        .map_err(|e| e.to_http())?
+        .into_iter()
+        .map(|a| a.data)
+        .collect::<Vec<_>>();
+    render.page(
+        "user/profile.html.jinja",
+        context! { profile => user.data, accounts, member_since => user.created.map(|t| t.to_rfc3339()) },
+    )
+}
+
+/// `GET /user/edit`: name and language.
+pub(super) async fn edit_page(
+    render: Render,
+    store: Store,
+    CurrentUser(me): CurrentUser,
+) -> Result<Html<String>, Error> {
+    let user = load_user(&store, &me).await?;
+    render.page(
+        "user/edit.html.jinja",
+        context! { profile => user.data, error => None::<String> },
+    )
+}
+
+/// The profile form.
+#[derive(Debug, Deserialize)]
+pub(super) struct EditForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    language: String,
+}
+
+/// `POST /user/edit`: saves name and language (`""` = automatic; otherwise one the site
+/// supports), refreshes the session copy, 303 to `/user/`.
+pub(super) async fn edit(
+    render: Render,
+    store: Store,
+    session: Session,
+    Extension(auth): Extension<super::Auth>,
+    CurrentUser(me): CurrentUser,
+    Form(form): Form<EditForm>,
+) -> Result<Response, Error> {
+    let mut user = load_user(&store, &me).await?;
+    let name = form.name.trim().to_owned();
+    let language = form.language.trim().to_owned();
+    let error = if name.chars().count() > 100 {
+        Some("Name must be at most 100 characters.")
+    } else if name.chars().any(char::is_control) {
+        Some("Name must not contain control characters.")
+    } else if !language.is_empty() && !auth.config.languages.contains(&language) {
+        Some("Choose one of the languages offered.")
+    } else {
+        None
+    };
+    if let Some(error) = error {
+        user.data.name = Some(name);
+        let page = render.page(
+            "user/edit.html.jinja",
+            context! { profile => user.data, error },
+        )?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    user.data.name = (!name.is_empty()).then_some(name);
+    user.data.user_settings.language = (!language.is_empty()).then_some(language);
+    store
+        .models::<User>()
+        .save(&mut user)
+        .await
+        .map_err(|e| e.to_http())?;
+    session
+        .insert(USER_KEY, SessionUser::from_record(&user))
+        .await
+        .map_err(session_error)?;
+    Ok(Redirect::to("/user/").into_response())
+}
+
+/// `GET /auth/logout`: a confirmation page whose button POSTs.
+pub(super) async fn logout_page(
+    render: Render,
+    MaybeUser(user): MaybeUser,
+) -> Result<Response, Error> {
+    if user.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    Ok(render
+        .page("auth/logout.html.jinja", context! {})?
+        .into_response())
+}
+
+/// `POST /auth/logout`: deletes the session server-side and clears the cookie; 303 home.
+pub(super) async fn logout(session: Session) -> Result<Response, Error> {
+    session.flush().await.map_err(session_error)?;
+    Ok(Redirect::to("/").into_response())
+}

@@ -1,0 +1,243 @@
+//! Server-side sessions on `tower-sessions` with the framework's own stores: Redis when
+//! `REDIS_URL` is set, otherwise the app's store (collection `sessions`). The cookie only
+//! carries a signed random id; logout deletes the record.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use redis::AsyncCommands as _;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use time::OffsetDateTime;
+use tower_sessions::cookie::{Key, SameSite};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::{Expiry, SessionManagerLayer, service::SignedCookie};
+
+use crate::config::Settings;
+use crate::store::{Filter, Index, Model, Store, Timestamp, Update};
+
+/// How long a session lives without activity (Vibetuner: 14 days).
+pub const SESSION_LIFETIME_DAYS: i64 = 14;
+
+/// A stored session (`sessions`): the data as JSON text, removed by a TTL index when expired.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StoredSession {
+    /// The session id (as in the cookie, before signing).
+    pub sid: String,
+    /// The session data, JSON.
+    pub data: String,
+    /// When the session ends.
+    pub expires_at: Timestamp,
+}
+
+impl Model for StoredSession {
+    const COLLECTION: &'static str = "sessions";
+    fn indexes() -> Vec<Index> {
+        vec![
+            Index::on(["sid"]).unique(),
+            Index::on(["expires_at"]).ttl(std::time::Duration::ZERO),
+        ]
+    }
+}
+
+/// Where sessions live.
+#[derive(Clone)]
+pub enum SessionBackend {
+    /// Redis: `{prefix}session:{id}` keys expiring with the session.
+    Redis {
+        /// The connection.
+        conn: redis::aio::ConnectionManager,
+        /// Key prefix (`{slug}:`).
+        prefix: String,
+    },
+    /// The app's store.
+    Store(Store),
+}
+
+impl fmt::Debug for SessionBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Redis { .. } => "SessionBackend::Redis",
+            Self::Store(_) => "SessionBackend::Store",
+        })
+    }
+}
+
+/// A Redis connection made on first use and re-made after failures (2 s connect, 5 s reply
+/// timeouts), so a Redis outage degrades requests instead of stopping the app.
+pub fn lazy_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).map_err(|e| {
+        anyhow::anyhow!("REDIS_URL is not a Redis URL ({e}); expected redis://host:6379/0")
+    })?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_number_of_retries(2);
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| anyhow::anyhow!("cannot set up the Redis connection ({e})"))
+}
+
+fn backend_error(e: impl fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+fn to_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl SessionBackend {
+    /// Redis at `url`; the connection is made on first use, so the app starts while Redis is down.
+    pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        Ok(Self::Redis {
+            conn: lazy_redis(url)?,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    async fn exists(&self, id: &Id) -> session_store::Result<bool> {
+        Ok(self.load(id).await?.is_some())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SessionBackend {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        while self.exists(&record.id).await? {
+            record.id = Id::default();
+        }
+        self.save(record).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let expires = to_millis(record.expiry_date);
+        match self {
+            Self::Redis { conn, prefix } => {
+                let key = format!("{prefix}session:{}", record.id);
+                let options = redis::SetOptions::default()
+                    .with_expiration(redis::SetExpiry::PXAT(expires.max(0) as u64));
+                conn.clone()
+                    .set_options::<_, _, ()>(key, data, options)
+                    .await
+                    .map_err(backend_error)
+            }
+            Self::Store(store) => {
+                let sessions = store.models::<StoredSession>();
+                let sid = record.id.to_string();
+                let expires_at = Timestamp::from_millis(expires);
+                let existing = sessions
+                    .find_one(Filter::eq("sid", sid.clone()))
+                    .await
+                    .map_err(backend_error)?;
+                match existing {
+                    Some(found) => {
+                        let update = Update::set(bson::doc! {
+                            "data": data,
+                            "expires_at": expires_at,
+                        });
+                        sessions
+                            .update(found.id, update)
+                            .await
+                            .map_err(backend_error)?;
+                    }
+                    None => {
+                        sessions
+                            .insert(StoredSession {
+                                sid,
+                                data,
+                                expires_at,
+                            })
+                            .await
+                            .map_err(backend_error)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let (data, expires) = match self {
+            Self::Redis { conn, prefix } => {
+                let key = format!("{prefix}session:{id}");
+                let mut conn = conn.clone();
+                let data: Option<String> = conn.get(&key).await.map_err(backend_error)?;
+                let Some(data) = data else { return Ok(None) };
+                let ms: i64 = redis::cmd("PEXPIRETIME")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(backend_error)?;
+                if ms < 0 {
+                    return Ok(None);
+                }
+                (data, ms)
+            }
+            Self::Store(store) => {
+                let found = store
+                    .models::<StoredSession>()
+                    .find_one(Filter::eq("sid", id.to_string()))
+                    .await
+                    .map_err(backend_error)?;
+                let Some(found) = found else { return Ok(None) };
+                let expires = found.data.expires_at.millis();
+                if expires <= Timestamp::now().millis() {
+                    return Ok(None);
+                }
+                (found.data.data, expires)
+            }
+        };
+        let data =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires) * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        match self {
+            Self::Redis { conn, prefix } => conn
+                .clone()
+                .del::<_, ()>(format!("{prefix}session:{id}"))
+                .await
+                .map_err(backend_error),
+            Self::Store(store) => store
+                .models::<StoredSession>()
+                .delete_many(Filter::eq("sid", id.to_string()))
+                .await
+                .map(drop)
+                .map_err(backend_error),
+        }
+    }
+}
+
+/// The session layer: cookie `session`, HttpOnly, SameSite=Lax, Secure in prod, signed with a
+/// key derived from `SESSION_KEY`, 14 days of inactivity.
+pub fn layer(
+    backend: SessionBackend,
+    settings: &Settings,
+) -> SessionManagerLayer<SessionBackend, SignedCookie> {
+    let secret = if settings.session_key.is_empty() {
+        crate::security::random_token(48)
+    } else {
+        settings.session_key.clone()
+    };
+    let key = Key::from(sha2::Sha512::digest(secret.as_bytes()).as_slice());
+    SessionManagerLayer::new(backend)
+        .with_name("session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(settings.is_prod())
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(
+            SESSION_LIFETIME_DAYS,
+        )))
+        .with_signed(key)
+}

@@ -1,0 +1,229 @@
+//! Outgoing email: SMTP through `lettre` when `SMTP_URL` is set; in development without mail
+//! settings, a **dev outbox** that writes each message as a `.eml` file under
+//! `<DATA_DIR>/outbox` and lists them at `/_dev/outbox`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::response::Html;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use minijinja::context;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::error::Error;
+use crate::render::Render;
+
+/// One message to send: HTML and plain-text bodies of the same content.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The recipient or sender address is malformed.
+    #[error("invalid address {0:?}")]
+    Address(String),
+    /// The transport failed (SMTP error, unwritable outbox).
+    #[error("cannot send email: {0}")]
+    Transport(String),
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+/// Sends mail through the configured transport; cheap to clone.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Arc<Transport>,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("outbox", &self.outbox_dir())
+            .finish()
+    }
+}
+
+impl Mailer {
+    /// Chooses the transport: `SMTP_URL` (e.g. `smtps://user:pass@smtp.example.com:465` or
+    /// `smtp://host:587?tls=required`), else the dev outbox in `data_dir/outbox`. Production
+    /// without `SMTP_URL` is an error: sign-in links would go nowhere.
+    pub fn from_settings(
+        settings: &Settings,
+        data_dir: &Path,
+        default_from: &str,
+    ) -> anyhow::Result<Self> {
+        let from_text = settings
+            .source
+            .get("MAIL_FROM")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(default_from);
+        let from: Mailbox = from_text.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "MAIL_FROM {from_text:?} is not an email address ({e}); set it like `Acme <noreply@acme.com>`"
+            )
+        })?;
+        let smtp_url = settings
+            .source
+            .get("SMTP_URL")
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let transport = match smtp_url {
+            Some(url) => {
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| {
+                    anyhow::anyhow!(
+                        "SMTP_URL is not usable ({e}); expected smtps://user:password@host:465 or smtp://user:password@host:587?tls=required"
+                    )
+                })?;
+                Transport::Smtp(builder.timeout(Some(Duration::from_secs(15))).build())
+            }
+            None if settings.is_prod() => anyhow::bail!(
+                "no mail settings in production: sign-in emails cannot be sent. Set SMTP_URL (e.g. smtps://user:password@smtp.example.com:465) and MAIL_FROM"
+            ),
+            None => {
+                let dir = data_dir.join("outbox");
+                Transport::Outbox(AsyncFileTransport::new(&dir), dir)
+            }
+        };
+        Ok(Self {
+            transport: Arc::new(transport),
+            from,
+        })
+    }
+
+    /// The dev outbox folder, when mail goes there.
+    pub fn outbox_dir(&self) -> Option<&Path> {
+        match self.transport.as_ref() {
+            Transport::Outbox(_, dir) => Some(dir),
+            Transport::Smtp(_) => None,
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&self, mail: Mail) -> Result<(), MailError> {
+        let to: Mailbox = mail
+            .to
+            .parse()
+            .map_err(|_| MailError::Address(mail.to.clone()))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+            .map_err(|e| MailError::Transport(e.to_string()))?;
+        match self.transport.as_ref() {
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| MailError::Transport(e.to_string())),
+            Transport::Outbox(file, dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| MailError::Transport(format!("{}: {e}", dir.display())))?;
+                let id = file
+                    .send(message)
+                    .await
+                    .map_err(|e| MailError::Transport(e.to_string()))?;
+                tracing::info!(
+                    "dev outbox: wrote {} (see /_dev/outbox)",
+                    dir.join(format!("{id}.eml")).display()
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A message in the dev outbox, as the listing shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxMessage {
+    /// File name.
+    pub file: String,
+    /// Recipient(s).
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// When it was written (RFC 3339).
+    pub date: String,
+    /// The plain-text body.
+    pub text: String,
+    /// Every `http(s)://` link in the text body, in order.
+    pub links: Vec<String>,
+}
+
+/// Reads the outbox, newest first.
+pub fn read_outbox(dir: &Path) -> Vec<OutboxMessage> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let link = regex_lite::Regex::new(r"https?://[^\s<>\x22]+").expect("valid regex");
+    let mut messages: Vec<(std::time::SystemTime, OutboxMessage)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .filter_map(|entry| {
+            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+            let raw = std::fs::read(entry.path()).ok()?;
+            let parsed = mail_parser::MessageParser::default().parse(&raw)?;
+            let text = parsed
+                .body_text(0)
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            let to = parsed
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .unwrap_or_default()
+                .to_owned();
+            let links = link
+                .find_iter(&text)
+                .map(|m| m.as_str().to_owned())
+                .collect();
+            Some((
+                modified,
+                OutboxMessage {
+                    file: entry.file_name().to_string_lossy().into_owned(),
+                    to,
+                    subject: parsed.subject().unwrap_or_default().to_owned(),
+                    date: chrono::DateTime::<chrono::Utc>::from(modified).to_rfc3339(),
+                    text,
+                    links,
+                },
+            ))
+        })
+        .collect();
+    messages.sort_by_key(|m| std::cmp::Reverse(m.0));
+    messages.into_iter().map(|(_, m)| m).collect()
+}
+
+/// `GET /_dev/outbox`: the dev outbox, newest first (registered only when mail goes there).
+pub async fn outbox_page(
+    render: Render,
+    Extension(mailer): Extension<Mailer>,
+) -> Result<Html<String>, Error> {
+    let dir = mailer.outbox_dir().ok_or_else(Error::not_found)?;
+    let messages = read_outbox(dir);
+    render.page(
+        "dev/outbox.html.jinja",
+        context! { messages, outbox_dir => dir.display().to_string() },
+    )
+}

@@ -1,0 +1,404 @@
+//! Security defaults every app gets: response headers with a per-request CSP nonce, CSRF
+//! protection for state-changing requests, and client IPs that honour only trusted proxies.
+//!
+//! CSRF protection checks where a request comes from (`Sec-Fetch-Site`, else `Origin` against
+//! `Host`) instead of tokens: browsers send these headers on every cross-origin POST and they
+//! cannot be forged by a page, so htmx requests, plain forms and JSON APIs need no token
+//! plumbing. Requests without either header (curl, server-to-server) carry no ambient browser
+//! credentials and pass.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine as _;
+use ipnet::IpNet;
+use sha2::Digest as _;
+
+use crate::config::{ConfigError, Settings};
+use crate::error::Error;
+
+/// The default Content-Security-Policy; `{nonce}` is replaced per request.
+pub const DEFAULT_CSP: &str = "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic'; \
+style-src 'self' 'unsafe-inline'; img-src 'self' data: https://lh3.googleusercontent.com \
+https://avatars.githubusercontent.com; font-src 'self' data:; connect-src 'self'; \
+object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// Security settings read from the environment.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Production: adds HSTS.
+    pub prod: bool,
+    /// `TRUSTED_PROXIES`: addresses or CIDR ranges whose `X-Forwarded-*` headers are believed
+    /// (default `127.0.0.1,::1`; empty string trusts none).
+    pub trusted_proxies: Vec<IpNet>,
+    /// `CSRF_TRUSTED_ORIGINS`: extra origins (`https://admin.example.com`) allowed to send
+    /// state-changing requests.
+    pub trusted_origins: Vec<String>,
+    /// `CONTENT_SECURITY_POLICY`: replaces [`DEFAULT_CSP`]; `{nonce}` is substituted.
+    pub csp: String,
+}
+
+impl SecurityConfig {
+    /// Reads the security settings.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let source = &settings.source;
+        let trusted_proxies = source
+            .get("TRUSTED_PROXIES")
+            .unwrap_or("127.0.0.1,::1")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "TRUSTED_PROXIES".into(),
+                        value: s.to_owned(),
+                        expected: "a comma-separated list of IP addresses or CIDR ranges".into(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let trusted_origins = source
+            .get("CSRF_TRUSTED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Ok(Self {
+            prod: settings.is_prod(),
+            trusted_proxies,
+            trusted_origins,
+            csp: source
+                .get("CONTENT_SECURITY_POLICY")
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or(DEFAULT_CSP)
+                .to_owned(),
+        })
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// `n` random bytes from the operating system, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of `text`, lowercase hex.
+pub fn sha256_hex(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The per-request CSP nonce (a request extension; templates see it as `csp_nonce`).
+#[derive(Debug, Clone)]
+pub struct CspNonce(pub Arc<str>);
+
+/// Adds the security headers to every response and a fresh CSP nonce to every request.
+pub async fn security_headers(
+    State(config): State<Arc<SecurityConfig>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let nonce = random_token(16);
+    request
+        .extensions_mut()
+        .insert(CspNonce(Arc::from(nonce.as_str())));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        let policy = config.csp.replace("{nonce}", &nonce);
+        if let Ok(value) = HeaderValue::from_str(&policy) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
+    let fixed = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (
+            header::HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    if config.prod {
+        headers
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static(
+                "max-age=63072000; includeSubDomains",
+            ));
+    }
+    response
+}
+
+/// Refuses state-changing requests (POST, PUT, PATCH, DELETE) sent by another site: 403.
+pub async fn csrf_protection(
+    State(config): State<Arc<SecurityConfig>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    if let Err(reason) = check_origin(&config, request.method(), request.headers()) {
+        tracing::warn!(
+            method = %request.method(),
+            path = %request.uri().path(),
+            "{reason}"
+        );
+        return Err(Error::new(StatusCode::FORBIDDEN, reason));
+    }
+    Ok(next.run(request).await)
+}
+
+/// The CSRF decision for one request: `Err` carries the reason shown to the client.
+pub fn check_origin(
+    config: &SecurityConfig,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(), String> {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return Ok(());
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = text("origin").map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+    let trusted = |origin: &Option<String>| {
+        origin
+            .as_ref()
+            .is_some_and(|o| config.trusted_origins.contains(o))
+    };
+    match text("sec-fetch-site") {
+        Some("same-origin") | Some("none") => return Ok(()),
+        Some(site) if !trusted(&origin) => {
+            return Err(format!(
+                "Cross-site request refused (Sec-Fetch-Site: {site}). Submit the form from this site, or add the sending origin to CSRF_TRUSTED_ORIGINS."
+            ));
+        }
+        _ => {}
+    }
+    let Some(origin) = origin else {
+        return Ok(());
+    };
+    if trusted(&Some(origin.clone())) {
+        return Ok(());
+    }
+    let host = text("host").unwrap_or_default().to_ascii_lowercase();
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    if !host.is_empty() && origin_host == host {
+        return Ok(());
+    }
+    Err(format!(
+        "Cross-origin request refused: Origin {origin} does not match this site ({host}). Add it to CSRF_TRUSTED_ORIGINS if it is yours."
+    ))
+}
+
+/// The client's IP address: the peer, or — when the peer is a trusted proxy — the nearest
+/// untrusted address in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// Resolves the client address from the peer and the forwarding headers.
+    pub fn resolve(config: &SecurityConfig, peer: Option<IpAddr>, headers: &HeaderMap) -> Self {
+        let Some(peer) = peer else {
+            return Self(IpAddr::from([127, 0, 0, 1]));
+        };
+        if !config.trusts(peer) {
+            return Self(peer.to_canonical());
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        let mut client = peer.to_canonical();
+        for hop in forwarded.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip.to_canonical();
+                    if !config.trusts(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Self(client)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let default = SecurityConfig {
+            prod: false,
+            trusted_proxies: Vec::new(),
+            trusted_origins: Vec::new(),
+            csp: String::new(),
+        };
+        let config = parts
+            .extensions
+            .get::<Arc<SecurityConfig>>()
+            .map_or(&default, |c| c.as_ref());
+        Ok(Self::resolve(config, peer, &parts.headers))
+    }
+}
+
+/// The scheme the client used: `X-Forwarded-Proto` from a trusted proxy, else `http`.
+pub fn request_scheme(parts: &Parts) -> &'static str {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = match (parts.extensions.get::<Arc<SecurityConfig>>(), peer) {
+        (Some(config), Some(ip)) => config.trusts(ip),
+        _ => false,
+    };
+    let https = trusted
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    if https { "https" } else { "http" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SecurityConfig {
+        SecurityConfig::from_settings(
+            &Settings::from_source(crate::config::Source::from_pairs([(
+                "CSRF_TRUSTED_ORIGINS",
+                "https://admin.example.com/",
+            )]))
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn csrf_decisions() {
+        let c = config();
+        let post = Method::POST;
+        let ok = |h: &[(&'static str, &str)]| check_origin(&c, &post, &headers(h)).is_ok();
+        assert!(ok(&[]), "non-browser clients pass");
+        assert!(ok(&[("sec-fetch-site", "same-origin")]));
+        assert!(ok(&[("sec-fetch-site", "none")]), "typed URL / bookmark");
+        assert!(!ok(&[("sec-fetch-site", "cross-site")]));
+        assert!(!ok(&[("sec-fetch-site", "same-site")]), "sibling subdomain");
+        assert!(ok(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://admin.example.com")
+        ]));
+        assert!(ok(&[
+            ("origin", "http://app.test:8000"),
+            ("host", "app.test:8000")
+        ]));
+        assert!(!ok(&[("origin", "http://evil.test"), ("host", "app.test")]));
+        assert!(!ok(&[("origin", "null"), ("host", "app.test")]));
+        assert!(
+            check_origin(
+                &c,
+                &Method::GET,
+                &headers(&[("sec-fetch-site", "cross-site")])
+            )
+            .is_ok()
+        );
+        let reason = check_origin(
+            &c,
+            &Method::DELETE,
+            &headers(&[("sec-fetch-site", "cross-site")]),
+        )
+        .unwrap_err();
+        assert!(reason.contains("CSRF_TRUSTED_ORIGINS"), "{reason}");
+    }
+
+    #[test]
+    fn client_ip_trusts_only_configured_proxies() {
+        let c = config();
+        let fwd = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.2")]);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(
+            ClientIp::resolve(&c, Some(remote), &fwd).0,
+            remote,
+            "an untrusted peer cannot spoof its address"
+        );
+        assert_eq!(
+            ClientIp::resolve(&c, Some(local), &fwd).0.to_string(),
+            "10.0.0.2",
+            "the nearest untrusted hop wins"
+        );
+        let mut c2 = c.clone();
+        c2.trusted_proxies.push("10.0.0.0/8".parse().unwrap());
+        assert_eq!(
+            ClientIp::resolve(&c2, Some(local), &fwd).0.to_string(),
+            "203.0.113.9"
+        );
+        let bad = Settings::from_source(crate::config::Source::from_pairs([(
+            "TRUSTED_PROXIES",
+            "10.0.0.0/8,nonsense",
+        )]))
+        .unwrap();
+        assert!(
+            SecurityConfig::from_settings(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("TRUSTED_PROXIES")
+        );
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

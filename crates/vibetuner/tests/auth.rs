@@ -1,0 +1,990 @@
+//! Accounts end to end against a served app: magic links (sessions in the embedded store, in
+//! MongoDB and in Redis), every bad token and redirect, rate limits, CSRF, security headers,
+//! profile pages, the dev outbox, and OAuth against a provider these tests run on 127.0.0.1.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use support::oauth_provider::{FakeProvider, FakeUser};
+use vibetuner::axum::routing::get;
+use vibetuner::config::Source;
+use vibetuner::models::{EmailVerificationToken, OAuthAccount, User};
+use vibetuner::store::{Filter, Query, Update};
+use vibetuner::{App, CurrentUser, ProjectSource, Settings, Store};
+
+const SOURCE: ProjectSource = ProjectSource {
+    answers: include_str!("fixture/vibetuner.toml"),
+    version: "1.2.3",
+    manifest_dir: env!("CARGO_MANIFEST_DIR"),
+};
+
+/// Where sessions (and the store) live for a test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sessions {
+    /// Embedded store, in-memory rate limits.
+    Embedded,
+    /// MongoDB store (`TEST_MONGODB_URL`).
+    Mongo,
+    /// Redis sessions and rate limits (`TEST_REDIS_URL`), embedded store.
+    Redis,
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "TEST_REDIS_URL is not set, so the Redis session tests have no server. Run the \
+                 tests with scripts/test.sh (it starts redis-server), or start one yourself: \
+                 `redis-server --port 6390 --save '' --appendonly no` then \
+                 `export TEST_REDIS_URL=redis://127.0.0.1:6390`"
+            )
+        })
+}
+
+struct TestApp {
+    base: String,
+    data: tempfile::TempDir,
+    client: reqwest::Client,
+    ip: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn random_ip() -> String {
+    let n = uuid::Uuid::new_v4().as_bytes()[..3].to_vec();
+    format!("10.{}.{}.{}", n[0], n[1], n[2])
+}
+
+fn client(ip: &str, cookies: bool) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-forwarded-for", HeaderValue::from_str(ip).unwrap());
+    reqwest::Client::builder()
+        .cookie_store(cookies)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let data = tempfile::tempdir().unwrap();
+    let mut pairs = vec![(
+        "DATA_DIR".to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+    )];
+    match sessions {
+        Sessions::Embedded => {}
+        Sessions::Mongo => pairs.push((
+            "MONGODB_URL".into(),
+            format!(
+                "{}/{}",
+                support::mongodb_url().trim_end_matches('/'),
+                support::unique_name("auth")
+            ),
+        )),
+        Sessions::Redis => pairs.push(("REDIS_URL".into(), redis_url())),
+    }
+    pairs.extend(extra);
+    let settings = Settings::from_source(Source::from_pairs(pairs)).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let app = App::new(SOURCE).route(
+            "/private",
+            get(|user: CurrentUser| async move { format!("hello {}", user.display_name()) }),
+        );
+        if let Err(e) = app
+            .serve(listener, settings, &root, async {
+                let _ = stopped.await;
+            })
+            .await
+        {
+            panic!("the app did not start: {e:#}");
+        }
+    });
+    let ip = random_ip();
+    let app = TestApp {
+        base,
+        data,
+        client: client(&ip, true),
+        ip,
+        stop: Some(stop),
+    };
+    for _ in 0..100 {
+        if app.client.get(app.url("/health/ping")).send().await.is_ok() {
+            return app;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the app did not answer on {}", app.base);
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn outbox(&self) -> PathBuf {
+        self.data.path().join("outbox")
+    }
+
+    /// A store handle on the app's own database (embedded file or the MongoDB database).
+    async fn store(&self, settings_url: Option<&str>) -> Store {
+        match settings_url {
+            Some(url) => Store::mongo(url, "unused").await.unwrap(),
+            None => Store::embedded(&self.data.path().join("store.sqlite3")).unwrap(),
+        }
+    }
+
+    /// Requests a link for `email` and returns it (from the dev outbox).
+    async fn request_link(&self, email: &str, next: &str) -> String {
+        let before = vibetuner::mail::read_outbox(&self.outbox()).len();
+        let res = self
+            .post(
+                "/auth/magic-link-login",
+                &[("email", email), ("next", next)],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = res.text().await.unwrap();
+        assert!(body.contains("Check your email"), "{body}");
+        let messages = vibetuner::mail::read_outbox(&self.outbox());
+        assert_eq!(messages.len(), before + 1, "one new message");
+        let message = messages
+            .iter()
+            .find(|m| m.to == email.to_lowercase())
+            .expect("the message is addressed to the requester");
+        assert!(message.subject.contains("Sign in to Fixture"));
+        message.links[0].clone()
+    }
+
+    async fn sign_in(&self, email: &str) {
+        let link = self.request_link(email, "/").await;
+        let res = self.client.get(&link).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{link}");
+    }
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+fn token_of(link: &str) -> String {
+    link.split("/auth/email-verify/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn magic_link_round_trip(sessions: Sessions) {
+    let app = start(sessions, vec![]).await;
+    let login = app.get("/auth/login").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let page = login.text().await.unwrap();
+    assert!(page.contains("action=\"/auth/magic-link-login\""), "{page}");
+
+    let anonymous = app.get("/private").await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/auth/login?next=%2Fprivate");
+
+    let link = app.request_link("Ada@Example.com", "/private").await;
+    assert!(
+        link.starts_with(&app.base),
+        "absolute link to this site: {link}"
+    );
+    assert!(link.ends_with("?next=%2Fprivate"), "{link}");
+    let res = app.client.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/private");
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("session="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "not Secure in dev: {cookie}");
+    let max_age: i64 = cookie
+        .split("Max-Age=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (14 * 86_400 - 60..=14 * 86_400).contains(&max_age),
+        "{cookie}"
+    );
+
+    let private = app.get("/private").await;
+    assert_eq!(private.text().await.unwrap(), "hello ada");
+    let profile = app.get("/user/").await.text().await.unwrap();
+    assert!(profile.contains("ada@example.com"), "{profile}");
+    assert!(profile.contains("id=\"nav-user\""), "header shows the user");
+
+    let reused = app.client.get(&link).send().await.unwrap();
+    assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
+    assert!(reused.text().await.unwrap().contains("already used"));
+
+    let session_value = cookie.split(';').next().unwrap().to_owned();
+    let logout = app.post("/auth/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&logout), "/");
+    assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
+    let replay = client(&app.ip, false)
+        .get(app.url("/private"))
+        .header("cookie", &session_value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.status(),
+        StatusCode::SEE_OTHER,
+        "the old cookie no longer works: the session was deleted server-side"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magic_link_with_sessions_in_the_embedded_store() {
+    magic_link_round_trip(Sessions::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magic_link_with_sessions_in_mongodb() {
+    magic_link_round_trip(Sessions::Mongo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magic_link_with_sessions_in_redis() {
+    magic_link_round_trip(Sessions::Redis).await;
+}
+
+async fn session_id_rotates_at_sign_in(sessions: Sessions) {
+    let app = start(sessions, vec![]).await;
+    app.sign_in("rot@example.com").await;
+    let raw_cookie = |res: &reqwest::Response| {
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find(|c| c.starts_with("session="))
+    };
+    let first_link = app.request_link("rot@example.com", "/").await;
+    let planted = client(&app.ip, false);
+    let res = planted.get(&first_link).send().await.unwrap();
+    let fixed = raw_cookie(&res).expect("a session cookie");
+    let second_link = app.request_link("rot@example.com", "/").await;
+    let res = planted
+        .get(&second_link)
+        .header("cookie", &fixed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let rotated = raw_cookie(&res).expect("a new session cookie at sign-in");
+    assert_ne!(rotated, fixed, "signing in issues a new session id");
+    let old = planted
+        .get(app.url("/private"))
+        .header("cookie", &fixed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status(),
+        StatusCode::SEE_OTHER,
+        "the previous id is dead"
+    );
+    let new = planted
+        .get(app.url("/private"))
+        .header("cookie", &rotated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_rotation_in_the_store() {
+    session_id_rotates_at_sign_in(Sessions::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_rotation_in_redis() {
+    session_id_rotates_at_sign_in(Sessions::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_with_a_readable_page() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let store = app.store(None).await;
+
+    let first = app.request_link("bob@example.com", "/").await;
+    let second = app.request_link("bob@example.com", "/").await;
+    let invalidated = app.client.get(&first).send().await.unwrap();
+    assert_eq!(
+        invalidated.status(),
+        StatusCode::BAD_REQUEST,
+        "a new link invalidates the earlier ones"
+    );
+    let body = invalidated.text().await.unwrap();
+    assert!(
+        body.contains("invalid, has expired or was already used"),
+        "{body}"
+    );
+
+    let raw = token_of(&second);
+    let stored = store
+        .models::<EmailVerificationToken>()
+        .find(&Query::filter(Filter::eq("email", "bob@example.com")))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored
+            .iter()
+            .all(|t| t.data.token != raw && t.data.token.len() == 64),
+        "only hashes are stored"
+    );
+    assert!(
+        stored
+            .iter()
+            .any(|t| t.data.token == vibetuner::security::sha256_hex(&raw))
+    );
+
+    for forged in [
+        "A".repeat(43),
+        vibetuner::security::random_token(32),
+        "short".into(),
+        format!("{raw}x"),
+    ] {
+        let res = app.get(&format!("/auth/email-verify/{forged}")).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{forged}");
+    }
+
+    let third = app.request_link("bob@example.com", "/").await;
+    store
+        .collection("email_verification_tokens")
+        .update_many(
+            Filter::eq("token", vibetuner::security::sha256_hex(&token_of(&third))),
+            Update::set(bson::doc! { "expires_at": vibetuner::Timestamp::from_millis(1_000) }),
+        )
+        .await
+        .unwrap();
+    let expired = app.client.get(&third).send().await.unwrap();
+    assert_eq!(expired.status(), StatusCode::BAD_REQUEST, "expired link");
+
+    let carol = app.request_link("carol@example.com", "/").await;
+    let dave = app.request_link("dave@example.com", "/").await;
+    let res = app.client.get(&carol).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "dave's link did not invalidate carol's"
+    );
+    assert_eq!(
+        app.get("/private").await.text().await.unwrap(),
+        "hello carol"
+    );
+    let res = app.client.get(&dave).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get("/private").await.text().await.unwrap(),
+        "hello dave",
+        "each link signs in its own address"
+    );
+    let users = store
+        .models::<User>()
+        .count(&Filter::eq("email", "dave@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "the account was created on first sign-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_only_follows_local_paths() {
+    let app = start(
+        Sessions::Embedded,
+        vec![("AUTH_RATE_LIMIT".into(), "100/minute".into())],
+    )
+    .await;
+    for bad in [
+        "//evil.com",
+        "/\\evil.com",
+        "https://evil.com/",
+        "/%2F%2Fevil.com",
+        "%2F%2Fevil.com",
+        "/%5Cevil.com",
+        "/%252F%252Fevil.com",
+        "/\t/evil.com",
+        "javascript:alert(1)",
+    ] {
+        let link = app.request_link("eve@example.com", bad).await;
+        assert!(
+            !link.contains("next="),
+            "{bad:?} dropped from the link: {link}"
+        );
+        let forced = format!(
+            "{}?next={}",
+            link.split('?').next().unwrap(),
+            url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+        );
+        let res = app.client.get(&forced).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&res), "/", "{bad:?} must not be followed");
+        let signed_in = app
+            .get(&format!(
+                "/auth/login?next={}",
+                url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+            ))
+            .await;
+        assert_eq!(location(&signed_in), "/", "{bad:?} on the login page");
+    }
+    let link = app
+        .request_link("eve@example.com", "/user/edit?tab=1")
+        .await;
+    let res = app.client.get(&link).send().await.unwrap();
+    assert_eq!(location(&res), "/user/edit?tab=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_is_rate_limited_per_ip_and_per_address() {
+    rate_limits(Sessions::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_through_redis() {
+    rate_limits(Sessions::Redis).await;
+}
+
+async fn rate_limits(sessions: Sessions) {
+    let app = start(sessions, vec![]).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    for i in 0..5 {
+        app.request_link(&format!("p{i}-{tag}@example.com"), "/")
+            .await;
+    }
+    let limited = app
+        .client
+        .post(app.url("/auth/magic-link-login"))
+        .header("accept", "text/html")
+        .form(&[
+            ("email", &format!("p9-{tag}@example.com")),
+            ("next", &"/".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        limited.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "6th from one IP"
+    );
+    let body = limited.text().await.unwrap();
+    assert!(body.contains("Too many sign-in attempts"), "{body}");
+    assert!(body.contains("<html"), "a readable page");
+
+    let victim = format!("victim-{tag}@example.com");
+    for i in 0..6 {
+        let res = client(&random_ip(), false)
+            .post(app.url("/auth/magic-link-login"))
+            .form(&[("email", victim.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let expected = if i < 5 {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(
+            res.status(),
+            expected,
+            "request {i} for one address from many IPs"
+        );
+    }
+    let json = client(&random_ip(), false)
+        .post(app.url("/auth/magic-link-login"))
+        .header("accept", "application/json")
+        .form(&[("email", victim.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::TOO_MANY_REQUESTS);
+    let detail: serde_json::Value = json.json().await.unwrap();
+    assert!(detail["detail"].as_str().unwrap().contains("seconds"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_email_gets_the_form_back() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    for bad in [
+        "",
+        "not-an-email",
+        "a@b",
+        "Eve <eve@evil.com>",
+        "x@y.z, w@v.u",
+    ] {
+        let res = app.post("/auth/magic-link-login", &[("email", bad)]).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains("Enter a valid email address"), "{body}");
+    }
+    assert!(vibetuner::mail::read_outbox(&app.outbox()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_posts_are_refused() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    app.sign_in("csrf@example.com").await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    for (name, value) in [
+        ("origin", "http://evil.test"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/auth/logout"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains("refused"), "{body}");
+        assert_eq!(
+            app.get("/private").await.status(),
+            StatusCode::OK,
+            "still signed in after a refused {name}: {value}"
+        );
+    }
+    let res = app
+        .client
+        .post(app.url("/auth/logout"))
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "same origin passes");
+    assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_security_headers_with_a_fresh_nonce() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let res = app.get("/").await;
+        let headers = res.headers().clone();
+        let csp = headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"));
+        let body = res.text().await.unwrap();
+        assert!(
+            body.contains(&format!("nonce=\"{nonce}\"")),
+            "the framework's script carries the nonce"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(
+            headers["referrer-policy"],
+            "strict-origin-when-cross-origin"
+        );
+        assert!(
+            headers["permissions-policy"]
+                .to_str()
+                .unwrap()
+                .contains("camera=()")
+        );
+        assert!(
+            !headers.contains_key("strict-transport-security"),
+            "no HSTS in dev"
+        );
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a new nonce per response");
+    let missing = app
+        .client
+        .get(app.url("/nope"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let csp = missing.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = missing.text().await.unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert!(
+        body.contains(&format!("nonce=\"{nonce}\"")),
+        "error pages too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prod_adds_hsts_secure_cookies_and_hides_the_outbox() {
+    let prod = vec![
+        ("ENVIRONMENT".to_owned(), "prod".to_owned()),
+        ("SESSION_KEY".to_owned(), "k".repeat(48)),
+        ("SMTP_URL".to_owned(), "smtp://127.0.0.1:9".to_owned()),
+        ("LOG_LEVEL".to_owned(), "error".to_owned()),
+    ];
+    let app = start(Sessions::Embedded, prod.clone()).await;
+    let res = app.get("/").await;
+    assert!(
+        res.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    assert_eq!(
+        app.get("/_dev/outbox").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let failed = app
+        .post("/auth/magic-link-login", &[("email", "p@example.com")])
+        .await;
+    assert_eq!(
+        failed.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "an unreachable SMTP server is reported, not hidden"
+    );
+    let detail: serde_json::Value = failed.json().await.unwrap();
+    assert!(
+        detail["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not be sent")
+    );
+
+    let no_mail: Vec<(String, String)> =
+        prod.into_iter().filter(|(k, _)| k != "SMTP_URL").collect();
+    let settings = Settings::from_source(Source::from_pairs(no_mail)).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let err = match App::new(SOURCE).build(settings, &root).await {
+        Ok(_) => panic!("prod without mail settings must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("SMTP_URL"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htmx_requests_get_hx_redirect_to_login() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let res = app
+        .client
+        .get(app.url("/private"))
+        .header("hx-request", "true")
+        .header("hx-current-url", format!("{}/notes?page=2", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()["hx-redirect"],
+        "/auth/login?next=%2Fnotes%3Fpage%3D2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_edit_and_logout_pages() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    assert_eq!(
+        location(&app.get("/user/edit").await),
+        "/auth/login?next=%2Fuser%2Fedit"
+    );
+    assert_eq!(location(&app.get("/auth/logout").await), "/");
+    app.sign_in("grace@example.com").await;
+    let edit = app.get("/user/edit").await.text().await.unwrap();
+    assert!(edit.contains("value=\"grace\""), "{edit}");
+    let bad = app
+        .post("/user/edit", &[("name", "Grace"), ("language", "xx")])
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("Choose one of the languages")
+    );
+    let long = "n".repeat(101);
+    let bad = app.post("/user/edit", &[("name", long.as_str())]).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = app
+        .post(
+            "/user/edit",
+            &[("name", "Grace Hopper"), ("language", "en")],
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&ok), "/user/");
+    let profile = app.get("/user/").await.text().await.unwrap();
+    assert!(profile.contains("Grace Hopper") && profile.contains("Language: en"));
+    assert_eq!(
+        app.get("/private").await.text().await.unwrap(),
+        "hello Grace Hopper",
+        "the session copy is refreshed"
+    );
+    let confirm = app.get("/auth/logout").await.text().await.unwrap();
+    assert!(confirm.contains("action=\"/auth/logout\"") && confirm.contains("method=\"post\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_outbox_lists_messages_with_their_links() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let empty = app.get("/_dev/outbox").await.text().await.unwrap();
+    assert!(empty.contains("outbox-empty"));
+    let link = app.request_link("ivy@example.com", "/").await;
+    let page = app.get("/_dev/outbox").await.text().await.unwrap();
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    assert!(page.contains("Sign in to Fixture"));
+    let files: Vec<_> = std::fs::read_dir(app.outbox()).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(
+        raw.contains("text/html") && raw.contains("text/plain"),
+        "HTML and text bodies"
+    );
+}
+
+async fn oauth_app(provider: &FakeProvider, sessions: Sessions) -> TestApp {
+    let mut settings = provider.oidc_settings("acme");
+    settings.extend(provider.github_settings());
+    start(sessions, settings).await
+}
+
+/// Follows start → provider → callback; returns the callback's response.
+async fn oauth_sign_in(app: &TestApp, provider: &str, next: &str) -> reqwest::Response {
+    let start = app
+        .get(&format!("/auth/login/provider/{provider}?next={next}"))
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER, "start redirects");
+    let to_provider = location(&start);
+    assert!(
+        to_provider.contains("code_challenge_method=S256"),
+        "{to_provider}"
+    );
+    assert!(to_provider.contains("state="), "{to_provider}");
+    let consent = app.client.get(&to_provider).send().await.unwrap();
+    assert_eq!(consent.status(), StatusCode::SEE_OTHER);
+    let callback = location(&consent);
+    assert!(
+        callback.starts_with(&format!("{}/auth/provider/{provider}?", app.base)),
+        "{callback}"
+    );
+    app.client.get(&callback).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_creates_then_finds_the_account() {
+    let provider = FakeProvider::start().await;
+    let app = oauth_app(&provider, Sessions::Embedded).await;
+    let login = app.get("/auth/login").await.text().await.unwrap();
+    assert!(login.contains("/auth/login/provider/acme") && login.contains("Continue with GitHub"));
+    provider.set_user(FakeUser::new("sub-1", "Oid@Example.com", true));
+    let res = oauth_sign_in(&app, "acme", "%2Fuser%2F").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/user/");
+    let profile = app.get("/user/").await.text().await.unwrap();
+    assert!(
+        profile.contains("oid@example.com") && profile.contains("User sub-1"),
+        "{profile}"
+    );
+    assert!(
+        profile.contains("acme"),
+        "linked accounts list the provider"
+    );
+    assert!(provider.log().contains(&"POST /token".to_owned()));
+
+    app.post("/auth/logout", &[]).await;
+    let again = oauth_sign_in(&app, "acme", "%2F").await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    let store = app.store(None).await;
+    assert_eq!(store.models::<User>().count(&Filter::All).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .models::<OAuthAccount>()
+            .count(&Filter::All)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_links_by_verified_email_only() {
+    let provider = FakeProvider::start().await;
+    let app = oauth_app(&provider, Sessions::Redis).await;
+    app.sign_in("linked@example.com").await;
+    app.post("/auth/logout", &[]).await;
+
+    provider.set_user(FakeUser::new("u42", "Linked@example.com", true));
+    let res = oauth_sign_in(&app, "github", "%2F").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let store = app.store(None).await;
+    let users = store.models::<User>();
+    assert_eq!(
+        users.count(&Filter::All).await.unwrap(),
+        1,
+        "linked, not duplicated"
+    );
+    let user = users
+        .find_one(Filter::eq("email", "linked@example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.data.oauth_accounts.len(), 1);
+    let account = store
+        .models::<OAuthAccount>()
+        .find_one(Filter::eq("provider", "github"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.data.provider_user_id, "42", "GitHub's numeric id");
+    assert_eq!(account.data.user_id, Some(user.id));
+    assert_eq!(
+        app.get("/private").await.text().await.unwrap(),
+        "hello linked"
+    );
+    app.post("/auth/logout", &[]).await;
+
+    provider.set_user(FakeUser::new("u77", "linked@example.com", false));
+    let res = oauth_sign_in(&app, "github", "%2F").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        users.count(&Filter::All).await.unwrap(),
+        2,
+        "an unverified address gets its own account"
+    );
+    let stranger = app.get("/private").await.text().await.unwrap();
+    assert_eq!(stranger, "hello User u77");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_failures_show_a_message_on_the_login_page() {
+    let provider = FakeProvider::start().await;
+    let app = oauth_app(&provider, Sessions::Embedded).await;
+
+    let mut denied = FakeUser::new("d1", "d@example.com", true);
+    denied.deny = true;
+    provider.set_user(denied);
+    let res = oauth_sign_in(&app, "acme", "%2F").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Signing in with acme did not work"), "{body}");
+
+    let mut forged = FakeUser::new("f1", "f@example.com", true);
+    forged.forge_signature = true;
+    provider.set_user(forged);
+    let res = oauth_sign_in(&app, "acme", "%2F").await;
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "an ID token not signed by the JWKS key"
+    );
+
+    provider.set_user(FakeUser::new("s1", "s@example.com", true));
+    let start = app.get("/auth/login/provider/acme").await;
+    let consent = app.client.get(location(&start)).send().await.unwrap();
+    let callback = location(&consent);
+    let tampered = callback.replace("state=", "state=x");
+    let res = app.client.get(&tampered).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "state mismatch");
+    let replay = app.client.get(&callback).send().await.unwrap();
+    assert_eq!(
+        replay.status(),
+        StatusCode::BAD_REQUEST,
+        "the pending login was consumed by the failed attempt"
+    );
+
+    let other_browser = client(&random_ip(), true);
+    let start = app.get("/auth/login/provider/acme").await;
+    let consent = app.client.get(location(&start)).send().await.unwrap();
+    let res = other_browser.get(location(&consent)).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "a callback without the session"
+    );
+
+    assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
+    let store = app.store(None).await;
+    assert_eq!(store.models::<User>().count(&Filter::All).await.unwrap(), 0);
+    let unknown = app.get("/auth/login/provider/nope").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_provider_without_credentials_fails_startup() {
+    let settings = Settings::from_source(Source::from_pairs([
+        ("OAUTH_PROVIDERS", "gitlab"),
+        ("GITLAB_CLIENT_ID", "x"),
+    ]))
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings;
+    settings.data_dir = Some(dir.path().to_owned());
+    let err = match App::new(SOURCE).build(settings, &root).await {
+        Ok(_) => panic!("must fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("GITLAB_CLIENT_ID"), "{err}");
+}
