@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing vibetuner needs on a Debian machine, skipping what is there:
-# Rust (expected already: rustup), cargo-nextest, Node.js with npm, Nix (nix-bin), wrk (benchmarks only).
+# Rust (expected already: rustup), cargo-nextest, Node.js with npm, Nix (nix-bin), Redis,
+# SecantusDB, Chromium + chromedriver, wrk (benchmarks only).
 # Usage: scripts/prerequisites.sh [--bench]
 set -euo pipefail
 
@@ -40,6 +41,11 @@ if ! command -v secantusd-py >/dev/null 2>&1; then
   echo "installing SecantusDB, a MongoDB wire-protocol server (pip)"
   command -v pip3 >/dev/null 2>&1 || apt_install python3-pip
   pip3 install --quiet SecantusDB || pip3 install --quiet --break-system-packages SecantusDB
+fi
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  # The browser test signs in through a real headless Chromium driven over WebDriver.
+  echo "installing Chromium and its WebDriver (apt: chromium chromium-driver)"
+  apt_install chromium chromium-driver
 fi
 if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (apt)"

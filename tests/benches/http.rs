@@ -30,6 +30,8 @@ fn spawn(t: &Target, port: u16) -> Child {
         .current_dir(&t.dir)
         .env_clear()
         .env("ENVIRONMENT", "prod")
+        // Production refuses to start without a mail transport; the bench sends no mail.
+        .env("SMTP_URL", "smtp://127.0.0.1:25")
         .env(
             "SESSION_KEY",
             "bench-session-key-that-is-long-enough-0123456789",

@@ -187,7 +187,7 @@ fn db_commands_create_indexes_and_ping() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("indexes ensured on 7 collections (embedded store"),
+        stdout.contains("indexes ensured on 8 collections (embedded store"),
         "{stdout}"
     );
     let out = std::process::Command::new(&app.binary)
