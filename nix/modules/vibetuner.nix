@@ -240,14 +240,14 @@ in
       example = {
         SESSION_KEY = "/run/secrets/vibetuner/session-key";
         SMTP_URL = "/run/secrets/vibetuner/smtp-url";
-        OAUTH_GOOGLE_CLIENT_SECRET = "/run/secrets/vibetuner/google-client-secret";
+        GOOGLE_CLIENT_SECRET = "/run/secrets/vibetuner/google-client-secret";
       };
       description = ''
         Secrets as systemd credentials (`LoadCredential=`): each attribute is an environment
         variable and its value a file, outside the Nix store, holding the secret. The file is
         read by systemd when a process starts and exported to it; nothing is copied to the
         store. Typical names: `SESSION_KEY` (make one with `vibetuner crypto generate-key`),
-        `SMTP_URL` (with its password), `OAUTH_<PROVIDER>_CLIENT_SECRET`.
+        `SMTP_URL` (with its password), `<PROVIDER>_CLIENT_SECRET`.
       '';
     };
 
@@ -308,6 +308,10 @@ in
       {
         assertion = cfg.settings.ENVIRONMENT == "prod" -> cfg.credentials ? SESSION_KEY || cfg.environmentFile != null;
         message = "services.vibetuner: ENVIRONMENT=prod needs a session key: set services.vibetuner.credentials.SESSION_KEY to a file holding one (make it with `vibetuner crypto generate-key`), or put SESSION_KEY in services.vibetuner.environmentFile.";
+      }
+      {
+        assertion = cfg.settings.ENVIRONMENT == "prod" -> cfg.credentials ? SMTP_URL || cfg.settings ? SMTP_URL || cfg.environmentFile != null;
+        message = "services.vibetuner: ENVIRONMENT=prod needs a mail transport for sign-in emails: set services.vibetuner.credentials.SMTP_URL to a file holding e.g. smtps://user:password@smtp.example.com:465, or put SMTP_URL in services.vibetuner.environmentFile.";
       }
       {
         assertion = !(cfg.settings ? HOST || cfg.settings ? PORT);

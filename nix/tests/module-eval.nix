@@ -71,6 +71,7 @@ let
         enable = true;
         package = app;
         credentials.SESSION_KEY = "/run/secrets/session-key";
+        credentials.SMTP_URL = "/run/secrets/smtp-url";
       };
     }
     extra;
@@ -134,6 +135,9 @@ let
   prodWithoutKey = eval {
     services.vibetuner = { enable = true; package = app; };
   };
+  prodWithoutMail = eval {
+    services.vibetuner = { enable = true; package = app; credentials.SESSION_KEY = "/run/secrets/session-key"; };
+  };
   urlWithLocalDb = eval (withApp { services.vibetuner.settings.MONGODB_URL = "mongodb://elsewhere/x"; });
   urlWithLocalRedis = eval (withApp { services.vibetuner.credentials.REDIS_URL = "/run/secrets/redis-url"; });
   hostInSettings = eval (withApp { services.vibetuner.settings.PORT = 1234; });
@@ -166,7 +170,7 @@ let
       REDIS_URL = "redis+unix:///run/redis-vibetuner/redis.sock";
     })
     (check "worker: no HOST/PORT" (!(worker.environment ? HOST || worker.environment ? PORT)))
-    (eq "web: session key as a credential" web.serviceConfig.LoadCredential [ "SESSION_KEY:/run/secrets/session-key" ])
+    (eq "web: secrets as credentials" web.serviceConfig.LoadCredential [ "SESSION_KEY:/run/secrets/session-key" "SMTP_URL:/run/secrets/smtp-url" ])
     (check "web: no secret in the environment" (!(web.environment ? SESSION_KEY)))
     (eq "web: Type=notify with a watchdog, restart on failure"
       { inherit (web.serviceConfig) Type WatchdogSec Restart; }
@@ -244,6 +248,7 @@ let
     (hasMessage "assertion: worker.instances < 1" noWorkers "worker.instances must be at least 1")
     (hasMessage "assertion: ports past 65535" pastLastPort "go past port 65535")
     (hasMessage "assertion: prod without a session key" prodWithoutKey "ENVIRONMENT=prod needs a session key")
+    (hasMessage "assertion: prod without mail" prodWithoutMail "ENVIRONMENT=prod needs a mail transport")
     (hasMessage "assertion: MONGODB_URL with mongodb.createLocally" urlWithLocalDb "MONGODB_URL is given while mongodb.createLocally is true")
     (hasMessage "assertion: REDIS_URL with redis.createLocally" urlWithLocalRedis "REDIS_URL is given while redis.createLocally is true")
     (hasMessage "assertion: PORT in settings" hostInSettings "must not set HOST or PORT")
