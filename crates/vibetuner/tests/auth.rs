@@ -104,10 +104,17 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let app = App::new(SOURCE).route(
-            "/private",
-            get(|user: CurrentUser| async move { format!("hello {}", user.display_name()) }),
-        );
+        let guarded = vibetuner::axum::Router::new()
+            .route("/guarded/report", get(|| async { "report" }))
+            .route_layer(vibetuner::axum::middleware::from_fn(
+                vibetuner::auth::require_user,
+            ));
+        let app = App::new(SOURCE)
+            .route(
+                "/private",
+                get(|user: CurrentUser| async move { format!("hello {}", user.display_name()) }),
+            )
+            .merge(guarded);
         if let Err(e) = app
             .serve(listener, settings, &root, async {
                 let _ = stopped.await;
@@ -221,6 +228,12 @@ async fn magic_link_round_trip(sessions: Sessions) {
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&anonymous), "/auth/login?next=%2Fprivate");
 
+    let guarded = app.get("/guarded/report?x=1").await;
+    assert_eq!(
+        location(&guarded),
+        "/auth/login?next=%2Fguarded%2Freport%3Fx%3D1"
+    );
+
     let link = app.request_link("Ada@Example.com", "/private").await;
     assert!(
         link.starts_with(&app.base),
@@ -256,6 +269,10 @@ async fn magic_link_round_trip(sessions: Sessions) {
 
     let private = app.get("/private").await;
     assert_eq!(private.text().await.unwrap(), "hello ada");
+    assert_eq!(
+        app.get("/guarded/report?x=1").await.text().await.unwrap(),
+        "report"
+    );
     let profile = app.get("/user/").await.text().await.unwrap();
     assert!(profile.contains("ada@example.com"), "{profile}");
     assert!(profile.contains("id=\"nav-user\""), "header shows the user");

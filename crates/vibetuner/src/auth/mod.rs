@@ -124,6 +124,19 @@ impl std::ops::Deref for CurrentUser {
     }
 }
 
+/// Middleware guarding a whole router: anonymous visitors get [`CurrentUser`]'s answer.
+///
+/// ```ignore
+/// app.merge(Router::new().route("/admin", get(admin)).route_layer(middleware::from_fn(require_user)))
+/// ```
+pub async fn require_user(request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    match CurrentUser::from_request_parts(&mut parts, &()).await {
+        Ok(_) => next.run(Request::from_parts(parts, body)).await,
+        Err(login) => login.into_response(),
+    }
+}
+
 /// The signed-in user, if any.
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<SessionUser>);

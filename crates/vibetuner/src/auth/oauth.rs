@@ -717,3 +717,67 @@ async fn link_account(
     }
     Ok(user)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+
+    fn providers(pairs: &[(&str, &str)]) -> Result<Vec<ProviderConfig>, ConfigError> {
+        providers_from_settings(
+            &Settings::from_source(Source::from_pairs(pairs.iter().copied())).unwrap(),
+        )
+    }
+
+    #[test]
+    fn presets_need_only_credentials_and_custom_ones_say_what_is_missing() {
+        assert!(
+            providers(&[]).unwrap().is_empty(),
+            "nothing without credentials"
+        );
+        let found = providers(&[
+            ("GOOGLE_CLIENT_ID", "g"),
+            ("GOOGLE_CLIENT_SECRET", "gs"),
+            ("GITHUB_CLIENT_ID", "h"),
+        ])
+        .unwrap();
+        assert_eq!(found.len(), 1, "GitHub lacks its secret and is skipped");
+        assert_eq!(found[0].name, "Google");
+        assert_eq!(
+            found[0].kind,
+            ProviderKind::Oidc {
+                issuer: "https://accounts.google.com".into()
+            }
+        );
+        assert_eq!(found[0].scopes, ["openid", "email", "profile"]);
+
+        let custom = providers(&[
+            ("OAUTH_PROVIDERS", "Acme"),
+            ("ACME_CLIENT_ID", "a"),
+            ("ACME_CLIENT_SECRET", "s"),
+            ("ACME_AUTHORIZE_URL", "https://acme.test/auth"),
+            ("ACME_TOKEN_URL", "https://acme.test/token"),
+            ("ACME_USERINFO_URL", "https://acme.test/me"),
+            ("ACME_SCOPES", "profile,email"),
+            ("ACME_NAME", "Acme SSO"),
+        ])
+        .unwrap();
+        assert_eq!(custom[0].id, "acme");
+        assert_eq!(custom[0].name, "Acme SSO");
+        assert_eq!(custom[0].scopes, ["profile", "email"]);
+
+        let err = providers(&[
+            ("OAUTH_PROVIDERS", "acme"),
+            ("ACME_CLIENT_ID", "a"),
+            ("ACME_CLIENT_SECRET", "s"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ACME_ISSUER_URL or _AUTHORIZE_URL"),
+            "{err}"
+        );
+        let err = providers(&[("OAUTH_PROVIDERS", "a/b")]).unwrap_err();
+        assert!(err.to_string().contains("OAUTH_PROVIDERS"), "{err}");
+    }
+}
