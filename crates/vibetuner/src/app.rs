@@ -508,7 +508,7 @@ impl App {
             .layer(axum::Extension(store.clone()))
             .layer(axum::Extension(urls.clone()))
             .layer(axum::Extension(auth.mailer.clone()))
-            .layer(axum::Extension(auth))
+            .layer(axum::Extension(Arc::new(auth)))
             .layer(axum::Extension(security.clone()))
             .layer(middleware::from_fn(crate::auth::load_user))
             .layer(crate::auth::session::layer(sessions, &settings))

@@ -50,7 +50,7 @@ enum Transport {
 #[derive(Clone)]
 pub struct Mailer {
     transport: Arc<Transport>,
-    from: Mailbox,
+    from: Arc<Mailbox>,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -106,7 +106,7 @@ impl Mailer {
         };
         Ok(Self {
             transport: Arc::new(transport),
-            from,
+            from: Arc::new(from),
         })
     }
 
@@ -125,7 +125,7 @@ impl Mailer {
             .parse()
             .map_err(|_| MailError::Address(mail.to.clone()))?;
         let message = Message::builder()
-            .from(self.from.clone())
+            .from(Mailbox::clone(&self.from))
             .to(to)
             .subject(mail.subject)
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))

@@ -33,7 +33,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
         let auth = parts
             .extensions
-            .get::<Auth>()
+            .get::<std::sync::Arc<Auth>>()
             .ok_or_else(|| Error::internal("accounts are not set up on this app"))?;
         Ok(Self(auth.base_url(parts)))
     }
@@ -62,7 +62,7 @@ pub(super) fn login_response(
 pub(super) async fn login_page(
     render: Render,
     MaybeUser(user): MaybeUser,
-    Extension(auth): Extension<Auth>,
+    Extension(auth): Extension<std::sync::Arc<Auth>>,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = safe_next(query.next.as_deref());
@@ -101,7 +101,7 @@ fn normalize_email(raw: &str) -> Option<String> {
 /// same whether or not an account exists.
 pub(super) async fn send_link(
     render: Render,
-    Extension(auth): Extension<Auth>,
+    Extension(auth): Extension<std::sync::Arc<Auth>>,
     store: Store,
     ClientIp(ip): ClientIp,
     BaseUrl(base): BaseUrl,
@@ -174,7 +174,7 @@ pub(super) async fn send_link(
 pub(super) async fn verify(
     render: Render,
     session: Session,
-    Extension(auth): Extension<Auth>,
+    Extension(auth): Extension<std::sync::Arc<Auth>>,
     store: Store,
     Path(token): Path<String>,
     Query(query): Query<NextQuery>,

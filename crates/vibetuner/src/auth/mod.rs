@@ -100,6 +100,8 @@ pub struct LoadedUser(pub Option<SessionUser>);
 /// and templates (`user`).
 pub async fn load_user(mut request: Request, next: Next) -> Response {
     let user = match request.extensions().get::<Session>() {
+        // No session cookie: nobody is signed in, and the store need not be asked.
+        Some(session) if session.id().is_none() => None,
         Some(session) => session
             .get::<SessionUser>(USER_KEY)
             .await

@@ -348,7 +348,7 @@ pub(super) struct StartQuery {
 pub(super) async fn start(
     render: Render,
     session: Session,
-    Extension(auth): Extension<Auth>,
+    Extension(auth): Extension<std::sync::Arc<Auth>>,
     ClientIp(ip): ClientIp,
     BaseUrl(base): BaseUrl,
     Path(provider): Path<String>,
@@ -459,7 +459,7 @@ struct Identity {
 pub(super) async fn callback(
     render: Render,
     session: Session,
-    Extension(auth): Extension<Auth>,
+    Extension(auth): Extension<std::sync::Arc<Auth>>,
     store: Store,
     BaseUrl(base): BaseUrl,
     Path(provider): Path<String>,

@@ -81,7 +81,7 @@ pub(super) async fn edit(
     render: Render,
     store: Store,
     session: Session,
-    Extension(auth): Extension<super::Auth>,
+    Extension(auth): Extension<std::sync::Arc<super::Auth>>,
     CurrentUser(me): CurrentUser,
     Form(form): Form<EditForm>,
 ) -> Result<Response, Error> {
