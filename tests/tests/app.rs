@@ -252,6 +252,7 @@ async fn request_ids_are_echoed_or_generated_and_logged() {
     let resp = client()
         .get(format!("{}/hello", server.base))
         .header("X-Request-ID", "trace-me-42")
+        .header("X-Forwarded-For", "203.0.113.7")
         .send()
         .await
         .unwrap();
@@ -266,6 +267,10 @@ async fn request_ids_are_echoed_or_generated_and_logged() {
         .unwrap_or_else(|| panic!("no log line carries the request id:\n{log}"));
     let entry: Value = serde_json::from_str(line).unwrap();
     assert_eq!(entry["span"]["request_id"], "trace-me-42");
+    assert_eq!(
+        entry["span"]["client"], "203.0.113.7",
+        "the client address, forwarded by a trusted proxy (127.0.0.1)"
+    );
     assert_eq!(entry["fields"]["status"], 200);
 }
 

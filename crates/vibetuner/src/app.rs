@@ -524,10 +524,10 @@ impl App {
                 crate::error::error_pages,
             ))
             .layer(middleware::from_fn_with_state(
-                security,
+                security.clone(),
                 crate::security::security_headers,
             ))
-            .layer(middleware::from_fn(access_log))
+            .layer(middleware::from_fn_with_state(security, access_log))
             // Health probes skip the page stack (logs, error pages, limits) on their hot path.
             .merge(crate::health::router(health))
             .layer(PropagateRequestIdLayer::x_request_id())
@@ -703,18 +703,28 @@ async fn home_or_not_found(render: Render, method: Method) -> Result<Response, E
     Err(Error::not_found())
 }
 
-async fn access_log(request: Request, next: Next) -> Response {
+async fn access_log(
+    axum::extract::State(security): axum::extract::State<Arc<crate::security::SecurityConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = crate::security::ClientIp::resolve(&security, peer, request.headers()).0;
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        %request_id
+        %request_id,
+        %client
     );
     let response = next.run(request).instrument(span.clone()).await;
     let ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
