@@ -25,10 +25,13 @@ pub mod crud;
 pub mod error;
 pub mod filters;
 pub mod health;
+pub mod jobs;
 pub mod meta;
 pub mod models;
 pub mod project;
+pub mod redis_conn;
 pub mod render;
+pub mod sse;
 pub mod statics;
 pub mod store;
 pub mod urls;
@@ -38,8 +41,10 @@ pub use config::{Environment, Settings};
 pub use crud::Crud;
 pub use error::{Error, Result};
 pub use health::ServiceCheck;
+pub use jobs::{Jobs, Task, TaskContext};
 pub use project::Project;
 pub use render::{Render, RequestInfo};
+pub use sse::{Broadcaster, Sse, SseEvent};
 pub use store::{Filter, Id, Index, Model, Query, Record, Store, Timestamp};
 pub use urls::Urls;
 
@@ -56,8 +61,8 @@ pub use tracing;
 pub mod prelude {
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
-        App, Crud, Error, Filter, Id, Index, Model, Record, Render, RequestInfo, Result,
-        ServiceCheck, Store, Timestamp, context,
+        App, Broadcaster, Crud, Error, Filter, Id, Index, Jobs, Model, Record, Render, RequestInfo,
+        Result, ServiceCheck, Sse, SseEvent, Store, Task, TaskContext, Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::http::StatusCode;
