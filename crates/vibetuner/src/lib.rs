@@ -51,6 +51,7 @@ pub use urls::Urls;
 pub use axum;
 pub use minijinja;
 pub use minijinja::context;
+pub use redis;
 pub use schemars;
 pub use serde;
 pub use serde_json;

@@ -368,7 +368,7 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         Some(task) => {
             let started = std::time::Instant::now();
             let handle = tokio::spawn((task.handler)(ctx.clone(), envelope.args.clone()));
-            let abort = handle.abort_handle();
+            let abort = AbortOnDrop(handle.abort_handle());
             let failure = match tokio::time::timeout(task.options.timeout, handle).await {
                 Ok(Ok(TaskOutcome::Done)) => None,
                 Ok(Ok(TaskOutcome::Failed(e))) => Some(Failure {
@@ -387,7 +387,7 @@ async fn execute(shared: &Shared, delivery: Delivery) {
                     retryable: true,
                 }),
                 Err(_) => {
-                    abort.abort();
+                    drop(abort);
                     Some(Failure {
                         kind: "Timeout",
                         message: format!("timed out after {}s", task.options.timeout.as_secs_f64()),
@@ -456,6 +456,15 @@ async fn execute(shared: &Shared, delivery: Delivery) {
     }
     if let Err(e) = queue.complete(&receipt).await {
         tracing::warn!(task = %envelope.task, id = %envelope.id, "cannot remove a dead-lettered task ({e})");
+    }
+}
+
+/// Aborts the task when dropped: a run cancelled at shutdown or timed out stops its handler.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
