@@ -554,7 +554,7 @@ impl Sse {
 
 fn respond(events: impl Stream<Item = Event> + Send + 'static, keepalive: Duration) -> Response {
     let mut response = axum::response::Sse::new(events.map(Ok::<_, Infallible>))
-        .keep_alive(KeepAlive::new().interval(keepalive).text(" keepalive"))
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keepalive"))
         .into_response();
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
