@@ -581,7 +581,14 @@ fn start_watchdog(stall: Duration) {
         .name("worker-watchdog".into())
         .spawn(move || {
             loop {
+                let before = std::time::Instant::now();
                 std::thread::sleep(Duration::from_millis(500));
+                if before.elapsed() > Duration::from_secs(2) {
+                    // The whole process was suspended (SIGSTOP, a paused VM), not its runtime:
+                    // give the runtime a fresh interval to show it is alive.
+                    last.store(now_ms(), Ordering::Relaxed);
+                    continue;
+                }
                 let silent = now_ms() - last.load(Ordering::Relaxed);
                 if silent > stall.as_millis() as i64 {
                     eprintln!(
