@@ -207,3 +207,93 @@ fn db_commands_create_indexes_and_ping() {
         "{stderr}"
     );
 }
+
+/// Subscribes to `/notes/events` on `watch`, creates a note through the page on `write`, and
+/// checks the enriched note (its word count) arrives on the stream and in the API.
+async fn live_update(write: &Server, watch: &Server) {
+    let c = client();
+    let mut events = c
+        .get(format!("{}/notes/events", watch.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let r = c
+        .post(format!("{}/notes", write.base))
+        .header("HX-Request", "true")
+        .form(&[("title", "Live note"), ("body", "three more words")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut text = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !text.contains("\n\n") || !text.contains("Live note") {
+            match events.chunk().await.unwrap() {
+                Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                None => break,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no note event in time; got {text:?}"));
+    assert!(
+        text.contains("data: <li class=\"card bg-base-100 shadow\" id=\"note-")
+            && text.contains("5 words"),
+        "{text}"
+    );
+    let list: Value = c
+        .get(format!("{}/api/notes", write.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["word_count"], 5, "{list}");
+}
+
+#[tokio::test]
+async fn new_notes_are_enriched_and_pushed_live_in_process() {
+    let app = generated_app();
+    let data = scratch_dir("notes-live");
+    let server = Server::start(
+        &app.binary,
+        &app.dir,
+        &[("DATA_DIR", data.to_str().unwrap())],
+    )
+    .unwrap();
+    live_update(&server, &server).await;
+}
+
+#[tokio::test]
+async fn new_notes_reach_another_server_through_redis_and_a_worker() {
+    let app = generated_app();
+    let redis = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        panic!("TEST_REDIS_URL is not set: run scripts/test.sh (it starts redis-server) or `eval \"$(scripts/services.sh start)\"`")
+    });
+    let url = mongodb_url("e2e_notes_live");
+    let prefix = format!("notes-live-{}:", std::process::id());
+    let env = [
+        ("MONGODB_URL", url.as_str()),
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let (a, b) = (
+        Server::start(&app.binary, &app.dir, &env).unwrap(),
+        Server::start(&app.binary, &app.dir, &env).unwrap(),
+    );
+    let mut worker = std::process::Command::new(&app.binary)
+        .arg("worker")
+        .current_dir(&app.dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    live_update(&a, &b).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

@@ -109,7 +109,7 @@ struct Add {
     b: i64,
 }
 
-async fn add(ctx: TaskContext, args: Add) -> anyhow::Result<()> {
+async fn add(ctx: TaskContext, args: Add) -> vibetuner::Result<()> {
     ctx.store
         .collection("results")
         .insert(doc! { "key": args.key, "sum": args.a + args.b, "task_id": ctx.task_id })
@@ -205,7 +205,10 @@ async fn retries_then_dead_letter(kind: Kind) {
         async move {
             let seen = counter.fetch_add(1, Ordering::SeqCst);
             assert_eq!(ctx.tries, seen, "tries counts earlier failures");
-            anyhow::bail!("attempt {} of {n} failed", seen + 1)
+            Err(vibetuner::Error::internal(format!(
+                "attempt {} of {n} failed",
+                seen + 1
+            )))
         }
     })
     .max_retries(2)

@@ -22,7 +22,7 @@ struct Slow {
 }
 
 /// Marks `started`, sleeps, marks `done`; each mark records the worker's pid.
-async fn slow(ctx: TaskContext, args: Slow) -> anyhow::Result<()> {
+async fn slow(ctx: TaskContext, args: Slow) -> Result<()> {
     let marks = ctx.store.collection("marks");
     let pid = std::process::id() as i64;
     marks

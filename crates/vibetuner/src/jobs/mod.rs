@@ -5,7 +5,7 @@
 //! #[derive(Serialize, Deserialize)]
 //! struct Welcome { email: String }
 //!
-//! async fn welcome(ctx: TaskContext, args: Welcome) -> anyhow::Result<()> { /* ... */ Ok(()) }
+//! async fn welcome(ctx: TaskContext, args: Welcome) -> vibetuner::Result<()> { /* ... */ Ok(()) }
 //!
 //! App::new(vibetuner::project!())
 //!     .task(Task::new("welcome", welcome).max_retries(5))
@@ -55,7 +55,7 @@ enum TaskOutcome {
     Done,
     /// The arguments do not decode: retrying cannot help.
     BadArguments(String),
-    Failed(anyhow::Error),
+    Failed(crate::Error),
 }
 
 /// What can go wrong when enqueueing or inspecting the queue.
@@ -126,12 +126,14 @@ pub struct Task {
 }
 
 impl Task {
-    /// A task running `f` with arguments decoded from the JSON they were enqueued with.
+    /// A task running `f` with arguments decoded from the JSON they were enqueued with. `f`
+    /// returns [`crate::Result`], so `?` works on store, queue, template and `anyhow` errors;
+    /// an error's detail is what retries log and the dead letter keeps.
     pub fn new<A, F, Fut>(name: impl Into<String>, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
         F: Fn(TaskContext, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
     {
         let f = Arc::new(f);
         Self {

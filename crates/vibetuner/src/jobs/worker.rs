@@ -373,7 +373,7 @@ async fn execute(shared: &Shared, delivery: Delivery) {
                 Ok(Ok(TaskOutcome::Done)) => None,
                 Ok(Ok(TaskOutcome::Failed(e))) => Some(Failure {
                     kind: "Error",
-                    message: format!("{e:#}"),
+                    message: e.detail().to_owned(),
                     retryable: true,
                 }),
                 Ok(Ok(TaskOutcome::BadArguments(e))) => Some(Failure {
