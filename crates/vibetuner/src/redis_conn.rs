@@ -14,17 +14,15 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Opens a reconnecting connection to `url`. `longest_block` is the longest blocking command
+/// A reconnecting connection to `url`, opened on first use (so a process starts, and reports
+/// itself not ready, while Redis is down). `longest_block` is the longest blocking command
 /// (`XREADGROUP BLOCK`, ...) it will carry; its response timeout is that plus [`RESPONSE_TIMEOUT`].
-pub async fn connect(url: &str, longest_block: Duration) -> anyhow::Result<ConnectionManager> {
-    let client = client(url)?;
+pub fn connect(url: &str, longest_block: Duration) -> anyhow::Result<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(longest_block + RESPONSE_TIMEOUT))
         .set_number_of_retries(2);
-    client
-        .get_connection_manager_with_config(config)
-        .await
+    ConnectionManager::new_lazy_with_config(client(url)?, config)
         .map_err(|e| unreachable_error(url, &e))
 }
 
@@ -46,11 +44,14 @@ pub fn unreachable_error(url: &str, e: &redis::RedisError) -> anyhow::Error {
     )
 }
 
-/// Sends `PING` and checks the answer.
+/// How long a health check's `PING` may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends `PING` and checks the answer (within [`PING_TIMEOUT`]).
 pub async fn ping(conn: &mut ConnectionManager) -> Result<(), String> {
-    let pong: String = redis::cmd("PING")
-        .query_async(conn)
+    let pong: String = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async(conn))
         .await
+        .map_err(|_| format!("no answer to PING within {}s", PING_TIMEOUT.as_secs()))?
         .map_err(|e| e.to_string())?;
     if pong == "PONG" {
         Ok(())

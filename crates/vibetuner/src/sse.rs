@@ -205,19 +205,40 @@ impl Broadcaster {
         }
     }
 
-    /// Fan-out through Redis at `url`, keys under `prefix`; subscribes before returning.
+    /// Fan-out through Redis at `url`, keys under `prefix`. Subscribes before returning when
+    /// Redis answers within the connect timeout; otherwise the relay keeps trying in the
+    /// background (and logs it).
     pub async fn redis(
         url: &str,
         prefix: &str,
         buffer_size: usize,
         keepalive: Duration,
     ) -> anyhow::Result<Self> {
-        let conn = crate::redis_conn::connect(url, Duration::ZERO).await?;
+        let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
         let client = crate::redis_conn::client(url)?;
         let pattern = format!("{prefix}sse:*");
-        let pubsub = subscribe(&client, &pattern)
-            .await
-            .map_err(|e| crate::redis_conn::unreachable_error(url, &e))?;
+        let first = match tokio::time::timeout(
+            crate::redis_conn::CONNECT_TIMEOUT,
+            subscribe(&client, &pattern),
+        )
+        .await
+        {
+            Ok(Ok(pubsub)) => Some(pubsub),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "{}; SSE fan-out waits for it",
+                    crate::redis_conn::unreachable_error(url, &e)
+                );
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Redis at {} did not answer in time; SSE fan-out waits for it",
+                    crate::health::redact(url)
+                );
+                None
+            }
+        };
         let this = Self::with(
             Some(RedisFanout {
                 conn,
@@ -227,7 +248,7 @@ impl Broadcaster {
             buffer_size,
             keepalive,
         );
-        tokio::spawn(relay(Arc::downgrade(&this.inner), client, pattern, pubsub));
+        tokio::spawn(relay(Arc::downgrade(&this.inner), client, pattern, first));
         Ok(this)
     }
 
@@ -439,9 +460,9 @@ async fn relay(
     inner: Weak<Inner>,
     client: redis::Client,
     pattern: String,
-    first: redis::aio::PubSub,
+    first: Option<redis::aio::PubSub>,
 ) {
-    let mut pubsub = Some(first);
+    let mut pubsub = first;
     let mut backoff = Duration::from_secs(1);
     let prefix_len = pattern.len() - 1;
     loop {

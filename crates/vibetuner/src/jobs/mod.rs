@@ -339,7 +339,7 @@ pub(crate) async fn connect(
     Ok(match &settings.redis_url {
         Some(url) => {
             let prefix = jobs.key_prefix(slug);
-            let queue = redis_queue::RedisQueue::connect(url, &prefix, visibility).await?;
+            let queue = redis_queue::RedisQueue::connect(url, &prefix, visibility)?;
             let broadcaster =
                 Broadcaster::redis(url, &prefix, jobs.sse_buffer_size, keepalive).await?;
             (
@@ -371,7 +371,10 @@ pub(crate) fn health_checks(jobs: &Jobs) -> Vec<crate::ServiceCheck> {
     checks.push(crate::ServiceCheck::with_details("task_queue", move || {
         let queue = queue.clone();
         async move {
-            let depth = queue.depth().await.map_err(|e| e.to_string())?;
+            let depth = tokio::time::timeout(crate::redis_conn::PING_TIMEOUT, queue.depth())
+                .await
+                .map_err(|_| "no answer within 1s".to_owned())?
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({ "backend": queue.backend(), "depth": depth }))
         }
     }));

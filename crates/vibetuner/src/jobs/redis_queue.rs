@@ -56,12 +56,8 @@ struct Maintenance {
 const PROMOTE_EVERY: Duration = Duration::from_millis(500);
 
 impl RedisQueue {
-    pub(crate) async fn connect(
-        url: &str,
-        prefix: &str,
-        visibility: Duration,
-    ) -> anyhow::Result<Self> {
-        let conn = crate::redis_conn::connect(url, Duration::ZERO).await?;
+    pub(crate) fn connect(url: &str, prefix: &str, visibility: Duration) -> anyhow::Result<Self> {
+        let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
         Ok(Self {
             url: url.to_owned(),
             conn,
@@ -120,15 +116,13 @@ impl RedisQueue {
         let conn = self
             .fetch_conn
             .get_or_try_init(|| async {
-                let conn = crate::redis_conn::connect(&self.url, FETCH_BLOCK)
-                    .await
-                    .map_err(|e| {
-                        redis::RedisError::from((
-                            redis::ErrorKind::Io,
-                            "cannot open the worker's fetch connection",
-                            e.to_string(),
-                        ))
-                    })?;
+                let conn = crate::redis_conn::connect(&self.url, FETCH_BLOCK).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "cannot open the worker's fetch connection",
+                        e.to_string(),
+                    ))
+                })?;
                 let mut c = conn.clone();
                 let created: redis::RedisResult<String> = redis::cmd("XGROUP")
                     .arg("CREATE")

@@ -449,10 +449,10 @@ async fn execute(shared: &Shared, delivery: Delivery) {
             .await;
         return;
     }
-    if let Some(callback) = task.as_ref().and_then(|t| t.on_failure.clone()) {
-        if let Err(e) = tokio::spawn(callback(ctx, dead)).await {
-            tracing::error!(task = %envelope.task, "the failure callback panicked: {}", panic_message(e));
-        }
+    if let Some(callback) = task.as_ref().and_then(|t| t.on_failure.clone())
+        && let Err(e) = tokio::spawn(callback(ctx, dead)).await
+    {
+        tracing::error!(task = %envelope.task, "the failure callback panicked: {}", panic_message(e));
     }
     if let Err(e) = queue.complete(&receipt).await {
         tracing::warn!(task = %envelope.task, id = %envelope.id, "cannot remove a dead-lettered task ({e})");
