@@ -522,11 +522,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Broadcaster {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Broadcaster>()
-            .cloned()
-            .ok_or_else(|| crate::Error::internal("SSE is not installed on this router"))
+        crate::error::from_extensions(parts, "SSE")
     }
 }
 

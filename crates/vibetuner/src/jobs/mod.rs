@@ -317,11 +317,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Jobs {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Jobs>()
-            .cloned()
-            .ok_or_else(|| crate::Error::internal("the task queue is not installed on this router"))
+        crate::error::from_extensions(parts, "the task queue")
     }
 }
 
