@@ -226,6 +226,37 @@ async fn a_task_killed_mid_run_is_completed_by_another_worker() {
 }
 
 #[tokio::test]
+async fn a_task_that_kills_every_worker_ends_as_a_dead_letter() {
+    let env = Env::new("poison");
+    let server = env.server();
+    let id = enqueue(&server, "crash", Value::Null).await;
+    // max_retries(1): the first run and one retry each kill their worker; the third worker
+    // takes the run over and stores it as a dead letter instead of running it.
+    for _ in 0..2 {
+        let mut worker = env.worker(&[]);
+        let status = worker.wait(30);
+        assert!(
+            !status.success(),
+            "the crash task kills the worker: {status}"
+        );
+    }
+    let _third = env.worker(&[]);
+    let out = until(30, "the dead letter", async || {
+        let out = env
+            .command(&["dead-letters", "list"], &[])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(&id).then_some(text)
+    })
+    .await;
+    assert!(
+        out.contains("task=crash tries=2 WorkerLost: the worker running it stopped"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn worker_health_follows_a_worker_up_stalled_and_stopped() {
     let env = Env::new("health");
     let (code, took) = env.health();

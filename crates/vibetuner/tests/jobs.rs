@@ -488,3 +488,45 @@ async fn health_reports_redis_and_queue_depth() {
         assert_eq!(services["task_queue"]["depth"]["delayed"], 1, "{json}");
     }
 }
+
+/// A worker dropped mid-task (as if killed: no hand-back) leaves the run to another worker after
+/// the visibility timeout, and the lost worker counts as a failed try.
+async fn dead_workers_task_is_taken_over(kind: Kind) {
+    let task = Task::new("hang", |ctx: TaskContext, key: String| async move {
+        let results = ctx.store.collection("results");
+        if ctx.tries == 0 {
+            results.insert(doc! { "key": "hanging" }).await?;
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        results
+            .insert(doc! { "key": key, "sum": ctx.tries as i64 })
+            .await?;
+        Ok(())
+    });
+    let env = build(App::new(SOURCE).task(task), kind).await;
+    env.built.jobs.enqueue("hang", &"taken").await.unwrap();
+    let first = start_worker(&env);
+    eventually(10, "the first worker to start the task", || {
+        result(&env, "hanging")
+    })
+    .await;
+    first.handle.abort();
+    let _ = first.handle.await;
+    let second = start_worker(&env);
+    let done = eventually(15, "the second worker to take the task over", || {
+        result(&env, "taken")
+    })
+    .await;
+    assert_eq!(done.get("sum").and_then(number), Some(1), "one lost try");
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dead_workers_task_is_taken_over() {
+    dead_workers_task_is_taken_over(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_dead_workers_task_is_taken_over() {
+    dead_workers_task_is_taken_over(Kind::Embedded).await;
+}

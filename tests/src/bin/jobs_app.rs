@@ -1,5 +1,6 @@
 //! A small vibetuner app for the worker and SSE end-to-end tests and the jobs benchmark:
-//! tasks that record their progress in the store, sleep, block their thread or do nothing,
+//! tasks that record their progress in the store, sleep, block their thread, crash the worker
+//! or do nothing,
 //! and routes to enqueue them, read their marks and broadcast SSE events.
 
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
             Ok(())
         }))
         .task(Task::new("noop", |_ctx, _n: u64| async { Ok(()) }))
+        .task(Task::new("crash", |_ctx, ()| async { std::process::abort() }).max_retries(1))
         .sse("/events", "demo")
         .route("/enqueue/{task}", post(enqueue))
         .route("/marks/{key}", get(marks))

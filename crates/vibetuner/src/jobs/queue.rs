@@ -23,6 +23,9 @@ pub struct QueueDepth {
 pub(crate) struct Delivery {
     pub(crate) envelope: Envelope,
     pub(crate) receipt: String,
+    /// Taken over after its visibility timeout: the worker that had it died or stalled. The
+    /// queue counts each such loss in `envelope.tries`.
+    pub(crate) reclaimed: bool,
 }
 
 /// The queue the settings select.

@@ -193,7 +193,30 @@ impl RedisQueue {
                     count = reply.claimed.len(),
                     "took over tasks whose worker stopped renewing them (crashed or killed?)"
                 );
-                return Ok(self.deliveries(reply.claimed));
+                // Each delivery after the first was a take-over: a lost worker, a failed try.
+                let pending: Vec<(String, String, u64, u32)> = redis::cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(10_000)
+                    .arg(consumer)
+                    .query_async(&mut conn)
+                    .await?;
+                let counts: std::collections::HashMap<String, u32> = pending
+                    .into_iter()
+                    .map(|(id, _, _, delivered)| (id, delivered))
+                    .collect();
+                let mut deliveries = self.deliveries(reply.claimed, true);
+                for d in &mut deliveries {
+                    let lost = counts
+                        .get(&d.receipt)
+                        .copied()
+                        .unwrap_or(2)
+                        .saturating_sub(1);
+                    d.envelope.tries += lost.max(1);
+                }
+                return Ok(deliveries);
             }
         }
         let next_due = self
@@ -220,11 +243,14 @@ impl RedisQueue {
             .query_async(&mut conn)
             .await?;
         Ok(reply
-            .map(|r| self.deliveries(r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>()))
+            .map(|r| {
+                let ids = r.keys.into_iter().flat_map(|k| k.ids).collect();
+                self.deliveries(ids, false)
+            })
             .unwrap_or_default())
     }
 
-    fn deliveries(&self, ids: Vec<StreamId>) -> Vec<Delivery> {
+    fn deliveries(&self, ids: Vec<StreamId>, reclaimed: bool) -> Vec<Delivery> {
         let mut out = Vec::with_capacity(ids.len());
         for entry in ids {
             let parsed = entry
@@ -234,6 +260,7 @@ impl RedisQueue {
                 Some(envelope) => out.push(Delivery {
                     envelope,
                     receipt: entry.id,
+                    reclaimed,
                 }),
                 None => {
                     tracing::error!(id = %entry.id, stream = %self.stream, "dropping an unreadable queue entry");

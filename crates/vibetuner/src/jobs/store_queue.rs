@@ -106,26 +106,34 @@ impl StoreQueue {
             else {
                 continue;
             };
+            // A lock that ran out means the worker that took the run died: a failed try.
+            let reclaimed = lock.timestamp_millis() > 0;
+            let Some(mut envelope) = envelope(&doc) else {
+                tracing::error!(%id, "dropping an unreadable task_queue document");
+                self.queue.delete(Id(id)).await?;
+                continue;
+            };
+            if reclaimed {
+                envelope.tries += 1;
+            }
             let taken = self
                 .queue
                 .update_many(
                     Filter::eq("_id", id).and(Filter::eq("locked_until", *lock)),
-                    Update::set(doc! { "locked_until": after(self.visibility) }),
+                    Update::set(doc! {
+                        "locked_until": after(self.visibility),
+                        "tries": envelope.tries as i64,
+                    }),
                 )
                 .await?;
             if taken.is_empty() {
                 continue;
             }
-            match envelope(&doc) {
-                Some(envelope) => out.push(Delivery {
-                    envelope,
-                    receipt: id.to_hex(),
-                }),
-                None => {
-                    tracing::error!(%id, "dropping an unreadable task_queue document");
-                    self.queue.delete(Id(id)).await?;
-                }
-            }
+            out.push(Delivery {
+                envelope,
+                receipt: id.to_hex(),
+                reclaimed,
+            });
         }
         Ok(out)
     }

@@ -345,9 +345,21 @@ struct Failure {
 }
 
 async fn execute(shared: &Shared, delivery: Delivery) {
-    let Delivery { envelope, receipt } = delivery;
+    let Delivery {
+        envelope,
+        receipt,
+        reclaimed,
+    } = delivery;
     let queue = &shared.jobs.queue;
     let task = shared.jobs.registry.get(&envelope.task).cloned();
+    if reclaimed {
+        // Losing the worker counted as a failed try (the queue did it), so a task that kills
+        // its worker every time ends as a dead letter instead of looping.
+        tracing::warn!(task = %envelope.task, id = %envelope.id, tries = envelope.tries, "taking over a task whose worker stopped (crashed, killed or stalled)");
+    }
+    let lost = task
+        .as_ref()
+        .filter(|t| reclaimed && envelope.tries > t.options.max_retries);
     let ctx = TaskContext {
         store: shared.store.clone(),
         renderer: shared.renderer.clone(),
@@ -357,6 +369,14 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         tries: envelope.tries,
     };
     let failure = match &task {
+        _ if lost.is_some() => Some(Failure {
+            kind: "WorkerLost",
+            message: format!(
+                "the worker running it stopped (crashed, killed or stalled) on each of {} attempts",
+                envelope.tries
+            ),
+            retryable: false,
+        }),
         None => Some(Failure {
             kind: "UnknownTask",
             message: format!(
@@ -405,7 +425,11 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         }
         return;
     };
-    let tries = envelope.tries + 1;
+    let tries = if lost.is_some() {
+        envelope.tries
+    } else {
+        envelope.tries + 1
+    };
     if let Some(task) = task
         .as_ref()
         .filter(|t| failure.retryable && tries <= t.options.max_retries)
