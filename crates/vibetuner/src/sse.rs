@@ -323,6 +323,11 @@ impl Broadcaster {
         let after = last_event_id.and_then(EventId::parse);
         let (rx, mut replay) = {
             let mut channels = self.inner.channels.lock().expect("channels lock");
+            if self.inner.redis.is_some() {
+                // With Redis the replay buffer lives there: forget channels nobody follows
+                // (per-user channels would pile up otherwise).
+                channels.retain(|_, c| c.tx.receiver_count() > 0);
+            }
             let ch = channels
                 .entry(channel.to_owned())
                 .or_insert_with(Channel::new);
@@ -411,8 +416,12 @@ impl Inner {
             return;
         };
         let mut channels = self.channels.lock().expect("channels lock");
-        if let Some(ch) = channels.get_mut(channel) {
-            self.deliver(ch, id, event);
+        match channels.get_mut(channel) {
+            Some(ch) if ch.tx.receiver_count() == 0 => {
+                channels.remove(channel);
+            }
+            Some(ch) => self.deliver(ch, id, event),
+            None => {}
         }
     }
 

@@ -379,11 +379,12 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         }),
         None => Some(Failure {
             kind: "UnknownTask",
+            // Retried: during a rolling deploy a newer worker may know it.
             message: format!(
                 "no task named {:?} is registered in this worker",
                 envelope.task
             ),
-            retryable: false,
+            retryable: true,
         }),
         Some(task) => {
             let started = std::time::Instant::now();
@@ -430,11 +431,9 @@ async fn execute(shared: &Shared, delivery: Delivery) {
     } else {
         envelope.tries + 1
     };
-    if let Some(task) = task
-        .as_ref()
-        .filter(|t| failure.retryable && tries <= t.options.max_retries)
-    {
-        let delay = task.options.backoff(tries);
+    let options = task.as_ref().map(|t| t.options.clone()).unwrap_or_default();
+    if failure.retryable && tries <= options.max_retries {
+        let delay = options.backoff(tries);
         tracing::warn!(
             task = %envelope.task, id = %envelope.id, tries, error_type = failure.kind,
             "task failed: {}; retrying in {:.1}s", failure.message, delay.as_secs_f64()
