@@ -66,12 +66,28 @@ async fn exercise(server: &Server) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let section = r.text().await.unwrap();
+    let form = r.text().await.unwrap();
     assert!(
-        section.starts_with("\n  <section id=\"notes-section\"")
-            || section
-                .trim_start()
-                .starts_with("<section id=\"notes-section\""),
+        form.trim_start().starts_with("<form id=\"note-form\""),
+        "an empty form; the note itself arrives over SSE: {form}"
+    );
+    assert!(
+        !form.contains("<html") && !form.contains("From the page"),
+        "{form}"
+    );
+    let section = c
+        .get(format!("{}/notes", server.base))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        section
+            .trim_start()
+            .starts_with("<section id=\"notes-section\""),
         "{section}"
     );
     assert!(!section.contains("<html"), "only the block");
@@ -89,10 +105,10 @@ async fn exercise(server: &Server) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let section = r.text().await.unwrap();
+    let form = r.text().await.unwrap();
     assert!(
-        section.contains("The title is required.") && section.contains(">kept</textarea>"),
-        "{section}"
+        form.contains("The title is required.") && form.contains(">kept</textarea>"),
+        "{form}"
     );
 
     let r = c
@@ -228,7 +244,7 @@ async fn live_update(write: &Server, watch: &Server) {
     assert_eq!(r.status(), StatusCode::OK);
     let mut text = String::new();
     tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while !text.contains("\n\n") || !text.contains("Live note") {
+        while !text.contains("5 words") {
             match events.chunk().await.unwrap() {
                 Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
                 None => break,
@@ -237,11 +253,20 @@ async fn live_update(write: &Server, watch: &Server) {
     })
     .await
     .unwrap_or_else(|_| panic!("no note event in time; got {text:?}"));
+    let items: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| e.contains("data: <li class=\"card bg-base-100 shadow\" id=\"note-"))
+        .collect();
+    assert_eq!(
+        items.len(),
+        2,
+        "the new note, then the enriched one: {text}"
+    );
     assert!(
-        text.contains("data: <li class=\"card bg-base-100 shadow\" id=\"note-")
-            && text.contains("5 words"),
+        items[0].contains("Live note") && !items[0].contains("note-words"),
         "{text}"
     );
+    assert!(items[1].contains("5 words"), "{text}");
     let list: Value = c
         .get(format!("{}/api/notes", write.base))
         .send()
@@ -283,7 +308,7 @@ async fn new_notes_reach_another_server_through_redis_and_a_worker() {
         Server::start(&app.binary, &app.dir, &env).unwrap(),
         Server::start(&app.binary, &app.dir, &env).unwrap(),
     );
-    let mut worker = std::process::Command::new(&app.binary)
+    let worker = std::process::Command::new(&app.binary)
         .arg("worker")
         .current_dir(&app.dir)
         .env_clear()
@@ -293,7 +318,16 @@ async fn new_notes_reach_another_server_through_redis_and_a_worker() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let _worker = KillOnDrop(worker);
     live_update(&a, &b).await;
-    let _ = worker.kill();
-    let _ = worker.wait();
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
