@@ -19,6 +19,21 @@ fn mongodb_url(db: &str) -> String {
     format!("{}/{db}_{}", base.trim_end_matches('/'), std::process::id())
 }
 
+/// Posts the page's form as htmx does.
+async fn post_note(
+    c: &reqwest::Client,
+    server: &Server,
+    title: &str,
+    body: &str,
+) -> reqwest::Response {
+    c.post(format!("{}/notes", server.base))
+        .header("HX-Request", "true")
+        .form(&[("title", title), ("body", body)])
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn exercise(server: &Server) {
     let c = client();
     let api = format!("{}/api/notes", server.base);
@@ -58,13 +73,7 @@ async fn exercise(server: &Server) {
         page.contains(r#"hx-post="/notes""#)
             && page.contains(&format!(r#"hx-delete="/notes/{id}""#))
     );
-    let r = c
-        .post(format!("{}/notes", server.base))
-        .header("HX-Request", "true")
-        .form(&[("title", "From the page"), ("body", "typed in a form")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_note(&c, server, "From the page", "typed in a form").await;
     assert_eq!(r.status(), StatusCode::OK);
     let form = r.text().await.unwrap();
     assert!(
@@ -97,13 +106,7 @@ async fn exercise(server: &Server) {
         "newest first"
     );
 
-    let r = c
-        .post(format!("{}/notes", server.base))
-        .header("HX-Request", "true")
-        .form(&[("title", "   "), ("body", "kept")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_note(&c, server, "   ", "kept").await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let form = r.text().await.unwrap();
     assert!(
@@ -234,13 +237,7 @@ async fn live_update(write: &Server, watch: &Server) {
         .await
         .unwrap();
     assert_eq!(events.headers()["content-type"], "text/event-stream");
-    let r = c
-        .post(format!("{}/notes", write.base))
-        .header("HX-Request", "true")
-        .form(&[("title", "Live note"), ("body", "three more words")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_note(&c, write, "Live note", "three more words").await;
     assert_eq!(r.status(), StatusCode::OK);
     let mut text = String::new();
     tokio::time::timeout(std::time::Duration::from_secs(20), async {

@@ -31,6 +31,18 @@ enum Kind {
     Mongo,
 }
 
+/// Declares one test per listed queue backend, each running `$run(Kind::...)`.
+macro_rules! on_queues {
+    ($run:ident: $($test:ident => $kind:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $run(Kind::$kind).await;
+            }
+        )+
+    };
+}
+
 struct Env {
     built: BuiltApp,
     settings: Settings,
@@ -181,20 +193,11 @@ async fn enqueue_run_result(kind: Kind) {
     assert_eq!(depth.ready, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_enqueue_run_result() {
-    enqueue_run_result(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_store_enqueue_run_result() {
-    enqueue_run_result(Kind::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mongodb_store_enqueue_run_result() {
-    enqueue_run_result(Kind::Mongo).await;
-}
+on_queues!(enqueue_run_result:
+    redis_enqueue_run_result => Redis,
+    embedded_store_enqueue_run_result => Embedded,
+    mongodb_store_enqueue_run_result => Mongo,
+);
 
 async fn retries_then_dead_letter(kind: Kind) {
     let attempts = Arc::new(AtomicU32::new(0));
@@ -266,15 +269,10 @@ async fn retries_then_dead_letter(kind: Kind) {
     assert_eq!(letters.count(&Filter::All).await.unwrap(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_retries_then_dead_letter_and_callback() {
-    retries_then_dead_letter(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_store_retries_then_dead_letter_and_callback() {
-    retries_then_dead_letter(Kind::Embedded).await;
-}
+on_queues!(retries_then_dead_letter:
+    redis_retries_then_dead_letter_and_callback => Redis,
+    embedded_store_retries_then_dead_letter_and_callback => Embedded,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_timeout_and_bad_arguments_become_dead_letters() {
@@ -402,15 +400,10 @@ async fn health_follows_the_worker(kind: Kind) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_worker_health_follows_the_worker() {
-    health_follows_the_worker(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_worker_health_follows_the_worker() {
-    health_follows_the_worker(Kind::Embedded).await;
-}
+on_queues!(health_follows_the_worker:
+    redis_worker_health_follows_the_worker => Redis,
+    store_worker_health_follows_the_worker => Embedded,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_running_tasks_to_the_queue() {
@@ -521,12 +514,7 @@ async fn dead_workers_task_is_taken_over(kind: Kind) {
     second.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_dead_workers_task_is_taken_over() {
-    dead_workers_task_is_taken_over(Kind::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_store_dead_workers_task_is_taken_over() {
-    dead_workers_task_is_taken_over(Kind::Embedded).await;
-}
+on_queues!(dead_workers_task_is_taken_over:
+    redis_dead_workers_task_is_taken_over => Redis,
+    embedded_store_dead_workers_task_is_taken_over => Embedded,
+);
