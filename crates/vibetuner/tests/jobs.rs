@@ -341,10 +341,13 @@ async fn redis_cron_fires_once_per_time_across_workers() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(
-        runs.load(Ordering::SeqCst) as usize,
-        fired.len(),
-        "each fire time ran exactly once with two workers"
+    // Each claimed fire time ran at most once (a duplicate would make runs exceed claims); a
+    // time claimed as the workers stopped may not have run.
+    let runs = runs.load(Ordering::SeqCst) as usize;
+    assert!(
+        runs <= fired.len() && runs + 1 >= fired.len(),
+        "{runs} runs for {} claimed fire times with two workers",
+        fired.len()
     );
 }
 
