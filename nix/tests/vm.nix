@@ -49,6 +49,12 @@ pkgs.testers.runNixOSTest {
         assert notes["total"] >= 1, notes
         assert any(n["title"] == "From the VM test" for n in notes["items"]), notes
 
+    with subtest("the worker enriches the note through the Redis queue"):
+        machine.wait_until_succeeds(
+            "curl --fail --silent http://127.0.0.1:8001/api/notes | grep -q '\"word_count\":5'",
+            timeout=60,
+        )
+
     with subtest("the app restarts cleanly and keeps its data"):
         machine.succeed("systemctl restart vibetuner.target")
         machine.wait_for_unit("vibetuner-web-1.service")

@@ -148,17 +148,22 @@ async fn health_endpoints_have_vibetuners_shapes() {
         ["services", "status", "uptime_seconds", "version"]
     );
     assert_eq!(
-        detailed["services"],
-        serde_json::json!({}),
-        "no services configured"
+        keys(&detailed["services"]),
+        ["task_queue"],
+        "no services configured: only the in-process task queue"
+    );
+    let queue = &detailed["services"]["task_queue"];
+    assert_eq!(queue["status"], "connected");
+    assert_eq!(queue["backend"], "store");
+    assert_eq!(
+        queue["depth"],
+        serde_json::json!({"ready": 0, "delayed": 0})
     );
 
     let (status, ready) = json(&server, "/health/ready").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        ready,
-        serde_json::json!({"status": "ready", "services": {}})
-    );
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(keys(&ready["services"]), ["task_queue"]);
 
     let (_, id) = json(&server, "/health/id").await;
     assert_eq!(
@@ -199,12 +204,26 @@ async fn ready_answers_503_when_a_configured_service_is_down() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(detailed["status"], "degraded");
 
-    let listener = std::net::TcpListener::bind(("127.0.0.1", closed)).unwrap();
-    let (status, ready) = json(&server, "/health/ready").await;
-    assert_eq!(status, StatusCode::OK, "{ready}");
+    // Redis comes up on that port: the server reconnects and is ready (a real PING, not TCP).
+    let mut redis_server = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &closed.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/prerequisites.sh installs it)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ready = loop {
+        let (status, ready) = json(&server, "/health/ready").await;
+        if status == StatusCode::OK || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = redis_server.kill();
+    let _ = redis_server.wait();
+    assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["services"]["redis"]["status"], "connected");
     assert!(ready["services"]["redis"]["latency_ms"].is_number());
-    drop(listener);
 }
 
 #[tokio::test]

@@ -19,6 +19,21 @@ fn mongodb_url(db: &str) -> String {
     format!("{}/{db}_{}", base.trim_end_matches('/'), std::process::id())
 }
 
+/// Posts the page's form as htmx does.
+async fn post_note(
+    c: &reqwest::Client,
+    server: &Server,
+    title: &str,
+    body: &str,
+) -> reqwest::Response {
+    c.post(format!("{}/notes", server.base))
+        .header("HX-Request", "true")
+        .form(&[("title", title), ("body", body)])
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn exercise(server: &Server) {
     let c = client();
     let api = format!("{}/api/notes", server.base);
@@ -58,20 +73,30 @@ async fn exercise(server: &Server) {
         page.contains(r#"hx-post="/notes""#)
             && page.contains(&format!(r#"hx-delete="/notes/{id}""#))
     );
-    let r = c
-        .post(format!("{}/notes", server.base))
+    let r = post_note(&c, server, "From the page", "typed in a form").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let form = r.text().await.unwrap();
+    assert!(
+        form.trim_start().starts_with("<form id=\"note-form\""),
+        "an empty form; the note itself arrives over SSE: {form}"
+    );
+    assert!(
+        !form.contains("<html") && !form.contains("From the page"),
+        "{form}"
+    );
+    let section = c
+        .get(format!("{}/notes", server.base))
         .header("HX-Request", "true")
-        .form(&[("title", "From the page"), ("body", "typed in a form")])
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let section = r.text().await.unwrap();
     assert!(
-        section.starts_with("\n  <section id=\"notes-section\"")
-            || section
-                .trim_start()
-                .starts_with("<section id=\"notes-section\""),
+        section
+            .trim_start()
+            .starts_with("<section id=\"notes-section\""),
         "{section}"
     );
     assert!(!section.contains("<html"), "only the block");
@@ -81,18 +106,12 @@ async fn exercise(server: &Server) {
         "newest first"
     );
 
-    let r = c
-        .post(format!("{}/notes", server.base))
-        .header("HX-Request", "true")
-        .form(&[("title", "   "), ("body", "kept")])
-        .send()
-        .await
-        .unwrap();
+    let r = post_note(&c, server, "   ", "kept").await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let section = r.text().await.unwrap();
+    let form = r.text().await.unwrap();
     assert!(
-        section.contains("The title is required.") && section.contains(">kept</textarea>"),
-        "{section}"
+        form.contains("The title is required.") && form.contains(">kept</textarea>"),
+        "{form}"
     );
 
     let r = c
@@ -206,4 +225,106 @@ fn db_commands_create_indexes_and_ping() {
             && stderr.contains("does not answer"),
         "{stderr}"
     );
+}
+
+/// Subscribes to `/notes/events` on `watch`, creates a note through the page on `write`, and
+/// checks the enriched note (its word count) arrives on the stream and in the API.
+async fn live_update(write: &Server, watch: &Server) {
+    let c = client();
+    let mut events = c
+        .get(format!("{}/notes/events", watch.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let r = post_note(&c, write, "Live note", "three more words").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut text = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !text.contains("5 words") {
+            match events.chunk().await.unwrap() {
+                Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                None => break,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no note event in time; got {text:?}"));
+    let items: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| e.contains("data: <li class=\"card bg-base-100 shadow\" id=\"note-"))
+        .collect();
+    assert_eq!(
+        items.len(),
+        2,
+        "the new note, then the enriched one: {text}"
+    );
+    assert!(
+        items[0].contains("Live note") && !items[0].contains("note-words"),
+        "{text}"
+    );
+    assert!(items[1].contains("5 words"), "{text}");
+    let list: Value = c
+        .get(format!("{}/api/notes", write.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["word_count"], 5, "{list}");
+}
+
+#[tokio::test]
+async fn new_notes_are_enriched_and_pushed_live_in_process() {
+    let app = generated_app();
+    let data = scratch_dir("notes-live");
+    let server = Server::start(
+        &app.binary,
+        &app.dir,
+        &[("DATA_DIR", data.to_str().unwrap())],
+    )
+    .unwrap();
+    live_update(&server, &server).await;
+}
+
+#[tokio::test]
+async fn new_notes_reach_another_server_through_redis_and_a_worker() {
+    let app = generated_app();
+    let redis = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        panic!("TEST_REDIS_URL is not set: run scripts/test.sh (it starts redis-server) or `eval \"$(scripts/services.sh start)\"`")
+    });
+    let url = mongodb_url("e2e_notes_live");
+    let prefix = format!("notes-live-{}:", std::process::id());
+    let env = [
+        ("MONGODB_URL", url.as_str()),
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let (a, b) = (
+        Server::start(&app.binary, &app.dir, &env).unwrap(),
+        Server::start(&app.binary, &app.dir, &env).unwrap(),
+    );
+    let worker = std::process::Command::new(&app.binary)
+        .arg("worker")
+        .current_dir(&app.dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _worker = KillOnDrop(worker);
+    live_update(&a, &b).await;
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

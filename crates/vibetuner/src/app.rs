@@ -100,6 +100,7 @@ pub struct App {
     checks: Vec<ServiceCheck>,
     models: Vec<ModelEntry>,
     names: Vec<(String, String)>,
+    registry: crate::jobs::Registry,
 }
 
 /// A built app: its router plus what `serve` reports.
@@ -120,6 +121,12 @@ pub struct BuiltApp {
     pub store: Store,
     /// Route names and paths.
     pub urls: Urls,
+    /// The task queue.
+    pub jobs: crate::jobs::Jobs,
+    /// SSE broadcasting.
+    pub broadcaster: crate::sse::Broadcaster,
+    /// Jobs, worker and SSE settings.
+    pub jobs_settings: crate::config::JobsSettings,
     models: Vec<ModelEntry>,
 }
 
@@ -152,6 +159,7 @@ impl App {
             checks: Vec::new(),
             models: framework_models(),
             names: Vec::new(),
+            registry: crate::jobs::Registry::default(),
         }
     }
 
@@ -346,6 +354,39 @@ impl App {
                 }
                 Ok(())
             }
+            Command::Worker { concurrency } => {
+                let root = self.root();
+                let settings = Settings::load(&root)?;
+                init_logging(&settings);
+                let built = self.build(settings, &root).await?;
+                built
+                    .ensure_indexes()
+                    .await
+                    .context("cannot create the database indexes")?;
+                let worker = crate::jobs::Worker::new(&built, concurrency)
+                    .with_watchdog(&built.jobs_settings);
+                notify_systemd();
+                worker.run(shutdown_signal()).await;
+                Ok(())
+            }
+            Command::WorkerHealth => {
+                let root = self.root();
+                let settings = Settings::load(&root)?;
+                let health =
+                    crate::jobs::worker_health(&settings, &root, &project.project_slug).await;
+                if health.healthy {
+                    println!("ok: {}", health.detail);
+                    Ok(())
+                } else {
+                    anyhow::bail!("worker unhealthy: {}", health.detail)
+                }
+            }
+            Command::DeadLetters { command } => {
+                let root = self.root();
+                let settings = Settings::load(&root)?;
+                let built = self.build(settings, &root).await?;
+                crate::jobs::run_dead_letter_command(&built, command).await
+            }
             Command::Serve { host, port } => {
                 let root = self.root();
                 let mut settings = Settings::load(&root)?;
@@ -380,6 +421,15 @@ impl App {
     pub async fn build(self, settings: Settings, root: &Path) -> anyhow::Result<BuiltApp> {
         let project = Project::from_answers(self.source.answers).map_err(anyhow::Error::msg)?;
         let store = Store::from_settings(&settings, root, &project.project_slug).await?;
+        let jobs_settings = crate::config::JobsSettings::from_source(&settings.source)?;
+        let (jobs, broadcaster) = crate::jobs::connect(
+            &settings,
+            &jobs_settings,
+            &project.project_slug,
+            &store,
+            self.registry,
+        )
+        .await?;
         let urls = Urls::new(self.names.clone()).map_err(anyhow::Error::msg)?;
         let mut version = settings
             .app_version
@@ -434,9 +484,7 @@ impl App {
                 async move { db.ping().await.map_err(|e| e.to_string()) }
             }));
         }
-        if let Some(url) = &settings.redis_url {
-            checks.push(ServiceCheck::tcp("redis", url, 6379));
-        }
+        checks.extend(crate::jobs::health_checks(&jobs));
         checks.extend(self.checks);
         let health = Arc::new(Health {
             app: project.project_slug.clone(),
@@ -471,10 +519,10 @@ impl App {
                     .unwrap_or("localhost")
             ),
         )?;
-        let prefix = format!("{}:", project.project_slug);
+        let prefix = jobs_settings.key_prefix(&project.project_slug);
         let (sessions, limiter) = match &settings.redis_url {
             Some(url) => {
-                let conn = crate::auth::session::lazy_redis(url)?;
+                let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
                 (
                     crate::auth::session::SessionBackend::Redis {
                         conn: conn.clone(),
@@ -507,6 +555,8 @@ impl App {
             .layer(axum::Extension(renderer.clone()))
             .layer(axum::Extension(store.clone()))
             .layer(axum::Extension(urls.clone()))
+            .layer(axum::Extension(jobs.clone()))
+            .layer(axum::Extension(broadcaster.clone()))
             .layer(axum::Extension(auth.mailer.clone()))
             .layer(axum::Extension(Arc::new(auth)))
             .layer(axum::Extension(security.clone()))
@@ -542,6 +592,9 @@ impl App {
             renderer,
             store,
             urls,
+            jobs,
+            broadcaster,
+            jobs_settings,
             models: self.models,
         })
     }
@@ -570,6 +623,7 @@ impl App {
             .store
             .spawn_ttl_sweeper(Duration::from_secs(built.settings.store_ttl_interval_secs));
         tracing::info!(store = built.store.kind(), indexes, "database ready");
+        let in_process_worker = crate::jobs::spawn_in_process(&built);
         notify_systemd();
         let grace = Duration::from_secs(built.settings.shutdown_timeout_secs);
         tracing::info!(
@@ -598,6 +652,9 @@ impl App {
         tokio::select! {
             result = server => result.context("server failed")?,
             () = deadline => tracing::warn!("requests still running after {}s; exiting anyway", grace.as_secs()),
+        }
+        if let Some(worker) = in_process_worker {
+            worker.stop().await;
         }
         tracing::info!("stopped");
         Ok(())
@@ -636,6 +693,19 @@ enum Command {
     },
     /// Print the app and framework versions.
     Version,
+    /// Run background tasks and cron schedules (the queue in Redis with REDIS_URL, else in the store).
+    Worker {
+        /// Tasks run at once (default: WORKER_CONCURRENCY, else 16).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Exit 0 when a worker renewed its heartbeat recently, 1 otherwise (for health checks).
+    WorkerHealth,
+    /// List, retry or purge tasks that failed their last retry.
+    DeadLetters {
+        #[command(subcommand)]
+        command: crate::jobs::DeadLetterCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -887,5 +957,45 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {},
         () = terminate => {},
+    }
+}
+
+/// Background jobs and SSE registration.
+impl App {
+    /// Registers a task that handlers and other tasks enqueue by name.
+    pub fn task(mut self, task: crate::jobs::Task) -> Self {
+        self.registry.add(task);
+        self
+    }
+
+    /// Registers a task fired on a cron schedule (five fields, or six with seconds first);
+    /// each fire time runs once, however many workers there are.
+    ///
+    /// # Panics
+    /// When the pattern is invalid, so the app refuses to start.
+    pub fn cron(mut self, pattern: &str, task: crate::jobs::Task) -> Self {
+        if let Err(e) = self.registry.add_cron(pattern, task) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Adds an SSE endpoint streaming a fixed channel.
+    ///
+    /// # Panics
+    /// When the channel name is invalid (see [`crate::sse::valid_channel`]).
+    pub fn sse(self, path: &str, channel: &str) -> Self {
+        assert!(
+            crate::sse::valid_channel(channel),
+            "invalid SSE channel name {channel:?}: use 1 to 128 characters from A-Z a-z 0-9 - : _ ."
+        );
+        let channel = channel.to_owned();
+        self.route(
+            path,
+            axum::routing::get(move |sse: crate::sse::Sse| {
+                let channel = channel.clone();
+                async move { sse.channel(&channel).await }
+            }),
+        )
     }
 }

@@ -307,6 +307,64 @@ impl Settings {
     }
 }
 
+/// Settings of background jobs, the worker and SSE, read from the same [`Source`] as
+/// [`Settings`] (`JobsSettings::from_source(&settings.source)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsSettings {
+    /// `REDIS_KEY_PREFIX`: prefix of every Redis key the framework writes (`<project_slug>:`).
+    pub redis_key_prefix: Option<String>,
+    /// `WORKER_CONCURRENCY`: tasks one worker runs at once (16).
+    pub worker_concurrency: usize,
+    /// `TASK_VISIBILITY_TIMEOUT`: seconds after which a task taken by a worker that stopped
+    /// renewing it (crashed, killed) is handed to another worker (30).
+    pub visibility_timeout_secs: u64,
+    /// `WORKER_HEARTBEAT_INTERVAL`: seconds between worker heartbeats (5); `worker-health`
+    /// reports a worker dead after three missed beats.
+    pub heartbeat_interval_secs: u64,
+    /// `WORKER_STALL_TIMEOUT`: seconds the worker's runtime may stall before its watchdog exits
+    /// the process with status 1 so the supervisor restarts it (60).
+    pub stall_timeout_secs: u64,
+    /// `SSE_KEEPALIVE`: seconds between `: keepalive` comments on SSE streams (30).
+    pub sse_keepalive_secs: u64,
+    /// `SSE_BUFFER_SIZE`: events kept per channel for `Last-Event-ID` replay (100).
+    pub sse_buffer_size: usize,
+}
+
+impl JobsSettings {
+    /// Reads and validates the jobs settings.
+    pub fn from_source(source: &Source) -> Result<Self, ConfigError> {
+        let positive = |key: &str, default: u64| -> Result<u64, ConfigError> {
+            let value = source
+                .parse::<u64>(key, "a positive whole number")?
+                .unwrap_or(default);
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    value: "0".into(),
+                    expected: "a positive whole number".into(),
+                });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            redis_key_prefix: source.get("REDIS_KEY_PREFIX").map(str::to_owned),
+            worker_concurrency: positive("WORKER_CONCURRENCY", 16)? as usize,
+            visibility_timeout_secs: positive("TASK_VISIBILITY_TIMEOUT", 30)?,
+            heartbeat_interval_secs: positive("WORKER_HEARTBEAT_INTERVAL", 5)?,
+            stall_timeout_secs: positive("WORKER_STALL_TIMEOUT", 60)?,
+            sse_keepalive_secs: positive("SSE_KEEPALIVE", 30)?,
+            sse_buffer_size: positive("SSE_BUFFER_SIZE", 100)? as usize,
+        })
+    }
+
+    /// The Redis key prefix: `REDIS_KEY_PREFIX`, else `<slug>:`.
+    pub fn key_prefix(&self, slug: &str) -> String {
+        self.redis_key_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{slug}:"))
+    }
+}
+
 fn non_empty(value: Option<&str>) -> Option<String> {
     value
         .map(str::trim)

@@ -80,6 +80,18 @@ impl Error {
     }
 }
 
+/// The `T` a framework layer put in the request's extensions, or a 500 saying `what` is missing.
+pub(crate) fn from_extensions<T: Clone + Send + Sync + 'static>(
+    parts: &axum::http::request::Parts,
+    what: &str,
+) -> Result<T, Error> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or_else(|| Error::internal(format!("{what} is not installed on this router")))
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.status, self.detail)

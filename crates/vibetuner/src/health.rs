@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 /// How long one service check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A boxed asynchronous check: `Ok(())` when the service answers.
-pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// A boxed asynchronous check: `Ok` with details (JSON object or null) when the service answers.
+pub type CheckFuture = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
 
 /// A named service check shown under `services` in the health JSON.
 #[derive(Clone)]
@@ -36,6 +36,18 @@ impl ServiceCheck {
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self::with_details(name, move || {
+            let answered = check();
+            async move { answered.await.map(|()| Value::Null) }
+        })
+    }
+
+    /// A check whose success carries details (a JSON object) merged into its report.
+    pub fn with_details<F, Fut>(name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, String>> + Send + 'static,
     {
         Self {
             name: name.into(),
@@ -67,12 +79,13 @@ impl ServiceCheck {
             Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
         };
         match outcome {
-            Ok(()) => {
+            Ok(details) => {
                 let latency = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-                (
-                    true,
-                    json!({ "status": "connected", "latency_ms": latency }),
-                )
+                let mut report = json!({ "status": "connected", "latency_ms": latency });
+                if let (Value::Object(report), Value::Object(details)) = (&mut report, details) {
+                    report.extend(details);
+                }
+                (true, report)
             }
             Err(e) => (
                 false,

@@ -27,13 +27,16 @@ pub mod crud;
 pub mod error;
 pub mod filters;
 pub mod health;
+pub mod jobs;
 pub mod mail;
 pub mod meta;
 pub mod models;
 pub mod project;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod render;
 pub mod security;
+pub mod sse;
 pub mod statics;
 pub mod store;
 pub mod urls;
@@ -44,14 +47,17 @@ pub use config::{Environment, Settings};
 pub use crud::Crud;
 pub use error::{Error, Result};
 pub use health::ServiceCheck;
+pub use jobs::{Jobs, Task, TaskContext};
 pub use project::Project;
 pub use render::{Render, RequestInfo};
+pub use sse::{Broadcaster, Sse, SseEvent};
 pub use store::{Filter, Id, Index, Model, Query, Record, Store, Timestamp};
 pub use urls::Urls;
 
 pub use axum;
 pub use minijinja;
 pub use minijinja::context;
+pub use redis;
 pub use schemars;
 pub use serde;
 pub use serde_json;
@@ -62,8 +68,9 @@ pub use tracing;
 pub mod prelude {
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
-        App, Crud, CurrentUser, Error, Filter, Id, Index, MaybeUser, Model, Record, Render,
-        RequestInfo, Result, ServiceCheck, Store, Timestamp, context,
+        App, Broadcaster, Crud, CurrentUser, Error, Filter, Id, Index, Jobs, MaybeUser, Model,
+        Record, Render, RequestInfo, Result, ServiceCheck, Sse, SseEvent, Store, Task, TaskContext,
+        Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::http::StatusCode;

@@ -2,10 +2,21 @@
 //! page at `/notes` that lists, creates and deletes notes without a full page reload. It works
 //! on the embedded store and on MongoDB alike.
 //!
+//! The list on `/notes` is live: it follows the `notes` SSE channel at `/notes/events`, and a
+//! note added on the page is broadcast there at once, so it appears in every browser (the one
+//! that added it too, in the same order as everywhere else). Every new note is also enriched in
+//! the background: the `enrich_note` task counts its words, stores the count and broadcasts the
+//! note again, updated in place. Without `REDIS_URL` the task runs inside `serve`; with it, run
+//! `cargo run -- worker` as well.
+//!
 //! To remove it: delete this file and `templates/frontend/notes.html.jinja`, and the two lines
 //! that mention `notes` in `main.rs`.
 
+use std::sync::Arc;
+
+use vibetuner::axum::Extension;
 use vibetuner::prelude::*;
+use vibetuner::render::Renderer;
 
 /// A note, stored in the `notes` collection.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -15,6 +26,9 @@ pub struct Note {
     /// Free text.
     #[serde(default)]
     pub body: String,
+    /// Words in title and body, filled in by the `enrich_note` task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_count: Option<u32>,
 }
 
 impl Model for Note {
@@ -35,16 +49,48 @@ impl Model for Note {
     }
 }
 
-/// Registers the API, the page and the model on the app.
+/// Registers the API, the page, the live updates, the enrichment task and the model on the app.
 pub fn register(app: App) -> App {
     app.crud(
         Crud::<Note>::new("/api/notes")
             .sortable(["title", "db_insert_dt"])
             .searchable(["title", "body"])
-            .default_sort("-db_insert_dt"),
+            .default_sort("-db_insert_dt")
+            .post_create(|ctx, note| async move {
+                let jobs = ctx.request.extensions.get::<Jobs>().cloned();
+                if let Some(jobs) = jobs {
+                    jobs.enqueue(ENRICH, &note.id).await?;
+                }
+                Ok(())
+            }),
     )
     .named_route("notes_page", "/notes", get(page).post(create))
     .named_route("notes_item", "/notes/{id}", delete(remove))
+    .sse("/notes/events", "notes")
+    .task(Task::new(ENRICH, enrich))
+}
+
+/// The task that counts a note's words and broadcasts it.
+const ENRICH: &str = "enrich_note";
+
+/// The list item of a note as every `/notes` page shows it (rendered without a request, since
+/// it goes to everyone).
+fn note_item(renderer: &Renderer, note: &Record<Note>) -> Result<String> {
+    renderer.render_block("notes.html.jinja", "note_item", None, context! { note })
+}
+
+/// Stores the note's word count and sends the rendered note to every `/notes` page.
+async fn enrich(ctx: TaskContext, id: Id) -> Result<()> {
+    let notes = ctx.store.models::<Note>();
+    let Some(mut note) = notes.get(id).await? else {
+        return Ok(());
+    };
+    let words = note.title.split_whitespace().count() + note.body.split_whitespace().count();
+    note.word_count = Some(words as u32);
+    notes.save(&mut note).await?;
+    let html = note_item(&ctx.renderer, &note)?;
+    ctx.broadcaster.broadcast("notes", "message", html).await?;
+    Ok(())
 }
 
 /// The 50 newest notes.
@@ -69,30 +115,41 @@ pub struct NoteForm {
     body: String,
 }
 
-/// `POST /notes`: stores the note and answers with the refreshed section (422 with the form and
-/// its error when the note is invalid). Without htmx, redirects back to the page.
-async fn create(render: Render, store: Store, Form(form): Form<NoteForm>) -> Result<Response> {
+/// `POST /notes`: stores the note, broadcasts it to every `/notes` page, enqueues its enrichment
+/// and answers with an empty form (422 with the form and its error when the note is invalid).
+/// Without htmx, redirects back to the page.
+async fn create(
+    render: Render,
+    store: Store,
+    jobs: Jobs,
+    broadcaster: Broadcaster,
+    Extension(renderer): Extension<Arc<Renderer>>,
+    Form(form): Form<NoteForm>,
+) -> Result<Response> {
     let note = Note {
         title: form.title.trim().to_owned(),
         body: form.body.trim().to_owned(),
+        word_count: None,
     };
     if let Err(e) = note.validate() {
-        let notes = latest(&store).await?;
         let error = format!("The {} {}.", e.field, e.message);
         let html = render.block(
             "notes.html.jinja",
-            "notes_section",
-            context! { notes, error, form => note },
+            "note_form",
+            context! { error, form => note },
         )?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
     }
-    store.models::<Note>().insert(note).await?;
+    let note = store.models::<Note>().insert(note).await?;
+    broadcaster
+        .broadcast("notes", "message", note_item(&renderer, &note)?)
+        .await?;
+    jobs.enqueue(ENRICH, &note.id).await?;
     if !render.request().htmx {
         return Ok(Redirect::to("/notes").into_response());
     }
-    let notes = latest(&store).await?;
     Ok(render
-        .block("notes.html.jinja", "notes_section", context! { notes })?
+        .block("notes.html.jinja", "note_form", ())?
         .into_response())
 }
 

@@ -65,20 +65,6 @@ impl fmt::Debug for SessionBackend {
     }
 }
 
-/// A Redis connection made on first use and re-made after failures (2 s connect, 5 s reply
-/// timeouts), so a Redis outage degrades requests instead of stopping the app.
-pub fn lazy_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url).map_err(|e| {
-        anyhow::anyhow!("REDIS_URL is not a Redis URL ({e}); expected redis://host:6379/0")
-    })?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_number_of_retries(2);
-    redis::aio::ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| anyhow::anyhow!("cannot set up the Redis connection ({e})"))
-}
-
 fn backend_error(e: impl fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
@@ -91,7 +77,7 @@ impl SessionBackend {
     /// Redis at `url`; the connection is made on first use, so the app starts while Redis is down.
     pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         Ok(Self::Redis {
-            conn: lazy_redis(url)?,
+            conn: crate::redis_conn::connect(url, std::time::Duration::ZERO)?,
             prefix: prefix.to_owned(),
         })
     }

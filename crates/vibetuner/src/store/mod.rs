@@ -226,11 +226,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Store {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Store>()
-            .cloned()
-            .ok_or_else(|| crate::Error::internal("the store is not installed on this router"))
+        crate::error::from_extensions(parts, "the store")
     }
 }
 

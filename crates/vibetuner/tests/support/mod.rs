@@ -102,3 +102,37 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The Redis URL for tests, or a panic saying how to get one.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "TEST_REDIS_URL is not set, so the Redis suites have no server. Run the tests with \
+                 scripts/test.sh (it starts redis-server), or `eval \"$(scripts/services.sh start)\"`, \
+                 or start one yourself: `redis-server --port 6390 --save ''` then \
+                 `export TEST_REDIS_URL=redis://127.0.0.1:6390`"
+            )
+        })
+}
+
+/// Waits up to `secs` seconds for `check` to return `Some`, polling every 20 ms.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,441 @@
+//! Background jobs: tasks with typed arguments, a queue in Redis (`REDIS_URL`) or in the store,
+//! workers with retries, exponential backoff, timeouts and dead letters, and cron schedules.
+//!
+//! ```ignore
+//! #[derive(Serialize, Deserialize)]
+//! struct Welcome { email: String }
+//!
+//! async fn welcome(ctx: TaskContext, args: Welcome) -> vibetuner::Result<()> { /* ... */ Ok(()) }
+//!
+//! App::new(vibetuner::project!())
+//!     .task(Task::new("welcome", welcome).max_retries(5))
+//!     .cron("0 3 * * *", Task::new("nightly", |_ctx, ()| async { Ok(()) }))
+//!
+//! // in a handler or another task:
+//! let id = jobs.enqueue("welcome", &Welcome { email }).await?;
+//! ```
+//!
+//! Delivery is at least once: a task taken by a worker that dies is handed to another one after
+//! `TASK_VISIBILITY_TIMEOUT`, so tasks should be idempotent.
+
+mod dead_letters;
+mod queue;
+mod redis_queue;
+mod store_queue;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::models::DeadLetter;
+use crate::render::Renderer;
+use crate::sse::Broadcaster;
+use crate::store::Store;
+
+pub use dead_letters::{DeadLetterCommand, run_dead_letter_command};
+pub(crate) use queue::Queue;
+pub use queue::QueueDepth;
+pub(crate) use worker::spawn_in_process;
+pub use worker::{InProcessWorker, Worker, WorkerHealth, worker_health};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn(TaskContext, serde_json::Value) -> BoxFuture<TaskOutcome> + Send + Sync>;
+type FailureCallback = Arc<dyn Fn(TaskContext, DeadLetter) -> BoxFuture<()> + Send + Sync>;
+
+/// What a task run ended with.
+enum TaskOutcome {
+    Done,
+    /// The arguments do not decode: retrying cannot help.
+    BadArguments(String),
+    Failed(crate::Error),
+}
+
+/// What can go wrong when enqueueing or inspecting the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No task of this name is registered on the app.
+    #[error("no task named {0:?} is registered; register it with App::task or App::cron")]
+    UnknownTask(String),
+    /// The arguments do not serialize to JSON.
+    #[error("cannot serialize the arguments of task {task:?}: {reason}")]
+    Arguments {
+        /// The task.
+        task: String,
+        /// serde's message.
+        reason: String,
+    },
+    /// Redis failed.
+    #[error("task queue (redis): {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The store failed.
+    #[error("task queue (store): {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Retry, backoff and timeout policy of a task; the defaults match Vibetuner's `robust_task`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOptions {
+    /// Retries after the first attempt before the task becomes a dead letter (3).
+    pub max_retries: u32,
+    /// Delay before retry `n` is `backoff_base^n` seconds (2.0) ...
+    pub backoff_base: f64,
+    /// ... capped at this (300 s).
+    pub backoff_max: Duration,
+    /// A run taking longer fails with a timeout (300 s).
+    pub timeout: Duration,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            backoff_base: 2.0,
+            backoff_max: Duration::from_secs(300),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TaskOptions {
+    /// The delay before the retry that follows `tries` failed attempts.
+    pub fn backoff(&self, tries: u32) -> Duration {
+        let secs = self.backoff_base.powi(tries.min(64) as i32);
+        if !secs.is_finite() || secs >= self.backoff_max.as_secs_f64() {
+            self.backoff_max
+        } else {
+            Duration::from_secs_f64(secs.max(0.0))
+        }
+    }
+}
+
+/// A task definition: a name, an async function of typed arguments, and its policy.
+#[derive(Clone)]
+pub struct Task {
+    name: String,
+    options: TaskOptions,
+    handler: Handler,
+    on_failure: Option<FailureCallback>,
+}
+
+impl Task {
+    /// A task running `f` with arguments decoded from the JSON they were enqueued with. `f`
+    /// returns [`crate::Result`], so `?` works on store, queue, template and `anyhow` errors;
+    /// an error's detail is what retries log and the dead letter keeps.
+    pub fn new<A, F, Fut>(name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(TaskContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Self {
+            name: name.into(),
+            options: TaskOptions::default(),
+            handler: Arc::new(move |ctx, args| {
+                let f = f.clone();
+                Box::pin(async move {
+                    match serde_json::from_value::<A>(args) {
+                        Ok(args) => match f(ctx, args).await {
+                            Ok(()) => TaskOutcome::Done,
+                            Err(e) => TaskOutcome::Failed(e),
+                        },
+                        Err(e) => TaskOutcome::BadArguments(e.to_string()),
+                    }
+                })
+            }),
+            on_failure: None,
+        }
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Retries after the first attempt (default 3).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.options.max_retries = n;
+        self
+    }
+
+    /// Backoff: retry `n` waits `base^n` seconds, at most `max` (default 2.0, 300 s).
+    pub fn backoff(mut self, base: f64, max: Duration) -> Self {
+        self.options.backoff_base = base;
+        self.options.backoff_max = max;
+        self
+    }
+
+    /// Longest run before it fails with a timeout (default 300 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = timeout;
+        self
+    }
+
+    /// Called once the task has become a dead letter (after it is stored).
+    pub fn on_failure<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TaskContext, DeadLetter) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_failure = Some(Arc::new(move |ctx, dead| Box::pin(f(ctx, dead))));
+        self
+    }
+
+    /// The task's policy.
+    pub fn options(&self) -> &TaskOptions {
+        &self.options
+    }
+}
+
+/// A cron schedule firing a registered task with `null` arguments (take `()`).
+#[derive(Clone)]
+pub(crate) struct CronEntry {
+    pub(crate) task: String,
+    pub(crate) pattern: String,
+    pub(crate) cron: croner::Cron,
+}
+
+/// Every task and cron schedule an app registered.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tasks: BTreeMap<String, Task>,
+    crons: Vec<CronEntry>,
+}
+
+impl Registry {
+    /// Adds a task (a later one of the same name replaces it).
+    pub fn add(&mut self, task: Task) {
+        self.tasks.insert(task.name.clone(), task);
+    }
+
+    /// Adds a task fired by a cron pattern: five fields (minute precision) or six with seconds.
+    pub fn add_cron(&mut self, pattern: &str, task: Task) -> Result<(), String> {
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(pattern)
+            .map_err(|e| {
+                format!(
+                    "invalid cron pattern {pattern:?} for task {}: {e}",
+                    task.name
+                )
+            })?;
+        self.crons.push(CronEntry {
+            task: task.name.clone(),
+            pattern: pattern.to_owned(),
+            cron,
+        });
+        self.add(task);
+        Ok(())
+    }
+
+    /// The registered task names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tasks.keys().map(String::as_str)
+    }
+
+    fn get(&self, name: &str) -> Option<&Task> {
+        self.tasks.get(name)
+    }
+}
+
+/// The queue handle: enqueue tasks from handlers (it is an axum extractor) and from tasks.
+#[derive(Clone)]
+pub struct Jobs {
+    pub(crate) queue: Queue,
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl Jobs {
+    pub(crate) fn new(queue: Queue, registry: Registry) -> Self {
+        Self {
+            queue,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Enqueues `task` to run as soon as a worker is free; returns the task id.
+    pub async fn enqueue<A: Serialize>(&self, task: &str, args: &A) -> Result<String, JobError> {
+        self.enqueue_at(task, args, None).await
+    }
+
+    /// Enqueues `task` to run after `delay`; returns the task id.
+    pub async fn enqueue_in<A: Serialize>(
+        &self,
+        task: &str,
+        args: &A,
+        delay: Duration,
+    ) -> Result<String, JobError> {
+        self.enqueue_at(task, args, Some(delay)).await
+    }
+
+    async fn enqueue_at<A: Serialize>(
+        &self,
+        task: &str,
+        args: &A,
+        delay: Option<Duration>,
+    ) -> Result<String, JobError> {
+        if self.registry.get(task).is_none() {
+            return Err(JobError::UnknownTask(task.to_owned()));
+        }
+        let args = serde_json::to_value(args).map_err(|e| JobError::Arguments {
+            task: task.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let envelope = Envelope::new(task, args);
+        let id = envelope.id.clone();
+        self.queue.push(&envelope, delay).await?;
+        Ok(id)
+    }
+
+    /// How many tasks wait (ready and delayed).
+    pub async fn depth(&self) -> Result<QueueDepth, JobError> {
+        self.queue.depth().await
+    }
+
+    /// `redis` or `store`.
+    pub fn backend(&self) -> &'static str {
+        self.queue.kind()
+    }
+
+    /// Enqueues a dead letter's task again with its arguments (tries start over); returns the
+    /// new task id.
+    pub async fn retry_dead_letter(&self, dead: &DeadLetter) -> Result<String, JobError> {
+        self.enqueue(&dead.task_name, &dead.args).await
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Jobs {
+    type Rejection = crate::Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        crate::error::from_extensions(parts, "the task queue")
+    }
+}
+
+/// The queue and SSE broadcaster the settings select: Redis when `REDIS_URL` is set (the queue
+/// in Redis Streams, SSE fanned out through pub/sub), else the store and in-process delivery.
+pub(crate) async fn connect(
+    settings: &crate::Settings,
+    jobs: &crate::config::JobsSettings,
+    slug: &str,
+    store: &Store,
+    registry: Registry,
+) -> anyhow::Result<(Jobs, Broadcaster)> {
+    let visibility = Duration::from_secs(jobs.visibility_timeout_secs);
+    let keepalive = Duration::from_secs(jobs.sse_keepalive_secs);
+    Ok(match &settings.redis_url {
+        Some(url) => {
+            let prefix = jobs.key_prefix(slug);
+            let queue = redis_queue::RedisQueue::connect(url, &prefix, visibility)?;
+            let broadcaster =
+                Broadcaster::redis(url, &prefix, jobs.sse_buffer_size, keepalive).await?;
+            (
+                Jobs::new(Queue::Redis(Arc::new(queue)), registry),
+                broadcaster,
+            )
+        }
+        None => (
+            Jobs::new(
+                Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
+                registry,
+            ),
+            Broadcaster::local(jobs.sse_buffer_size, keepalive),
+        ),
+    })
+}
+
+/// Health checks: Redis answering `PING` (with Redis) and the queue's depth.
+pub(crate) fn health_checks(jobs: &Jobs) -> Vec<crate::ServiceCheck> {
+    let mut checks = Vec::new();
+    if let Queue::Redis(q) = &jobs.queue {
+        let conn = q.connection();
+        checks.push(crate::ServiceCheck::new("redis", move || {
+            let mut conn = conn.clone();
+            async move { crate::redis_conn::ping(&mut conn).await }
+        }));
+    }
+    let queue = jobs.clone();
+    checks.push(crate::ServiceCheck::with_details("task_queue", move || {
+        let queue = queue.clone();
+        async move {
+            let depth = tokio::time::timeout(crate::redis_conn::PING_TIMEOUT, queue.depth())
+                .await
+                .map_err(|_| "no answer within 1s".to_owned())?
+                .map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({ "backend": queue.backend(), "depth": depth }))
+        }
+    }));
+    checks
+}
+
+/// A queued run of a task, as stored in the queue.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub(crate) struct Envelope {
+    pub(crate) id: String,
+    pub(crate) task: String,
+    pub(crate) args: serde_json::Value,
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub(crate) tries: u32,
+}
+
+impl Envelope {
+    fn new(task: &str, args: serde_json::Value) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            task: task.to_owned(),
+            args,
+            tries: 0,
+        }
+    }
+}
+
+/// What a running task can reach: the store, the templates, SSE, the queue and its own run.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// The database.
+    pub store: Store,
+    /// The template renderer (render blocks to broadcast).
+    pub renderer: Arc<Renderer>,
+    /// SSE broadcasting.
+    pub broadcaster: Broadcaster,
+    /// The queue, to enqueue follow-up tasks.
+    pub jobs: Jobs,
+    /// This run's task id.
+    pub task_id: String,
+    /// Failed attempts before this one.
+    pub tries: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_exponential_and_capped() {
+        let o = TaskOptions::default();
+        assert_eq!(o.backoff(1), Duration::from_secs(2));
+        assert_eq!(o.backoff(3), Duration::from_secs(8));
+        assert_eq!(o.backoff(9), Duration::from_secs(300));
+        assert_eq!(o.backoff(1000), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn cron_patterns_are_checked() {
+        let mut r = Registry::default();
+        let t = || Task::new("t", |_ctx, ()| async { Ok(()) });
+        assert!(r.add_cron("*/5 * * * *", t()).is_ok());
+        assert!(r.add_cron("*/2 * * * * *", t()).is_ok());
+        let err = r.add_cron("every day", t()).unwrap_err();
+        assert!(err.contains("invalid cron pattern"), "{err}");
+    }
+}

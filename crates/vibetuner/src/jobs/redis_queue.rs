@@ -1,0 +1,401 @@
+//! The Redis queue: a stream read by a consumer group (`XREADGROUP`), a sorted set of delayed
+//! runs promoted into the stream when due, `XAUTOCLAIM` to take over runs whose worker stopped
+//! renewing them (the visibility timeout), and acknowledgements batched into pipelines.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use tokio::sync::{OnceCell, mpsc};
+
+use super::queue::{Delivery, QueueDepth};
+use super::{Envelope, JobError};
+
+/// Longest `XREADGROUP BLOCK`; the fetching connection's response timeout is longer.
+pub(crate) const FETCH_BLOCK: Duration = Duration::from_secs(1);
+
+const GROUP: &str = "workers";
+
+/// Moves due runs from the delayed set into the stream; returns how many, and the next due
+/// time (ms) or -1.
+const PROMOTE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, m in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'd', m)
+  redis.call('ZREM', KEYS[1], m)
+end
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if next[2] then return {#due, tonumber(next[2])} end
+return {#due, -1}
+";
+
+pub(crate) struct RedisQueue {
+    url: String,
+    conn: ConnectionManager,
+    fetch_conn: OnceCell<ConnectionManager>,
+    stream: String,
+    delayed: String,
+    cron_prefix: String,
+    visibility: Duration,
+    promote: redis::Script,
+    maintenance: Mutex<Maintenance>,
+    acks: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    acker: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct Maintenance {
+    last_claim: Option<Instant>,
+    last_promote: Option<Instant>,
+    /// Earliest known due time of a delayed run (ms), -1 when none is known. Other processes
+    /// add delayed runs too, so the set is also checked every [`PROMOTE_EVERY`].
+    next_due_ms: i64,
+}
+
+/// Longest time between two checks of the delayed set.
+const PROMOTE_EVERY: Duration = Duration::from_millis(500);
+
+impl RedisQueue {
+    pub(crate) fn connect(url: &str, prefix: &str, visibility: Duration) -> anyhow::Result<Self> {
+        let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
+        Ok(Self {
+            url: url.to_owned(),
+            conn,
+            fetch_conn: OnceCell::new(),
+            stream: format!("{prefix}jobs:stream"),
+            delayed: format!("{prefix}jobs:delayed"),
+            cron_prefix: format!("{prefix}jobs:cron:"),
+            visibility,
+            promote: redis::Script::new(PROMOTE),
+            maintenance: Mutex::new(Maintenance {
+                last_claim: None,
+                last_promote: None,
+                next_due_ms: -1,
+            }),
+            acks: Mutex::new(None),
+            acker: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The shared connection (health checks, heartbeats).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub(crate) async fn push(
+        &self,
+        envelope: &Envelope,
+        delay: Option<Duration>,
+    ) -> Result<(), JobError> {
+        let data = serde_json::to_string(envelope).expect("envelopes serialize");
+        let mut conn = self.conn.clone();
+        match delay.filter(|d| !d.is_zero()) {
+            None => {
+                let _: String = redis::cmd("XADD")
+                    .arg(&self.stream)
+                    .arg("*")
+                    .arg("d")
+                    .arg(data)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            Some(delay) => {
+                let due = now_ms() + delay.as_millis() as i64;
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(&self.delayed)
+                    .arg(due)
+                    .arg(data)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_connection(&self) -> Result<ConnectionManager, JobError> {
+        let conn = self
+            .fetch_conn
+            .get_or_try_init(|| async {
+                let conn = crate::redis_conn::connect(&self.url, FETCH_BLOCK).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "cannot open the worker's fetch connection",
+                        e.to_string(),
+                    ))
+                })?;
+                let mut c = conn.clone();
+                let created: redis::RedisResult<String> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut c)
+                    .await;
+                match created {
+                    Err(e) if e.code() != Some("BUSYGROUP") => return Err(JobError::Redis(e)),
+                    _ => {}
+                }
+                self.start_acker();
+                Ok::<_, JobError>(conn)
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    pub(crate) async fn fetch(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, JobError> {
+        let mut conn = self.fetch_connection().await?;
+        let now = now_ms();
+        let (claim_due, promote_due) = {
+            let m = self.maintenance.lock().expect("maintenance lock");
+            let claim_every = (self.visibility / 4).max(Duration::from_millis(200));
+            (
+                m.last_claim.is_none_or(|t| t.elapsed() >= claim_every),
+                (m.next_due_ms != -1 && m.next_due_ms <= now)
+                    || m.last_promote.is_none_or(|t| t.elapsed() >= PROMOTE_EVERY),
+            )
+        };
+        if promote_due {
+            let (_, next): (i64, i64) = self
+                .promote
+                .key(&self.delayed)
+                .key(&self.stream)
+                .arg(now)
+                .arg(1000)
+                .invoke_async(&mut conn)
+                .await?;
+            let mut m = self.maintenance.lock().expect("maintenance lock");
+            m.next_due_ms = next;
+            m.last_promote = Some(Instant::now());
+        }
+        if claim_due {
+            self.maintenance
+                .lock()
+                .expect("maintenance lock")
+                .last_claim = Some(Instant::now());
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(self.visibility.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max)
+                .query_async(&mut conn)
+                .await?;
+            if !reply.claimed.is_empty() {
+                tracing::warn!(
+                    count = reply.claimed.len(),
+                    "took over tasks whose worker stopped renewing them (crashed or killed?)"
+                );
+                // Each delivery after the first was a take-over: a lost worker, a failed try.
+                let pending: Vec<(String, String, u64, u32)> = redis::cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(10_000)
+                    .arg(consumer)
+                    .query_async(&mut conn)
+                    .await?;
+                let counts: std::collections::HashMap<String, u32> = pending
+                    .into_iter()
+                    .map(|(id, _, _, delivered)| (id, delivered))
+                    .collect();
+                let mut deliveries = self.deliveries(reply.claimed, true);
+                for d in &mut deliveries {
+                    let lost = counts
+                        .get(&d.receipt)
+                        .copied()
+                        .unwrap_or(2)
+                        .saturating_sub(1);
+                    d.envelope.tries += lost.max(1);
+                }
+                return Ok(deliveries);
+            }
+        }
+        let next_due = self
+            .maintenance
+            .lock()
+            .expect("maintenance lock")
+            .next_due_ms;
+        let mut block = wait.min(FETCH_BLOCK);
+        if next_due > 0 {
+            let until_due = Duration::from_millis((next_due - now).max(10) as u64);
+            block = block.min(until_due);
+        }
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply
+            .map(|r| {
+                let ids = r.keys.into_iter().flat_map(|k| k.ids).collect();
+                self.deliveries(ids, false)
+            })
+            .unwrap_or_default())
+    }
+
+    fn deliveries(&self, ids: Vec<StreamId>, reclaimed: bool) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(ids.len());
+        for entry in ids {
+            let parsed = entry
+                .get::<String>("d")
+                .and_then(|d| serde_json::from_str::<Envelope>(&d).ok());
+            match parsed {
+                Some(envelope) => out.push(Delivery {
+                    envelope,
+                    receipt: entry.id,
+                    reclaimed,
+                }),
+                None => {
+                    tracing::error!(id = %entry.id, stream = %self.stream, "dropping an unreadable queue entry");
+                    self.ack(entry.id);
+                }
+            }
+        }
+        out
+    }
+
+    fn start_acker(&self) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        *self.acks.lock().expect("acks lock") = Some(tx);
+        let mut conn = self.conn.clone();
+        let stream = self.stream.clone();
+        let handle = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut ids = vec![first];
+                while ids.len() < 1000 {
+                    match rx.try_recv() {
+                        Ok(id) => ids.push(id),
+                        Err(_) => break,
+                    }
+                }
+                let result: redis::RedisResult<()> = redis::pipe()
+                    .cmd("XACK")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&ids)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(&stream)
+                    .arg(&ids)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(
+                        count = ids.len(),
+                        "cannot acknowledge finished tasks ({e}); they will run again after the visibility timeout"
+                    );
+                }
+            }
+        });
+        if let Ok(mut acker) = self.acker.try_lock() {
+            *acker = Some(handle);
+        }
+    }
+
+    fn ack(&self, receipt: String) {
+        if let Some(tx) = &*self.acks.lock().expect("acks lock") {
+            let _ = tx.send(receipt);
+        }
+    }
+
+    pub(crate) async fn complete(&self, receipt: &str) -> Result<(), JobError> {
+        self.ack(receipt.to_owned());
+        Ok(())
+    }
+
+    pub(crate) async fn reschedule(
+        &self,
+        receipt: &str,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), JobError> {
+        self.push(envelope, Some(delay.max(Duration::from_millis(1))))
+            .await?;
+        self.note_due(now_ms() + delay.as_millis() as i64);
+        self.ack(receipt.to_owned());
+        Ok(())
+    }
+
+    fn note_due(&self, due: i64) {
+        let mut m = self.maintenance.lock().expect("maintenance lock");
+        if m.next_due_ms == -1 || due < m.next_due_ms {
+            m.next_due_ms = due;
+        }
+    }
+
+    pub(crate) async fn release(&self, delivery: &Delivery) -> Result<(), JobError> {
+        self.push(&delivery.envelope, None).await?;
+        self.ack(delivery.receipt.clone());
+        Ok(())
+    }
+
+    pub(crate) async fn extend(&self, consumer: &str, receipts: &[String]) -> Result<(), JobError> {
+        let mut conn = self.conn.clone();
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(receipts)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn depth(&self) -> Result<QueueDepth, JobError> {
+        let mut conn = self.conn.clone();
+        let (ready, delayed): (u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&self.stream)
+            .cmd("ZCARD")
+            .arg(&self.delayed)
+            .query_async(&mut conn)
+            .await?;
+        Ok(QueueDepth { ready, delayed })
+    }
+
+    pub(crate) async fn claim_cron(&self, task: &str, fire_at_ms: i64) -> Result<bool, JobError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}{task}:{fire_at_ms}", self.cron_prefix))
+            .arg(std::process::id())
+            .arg("NX")
+            .arg("EX")
+            .arg(24 * 3600)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Waits for queued acknowledgements to be sent.
+    pub(crate) async fn flush(&self) {
+        self.acks.lock().expect("acks lock").take();
+        if let Some(handle) = self.acker.lock().await.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,239 @@
+//! The queue without Redis: runs are documents in the store's `task_queue` collection, so
+//! they survive a restart. A worker claims a run by moving its `locked_until` forward; a run
+//! whose worker died becomes visible again when that time passes.
+
+use std::time::Duration;
+
+use bson::{DateTime, doc};
+use tokio::sync::{Notify, OnceCell};
+
+use super::queue::{Delivery, QueueDepth};
+use super::{Envelope, JobError};
+use crate::store::{Collection, Filter, Id, Index, Order, Query, Store, StoreError, Update};
+
+/// The queue collection.
+pub(crate) const QUEUE_COLLECTION: &str = "task_queue";
+const CRON_COLLECTION: &str = "task_cron_fires";
+
+/// Longest wait between two looks at the collection (delayed runs, other processes).
+const POLL: Duration = Duration::from_millis(250);
+
+pub(crate) struct StoreQueue {
+    queue: Collection,
+    cron: Collection,
+    visibility: Duration,
+    wake: Notify,
+    indexes: OnceCell<()>,
+}
+
+impl StoreQueue {
+    pub(crate) fn new(store: &Store, visibility: Duration) -> Self {
+        Self {
+            queue: store.collection(QUEUE_COLLECTION),
+            cron: store.collection(CRON_COLLECTION),
+            visibility,
+            wake: Notify::new(),
+            indexes: OnceCell::new(),
+        }
+    }
+
+    async fn ensure_indexes(&self) -> Result<(), JobError> {
+        self.indexes
+            .get_or_try_init(|| async {
+                self.queue.create_index(&Index::on(["run_at"])).await?;
+                self.cron.create_index(&Index::on(["key"]).unique()).await?;
+                self.cron
+                    .create_index(&Index::on(["expires_at"]).ttl(Duration::ZERO))
+                    .await?;
+                Ok::<_, JobError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn push(
+        &self,
+        envelope: &Envelope,
+        delay: Option<Duration>,
+    ) -> Result<(), JobError> {
+        self.ensure_indexes().await?;
+        let run_at = after(delay.unwrap_or_default());
+        self.queue
+            .insert(doc! {
+                "task_id": &envelope.id,
+                "task": &envelope.task,
+                "args": serde_json::to_string(&envelope.args).expect("JSON values serialize"),
+                "tries": envelope.tries as i64,
+                "run_at": run_at,
+                "locked_until": DateTime::from_millis(0),
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub(crate) async fn fetch(
+        &self,
+        _consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, JobError> {
+        self.ensure_indexes().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let claimed = self.claim(max).await?;
+            if !claimed.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(claimed);
+            }
+            let nap = POLL.min(deadline - tokio::time::Instant::now());
+            let _ = tokio::time::timeout(nap, self.wake.notified()).await;
+        }
+    }
+
+    async fn claim(&self, max: usize) -> Result<Vec<Delivery>, JobError> {
+        let now = DateTime::now();
+        let due = self
+            .queue
+            .find(
+                &Query::filter(Filter::lte("run_at", now).and(Filter::lte("locked_until", now)))
+                    .sort("run_at", Order::Asc)
+                    .limit(max as u64),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(due.len());
+        for doc in due {
+            let (Ok(id), Ok(lock)) = (doc.get_object_id("_id"), doc.get_datetime("locked_until"))
+            else {
+                continue;
+            };
+            // A lock that ran out means the worker that took the run died: a failed try.
+            let reclaimed = lock.timestamp_millis() > 0;
+            let Some(mut envelope) = envelope(&doc) else {
+                tracing::error!(%id, "dropping an unreadable task_queue document");
+                self.queue.delete(Id(id)).await?;
+                continue;
+            };
+            if reclaimed {
+                envelope.tries += 1;
+            }
+            let taken = self
+                .queue
+                .update_many(
+                    Filter::eq("_id", id).and(Filter::eq("locked_until", *lock)),
+                    Update::set(doc! {
+                        "locked_until": after(self.visibility),
+                        "tries": envelope.tries as i64,
+                    }),
+                )
+                .await?;
+            if taken.is_empty() {
+                continue;
+            }
+            out.push(Delivery {
+                envelope,
+                receipt: id.to_hex(),
+                reclaimed,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn complete(&self, receipt: &str) -> Result<(), JobError> {
+        self.queue.delete(receipt_id(receipt)?).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn reschedule(
+        &self,
+        receipt: &str,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), JobError> {
+        self.queue
+            .update(
+                receipt_id(receipt)?,
+                Update::set(doc! {
+                    "tries": envelope.tries as i64,
+                    "run_at": after(delay),
+                    "locked_until": DateTime::from_millis(0),
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn release(&self, delivery: &Delivery) -> Result<(), JobError> {
+        self.queue
+            .update(
+                receipt_id(&delivery.receipt)?,
+                Update::set(doc! { "locked_until": DateTime::from_millis(0) }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn extend(
+        &self,
+        _consumer: &str,
+        receipts: &[String],
+    ) -> Result<(), JobError> {
+        let ids = receipts
+            .iter()
+            .map(|r| receipt_id(r).map(|id| id.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.queue
+            .update_many(
+                Filter::is_in("_id", ids),
+                Update::set(doc! { "locked_until": after(self.visibility) }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn depth(&self) -> Result<QueueDepth, JobError> {
+        let now = DateTime::now();
+        let ready = self.queue.count(&Filter::lte("run_at", now)).await?;
+        let delayed = self.queue.count(&Filter::gt("run_at", now)).await?;
+        Ok(QueueDepth { ready, delayed })
+    }
+
+    pub(crate) async fn claim_cron(&self, task: &str, fire_at_ms: i64) -> Result<bool, JobError> {
+        self.ensure_indexes().await?;
+        let inserted = self
+            .cron
+            .insert(doc! {
+                "key": format!("{task}:{fire_at_ms}"),
+                "expires_at": after(Duration::from_secs(24 * 3600)),
+            })
+            .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(StoreError::Duplicate { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn after(delay: Duration) -> DateTime {
+    DateTime::from_millis(DateTime::now().timestamp_millis() + delay.as_millis() as i64)
+}
+
+fn receipt_id(receipt: &str) -> Result<Id, JobError> {
+    receipt
+        .parse::<bson::oid::ObjectId>()
+        .map(Id)
+        .map_err(|_| JobError::Store(StoreError::Invalid(format!("bad receipt {receipt:?}"))))
+}
+
+fn envelope(doc: &bson::Document) -> Option<Envelope> {
+    Some(Envelope {
+        id: doc.get_str("task_id").ok()?.to_owned(),
+        task: doc.get_str("task").ok()?.to_owned(),
+        args: serde_json::from_str(doc.get_str("args").ok()?).ok()?,
+        tries: match doc.get("tries")? {
+            bson::Bson::Int32(n) => *n as u32,
+            bson::Bson::Int64(n) => *n as u32,
+            _ => 0,
+        },
+    })
+}

@@ -1,0 +1,631 @@
+//! Server-sent events: channels that handlers and tasks [`broadcast`](Broadcaster::broadcast)
+//! to, endpoints that stream a channel (fixed, or computed per request), and handlers that
+//! stream their own events.
+//!
+//! Every stream sends a `: keepalive` comment every `SSE_KEEPALIVE` seconds and the headers
+//! `Cache-Control: no-cache` and `X-Accel-Buffering: no`. Each event has an id; a client that
+//! reconnects with `Last-Event-ID` first receives the events it missed (up to
+//! `SSE_BUFFER_SIZE` per channel).
+//!
+//! With `REDIS_URL`, a broadcast is appended to a capped Redis stream per channel (which gives
+//! the event its id and keeps the replay buffer, shared by every process) and published; each
+//! process relays what it receives to its own subscribers, skipping ids it has already
+//! delivered, so each subscriber gets each event once. After losing Redis, the relay reconnects
+//! with backoff (1 s doubling to 30 s) and fetches what it missed. Without Redis, delivery and
+//! replay are in-process.
+//!
+//! ```ignore
+//! app.sse("/notes/events", "notes")                        // a fixed channel
+//!    .route("/rooms/{room}/events", get(room_events));     // a channel per request
+//!
+//! async fn room_events(sse: Sse, Path(room): Path<String>) -> Result<Response> {
+//!     sse.channel(&format!("room:{room}")).await
+//! }
+//!
+//! broadcaster.broadcast("notes", "message", html).await?;
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use crate::jobs::JobError;
+
+/// Longest channel name.
+pub const MAX_CHANNEL_LEN: usize = 128;
+
+/// Capacity of a channel's in-process fan-out; a subscriber further behind is disconnected and
+/// catches up through `Last-Event-ID` when its browser reconnects.
+const FANOUT_CAPACITY: usize = 1024;
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The event id (`<ms>-<seq>`), empty for events a handler streams without one.
+    pub id: String,
+    /// The event name; `message` is sent without an `event:` line (htmx swaps those).
+    pub event: String,
+    /// The payload, often rendered HTML.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// An event without an id, for handlers that stream their own events.
+    pub fn new(event: impl Into<String>, data: impl Into<String>) -> Self {
+        Self {
+            id: String::new(),
+            event: event.into(),
+            data: data.into(),
+        }
+    }
+
+    fn to_axum(&self) -> Event {
+        let data = self.data.replace("\r\n", "\n").replace('\r', "\n");
+        let mut event = Event::default().data(data);
+        if !self.id.is_empty() {
+            event = event.id(&self.id);
+        }
+        if !self.event.is_empty() && self.event != "message" {
+            event = event.event(&self.event);
+        }
+        event
+    }
+}
+
+/// True for names of 1 to 128 characters from `A-Z a-z 0-9 - : _ .`.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=MAX_CHANNEL_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_' | b'.'))
+}
+
+fn channel_error(name: &str) -> crate::Error {
+    let shown: String = name.chars().take(40).collect();
+    crate::Error::bad_request(format!(
+        "invalid SSE channel name {shown:?}: use 1 to {MAX_CHANNEL_LEN} characters from A-Z a-z 0-9 - : _ ."
+    ))
+}
+
+/// An event id: milliseconds and a sequence number, ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EventId(u64, u64);
+
+impl EventId {
+    fn parse(s: &str) -> Option<Self> {
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+struct Channel {
+    tx: broadcast::Sender<Arc<SseEvent>>,
+    buffer: VecDeque<Arc<SseEvent>>,
+    last: Option<EventId>,
+}
+
+impl Channel {
+    fn new() -> Self {
+        Self {
+            tx: broadcast::channel(FANOUT_CAPACITY).0,
+            buffer: VecDeque::new(),
+            last: None,
+        }
+    }
+}
+
+struct RedisFanout {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    publish: redis::Script,
+}
+
+/// Appends the event to the channel's capped stream, publishes it, returns its id.
+const PUBLISH: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'd', ARGV[3])
+redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('PUBLISH', KEYS[2], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+return id
+";
+
+impl RedisFanout {
+    fn stream_key(&self, channel: &str) -> String {
+        format!("{}sse:stream:{channel}", self.prefix)
+    }
+
+    fn pubsub_channel(&self, channel: &str) -> String {
+        format!("{}sse:{channel}", self.prefix)
+    }
+
+    /// Events of `channel` after `after`, oldest first.
+    async fn since(
+        &self,
+        channel: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<SseEvent>, JobError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.stream_key(channel))
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|entry| SseEvent {
+                event: entry.get("e").unwrap_or_default(),
+                data: entry.get("d").unwrap_or_default(),
+                id: entry.id,
+            })
+            .collect())
+    }
+}
+
+struct Inner {
+    channels: Mutex<HashMap<String, Channel>>,
+    redis: Option<RedisFanout>,
+    buffer_size: usize,
+    keepalive: Duration,
+}
+
+/// Broadcasts events to SSE channels; cheap to clone, and an axum extractor.
+#[derive(Clone)]
+pub struct Broadcaster {
+    inner: Arc<Inner>,
+}
+
+impl Broadcaster {
+    /// In-process delivery and replay (no Redis).
+    pub fn local(buffer_size: usize, keepalive: Duration) -> Self {
+        Self::with(None, buffer_size, keepalive)
+    }
+
+    fn with(redis: Option<RedisFanout>, buffer_size: usize, keepalive: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                channels: Mutex::new(HashMap::new()),
+                redis,
+                buffer_size: buffer_size.max(1),
+                keepalive,
+            }),
+        }
+    }
+
+    /// Fan-out through Redis at `url`, keys under `prefix`. Subscribes before returning when
+    /// Redis answers within the connect timeout; otherwise the relay keeps trying in the
+    /// background (and logs it).
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        buffer_size: usize,
+        keepalive: Duration,
+    ) -> anyhow::Result<Self> {
+        let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
+        let client = crate::redis_conn::client(url)?;
+        let pattern = format!("{prefix}sse:*");
+        let first = match tokio::time::timeout(
+            crate::redis_conn::CONNECT_TIMEOUT,
+            subscribe(&client, &pattern),
+        )
+        .await
+        {
+            Ok(Ok(pubsub)) => Some(pubsub),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "{}; SSE fan-out waits for it",
+                    crate::redis_conn::unreachable_error(url, &e)
+                );
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Redis at {} did not answer in time; SSE fan-out waits for it",
+                    crate::health::redact(url)
+                );
+                None
+            }
+        };
+        let this = Self::with(
+            Some(RedisFanout {
+                conn,
+                prefix: prefix.to_owned(),
+                publish: redis::Script::new(PUBLISH),
+            }),
+            buffer_size,
+            keepalive,
+        );
+        tokio::spawn(relay(Arc::downgrade(&this.inner), client, pattern, first));
+        Ok(this)
+    }
+
+    /// The keepalive interval of streams.
+    pub fn keepalive(&self) -> Duration {
+        self.inner.keepalive
+    }
+
+    /// Sends `data` as event `event` to every subscriber of `channel` (in every process with
+    /// Redis); returns the event id. `event` is `message` for htmx to swap the data in.
+    pub async fn broadcast(
+        &self,
+        channel: &str,
+        event: &str,
+        data: impl Into<String>,
+    ) -> Result<String, crate::Error> {
+        if !valid_channel(channel) {
+            return Err(channel_error(channel));
+        }
+        if event.is_empty() || event.contains(['\n', '\r']) {
+            return Err(crate::Error::bad_request(format!(
+                "invalid SSE event name {event:?}: one non-empty line"
+            )));
+        }
+        let data = data.into();
+        match &self.inner.redis {
+            Some(fanout) => {
+                let mut conn = fanout.conn.clone();
+                let id: String = fanout
+                    .publish
+                    .key(fanout.stream_key(channel))
+                    .key(fanout.pubsub_channel(channel))
+                    .arg(self.inner.buffer_size)
+                    .arg(event)
+                    .arg(data)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| crate::Error::internal(format!("SSE broadcast to Redis: {e}")))?;
+                Ok(id)
+            }
+            None => {
+                let mut channels = self.inner.channels.lock().expect("channels lock");
+                let ch = channels
+                    .entry(channel.to_owned())
+                    .or_insert_with(Channel::new);
+                let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                let id = match ch.last {
+                    Some(EventId(ms, seq)) if ms >= now => EventId(ms, seq + 1),
+                    _ => EventId(now, 0),
+                };
+                let event = SseEvent {
+                    id: format!("{}-{}", id.0, id.1),
+                    event: event.to_owned(),
+                    data,
+                };
+                let out = event.id.clone();
+                self.inner.deliver(ch, id, event);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Subscribes to `channel`: the events after `last_event_id` (replay), then live ones.
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<impl Stream<Item = Arc<SseEvent>> + Send + 'static, crate::Error> {
+        if !valid_channel(channel) {
+            return Err(channel_error(channel));
+        }
+        let after = last_event_id.and_then(EventId::parse);
+        let (rx, mut replay) = {
+            let mut channels = self.inner.channels.lock().expect("channels lock");
+            if self.inner.redis.is_some() {
+                // With Redis the replay buffer lives there: forget channels nobody follows
+                // (per-user channels would pile up otherwise).
+                channels.retain(|_, c| c.tx.receiver_count() > 0);
+            }
+            let ch = channels
+                .entry(channel.to_owned())
+                .or_insert_with(Channel::new);
+            let replay: VecDeque<Arc<SseEvent>> = match after {
+                Some(after) if self.inner.redis.is_none() => ch
+                    .buffer
+                    .iter()
+                    .filter(|e| EventId::parse(&e.id).is_some_and(|id| id > after))
+                    .cloned()
+                    .collect(),
+                _ => VecDeque::new(),
+            };
+            (ch.tx.subscribe(), replay)
+        };
+        if let (Some(fanout), Some(last)) =
+            (&self.inner.redis, last_event_id.filter(|_| after.is_some()))
+        {
+            let missed = fanout
+                .since(channel, last, self.inner.buffer_size)
+                .await
+                .map_err(|e| crate::Error::internal(format!("SSE replay from Redis: {e}")))?;
+            replay.extend(missed.into_iter().map(Arc::new));
+        }
+        let high = replay.back().and_then(|e| EventId::parse(&e.id)).or(after);
+        Ok(futures_util::stream::unfold(
+            (replay, rx, high),
+            |(mut replay, mut rx, mut high)| async move {
+                if let Some(event) = replay.pop_front() {
+                    return Some((event, (replay, rx, high)));
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => {
+                            let id = EventId::parse(&event.id);
+                            if high.is_some() && id <= high {
+                                continue;
+                            }
+                            high = id.or(high);
+                            return Some((event, (replay, rx, high)));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                skipped = n,
+                                "SSE subscriber too slow; closing its stream so it reconnects and replays"
+                            );
+                            return None;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Subscribers connected to `channel` in this process.
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.inner
+            .channels
+            .lock()
+            .expect("channels lock")
+            .get(channel)
+            .map_or(0, |c| c.tx.receiver_count())
+    }
+}
+
+impl Inner {
+    /// Hands an event to the channel's subscribers unless it was already delivered.
+    fn deliver(&self, ch: &mut Channel, id: EventId, event: SseEvent) {
+        if ch.last.is_some_and(|last| id <= last) {
+            return;
+        }
+        ch.last = Some(id);
+        let event = Arc::new(event);
+        if self.redis.is_none() {
+            ch.buffer.push_back(event.clone());
+            while ch.buffer.len() > self.buffer_size {
+                ch.buffer.pop_front();
+            }
+        }
+        let _ = ch.tx.send(event);
+    }
+
+    /// An event relayed from Redis: delivered when this process has the channel.
+    fn relayed(&self, channel: &str, event: SseEvent) {
+        let Some(id) = EventId::parse(&event.id) else {
+            return;
+        };
+        let mut channels = self.channels.lock().expect("channels lock");
+        match channels.get_mut(channel) {
+            Some(ch) if ch.tx.receiver_count() == 0 => {
+                channels.remove(channel);
+            }
+            Some(ch) => self.deliver(ch, id, event),
+            None => {}
+        }
+    }
+
+    /// After a reconnect: fetches what each known channel missed.
+    async fn catch_up(&self) {
+        let Some(fanout) = &self.redis else { return };
+        let known: Vec<(String, EventId)> = self
+            .channels
+            .lock()
+            .expect("channels lock")
+            .iter()
+            .filter_map(|(name, ch)| ch.last.map(|l| (name.clone(), l)))
+            .collect();
+        for (channel, last) in known {
+            match fanout
+                .since(
+                    &channel,
+                    &format!("{}-{}", last.0, last.1),
+                    self.buffer_size,
+                )
+                .await
+            {
+                Ok(events) => {
+                    for event in events {
+                        self.relayed(&channel, event);
+                    }
+                }
+                Err(e) => tracing::warn!(%channel, "cannot fetch missed SSE events: {e}"),
+            }
+        }
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    pattern: &str,
+) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe(pattern).await?;
+    Ok(pubsub)
+}
+
+/// Relays published events to this process's subscribers; reconnects with backoff.
+async fn relay(
+    inner: Weak<Inner>,
+    client: redis::Client,
+    pattern: String,
+    first: Option<redis::aio::PubSub>,
+) {
+    let mut pubsub = first;
+    let mut backoff = Duration::from_secs(1);
+    let prefix_len = pattern.len() - 1;
+    loop {
+        if let Some(mut ps) = pubsub.take() {
+            let mut messages = ps.on_message();
+            while let Some(msg) = messages.next().await {
+                let Some(inner) = inner.upgrade() else { return };
+                let name = msg.get_channel_name();
+                let Some(channel) = name.get(prefix_len..) else {
+                    continue;
+                };
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                let mut parts = payload.splitn(3, '\n');
+                if let (Some(id), Some(event), Some(data)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    inner.relayed(
+                        channel,
+                        SseEvent {
+                            id: id.to_owned(),
+                            event: event.to_owned(),
+                            data: data.to_owned(),
+                        },
+                    );
+                }
+            }
+            tracing::warn!(
+                "SSE relay lost its Redis subscription; reconnecting in {}s",
+                backoff.as_secs()
+            );
+        }
+        if inner.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        match subscribe(&client, &pattern).await {
+            Ok(ps) => {
+                tracing::info!("SSE relay reconnected to Redis; fetching missed events");
+                backoff = Duration::from_secs(1);
+                pubsub = Some(ps);
+                if let Some(inner) = inner.upgrade() {
+                    inner.catch_up().await;
+                }
+            }
+            Err(e) => tracing::warn!(
+                "SSE relay cannot reach Redis ({e}); retrying in {}s",
+                backoff.as_secs()
+            ),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Broadcaster {
+    type Rejection = crate::Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        crate::error::from_extensions(parts, "SSE")
+    }
+}
+
+/// Extractor for SSE endpoints: stream a channel or your own events.
+pub struct Sse {
+    broadcaster: Broadcaster,
+    last_event_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Sse {
+    type Rejection = crate::Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            broadcaster: Broadcaster::from_request_parts(parts, state).await?,
+            last_event_id: parts
+                .headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        })
+    }
+}
+
+impl Sse {
+    /// The `Last-Event-ID` the client sent when reconnecting.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
+    /// Streams `channel` (400 with the reason when the name is invalid).
+    pub async fn channel(self, channel: &str) -> Result<Response, crate::Error> {
+        let keepalive = self.broadcaster.keepalive();
+        let events = self
+            .broadcaster
+            .subscribe(channel, self.last_event_id.as_deref())
+            .await?;
+        Ok(respond(events.map(|e| e.to_axum()), keepalive))
+    }
+
+    /// Streams events a handler produces itself (with keepalives and the SSE headers).
+    pub fn stream(self, events: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
+        respond(events.map(|e| e.to_axum()), self.broadcaster.keepalive())
+    }
+}
+
+fn respond(events: impl Stream<Item = Event> + Send + 'static, keepalive: Duration) -> Response {
+    let mut response = axum::response::Sse::new(events.map(Ok::<_, Infallible>))
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keepalive"))
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names() {
+        assert!(valid_channel("notes"));
+        assert!(valid_channel("room:42.a_b-c"));
+        assert!(valid_channel(&"x".repeat(128)));
+        assert!(!valid_channel(""));
+        assert!(!valid_channel(&"x".repeat(129)));
+        assert!(!valid_channel("a b"));
+        assert!(!valid_channel("a/b"));
+        assert!(!valid_channel("é"));
+    }
+
+    #[test]
+    fn event_ids_order() {
+        assert!(EventId::parse("5-1") > EventId::parse("5-0"));
+        assert!(EventId::parse("6-0") > EventId::parse("5-9"));
+        assert_eq!(EventId::parse("7"), Some(EventId(7, 0)));
+        assert_eq!(EventId::parse("x"), None);
+    }
+
+    #[tokio::test]
+    async fn local_replay_after_last_event_id() {
+        let b = Broadcaster::local(2, Duration::from_secs(30));
+        let first = b.broadcast("c", "message", "1").await.unwrap();
+        b.broadcast("c", "message", "2").await.unwrap();
+        b.broadcast("c", "message", "3").await.unwrap();
+        let events: Vec<_> = b
+            .subscribe("c", Some(&first))
+            .await
+            .unwrap()
+            .take(2)
+            .map(|e| e.data.clone())
+            .collect()
+            .await;
+        assert_eq!(events, ["2", "3"]);
+    }
+}

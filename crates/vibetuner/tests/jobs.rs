@@ -1,0 +1,523 @@
+//! Background jobs in-process against real backends: the Redis queue (`TEST_REDIS_URL`), and the
+//! store queue on the embedded store and MongoDB (`TEST_MONGODB_URL`).
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+use vibetuner::config::Source;
+use vibetuner::jobs::{DeadLetterCommand, Worker, run_dead_letter_command, worker_health};
+use vibetuner::models::DeadLetter;
+use vibetuner::store::bson::doc;
+use vibetuner::{App, BuiltApp, Filter, ProjectSource, Settings, Task, TaskContext};
+
+use support::{eventually, mongodb_url, redis_url, unique_name};
+
+const SOURCE: ProjectSource = ProjectSource {
+    answers: include_str!("fixture/vibetuner.toml"),
+    version: "1.0.0",
+    manifest_dir: env!("CARGO_MANIFEST_DIR"),
+};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Redis,
+    Embedded,
+    Mongo,
+}
+
+/// Declares one test per listed queue backend, each running `$run(Kind::...)`.
+macro_rules! on_queues {
+    ($run:ident: $($test:ident => $kind:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $run(Kind::$kind).await;
+            }
+        )+
+    };
+}
+
+struct Env {
+    built: BuiltApp,
+    settings: Settings,
+    root: std::path::PathBuf,
+    _data: Arc<tempfile::TempDir>,
+}
+
+fn pairs(kind: Kind, data: &Path, prefix: &str) -> Vec<(String, String)> {
+    let mut pairs = vec![
+        ("DATA_DIR".to_owned(), data.display().to_string()),
+        ("WORKER_HEARTBEAT_INTERVAL".into(), "1".into()),
+        ("SHUTDOWN_TIMEOUT".into(), "1".into()),
+        ("TASK_VISIBILITY_TIMEOUT".into(), "2".into()),
+    ];
+    match kind {
+        Kind::Redis => {
+            pairs.push(("REDIS_URL".into(), redis_url()));
+            pairs.push(("REDIS_KEY_PREFIX".into(), format!("{prefix}:")));
+        }
+        Kind::Mongo => pairs.push((
+            "MONGODB_URL".into(),
+            format!("{}/{prefix}", mongodb_url().trim_end_matches('/')),
+        )),
+        Kind::Embedded => {}
+    }
+    pairs
+}
+
+async fn build_in(app: App, kind: Kind, data: Arc<tempfile::TempDir>, prefix: &str) -> Env {
+    let settings =
+        Settings::from_source(Source::from_pairs(pairs(kind, data.path(), prefix))).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let built = app.build(settings.clone(), &root).await.unwrap();
+    built.ensure_indexes().await.unwrap();
+    Env {
+        built,
+        settings,
+        root,
+        _data: data,
+    }
+}
+
+async fn build(app: App, kind: Kind) -> Env {
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    build_in(app, kind, data, &unique_name("jobs")).await
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("the worker stops")
+            .unwrap();
+    }
+}
+
+fn start_worker(env: &Env) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(&env.built, Some(4));
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, handle }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Add {
+    key: String,
+    a: i64,
+    b: i64,
+}
+
+async fn add(ctx: TaskContext, args: Add) -> vibetuner::Result<()> {
+    ctx.store
+        .collection("results")
+        .insert(doc! { "key": args.key, "sum": args.a + args.b, "task_id": ctx.task_id })
+        .await?;
+    Ok(())
+}
+
+async fn result(env: &Env, key: &str) -> Option<vibetuner::store::bson::Document> {
+    env.built
+        .store
+        .collection("results")
+        .find_one(Filter::eq("key", key))
+        .await
+        .unwrap()
+}
+
+/// An integer field, whichever width the backend stored it with.
+fn number(value: &vibetuner::store::bson::Bson) -> Option<i64> {
+    match value {
+        vibetuner::store::bson::Bson::Int32(n) => Some(i64::from(*n)),
+        vibetuner::store::bson::Bson::Int64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+async fn enqueue_run_result(kind: Kind) {
+    let env = build(App::new(SOURCE).task(Task::new("add", add)), kind).await;
+    let jobs = &env.built.jobs;
+    let err = jobs.enqueue("nope", &()).await.unwrap_err();
+    assert!(err.to_string().contains("no task named \"nope\""), "{err}");
+
+    let id = jobs
+        .enqueue(
+            "add",
+            &Add {
+                key: "now".into(),
+                a: 2,
+                b: 3,
+            },
+        )
+        .await
+        .unwrap();
+    jobs.enqueue_in(
+        "add",
+        &Add {
+            key: "later".into(),
+            a: 1,
+            b: 1,
+        },
+        Duration::from_millis(700),
+    )
+    .await
+    .unwrap();
+    let depth = jobs.depth().await.unwrap();
+    assert_eq!((depth.ready, depth.delayed), (1, 1), "{depth:?}");
+
+    let worker = start_worker(&env);
+    let done = eventually(10, "the task result", || result(&env, "now")).await;
+    assert_eq!(done.get("sum").and_then(number).unwrap(), 5);
+    assert_eq!(done.get_str("task_id").unwrap(), id);
+    let later = eventually(10, "the delayed task", || result(&env, "later")).await;
+    assert_eq!(later.get("sum").and_then(number).unwrap(), 2);
+    worker.stop().await;
+    let depth = eventually(5, "an empty queue", || async {
+        let d = jobs.depth().await.unwrap();
+        (d.ready == 0 && d.delayed == 0).then_some(d)
+    })
+    .await;
+    assert_eq!(depth.ready, 0);
+}
+
+on_queues!(enqueue_run_result:
+    redis_enqueue_run_result => Redis,
+    embedded_store_enqueue_run_result => Embedded,
+    mongodb_store_enqueue_run_result => Mongo,
+);
+
+async fn retries_then_dead_letter(kind: Kind) {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<DeadLetter>();
+    let counter = attempts.clone();
+    let task = Task::new("flaky", move |ctx: TaskContext, n: u32| {
+        let counter = counter.clone();
+        async move {
+            let seen = counter.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(ctx.tries, seen, "tries counts earlier failures");
+            Err(vibetuner::Error::internal(format!(
+                "attempt {} of {n} failed",
+                seen + 1
+            )))
+        }
+    })
+    .max_retries(2)
+    .backoff(2.0, Duration::from_millis(50))
+    .on_failure(move |_ctx, dead| {
+        let tx = failed_tx.clone();
+        async move {
+            let _ = tx.send(dead);
+        }
+    });
+    let env = build(App::new(SOURCE).task(task), kind).await;
+    let id = env.built.jobs.enqueue("flaky", &7u32).await.unwrap();
+    let worker = start_worker(&env);
+    let dead = tokio::time::timeout(Duration::from_secs(15), failed_rx.recv())
+        .await
+        .expect("the failure callback runs")
+        .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 3, "first try + 2 retries");
+    assert_eq!(dead.task_name, "flaky");
+    assert_eq!(dead.task_id, id);
+    assert_eq!(dead.tries, 3);
+    assert_eq!(dead.error_type, "Error");
+    assert_eq!(dead.error, "attempt 3 of 7 failed");
+    assert_eq!(dead.args, serde_json::json!(7));
+    let stored = env
+        .built
+        .store
+        .models::<DeadLetter>()
+        .find_one(Filter::eq("task_id", id.as_str()))
+        .await
+        .unwrap()
+        .expect("the dead letter is stored");
+    assert_eq!(stored.tries, 3);
+
+    run_dead_letter_command(
+        &env.built,
+        DeadLetterCommand::Retry {
+            id: Some(stored.id.to_string()),
+            all: false,
+        },
+    )
+    .await
+    .unwrap();
+    eventually(15, "the retried task to fail again", || async {
+        (attempts.load(Ordering::SeqCst) == 6).then_some(())
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), failed_rx.recv()).await;
+    worker.stop().await;
+    let letters = env.built.store.models::<DeadLetter>();
+    assert_eq!(letters.count(&Filter::All).await.unwrap(), 1);
+    run_dead_letter_command(&env.built, DeadLetterCommand::Purge { task: None })
+        .await
+        .unwrap();
+    assert_eq!(letters.count(&Filter::All).await.unwrap(), 0);
+}
+
+on_queues!(retries_then_dead_letter:
+    redis_retries_then_dead_letter_and_callback => Redis,
+    embedded_store_retries_then_dead_letter_and_callback => Embedded,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_timeout_and_bad_arguments_become_dead_letters() {
+    let task = Task::new("sleepy", |_ctx, secs: u64| async move {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        Ok(())
+    })
+    .timeout(Duration::from_millis(200))
+    .max_retries(0);
+    let env = build(App::new(SOURCE).task(task), Kind::Redis).await;
+    let slow = env.built.jobs.enqueue("sleepy", &30u64).await.unwrap();
+    let bad = env.built.jobs.enqueue("sleepy", &"soon").await.unwrap();
+    let worker = start_worker(&env);
+    let letters = env.built.store.models::<DeadLetter>();
+    for (id, kind, detail) in [
+        (slow, "Timeout", "timed out after 0.2s"),
+        (bad, "InvalidArguments", "invalid type"),
+    ] {
+        let dead = eventually(10, "the dead letter", || async {
+            letters
+                .find_one(Filter::eq("task_id", id.as_str()))
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(dead.error_type, kind);
+        assert!(dead.error.contains(detail), "{}", dead.error);
+        assert_eq!(dead.tries, 1);
+    }
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cron_fires_once_per_time_across_workers() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let counter = runs.clone();
+    let app = || {
+        let counter = counter.clone();
+        App::new(SOURCE).cron(
+            "* * * * * *",
+            Task::new("tick", move |_ctx, ()| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            }),
+        )
+    };
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let prefix = unique_name("cron");
+    let first = build_in(app(), Kind::Redis, data.clone(), &prefix).await;
+    let second = build_in(app(), Kind::Redis, data, &prefix).await;
+    let (w1, w2) = (start_worker(&first), start_worker(&second));
+    eventually(10, "three cron runs", || async {
+        (runs.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+    w1.stop().await;
+    w2.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = vibetuner::redis_conn::client(&redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let fired: Vec<String> = vibetuner::redis::cmd("KEYS")
+        .arg(format!("{prefix}:jobs:cron:tick:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Each claimed fire time ran at most once (a duplicate would make runs exceed claims); a
+    // time claimed as the workers stopped may not have run.
+    let runs = runs.load(Ordering::SeqCst) as usize;
+    assert!(
+        runs <= fired.len() && runs + 1 >= fired.len(),
+        "{runs} runs for {} claimed fire times with two workers",
+        fired.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_queue_survives_a_restart() {
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let prefix = unique_name("restart");
+    let app = || App::new(SOURCE).task(Task::new("add", add));
+    {
+        let before = build_in(app(), Kind::Embedded, data.clone(), &prefix).await;
+        before
+            .built
+            .jobs
+            .enqueue(
+                "add",
+                &Add {
+                    key: "kept".into(),
+                    a: 20,
+                    b: 22,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let after = build_in(app(), Kind::Embedded, data, &prefix).await;
+    assert_eq!(after.built.jobs.depth().await.unwrap().ready, 1);
+    let worker = start_worker(&after);
+    let done = eventually(10, "the task enqueued before the restart", || {
+        result(&after, "kept")
+    })
+    .await;
+    assert_eq!(done.get("sum").and_then(number).unwrap(), 42);
+    worker.stop().await;
+}
+
+async fn health_follows_the_worker(kind: Kind) {
+    let env = build(App::new(SOURCE).task(Task::new("add", add)), kind).await;
+    let slug = "fixture";
+    let health = worker_health(&env.settings, &env.root, slug).await;
+    assert!(!health.healthy, "{health:?}");
+    let worker = start_worker(&env);
+    let up = eventually(5, "a healthy worker", || async {
+        let h = worker_health(&env.settings, &env.root, slug).await;
+        h.healthy.then_some(h)
+    })
+    .await;
+    assert!(up.detail.contains("heartbeat"), "{up:?}");
+    worker.stop().await;
+    let down = worker_health(&env.settings, &env.root, slug).await;
+    assert!(
+        !down.healthy,
+        "a stopped worker removes its heartbeat: {down:?}"
+    );
+}
+
+on_queues!(health_follows_the_worker:
+    redis_worker_health_follows_the_worker => Redis,
+    store_worker_health_follows_the_worker => Embedded,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_running_tasks_to_the_queue() {
+    let task = Task::new("hold", |ctx: TaskContext, key: String| async move {
+        if ctx.tries == 0 && key == "held" {
+            let first = ctx
+                .store
+                .collection("results")
+                .count(&Filter::eq("key", "started"))
+                .await?;
+            if first == 0 {
+                ctx.store
+                    .collection("results")
+                    .insert(doc! { "key": "started" })
+                    .await?;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+        ctx.store
+            .collection("results")
+            .insert(doc! { "key": key, "sum": 1 })
+            .await?;
+        Ok(())
+    });
+    let env = build(App::new(SOURCE).task(task), Kind::Redis).await;
+    env.built.jobs.enqueue("hold", &"held").await.unwrap();
+    let first = start_worker(&env);
+    eventually(10, "the task to start", || result(&env, "started")).await;
+    first.stop().await;
+    let second = start_worker(&env);
+    eventually(10, "the returned task to finish on the next worker", || {
+        result(&env, "held")
+    })
+    .await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_redis_and_queue_depth() {
+    let env = build(App::new(SOURCE).task(Task::new("add", add)), Kind::Redis).await;
+    env.built
+        .jobs
+        .enqueue_in(
+            "add",
+            &Add {
+                key: "x".into(),
+                a: 0,
+                b: 0,
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    for path in ["/health?detailed=true", "/health/ready"] {
+        let response = env
+            .built
+            .router
+            .clone()
+            .oneshot(
+                vibetuner::axum::http::Request::get(path)
+                    .body(vibetuner::axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let services = &json["services"];
+        assert_eq!(services["redis"]["status"], "connected", "{json}");
+        assert_eq!(services["task_queue"]["backend"], "redis", "{json}");
+        assert_eq!(services["task_queue"]["depth"]["delayed"], 1, "{json}");
+    }
+}
+
+/// A worker dropped mid-task (as if killed: no hand-back) leaves the run to another worker after
+/// the visibility timeout, and the lost worker counts as a failed try.
+async fn dead_workers_task_is_taken_over(kind: Kind) {
+    let task = Task::new("hang", |ctx: TaskContext, key: String| async move {
+        let results = ctx.store.collection("results");
+        if ctx.tries == 0 {
+            results.insert(doc! { "key": "hanging" }).await?;
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        results
+            .insert(doc! { "key": key, "sum": ctx.tries as i64 })
+            .await?;
+        Ok(())
+    });
+    let env = build(App::new(SOURCE).task(task), kind).await;
+    env.built.jobs.enqueue("hang", &"taken").await.unwrap();
+    let first = start_worker(&env);
+    eventually(10, "the first worker to start the task", || {
+        result(&env, "hanging")
+    })
+    .await;
+    first.handle.abort();
+    let _ = first.handle.await;
+    let second = start_worker(&env);
+    let done = eventually(15, "the second worker to take the task over", || {
+        result(&env, "taken")
+    })
+    .await;
+    assert_eq!(done.get("sum").and_then(number), Some(1), "one lost try");
+    second.stop().await;
+}
+
+on_queues!(dead_workers_task_is_taken_over:
+    redis_dead_workers_task_is_taken_over => Redis,
+    embedded_store_dead_workers_task_is_taken_over => Embedded,
+);

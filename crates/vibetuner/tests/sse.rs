@@ -1,0 +1,263 @@
+//! SSE endpoints in-process: headers, keepalive, channel validation, `Last-Event-ID` replay
+//! (in-process and through Redis), and Redis fan-out between two apps delivering once.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use vibetuner::axum::body::Body;
+use vibetuner::axum::extract::Path as UrlPath;
+use vibetuner::axum::http::Request;
+use vibetuner::axum::routing::get;
+use vibetuner::config::Source;
+use vibetuner::{App, BuiltApp, ProjectSource, Settings, Sse, SseEvent};
+
+use support::{redis_url, unique_name};
+
+const SOURCE: ProjectSource = ProjectSource {
+    answers: include_str!("fixture/vibetuner.toml"),
+    version: "1.0.0",
+    manifest_dir: env!("CARGO_MANIFEST_DIR"),
+};
+
+fn app() -> App {
+    App::new(SOURCE)
+        .sse("/events", "news")
+        .route(
+            "/rooms/{room}/events",
+            get(|sse: Sse, UrlPath(room): UrlPath<String>| async move { sse.channel(&room).await }),
+        )
+        .route(
+            "/countdown",
+            get(|sse: Sse| async move {
+                sse.stream(futures_util::stream::iter(
+                    ["3", "2", "1"].map(|n| SseEvent::new("count", n)),
+                ))
+            }),
+        )
+}
+
+async fn build(redis_prefix: Option<&str>) -> (BuiltApp, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut pairs = vec![
+        ("DATA_DIR".to_owned(), data.path().display().to_string()),
+        ("SSE_KEEPALIVE".into(), "1".into()),
+        ("SSE_BUFFER_SIZE".into(), "10".into()),
+    ];
+    if let Some(prefix) = redis_prefix {
+        pairs.push(("REDIS_URL".into(), redis_url()));
+        pairs.push(("REDIS_KEY_PREFIX".into(), format!("{prefix}:")));
+    }
+    let settings = Settings::from_source(Source::from_pairs(pairs)).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    (app().build(settings, &root).await.unwrap(), data)
+}
+
+async fn open(
+    built: &BuiltApp,
+    path: &str,
+    last_event_id: Option<&str>,
+) -> vibetuner::axum::response::Response {
+    let mut request = Request::get(path);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    built
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Reads the stream until `done` holds for what was read (10 s at most).
+async fn read_until(body: &mut Body, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done(&text) {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                _ => break,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("stream did not deliver in time; got {text:?}"));
+    text
+}
+
+#[tokio::test]
+async fn headers_keepalive_and_handler_streams() {
+    let (built, _data) = build(None).await;
+    let response = open(&built, "/events", None).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    let mut body = response.into_body();
+    let text = read_until(&mut body, |t| t.contains(": keepalive\n\n")).await;
+    assert!(text.starts_with(": keepalive"), "{text:?}");
+
+    let response = open(&built, "/countdown", None).await;
+    let text = read_until(&mut response.into_body(), |t| {
+        t.matches("data:").count() == 3
+    })
+    .await;
+    assert_eq!(
+        text,
+        "data: 3\nevent: count\n\ndata: 2\nevent: count\n\ndata: 1\nevent: count\n\n"
+    );
+}
+
+#[tokio::test]
+async fn invalid_channel_names_are_rejected_with_the_reason() {
+    let (built, _data) = build(None).await;
+    let response = open(&built, "/rooms/bad%20name/events", None).await;
+    assert_eq!(response.status(), 400);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("invalid SSE channel name") && text.contains("A-Z a-z 0-9 - : _ ."),
+        "{text}"
+    );
+    let ok = open(&built, "/rooms/room:1.a_b-c/events", None).await;
+    assert_eq!(ok.status(), 200);
+    let err = built
+        .broadcaster
+        .broadcast(&"x".repeat(129), "message", "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+}
+
+async fn replay_after_reconnect(built: &BuiltApp) {
+    let b = &built.broadcaster;
+    let first = b.broadcast("news", "message", "one").await.unwrap();
+    b.broadcast("news", "message", "two\nlines").await.unwrap();
+    let third = b.broadcast("news", "headline", "three").await.unwrap();
+    let response = open(built, "/events", Some(&first)).await;
+    let text = read_until(&mut response.into_body(), |t| t.contains("three")).await;
+    assert!(!text.contains("data: one"), "already seen: {text:?}");
+    assert!(text.contains("data: two\ndata: lines\n"), "{text:?}");
+    assert!(
+        text.ends_with(&format!("data: three\nid: {third}\nevent: headline\n\n")),
+        "{text:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_process_replay_after_last_event_id() {
+    let (built, _data) = build(None).await;
+    replay_after_reconnect(&built).await;
+}
+
+#[tokio::test]
+async fn redis_replay_after_last_event_id() {
+    let (built, _data) = build(Some(&unique_name("sse"))).await;
+    replay_after_reconnect(&built).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fan_out_delivers_each_event_once() {
+    let prefix = unique_name("fanout");
+    let (a, _da) = build(Some(&prefix)).await;
+    let (b, _db) = build(Some(&prefix)).await;
+    let on_b = open(&b, "/events", None).await;
+    let on_a = open(&a, "/events", None).await;
+    let id = a
+        .broadcaster
+        .broadcast("news", "message", "<p>hello</p>")
+        .await
+        .unwrap();
+    b.broadcaster
+        .broadcast("news", "message", "marker")
+        .await
+        .unwrap();
+    for response in [on_b, on_a] {
+        let text = read_until(&mut response.into_body(), |t| t.contains("marker")).await;
+        assert_eq!(
+            text.matches("data: <p>hello</p>").count(),
+            1,
+            "exactly once: {text:?}"
+        );
+        assert!(text.contains(&format!("id: {id}")), "{text:?}");
+    }
+}
+
+/// A redis-server of the test's own on `port`, killed on drop.
+struct OwnRedis(std::process::Child);
+
+impl OwnRedis {
+    async fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/prerequisites.sh installs it)");
+        support::eventually(10, "redis-server to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+        Self(child)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_reconnects_after_redis_restarts_and_catches_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = OwnRedis::start(port).await;
+    let data = tempfile::tempdir().unwrap();
+    let settings = Settings::from_source(Source::from_pairs([
+        ("DATA_DIR", data.path().display().to_string()),
+        ("REDIS_URL", format!("redis://127.0.0.1:{port}")),
+    ]))
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let built = app().build(settings, &root).await.unwrap();
+    let mut body = open(&built, "/events", None).await.into_body();
+    built
+        .broadcaster
+        .broadcast("news", "message", "before")
+        .await
+        .unwrap();
+    read_until(&mut body, |t| t.contains("data: before")).await;
+
+    drop(redis);
+    let _redis = OwnRedis::start(port).await;
+    for data in ["during", "after"] {
+        support::eventually(15, "Redis to take broadcasts again", || async {
+            built
+                .broadcaster
+                .broadcast("news", "message", data)
+                .await
+                .ok()
+        })
+        .await;
+    }
+    let text = read_until(&mut body, |t| t.contains("data: after")).await;
+    assert_eq!(text.matches("data: during").count(), 1, "{text:?}");
+    assert_eq!(text.matches("data: after").count(), 1, "{text:?}");
+}
