@@ -72,12 +72,7 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
             ]
         }
     });
-    let browser = ClientBuilder::rustls()
-        .expect("TLS roots")
-        .capabilities(capabilities.as_object().unwrap().clone())
-        .connect(&driver.url)
-        .await
-        .expect("a WebDriver session");
+    let browser = open_browser(&driver).await;
 
     let result = async {
         browser.goto(&format!("{}/user/", server.base)).await?;
@@ -130,4 +125,87 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
     let _ = browser.close().await;
     result.expect("the browser flow");
     drop(server);
+}
+
+/// Opens a headless Chromium session on `driver`.
+async fn open_browser(driver: &Driver) -> fantoccini::Client {
+    // Both ring (the app's stack) and aws-lc-rs (fantoccini's) are linked: pick one for rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium_binary(),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--window-size=1200,900"
+            ]
+        }
+    });
+    ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_created_in_one_browser_appears_live_in_another() {
+    let app = generated_app();
+    let server = Server::start(&app.binary, &app.dir, &[]).expect("the app starts");
+    let driver = Driver::start();
+    let writer = open_browser(&driver).await;
+    let reader = open_browser(&driver).await;
+    let result = async {
+        let notes = format!("{}/notes", server.base);
+        reader.goto(&notes).await?;
+        writer.goto(&notes).await?;
+        // Let the reader's event stream connect before the note is made.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        writer
+            .find(Locator::Css("#note-form input[name=title]"))
+            .await?
+            .send_keys("Live from the other window")
+            .await?;
+        writer
+            .find(Locator::Css("#note-form textarea[name=body]"))
+            .await?
+            .send_keys("three words here")
+            .await?;
+        writer
+            .find(Locator::Css("#note-form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let title = reader
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(
+                "//ul[@id='notes']//h2[contains(., 'Live from the other window')]",
+            ))
+            .await?;
+        assert_eq!(title.text().await?, "Live from the other window");
+        let words = reader
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#notes .note-words"))
+            .await?;
+        assert_eq!(
+            words.text().await?,
+            "8 words",
+            "the enrich task counted title and body words, and its update arrived too"
+        );
+        let listed = reader
+            .find_all(Locator::Css("#notes li[id^=note-]"))
+            .await?;
+        assert_eq!(
+            listed.len(),
+            1,
+            "one note, updated in place, not duplicated"
+        );
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = writer.close().await;
+    let _ = reader.close().await;
+    result.expect("the live notes flow");
 }
