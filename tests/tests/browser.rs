@@ -63,15 +63,6 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
     let app = generated_app();
     let server = Server::start(&app.binary, &app.dir, &[]).expect("the app starts");
     let driver = Driver::start();
-    let capabilities = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": chromium_binary(),
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--window-size=1200,900"
-            ]
-        }
-    });
     let browser = open_browser(&driver).await;
 
     let result = async {
