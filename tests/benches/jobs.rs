@@ -148,6 +148,8 @@ async fn sse_fan_out(data: &Path) {
         .env("REDIS_KEY_PREFIX", &prefix)
         .env("LOG_LEVEL", "warn")
         .env("ENVIRONMENT", "prod")
+        // Production refuses to start without a mail transport; the bench sends no mail.
+        .env("SMTP_URL", "smtp://127.0.0.1:25")
         .env(
             "SESSION_KEY",
             "bench-session-key-that-is-long-enough-0123456789",
@@ -160,6 +162,9 @@ async fn sse_fan_out(data: &Path) {
         .await
         .is_err()
     {
+        if let Some(status) = server.try_wait().expect("jobs_app status") {
+            panic!("jobs_app exited before listening ({status}); its stderr is above");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ready = Arc::new(AtomicU64::new(0));
