@@ -31,10 +31,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let auth = parts
-            .extensions
-            .get::<std::sync::Arc<Auth>>()
-            .ok_or_else(|| Error::internal("accounts are not set up on this app"))?;
+        let auth: std::sync::Arc<Auth> = crate::error::from_extensions(parts, "Auth")?;
         Ok(Self(auth.base_url(parts)))
     }
 }
