@@ -97,7 +97,14 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
                 support::unique_name("auth")
             ),
         )),
-        Sessions::Redis => pairs.push(("REDIS_URL".into(), redis_url())),
+        Sessions::Redis => {
+            pairs.push(("REDIS_URL".into(), redis_url()));
+            // Keys of their own, so runs within one rate-limit window do not add up.
+            pairs.push((
+                "REDIS_KEY_PREFIX".into(),
+                format!("auth-test-{}:", uuid::Uuid::new_v4().simple()),
+            ));
+        }
     }
     pairs.extend(extra);
     let settings = Settings::from_source(Source::from_pairs(pairs)).unwrap();
