@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vibetuner_e2e::{APP_SLUG, free_port, generated_app, target_dir};
+use vibetuner_e2e::{APP_SLUG, PROD_ENV, free_port, generated_app, target_dir};
 
 const DURATION: &str = "8s";
 const CONNECTIONS: &str = "64";
@@ -29,13 +29,7 @@ fn spawn(t: &Target, port: u16) -> Child {
         .args((t.args)(port))
         .current_dir(&t.dir)
         .env_clear()
-        .env("ENVIRONMENT", "prod")
-        // Production refuses to start without a mail transport; the bench sends no mail.
-        .env("SMTP_URL", "smtp://127.0.0.1:25")
-        .env(
-            "SESSION_KEY",
-            "bench-session-key-that-is-long-enough-0123456789",
-        )
+        .envs(PROD_ENV)
         .env("HOST", "127.0.0.1")
         .envs(t.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vibetuner::config::Source;
 use vibetuner::jobs::Worker;
 use vibetuner::{App, BuiltApp, ProjectSource, Settings, Task};
-use vibetuner_e2e::free_port;
+use vibetuner_e2e::{PROD_ENV, free_port};
 
 const SOURCE: ProjectSource = ProjectSource {
     answers: "[project]\nproject_name = \"Jobs App\"\nproject_slug = \"jobs-app\"\n",
@@ -147,13 +147,7 @@ async fn sse_fan_out(data: &Path) {
         .env("REDIS_URL", redis_url())
         .env("REDIS_KEY_PREFIX", &prefix)
         .env("LOG_LEVEL", "warn")
-        .env("ENVIRONMENT", "prod")
-        // Production refuses to start without a mail transport; the bench sends no mail.
-        .env("SMTP_URL", "smtp://127.0.0.1:25")
-        .env(
-            "SESSION_KEY",
-            "bench-session-key-that-is-long-enough-0123456789",
-        )
+        .envs(PROD_ENV)
         .env("HOST", "127.0.0.1")
         .stdout(Stdio::null())
         .spawn()

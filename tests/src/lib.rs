@@ -77,6 +77,17 @@ pub struct GeneratedApp {
     pub binary: PathBuf,
 }
 
+/// What a production server needs to start that a benchmark does not exercise: a long session
+/// key and a mail transport (production refuses to start without one; no mail is sent).
+pub const PROD_ENV: [(&str, &str); 3] = [
+    ("ENVIRONMENT", "prod"),
+    (
+        "SESSION_KEY",
+        "bench-session-key-that-is-long-enough-0123456789",
+    ),
+    ("SMTP_URL", "smtp://127.0.0.1:25"),
+];
+
 /// Name of the shared test app.
 pub const APP_NAME: &str = "E2E Shop";
 /// Its slug (binary name).

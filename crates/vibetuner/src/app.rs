@@ -422,8 +422,13 @@ impl App {
         let project = Project::from_answers(self.source.answers).map_err(anyhow::Error::msg)?;
         let store = Store::from_settings(&settings, root, &project.project_slug).await?;
         let jobs_settings = crate::config::JobsSettings::from_source(&settings.source)?;
+        // One connection (opened on first use) for every ordinary Redis command of this process.
+        let redis = match settings.redis_url.as_deref() {
+            Some(url) => Some((url, crate::redis_conn::connect(url, Duration::ZERO)?)),
+            None => None,
+        };
         let (jobs, broadcaster) = crate::jobs::connect(
-            &settings,
+            redis.as_ref().map(|(url, conn)| (*url, conn)),
             &jobs_settings,
             &project.project_slug,
             &store,
@@ -520,17 +525,14 @@ impl App {
             ),
         )?;
         let prefix = jobs_settings.key_prefix(&project.project_slug);
-        let (sessions, limiter) = match &settings.redis_url {
-            Some(url) => {
-                let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
-                (
-                    crate::auth::session::SessionBackend::Redis {
-                        conn: conn.clone(),
-                        prefix: prefix.clone(),
-                    },
-                    crate::ratelimit::RateLimiter::redis(conn, &prefix),
-                )
-            }
+        let (sessions, limiter) = match redis {
+            Some((_, conn)) => (
+                crate::auth::session::SessionBackend::Redis {
+                    conn: conn.clone(),
+                    prefix: prefix.clone(),
+                },
+                crate::ratelimit::RateLimiter::redis(conn, &prefix),
+            ),
             None => (
                 crate::auth::session::SessionBackend::Store(store.clone()),
                 crate::ratelimit::RateLimiter::in_memory(),

@@ -205,16 +205,17 @@ impl Broadcaster {
         }
     }
 
-    /// Fan-out through Redis at `url`, keys under `prefix`. Subscribes before returning when
+    /// Fan-out through Redis at `url` (commands on the shared `conn`, a subscriber connection of
+    /// its own), keys under `prefix`. Subscribes before returning when
     /// Redis answers within the connect timeout; otherwise the relay keeps trying in the
     /// background (and logs it).
     pub async fn redis(
         url: &str,
+        conn: redis::aio::ConnectionManager,
         prefix: &str,
         buffer_size: usize,
         keepalive: Duration,
     ) -> anyhow::Result<Self> {
-        let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
         let client = crate::redis_conn::client(url)?;
         let pattern = format!("{prefix}sse:*");
         let first = match tokio::time::timeout(

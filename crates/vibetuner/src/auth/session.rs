@@ -74,14 +74,6 @@ fn to_millis(t: OffsetDateTime) -> i64 {
 }
 
 impl SessionBackend {
-    /// Redis at `url`; the connection is made on first use, so the app starts while Redis is down.
-    pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        Ok(Self::Redis {
-            conn: crate::redis_conn::connect(url, std::time::Duration::ZERO)?,
-            prefix: prefix.to_owned(),
-        })
-    }
-
     async fn exists(&self, id: &Id) -> session_store::Result<bool> {
         Ok(self.load(id).await?.is_some())
     }

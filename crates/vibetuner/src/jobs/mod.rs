@@ -321,10 +321,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Jobs {
     }
 }
 
-/// The queue and SSE broadcaster the settings select: Redis when `REDIS_URL` is set (the queue
-/// in Redis Streams, SSE fanned out through pub/sub), else the store and in-process delivery.
+/// The queue and SSE broadcaster the settings select: Redis when `redis` (its URL and the
+/// process's shared connection) is given (the queue in Redis Streams, SSE fanned out through
+/// pub/sub), else the store and in-process delivery.
 pub(crate) async fn connect(
-    settings: &crate::Settings,
+    redis: Option<(&str, &redis::aio::ConnectionManager)>,
     jobs: &crate::config::JobsSettings,
     slug: &str,
     store: &Store,
@@ -332,12 +333,13 @@ pub(crate) async fn connect(
 ) -> anyhow::Result<(Jobs, Broadcaster)> {
     let visibility = Duration::from_secs(jobs.visibility_timeout_secs);
     let keepalive = Duration::from_secs(jobs.sse_keepalive_secs);
-    Ok(match &settings.redis_url {
-        Some(url) => {
+    Ok(match redis {
+        Some((url, conn)) => {
             let prefix = jobs.key_prefix(slug);
-            let queue = redis_queue::RedisQueue::connect(url, &prefix, visibility)?;
+            let queue = redis_queue::RedisQueue::new(url, conn.clone(), &prefix, visibility);
             let broadcaster =
-                Broadcaster::redis(url, &prefix, jobs.sse_buffer_size, keepalive).await?;
+                Broadcaster::redis(url, conn.clone(), &prefix, jobs.sse_buffer_size, keepalive)
+                    .await?;
             (
                 Jobs::new(Queue::Redis(Arc::new(queue)), registry),
                 broadcaster,

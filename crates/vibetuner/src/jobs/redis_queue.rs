@@ -56,9 +56,15 @@ struct Maintenance {
 const PROMOTE_EVERY: Duration = Duration::from_millis(500);
 
 impl RedisQueue {
-    pub(crate) fn connect(url: &str, prefix: &str, visibility: Duration) -> anyhow::Result<Self> {
-        let conn = crate::redis_conn::connect(url, Duration::ZERO)?;
-        Ok(Self {
+    /// The queue on `conn` (shared, for ordinary commands); blocking reads get their own
+    /// connection to `url`, opened on first fetch.
+    pub(crate) fn new(
+        url: &str,
+        conn: ConnectionManager,
+        prefix: &str,
+        visibility: Duration,
+    ) -> Self {
+        Self {
             url: url.to_owned(),
             conn,
             fetch_conn: OnceCell::new(),
@@ -74,7 +80,7 @@ impl RedisQueue {
             }),
             acks: Mutex::new(None),
             acker: tokio::sync::Mutex::new(None),
-        })
+        }
     }
 
     /// The shared connection (health checks, heartbeats).
