@@ -90,8 +90,12 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
             .await?
             .click()
             .await?;
-        let heading = browser.wait().for_element(Locator::Css("h1")).await?;
-        assert_eq!(heading.text().await?, "Check your email");
+        // Wait for the next page's heading: the login page has an h1 too.
+        browser
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath("//h1[normalize-space()='Check your email']"))
+            .await?;
 
         browser
             .goto(&format!("{}/_dev/outbox", server.base))
@@ -167,24 +171,18 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
             .await?
             .click()
             .await?;
-        let title = reader
+        // The note is inserted first, then replaced in place when the enrich
+        // task's update arrives; waiting for the final shape of the item (rather
+        // than reading text off the first version, which the swap detaches)
+        // proves both events arrived.
+        reader
             .wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::XPath(
-                "//ul[@id='notes']//h2[contains(., 'Live from the other window')]",
+                "//ul[@id='notes']/li[.//h2[normalize-space()='Live from the other window'] \
+                 and .//*[contains(@class, 'note-words') and normalize-space()='8 words']]",
             ))
             .await?;
-        assert_eq!(title.text().await?, "Live from the other window");
-        let words = reader
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#notes .note-words"))
-            .await?;
-        assert_eq!(
-            words.text().await?,
-            "8 words",
-            "the enrich task counted title and body words, and its update arrived too"
-        );
         let listed = reader
             .find_all(Locator::Css("#notes li[id^=note-]"))
             .await?;
