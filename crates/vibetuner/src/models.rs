@@ -50,7 +50,10 @@ pub struct User {
 impl Model for User {
     const COLLECTION: &'static str = "users";
     fn indexes() -> Vec<Index> {
-        vec![Index::on(["email"])]
+        // Sparse: users who signed in through a provider without a verified address have none.
+        // Named apart from a plain `email_1` an existing database may hold (MongoDB refuses to
+        // redefine an index under the same name).
+        vec![Index::on(["email"]).unique().sparse().named("email_unique")]
     }
 }
 

@@ -254,6 +254,58 @@ async fn unique_and_compound_indexes(t: TestStore) {
     assert_eq!(c.count(&Filter::All).await.unwrap(), 2);
 }
 
+async fn sparse_unique_indexes_allow_many_documents_without_the_field(t: TestStore) {
+    let c = t.store.collection("people");
+    c.create_index(&Index::on(["email"]).unique().sparse().named("email_unique"))
+        .await
+        .unwrap();
+    c.insert(doc! { "name": "no address" }).await.unwrap();
+    c.insert(doc! { "name": "no address either" })
+        .await
+        .unwrap();
+    c.insert(doc! { "email": "a@x" }).await.unwrap();
+    let err = c.insert(doc! { "email": "a@x" }).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate { index } if index == "email_unique"),
+        "{err}"
+    );
+    assert_eq!(c.count(&Filter::All).await.unwrap(), 3);
+}
+
+async fn racing_find_or_insert_creates_one_user_per_address(t: TestStore) {
+    let users = t.store.models::<User>();
+    users.ensure_indexes().await.unwrap();
+    let attempts = (0..8).map(|_| {
+        let users = users.clone();
+        tokio::spawn(async move {
+            users
+                .find_or_insert(Filter::eq("email", "race@example.com"), || User {
+                    email: Some("race@example.com".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        })
+    });
+    let mut ids = Vec::new();
+    let mut inserted = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        let (user, new) = attempt.await.unwrap();
+        ids.push(user.id);
+        inserted += usize::from(new);
+    }
+    assert_eq!(inserted, 1, "exactly one attempt inserted");
+    assert!(ids.iter().all(|id| *id == ids[0]), "all got the same user");
+    assert_eq!(users.count(&Filter::All).await.unwrap(), 1);
+    users.insert(User::default()).await.unwrap();
+    users.insert(User::default()).await.unwrap();
+    assert_eq!(
+        users.count(&Filter::All).await.unwrap(),
+        3,
+        "users without an address are not duplicates of each other"
+    );
+}
+
 async fn ttl_indexes_expire_documents(t: TestStore) {
     let c = t.store.collection("sessions");
     c.create_index(&Index::on(["expires_at"]).ttl(Duration::ZERO))
@@ -462,6 +514,8 @@ on_both_backends!(
     null_matches_missing,
     search_is_case_insensitive_and_literal,
     unique_and_compound_indexes,
+    sparse_unique_indexes_allow_many_documents_without_the_field,
+    racing_find_or_insert_creates_one_user_per_address,
     ttl_indexes_expire_documents,
     dates_and_ids_compare,
     bad_names_are_refused,

@@ -221,28 +221,21 @@ pub(super) async fn verify(
 }
 
 /// The user with this (verified) address, created on first sign-in with the address's local part
-/// as name.
+/// as name (once, even when two sign-ins race: the email index is unique).
 pub(super) async fn find_or_create_user(
     store: &Store,
     email: &str,
 ) -> Result<crate::Record<User>, Error> {
-    let users = store.models::<User>();
-    if let Some(user) = users
-        .find_one(Filter::eq("email", email.to_owned()))
-        .await
-        .map_err(|e| e.to_http())?
-    {
-        return Ok(user);
-    }
-    let name = email.split('@').next().unwrap_or_default().to_owned();
-    users
-        .insert(User {
+    let (user, _) = store
+        .models::<User>()
+        .find_or_insert(Filter::eq("email", email.to_owned()), || User {
             email: Some(email.to_owned()),
-            name: Some(name),
+            name: email.split('@').next().map(str::to_owned),
             ..User::default()
         })
         .await
-        .map_err(|e| e.to_http())
+        .map_err(|e| e.to_http())?;
+    Ok(user)
 }
 
 #[cfg(test)]

@@ -646,60 +646,47 @@ async fn link_account(
     let accounts = store.models::<OAuthAccount>();
     let users = store.models::<User>();
     let email = identity.email.clone().filter(|_| identity.email_verified);
-    let existing = accounts
-        .find_one(
+    let (mut account, inserted) = accounts
+        .find_or_insert(
             Filter::eq("provider", provider.to_owned())
                 .and(Filter::eq("provider_user_id", identity.subject.clone())),
-        )
-        .await
-        .map_err(|e| e.to_http())?;
-    let mut account = match existing {
-        Some(mut account) => {
-            account.data.name = identity.name.clone().or(account.data.name);
-            account.data.picture = identity.picture.clone().or(account.data.picture);
-            account.data.email = email.clone().or(account.data.email);
-            accounts.save(&mut account).await.map_err(|e| e.to_http())?;
-            account
-        }
-        None => accounts
-            .insert(OAuthAccount {
+            || OAuthAccount {
                 provider: provider.to_owned(),
                 provider_user_id: identity.subject.clone(),
                 email: email.clone(),
                 name: identity.name.clone(),
                 picture: identity.picture.clone(),
                 user_id: None,
-            })
-            .await
-            .map_err(|e| e.to_http())?,
-    };
+            },
+        )
+        .await
+        .map_err(|e| e.to_http())?;
+    if !inserted {
+        account.data.name = identity.name.clone().or(account.data.name);
+        account.data.picture = identity.picture.clone().or(account.data.picture);
+        account.data.email = email.clone().or(account.data.email);
+        accounts.save(&mut account).await.map_err(|e| e.to_http())?;
+    }
     let linked = match account.data.user_id {
         Some(id) => users.get(id).await.map_err(|e| e.to_http())?,
         None => None,
     };
-    let mut user = match linked {
-        Some(user) => user,
-        None => {
-            let by_email = match &email {
-                Some(email) => users
-                    .find_one(Filter::eq("email", email.clone()))
-                    .await
-                    .map_err(|e| e.to_http())?,
-                None => None,
-            };
-            match by_email {
-                Some(user) => user,
-                None => users
-                    .insert(User {
-                        email: email.clone(),
-                        name: identity.name.clone(),
-                        picture: identity.picture.clone(),
-                        ..User::default()
-                    })
-                    .await
-                    .map_err(|e| e.to_http())?,
-            }
+    let new_user = || User {
+        email: email.clone(),
+        name: identity.name.clone(),
+        picture: identity.picture.clone(),
+        ..User::default()
+    };
+    let mut user = match (linked, &email) {
+        (Some(user), _) => user,
+        (None, Some(address)) => {
+            users
+                .find_or_insert(Filter::eq("email", address.clone()), new_user)
+                .await
+                .map_err(|e| e.to_http())?
+                .0
         }
+        (None, None) => users.insert(new_user()).await.map_err(|e| e.to_http())?,
     };
     if account.data.user_id != Some(user.id) {
         account.data.user_id = Some(user.id);

@@ -227,6 +227,28 @@ impl<T: Model> Models<T> {
             .transpose()
     }
 
+    /// The first model matching `filter`, or a new one made by `make` and inserted; `true` when
+    /// inserted. Safe against a concurrent insert of the same model when a unique index covers
+    /// `filter`'s fields: the loser of the race gets the winner's model (Django's
+    /// `get_or_create`).
+    pub async fn find_or_insert(
+        &self,
+        filter: Filter,
+        make: impl FnOnce() -> T,
+    ) -> Result<(Record<T>, bool), StoreError> {
+        if let Some(found) = self.find_one(filter.clone()).await? {
+            return Ok((found, false));
+        }
+        match self.insert(make()).await {
+            Ok(record) => Ok((record, true)),
+            Err(StoreError::Duplicate { index }) => match self.find_one(filter).await? {
+                Some(found) => Ok((found, false)),
+                None => Err(StoreError::Duplicate { index }),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// How many models match.
     pub async fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
         self.coll.count(filter).await

@@ -164,6 +164,7 @@ impl Mongo {
         let options = IndexOptions::builder()
             .name(index.index_name())
             .unique(index.unique.then_some(true))
+            .sparse(index.sparse.then_some(true))
             .expire_after(index.ttl)
             .build();
         self.coll(coll)

@@ -238,13 +238,15 @@ impl Query {
     }
 }
 
-/// An index declaration: keys with directions, uniqueness, and an optional TTL.
+/// An index declaration: keys with directions, uniqueness, sparseness, and an optional TTL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Index {
     /// Fields with their order.
     pub keys: Vec<(String, Order)>,
     /// Refuse two documents with the same key values.
     pub unique: bool,
+    /// Leave out documents that lack the key, so a unique index allows many of them.
+    pub sparse: bool,
     /// Delete documents this long after the (date) value of the single key field.
     pub ttl: Option<Duration>,
     /// Explicit name (default: MongoDB's `field_1_other_-1`).
@@ -257,6 +259,7 @@ impl Index {
         Self {
             keys: fields.into_iter().map(|f| (f.into(), Order::Asc)).collect(),
             unique: false,
+            sparse: false,
             ttl: None,
             name: None,
         }
@@ -265,6 +268,13 @@ impl Index {
     /// Makes the index unique.
     pub fn unique(mut self) -> Self {
         self.unique = true;
+        self
+    }
+
+    /// Makes the index sparse: documents without the field are not indexed (MongoDB's `sparse`;
+    /// the embedded store never treats missing values as equal, so it behaves this way already).
+    pub fn sparse(mut self) -> Self {
+        self.sparse = true;
         self
     }
 
