@@ -28,7 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
@@ -47,6 +47,12 @@ pub const MAX_CHANNEL_LEN: usize = 128;
 /// Capacity of a channel's in-process fan-out; a subscriber further behind is disconnected and
 /// catches up through `Last-Event-ID` when its browser reconnects.
 const FANOUT_CAPACITY: usize = 1024;
+
+/// How long a channel's replay buffer outlives its last event (in Redis and in-process).
+const REPLAY_RETENTION: Duration = Duration::from_secs(86_400);
+
+/// How often idle in-process channels are looked for (at most).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +118,7 @@ struct Channel {
     tx: broadcast::Sender<Arc<SseEvent>>,
     buffer: VecDeque<Arc<SseEvent>>,
     last: Option<EventId>,
+    touched: Instant,
 }
 
 impl Channel {
@@ -120,6 +127,7 @@ impl Channel {
             tx: broadcast::channel(FANOUT_CAPACITY).0,
             buffer: VecDeque::new(),
             last: None,
+            touched: Instant::now(),
         }
     }
 }
@@ -133,7 +141,7 @@ struct RedisFanout {
 /// Appends the event to the channel's capped stream, publishes it, returns its id.
 const PUBLISH: &str = r"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'd', ARGV[3])
-redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[2], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
 return id
 ";
@@ -180,6 +188,9 @@ struct Inner {
     redis: Option<RedisFanout>,
     buffer_size: usize,
     keepalive: Duration,
+    retention: Duration,
+    sweep_every: Duration,
+    swept: Mutex<Instant>,
 }
 
 /// Broadcasts events to SSE channels; cheap to clone, and an axum extractor.
@@ -201,6 +212,9 @@ impl Broadcaster {
                 redis,
                 buffer_size: buffer_size.max(1),
                 keepalive,
+                retention: REPLAY_RETENTION,
+                sweep_every: SWEEP_INTERVAL,
+                swept: Mutex::new(Instant::now()),
             }),
         }
     }
@@ -285,6 +299,7 @@ impl Broadcaster {
                     .arg(self.inner.buffer_size)
                     .arg(event)
                     .arg(data)
+                    .arg(self.inner.retention.as_secs().max(1))
                     .invoke_async(&mut conn)
                     .await
                     .map_err(|e| crate::Error::internal(format!("SSE broadcast to Redis: {e}")))?;
@@ -292,6 +307,7 @@ impl Broadcaster {
             }
             None => {
                 let mut channels = self.inner.channels.lock().expect("channels lock");
+                self.inner.sweep(&mut channels);
                 let ch = channels
                     .entry(channel.to_owned())
                     .or_insert_with(Channel::new);
@@ -324,11 +340,7 @@ impl Broadcaster {
         let after = last_event_id.and_then(EventId::parse);
         let (rx, mut replay) = {
             let mut channels = self.inner.channels.lock().expect("channels lock");
-            if self.inner.redis.is_some() {
-                // With Redis the replay buffer lives there: forget channels nobody follows
-                // (per-user channels would pile up otherwise).
-                channels.retain(|_, c| c.tx.receiver_count() > 0);
-            }
+            self.inner.sweep(&mut channels);
             let ch = channels
                 .entry(channel.to_owned())
                 .or_insert_with(Channel::new);
@@ -395,12 +407,31 @@ impl Broadcaster {
 }
 
 impl Inner {
+    /// Forgets channels nobody follows (per-user channels would pile up otherwise): at once with
+    /// Redis, which keeps the replay buffers; in-process, once their last event is older than the
+    /// retention, checked at most once a minute.
+    fn sweep(&self, channels: &mut HashMap<String, Channel>) {
+        let local = self.redis.is_none();
+        if local {
+            let mut swept = self.swept.lock().expect("sweep lock");
+            if swept.elapsed() < self.sweep_every {
+                return;
+            }
+            *swept = Instant::now();
+        }
+        channels.retain(|_, c| {
+            c.tx.receiver_count() > 0
+                || (local && !c.buffer.is_empty() && c.touched.elapsed() < self.retention)
+        });
+    }
+
     /// Hands an event to the channel's subscribers unless it was already delivered.
     fn deliver(&self, ch: &mut Channel, id: EventId, event: SseEvent) {
         if ch.last.is_some_and(|last| id <= last) {
             return;
         }
         ch.last = Some(id);
+        ch.touched = Instant::now();
         let event = Arc::new(event);
         if self.redis.is_none() {
             ch.buffer.push_back(event.clone());
@@ -628,5 +659,40 @@ mod tests {
             .collect()
             .await;
         assert_eq!(events, ["2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn idle_local_channels_are_forgotten_after_the_retention() {
+        let mut b = Broadcaster::local(10, Duration::from_secs(30));
+        let inner = Arc::get_mut(&mut b.inner).unwrap();
+        inner.retention = Duration::from_millis(100);
+        inner.sweep_every = Duration::ZERO;
+        let followed = b.subscribe("followed", None).await.unwrap();
+        for user in 0..1000 {
+            b.broadcast(&format!("user:{user}"), "message", "hi")
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.inner.channels.lock().unwrap().len(), 1001);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let first = b.broadcast("recent", "message", "1").await.unwrap();
+        b.broadcast("recent", "message", "2").await.unwrap();
+        let mut left: Vec<String> = b.inner.channels.lock().unwrap().keys().cloned().collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["followed", "recent"],
+            "idle channels dropped; followed and recently used ones kept"
+        );
+        let replayed: Vec<_> = b
+            .subscribe("recent", Some(&first))
+            .await
+            .unwrap()
+            .take(1)
+            .map(|e| e.data.clone())
+            .collect()
+            .await;
+        assert_eq!(replayed, ["2"], "a recent channel keeps its replay buffer");
+        drop(followed);
     }
 }
