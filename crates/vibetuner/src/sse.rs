@@ -665,7 +665,7 @@ mod tests {
     async fn idle_local_channels_are_forgotten_after_the_retention() {
         let mut b = Broadcaster::local(10, Duration::from_secs(30));
         let inner = Arc::get_mut(&mut b.inner).unwrap();
-        inner.retention = Duration::from_millis(100);
+        inner.retention = Duration::from_secs(10);
         inner.sweep_every = Duration::ZERO;
         let followed = b.subscribe("followed", None).await.unwrap();
         for user in 0..1000 {
@@ -673,8 +673,14 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert_eq!(b.inner.channels.lock().unwrap().len(), 1001);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        {
+            let mut channels = b.inner.channels.lock().unwrap();
+            assert_eq!(channels.len(), 1001, "all kept within the retention");
+            let long_ago = Instant::now() - Duration::from_secs(20);
+            for channel in channels.values_mut() {
+                channel.touched = long_ago;
+            }
+        }
         let first = b.broadcast("recent", "message", "1").await.unwrap();
         b.broadcast("recent", "message", "2").await.unwrap();
         let mut left: Vec<String> = b.inner.channels.lock().unwrap().keys().cloned().collect();
