@@ -182,6 +182,15 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A name no other test run uses (databases, Redis key prefixes): `tag`, the process id and the
+/// time, so that services left running between runs never show a test an earlier run's data.
+pub fn unique_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{tag}_{}_{nanos:x}", std::process::id())
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vibetuner_e2e::{Server, generated_app, scratch_dir};
+use vibetuner_e2e::{Server, generated_app, scratch_dir, unique_name};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -16,7 +16,7 @@ fn mongodb_url(db: &str) -> String {
     let base = std::env::var("TEST_MONGODB_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
         panic!("TEST_MONGODB_URL is not set: run scripts/test.sh (it starts SecantusDB) or point it at a MongoDB server")
     });
-    format!("{}/{db}_{}", base.trim_end_matches('/'), std::process::id())
+    format!("{}/{}", base.trim_end_matches('/'), unique_name(db))
 }
 
 /// Posts the page's form as htmx does.
@@ -295,7 +295,7 @@ async fn new_notes_reach_another_server_through_redis_and_a_worker() {
         panic!("TEST_REDIS_URL is not set: run scripts/test.sh (it starts redis-server) or `eval \"$(scripts/services.sh start)\"`")
     });
     let url = mongodb_url("e2e_notes_live");
-    let prefix = format!("notes-live-{}:", std::process::id());
+    let prefix = format!("{}:", unique_name("notes-live"));
     let env = [
         ("MONGODB_URL", url.as_str()),
         ("REDIS_URL", redis.as_str()),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vibetuner_e2e::{Server, scratch_dir};
+use vibetuner_e2e::{Server, scratch_dir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jobs_app");
 
@@ -28,7 +28,7 @@ struct Env {
 impl Env {
     fn new(tag: &str) -> Self {
         let dir = scratch_dir(tag);
-        let name = format!("{tag}_{}", std::process::id());
+        let name = unique_name(tag);
         let vars = vec![
             ("VIBETUNER_ROOT".into(), dir.display().to_string()),
             (
@@ -43,9 +43,11 @@ impl Env {
                     service("TEST_MONGODB_URL", "SecantusDB").trim_end_matches('/')
                 ),
             ),
-            ("TASK_VISIBILITY_TIMEOUT".into(), "2".into()),
+            // Short enough for quick takeovers, long enough that a worker starved of CPU on
+            // a busy machine neither loses its running task nor trips its watchdog.
+            ("TASK_VISIBILITY_TIMEOUT".into(), "4".into()),
             ("WORKER_HEARTBEAT_INTERVAL".into(), "1".into()),
-            ("WORKER_STALL_TIMEOUT".into(), "2".into()),
+            ("WORKER_STALL_TIMEOUT".into(), "5".into()),
             ("SHUTDOWN_TIMEOUT".into(), "2".into()),
             ("LOG_LEVEL".into(), "info".into()),
         ];
@@ -194,7 +196,7 @@ async fn a_task_killed_mid_run_is_completed_by_another_worker() {
     let env = Env::new("sigkill");
     let server = env.server();
     let first = env.worker(&[]);
-    enqueue(&server, "slow", json!({ "key": "k", "ms": 1500 })).await;
+    enqueue(&server, "slow", json!({ "key": "k", "ms": 60_000 })).await;
     until(20, "the first worker to start the task", async || {
         marks(&server, "k")
             .await
@@ -289,7 +291,7 @@ async fn worker_health_follows_a_worker_up_stalled_and_stopped() {
 async fn the_watchdog_exits_a_stalled_worker() {
     let env = Env::new("watchdog");
     let server = env.server();
-    let mut worker = env.worker(&[("TOKIO_WORKER_THREADS", "1")]);
+    let mut worker = env.worker(&[("TOKIO_WORKER_THREADS", "1"), ("WORKER_STALL_TIMEOUT", "2")]);
     enqueue(&server, "block", json!(60)).await;
     let status = worker.wait(30);
     assert_eq!(status.code(), Some(1), "{status}");

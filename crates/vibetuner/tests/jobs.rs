@@ -171,7 +171,7 @@ async fn enqueue_run_result(kind: Kind) {
             a: 1,
             b: 1,
         },
-        Duration::from_millis(700),
+        Duration::from_secs(4),
     )
     .await
     .unwrap();
@@ -182,7 +182,7 @@ async fn enqueue_run_result(kind: Kind) {
     let done = eventually(10, "the task result", || result(&env, "now")).await;
     assert_eq!(done.get("sum").and_then(number).unwrap(), 5);
     assert_eq!(done.get_str("task_id").unwrap(), id);
-    let later = eventually(10, "the delayed task", || result(&env, "later")).await;
+    let later = eventually(20, "the delayed task", || result(&env, "later")).await;
     assert_eq!(later.get("sum").and_then(number).unwrap(), 2);
     worker.stop().await;
     let depth = eventually(5, "an empty queue", || async {

@@ -14,11 +14,15 @@ const SOURCE: ProjectSource = ProjectSource {
     manifest_dir: env!("CARGO_MANIFEST_DIR"),
 };
 
+/// Signalled when `/slow` starts handling a request.
+static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 fn app() -> App {
     App::new(SOURCE)
         .route(
             "/slow",
             get(|| async {
+                SLOW_STARTED.notify_one();
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 "finished"
             }),
@@ -77,7 +81,9 @@ async fn shutdown_finishes_in_flight_requests() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (base, server) = start(rx).await;
     let in_flight = tokio::spawn(get_text(format!("{base}/slow")));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(30), SLOW_STARTED.notified())
+        .await
+        .expect("the slow request reached its handler");
     tx.send(()).unwrap();
     let (status, body) = in_flight.await.unwrap();
     assert_eq!((status, body.as_str()), (200, "finished"));

@@ -173,13 +173,13 @@ impl Worker {
         if let Some(stall) = self.stall_timeout {
             start_watchdog(stall);
         }
-        let mut background = JoinSet::new();
-        background.spawn(heartbeat_loop(
+        let beating = tokio::spawn(heartbeat_loop(
             self.heartbeat.clone(),
             self.id.clone(),
             self.heartbeat_every,
             stop_rx.clone(),
         ));
+        let mut background = JoinSet::new();
         background.spawn(extend_loop(
             self.shared.clone(),
             self.id.clone(),
@@ -205,6 +205,9 @@ impl Worker {
         self.drain(running).await;
         background.abort_all();
         self.shared.jobs.queue.flush().await;
+        // The heartbeat loop ends on the stop signal once a beat in progress is written
+        // (aborting it could let that write land after the heartbeat is cleared).
+        let _ = beating.await;
         self.heartbeat.stop(&self.id).await;
         tracing::info!(worker = %self.id, "worker stopped");
     }
