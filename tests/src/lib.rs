@@ -213,10 +213,12 @@ impl Server {
     /// Starts `binary serve` in `dir` with only `env` (and PATH) in its environment; `DATA_DIR`
     /// defaults to a fresh folder so servers do not share an embedded store.
     pub fn start(binary: &Path, dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!("vibetuner-e2e-{port}.log"));
+        let name = unique_name("server");
+        let log = std::env::temp_dir().join(format!("vibetuner-e2e-{name}.log"));
         let mut cmd = Command::new(binary);
-        cmd.args(["serve", "--port", &port.to_string()])
+        // Port 0: the server binds a free port itself and logs it, so no other process can
+        // take the port between choosing and binding it.
+        cmd.args(["serve", "--port", "0"])
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -224,7 +226,7 @@ impl Server {
             .stdout(File::create(&log)?)
             .stderr(Stdio::piped());
         if !env.iter().any(|(k, _)| *k == "DATA_DIR") {
-            cmd.env("DATA_DIR", scratch_dir(&format!("data-{port}")));
+            cmd.env("DATA_DIR", scratch_dir(&format!("data-{name}")));
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -238,21 +240,31 @@ impl Server {
                 eprintln!("[server] {line}");
             }
         });
-        let server = Self {
+        let mut server = Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
-            port,
+            base: String::new(),
+            port: 0,
             log,
         };
-        server.wait_ready()?;
+        server.port = server.wait_listening()?;
+        server.base = format!("http://127.0.0.1:{}", server.port);
         Ok(server)
     }
 
-    fn wait_ready(&self) -> anyhow::Result<()> {
+    /// Waits for the server's "listening on http://127.0.0.1:PORT" line and returns the port.
+    fn wait_listening(&mut self) -> anyhow::Result<u16> {
+        const MARK: &str = "listening on http://127.0.0.1:";
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+            let log = self.log();
+            if let Some(port) = log.split(MARK).nth(1).and_then(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            }) {
+                return Ok(port);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("server exited ({status}) before listening; log:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
