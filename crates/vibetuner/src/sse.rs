@@ -650,15 +650,18 @@ mod tests {
         let first = b.broadcast("c", "message", "1").await.unwrap();
         b.broadcast("c", "message", "2").await.unwrap();
         b.broadcast("c", "message", "3").await.unwrap();
-        let events: Vec<_> = b
-            .subscribe("c", Some(&first))
+        assert_eq!(replay(&b, "c", &first, 2).await, ["2", "3"]);
+    }
+
+    /// The data of the first `n` events a subscriber resuming after `last` receives.
+    async fn replay(b: &Broadcaster, channel: &str, last: &str, n: usize) -> Vec<String> {
+        b.subscribe(channel, Some(last))
             .await
             .unwrap()
-            .take(2)
+            .take(n)
             .map(|e| e.data.clone())
             .collect()
-            .await;
-        assert_eq!(events, ["2", "3"]);
+            .await
     }
 
     #[tokio::test]
@@ -690,15 +693,11 @@ mod tests {
             ["followed", "recent"],
             "idle channels dropped; followed and recently used ones kept"
         );
-        let replayed: Vec<_> = b
-            .subscribe("recent", Some(&first))
-            .await
-            .unwrap()
-            .take(1)
-            .map(|e| e.data.clone())
-            .collect()
-            .await;
-        assert_eq!(replayed, ["2"], "a recent channel keeps its replay buffer");
+        assert_eq!(
+            replay(&b, "recent", &first, 1).await,
+            ["2"],
+            "a recent channel keeps its replay buffer"
+        );
         drop(followed);
     }
 }
