@@ -277,6 +277,18 @@ impl Jobs {
         self.enqueue_at(task, args, Some(delay)).await
     }
 
+    /// Enqueues the run of cron task `task` for the fire time `fire_at_ms` unless another
+    /// worker did; returns the task id when this call fired it.
+    pub(crate) async fn fire_cron(
+        &self,
+        task: &str,
+        fire_at_ms: i64,
+    ) -> Result<Option<String>, JobError> {
+        let envelope = Envelope::new(task, serde_json::Value::Null);
+        let fired = self.queue.fire_cron(&envelope, fire_at_ms).await?;
+        Ok(fired.then_some(envelope.id))
+    }
+
     async fn enqueue_at<A: Serialize>(
         &self,
         task: &str,

@@ -102,9 +102,14 @@ impl Queue {
         both!(self, q => q.depth().await)
     }
 
-    /// True for exactly one caller per `(task, fire time)`: the one that enqueues the cron run.
-    pub(crate) async fn claim_cron(&self, task: &str, fire_at_ms: i64) -> Result<bool, JobError> {
-        both!(self, q => q.claim_cron(task, fire_at_ms).await)
+    /// Enqueues the cron run `envelope` for one fire time; true for exactly one caller per
+    /// `(task, fire time)`, however many workers try.
+    pub(crate) async fn fire_cron(
+        &self,
+        envelope: &Envelope,
+        fire_at_ms: i64,
+    ) -> Result<bool, JobError> {
+        both!(self, q => q.fire_cron(envelope, fire_at_ms).await)
     }
 
     /// Flushes pending acknowledgements (at shutdown).

@@ -30,6 +30,16 @@ if next[2] then return {#due, tonumber(next[2])} end
 return {#due, -1}
 ";
 
+/// Claims a cron fire time and enqueues its run in one step, so a worker dying in between cannot
+/// lose the fire; returns 1 for the one caller that fired it, 0 for the others.
+const FIRE_CRON: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 86400) then
+  redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
+  return 1
+end
+return 0
+";
+
 pub(crate) struct RedisQueue {
     url: String,
     conn: ConnectionManager,
@@ -39,6 +49,7 @@ pub(crate) struct RedisQueue {
     cron_prefix: String,
     visibility: Duration,
     promote: redis::Script,
+    fire_cron: redis::Script,
     maintenance: Mutex<Maintenance>,
     acks: Mutex<Option<mpsc::UnboundedSender<String>>>,
     acker: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -73,6 +84,7 @@ impl RedisQueue {
             cron_prefix: format!("{prefix}jobs:cron:"),
             visibility,
             promote: redis::Script::new(PROMOTE),
+            fire_cron: redis::Script::new(FIRE_CRON),
             maintenance: Mutex::new(Maintenance {
                 last_claim: None,
                 last_promote: None,
@@ -379,17 +391,24 @@ impl RedisQueue {
         Ok(QueueDepth { ready, delayed })
     }
 
-    pub(crate) async fn claim_cron(&self, task: &str, fire_at_ms: i64) -> Result<bool, JobError> {
+    pub(crate) async fn fire_cron(
+        &self,
+        envelope: &Envelope,
+        fire_at_ms: i64,
+    ) -> Result<bool, JobError> {
         let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{}{task}:{fire_at_ms}", self.cron_prefix))
+        let fired: i64 = self
+            .fire_cron
+            .key(format!(
+                "{}{}:{fire_at_ms}",
+                self.cron_prefix, envelope.task
+            ))
+            .key(&self.stream)
             .arg(std::process::id())
-            .arg("NX")
-            .arg("EX")
-            .arg(24 * 3600)
-            .query_async(&mut conn)
+            .arg(serde_json::to_string(envelope).expect("envelopes serialize"))
+            .invoke_async(&mut conn)
             .await?;
-        Ok(set.is_some())
+        Ok(fired == 1)
     }
 
     /// Waits for queued acknowledgements to be sent.

@@ -197,17 +197,26 @@ impl StoreQueue {
         Ok(QueueDepth { ready, delayed })
     }
 
-    pub(crate) async fn claim_cron(&self, task: &str, fire_at_ms: i64) -> Result<bool, JobError> {
+    /// Claims the fire time (a unique key), then enqueues the run. The two steps are not atomic:
+    /// the store queue runs inside `serve`, usually one process.
+    pub(crate) async fn fire_cron(
+        &self,
+        envelope: &Envelope,
+        fire_at_ms: i64,
+    ) -> Result<bool, JobError> {
         self.ensure_indexes().await?;
         let inserted = self
             .cron
             .insert(doc! {
-                "key": format!("{task}:{fire_at_ms}"),
+                "key": format!("{}:{fire_at_ms}", envelope.task),
                 "expires_at": after(Duration::from_secs(24 * 3600)),
             })
             .await;
         match inserted {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.push(envelope, None).await?;
+                Ok(true)
+            }
             Err(StoreError::Duplicate { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }

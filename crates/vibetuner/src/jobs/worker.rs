@@ -576,17 +576,10 @@ async fn cron_loop(jobs: Jobs, entry: CronEntry, mut stop: watch::Receiver<bool>
             () = tokio::time::sleep(wait) => {}
             () = stopped(&mut stop) => return,
         }
-        match jobs
-            .queue
-            .claim_cron(&entry.task, next.timestamp_millis())
-            .await
-        {
-            Ok(true) => match jobs.enqueue(&entry.task, &serde_json::Value::Null).await {
-                Ok(id) => tracing::info!(task = %entry.task, %id, "cron fired"),
-                Err(e) => tracing::error!(task = %entry.task, "cannot enqueue the cron run: {e}"),
-            },
-            Ok(false) => {}
-            Err(e) => tracing::error!(task = %entry.task, "cannot claim the cron run: {e}"),
+        match jobs.fire_cron(&entry.task, next.timestamp_millis()).await {
+            Ok(Some(id)) => tracing::info!(task = %entry.task, %id, "cron fired"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(task = %entry.task, "cannot enqueue the cron run: {e}"),
         }
     }
 }
