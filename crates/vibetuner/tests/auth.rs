@@ -851,9 +851,22 @@ async fn oauth_app(provider: &FakeProvider, sessions: Sessions) -> TestApp {
 
 /// Follows start → provider → callback; returns the callback's response.
 async fn oauth_sign_in(app: &TestApp, provider: &str, next: &str) -> reqwest::Response {
-    let start = app
-        .get(&format!("/auth/login/provider/{provider}?next={next}"))
-        .await;
+    let callback = oauth_consent(app, &app.client, provider, next).await;
+    app.client.get(&callback).send().await.unwrap()
+}
+
+/// Starts a sign-in with `provider` as `client` and consents: the callback URL to visit.
+async fn oauth_consent(
+    app: &TestApp,
+    client: &reqwest::Client,
+    provider: &str,
+    next: &str,
+) -> String {
+    let start = client
+        .get(app.url(&format!("/auth/login/provider/{provider}?next={next}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(start.status(), StatusCode::SEE_OTHER, "start redirects");
     let to_provider = location(&start);
     assert!(
@@ -861,14 +874,52 @@ async fn oauth_sign_in(app: &TestApp, provider: &str, next: &str) -> reqwest::Re
         "{to_provider}"
     );
     assert!(to_provider.contains("state="), "{to_provider}");
-    let consent = app.client.get(&to_provider).send().await.unwrap();
+    let consent = client.get(&to_provider).send().await.unwrap();
     assert_eq!(consent.status(), StatusCode::SEE_OTHER);
     let callback = location(&consent);
     assert!(
         callback.starts_with(&format!("{}/auth/provider/{provider}?", app.base)),
         "{callback}"
     );
-    app.client.get(&callback).send().await.unwrap()
+    callback
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_oauth_sign_ins_make_one_user() {
+    let provider = FakeProvider::start().await;
+    let app = oauth_app(&provider, Sessions::Embedded).await;
+    let store = app.store(None).await;
+    for round in 0..5 {
+        // Unverified: nothing to find the user by but the account's link.
+        provider.set_user(FakeUser::new(
+            &format!("race{round}"),
+            "race@example.com",
+            false,
+        ));
+        let browsers = [client(&random_ip(), true), client(&random_ip(), true)];
+        let mut callbacks = Vec::new();
+        for browser in &browsers {
+            callbacks.push(oauth_consent(&app, browser, "acme", "%2F").await);
+        }
+        let (a, b) = tokio::join!(
+            browsers[0].get(&callbacks[0]).send(),
+            browsers[1].get(&callbacks[1]).send()
+        );
+        assert_eq!(a.unwrap().status(), StatusCode::SEE_OTHER);
+        assert_eq!(b.unwrap().status(), StatusCode::SEE_OTHER);
+        let users = store.models::<User>().count(&Filter::All).await.unwrap();
+        assert_eq!(
+            users,
+            round + 1,
+            "round {round}: one user per provider account"
+        );
+        let mut seen = Vec::new();
+        for browser in &browsers {
+            let res = browser.get(app.url("/private")).send().await.unwrap();
+            seen.push(res.text().await.unwrap());
+        }
+        assert_eq!(seen[0], seen[1], "both browsers signed in as the same user");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

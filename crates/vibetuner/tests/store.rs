@@ -272,6 +272,21 @@ async fn sparse_unique_indexes_allow_many_documents_without_the_field(t: TestSto
     assert_eq!(c.count(&Filter::All).await.unwrap(), 3);
 }
 
+async fn a_unique_index_over_duplicates_says_what_to_do(t: TestStore) {
+    let c = t.store.collection("people");
+    c.insert(doc! { "email": "a@x" }).await.unwrap();
+    c.insert(doc! { "email": "a@x" }).await.unwrap();
+    let err = c
+        .create_index(&Index::on(["email"]).unique().named("email_unique"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("cannot create unique index email_unique on people: documents already share a value of email; merge or remove the duplicates")),
+        "{err}"
+    );
+    assert_eq!(c.count(&Filter::All).await.unwrap(), 2, "nothing removed");
+}
+
 async fn racing_find_or_insert_creates_one_user_per_address(t: TestStore) {
     let users = t.store.models::<User>();
     users.ensure_indexes().await.unwrap();
@@ -516,6 +531,7 @@ on_both_backends!(
     unique_and_compound_indexes,
     sparse_unique_indexes_allow_many_documents_without_the_field,
     racing_find_or_insert_creates_one_user_per_address,
+    a_unique_index_over_duplicates_says_what_to_do,
     ttl_indexes_expire_documents,
     dates_and_ids_compare,
     bad_names_are_refused,

@@ -29,7 +29,8 @@ use crate::error::Error;
 use crate::models::{Link, OAuthAccount, User};
 use crate::render::Render;
 use crate::security::ClientIp;
-use crate::store::{Filter, Record, Store};
+use crate::store::bson::{Bson, doc};
+use crate::store::{Filter, Record, Store, Update};
 
 /// How a provider signs people in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -662,10 +663,25 @@ async fn link_account(
         .await
         .map_err(|e| e.to_http())?;
     if !inserted {
-        account.data.name = identity.name.clone().or(account.data.name);
-        account.data.picture = identity.picture.clone().or(account.data.picture);
-        account.data.email = email.clone().or(account.data.email);
-        accounts.save(&mut account).await.map_err(|e| e.to_http())?;
+        // Refresh what the provider reports, touching nothing else (a racing sign-in may be
+        // linking this account right now).
+        let mut fresh = doc! {};
+        for (field, value) in [
+            ("name", &identity.name),
+            ("picture", &identity.picture),
+            ("email", &email),
+        ] {
+            if let Some(value) = value {
+                fresh.insert(field, value.clone());
+            }
+        }
+        if !fresh.is_empty() {
+            account = accounts
+                .update(account.id, Update::set(fresh))
+                .await
+                .map_err(|e| e.to_http())?
+                .unwrap_or(account);
+        }
     }
     let linked = match account.data.user_id {
         Some(id) => users.get(id).await.map_err(|e| e.to_http())?,
@@ -677,20 +693,48 @@ async fn link_account(
         picture: identity.picture.clone(),
         ..User::default()
     };
-    let mut user = match (linked, &email) {
-        (Some(user), _) => user,
-        (None, Some(address)) => {
-            users
-                .find_or_insert(Filter::eq("email", address.clone()), new_user)
-                .await
-                .map_err(|e| e.to_http())?
-                .0
-        }
-        (None, None) => users.insert(new_user()).await.map_err(|e| e.to_http())?,
+    let (mut user, created) = match (linked, &email) {
+        (Some(user), _) => (user, false),
+        (None, Some(address)) => users
+            .find_or_insert(Filter::eq("email", address.clone()), new_user)
+            .await
+            .map_err(|e| e.to_http())?,
+        (None, None) => (
+            users.insert(new_user()).await.map_err(|e| e.to_http())?,
+            true,
+        ),
     };
     if account.data.user_id != Some(user.id) {
-        account.data.user_id = Some(user.id);
-        accounts.save(&mut account).await.map_err(|e| e.to_http())?;
+        // Link only if nobody else did meanwhile (two first sign-ins racing): the loser
+        // signs in as the winner's user and drops the user it made.
+        let read = account.data.user_id.map_or(Bson::Null, Bson::from);
+        let linked_here = !accounts
+            .collection()
+            .update_many(
+                Filter::eq("_id", account.id).and(Filter::eq("user_id", read)),
+                Update::set(doc! { "user_id": user.id }),
+            )
+            .await
+            .map_err(|e| e.to_http())?
+            .is_empty();
+        if linked_here {
+            account.data.user_id = Some(user.id);
+        } else {
+            let winner = accounts
+                .get(account.id)
+                .await
+                .map_err(|e| e.to_http())?
+                .and_then(|a| a.data.user_id)
+                .ok_or_else(|| Error::internal("the OAuth account lost its user while linking"))?;
+            if created && winner != user.id {
+                users.delete(user.id).await.map_err(|e| e.to_http())?;
+            }
+            return users
+                .get(winner)
+                .await
+                .map_err(|e| e.to_http())?
+                .ok_or_else(|| Error::internal("the OAuth account's user is gone"));
+        }
     }
     if !user.data.oauth_accounts.iter().any(|l| l.id == account.id) {
         user.data.oauth_accounts.push(Link {

@@ -366,10 +366,24 @@ impl Collection {
             ));
         }
         check_query(&Filter::All, &index.keys)?;
+        let fields = index
+            .keys
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let index = index.clone();
-        dispatch!(self,
+        let created = dispatch!(self,
             mongo(m) => m.create_index(&self.name, &index).await,
-            embedded(conn, coll) => embedded::create_index(conn, coll, &index))
+            embedded(conn, coll) => embedded::create_index(conn, coll, &index));
+        created.map_err(|e| match e {
+            StoreError::Duplicate { index: name } => StoreError::Invalid(format!(
+                "cannot create unique index {name} on {}: documents already share a value of {fields}; \
+                 merge or remove the duplicates, then start again",
+                self.name
+            )),
+            e => e,
+        })
     }
 }
 
