@@ -257,9 +257,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let log = self.log();
+            // Digits count only once something follows them: the line may be half-written.
             if let Some(port) = log.split(MARK).nth(1).and_then(|rest| {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse().ok()
+                let end = rest.find(|c: char| !c.is_ascii_digit())?;
+                rest[..end].parse().ok()
             }) {
                 return Ok(port);
             }

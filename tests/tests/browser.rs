@@ -182,9 +182,8 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
             .click()
             .await?;
         // The note is inserted first, then replaced in place when the enrich
-        // task's update arrives; waiting for the final shape of the item (rather
-        // than reading text off the first version, which the swap detaches)
-        // proves both events arrived.
+        // task's update arrives: wait for the final shape of the item rather than
+        // read text off the first version, which the swap detaches.
         reader
             .wait()
             .at_most(Duration::from_secs(20))

@@ -679,7 +679,9 @@ mod tests {
         {
             let mut channels = b.inner.channels.lock().unwrap();
             assert_eq!(channels.len(), 1001, "all kept within the retention");
-            let long_ago = Instant::now() - Duration::from_secs(20);
+            let long_ago = Instant::now()
+                .checked_sub(Duration::from_secs(20))
+                .expect("the machine has been up for 20 s");
             for channel in channels.values_mut() {
                 channel.touched = long_ago;
             }

@@ -361,7 +361,8 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
             .unwrap() as usize,
     };
     // A worker without the schedule runs whatever fired but did not run yet: every claimed fire
-    // time then ran exactly once (the claim and its enqueue are one step, so none is lost).
+    // time then ran exactly once. None is lost: on Redis the claim and its enqueue are one
+    // script, and a stopping worker lets a fire in progress finish.
     let drain = build_in(App::new(SOURCE).task(tick()), kind, data, &prefix).await;
     let w3 = start_worker(&drain);
     let ran = eventually(10, "every fired time to run", || async {

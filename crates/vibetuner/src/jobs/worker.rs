@@ -180,6 +180,7 @@ impl Worker {
             stop_rx.clone(),
         ));
         let mut background = JoinSet::new();
+        let mut crons = JoinSet::new();
         background.spawn(extend_loop(
             self.shared.clone(),
             self.id.clone(),
@@ -187,7 +188,7 @@ impl Worker {
             stop_rx.clone(),
         ));
         for entry in &self.shared.jobs.registry.crons {
-            background.spawn(cron_loop(
+            crons.spawn(cron_loop(
                 self.shared.jobs.clone(),
                 entry.clone(),
                 stop_rx.clone(),
@@ -202,6 +203,12 @@ impl Worker {
         );
 
         let running = self.fetch_loop(stop_rx.clone()).await;
+        // Cron loops end on the stop signal once a fire in progress is enqueued (aborting one
+        // between the store queue's claim and its enqueue would lose that fire); a fire stuck
+        // on an unreachable database does not hold up the shutdown beyond a few seconds.
+        let crons_done = async { while crons.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(5), crons_done).await;
+        crons.abort_all();
         self.drain(running).await;
         background.abort_all();
         self.shared.jobs.queue.flush().await;
