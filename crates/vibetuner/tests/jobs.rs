@@ -320,20 +320,9 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
     };
     let data = Arc::new(tempfile::tempdir().unwrap());
     let prefix = unique_name("cron");
-    let first = build_in(
-        App::new(SOURCE).cron("* * * * * *", tick()),
-        kind,
-        data.clone(),
-        &prefix,
-    )
-    .await;
-    let second = build_in(
-        App::new(SOURCE).cron("* * * * * *", tick()),
-        kind,
-        data.clone(),
-        &prefix,
-    )
-    .await;
+    let scheduled = || App::new(SOURCE).cron("* * * * * *", tick());
+    let first = build_in(scheduled(), kind, data.clone(), &prefix).await;
+    let second = build_in(scheduled(), kind, data.clone(), &prefix).await;
     let (w1, w2) = (start_worker(&first), start_worker(&second));
     eventually(10, "three cron runs", || async {
         (runs.load(Ordering::SeqCst) >= 3).then_some(())
