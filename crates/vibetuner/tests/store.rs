@@ -287,6 +287,39 @@ async fn a_unique_index_over_duplicates_says_what_to_do(t: TestStore) {
     assert_eq!(c.count(&Filter::All).await.unwrap(), 2, "nothing removed");
 }
 
+async fn conditional_updates_from_two_connections_succeed_once(t: TestStore) {
+    let other = t.second_handle().await;
+    let mine = t.store.collection("jobs");
+    let theirs = other.collection("jobs");
+    for round in 0..20 {
+        let id = mine
+            .insert(doc! { "round": round, "owner": Bson::Null })
+            .await
+            .unwrap();
+        let claim = |c: vibetuner::store::Collection, owner: &'static str| async move {
+            c.update_many(
+                Filter::eq("_id", id).and(Filter::eq("owner", Bson::Null)),
+                Update::set(doc! { "owner": owner }),
+            )
+            .await
+            .unwrap()
+        };
+        let (a, b) = tokio::join!(
+            tokio::spawn(claim(mine.clone(), "a")),
+            tokio::spawn(claim(theirs.clone(), "b"))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            a.len() + b.len(),
+            1,
+            "round {round}: exactly one claim wins"
+        );
+        let winner = if a.is_empty() { "b" } else { "a" };
+        let stored = mine.get(id).await.unwrap().unwrap();
+        assert_eq!(stored.get_str("owner").unwrap(), winner, "round {round}");
+    }
+}
+
 async fn racing_find_or_insert_creates_one_user_per_address(t: TestStore) {
     let users = t.store.models::<User>();
     users.ensure_indexes().await.unwrap();
@@ -531,6 +564,7 @@ on_both_backends!(
     unique_and_compound_indexes,
     sparse_unique_indexes_allow_many_documents_without_the_field,
     racing_find_or_insert_creates_one_user_per_address,
+    conditional_updates_from_two_connections_succeed_once,
     a_unique_index_over_duplicates_says_what_to_do,
     ttl_indexes_expire_documents,
     dates_and_ids_compare,

@@ -235,11 +235,15 @@ pub(super) fn update(
         limit: (!many).then_some(1),
         ..Query::default()
     };
-    let docs = find(conn, coll, &query)?;
-    if docs.is_empty() || (update.set.is_empty() && update.unset.is_empty()) {
-        return Ok(docs);
+    if update.set.is_empty() && update.unset.is_empty() {
+        return find(conn, coll, &query);
     }
-    let tx = conn.unchecked_transaction().map_err(sql)?;
+    // Take the write lock before reading, so that no other connection to the file (another
+    // process) changes the matched documents between the read and the write: a conditional
+    // update (claim if still unlocked) succeeds for one caller only.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let docs = find(&tx, coll, &query)?;
     let mut out = Vec::with_capacity(docs.len());
     for mut doc in docs {
         for (path, value) in &update.set {

@@ -1,9 +1,10 @@
 //! The MongoDB backend, on the official driver.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Database, IndexModel};
 
@@ -113,18 +114,29 @@ impl Mongo {
                 .await;
         }
         if many {
+            // One atomic find-and-update per matching document, each still requiring the
+            // filter: a document another writer changed meanwhile so that it no longer matches
+            // is left alone (and not returned), as a conditional claim needs.
             let ids: Vec<Bson> = self
                 .find(coll, &Query::filter(filter.clone()))
                 .await?
                 .into_iter()
                 .filter_map(|d| d.get("_id").cloned())
                 .collect();
-            let by_id = Filter::In("_id".into(), ids);
-            self.coll(coll)
-                .update_many(by_id.to_mongo(), change)
+            let collection = self.coll(coll);
+            let updates = ids.into_iter().map(|id| {
+                let one = Filter::eq("_id", id).and(filter.clone()).to_mongo();
+                collection
+                    .find_one_and_update(one, change.clone())
+                    .return_document(ReturnDocument::After)
+                    .into_future()
+            });
+            let updated: Vec<Option<Document>> = futures_util::stream::iter(updates)
+                .buffered(16)
+                .try_collect()
                 .await
                 .map_err(write_error)?;
-            return self.find(coll, &Query::filter(by_id)).await;
+            return Ok(updated.into_iter().flatten().collect());
         }
         let updated = self
             .coll(coll)

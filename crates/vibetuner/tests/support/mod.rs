@@ -23,7 +23,19 @@ pub enum Backend {
 pub struct TestStore {
     pub store: Store,
     pub backend: Backend,
+    /// The SQLite file or the MongoDB database name.
+    location: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// Another handle on the same data with its own connection, as another process would have.
+    pub async fn second_handle(&self) -> Store {
+        match self.backend {
+            Backend::Embedded => Store::embedded(std::path::Path::new(&self.location)).unwrap(),
+            Backend::Mongo => Store::mongo(&mongodb_url(), &self.location).await.unwrap(),
+        }
+    }
 }
 
 /// The MongoDB URL for tests, or a panic saying how to get one.
@@ -57,23 +69,25 @@ pub async fn store(backend: Backend) -> TestStore {
     match backend {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
+            let path = dir.path().join("store.sqlite3");
+            let store = Store::embedded(&path).unwrap();
             TestStore {
                 store,
                 backend,
+                location: path.display().to_string(),
                 _dir: Some(dir),
             }
         }
         Backend::Mongo => {
-            let store = Store::mongo(&mongodb_url(), &unique_name("vt"))
-                .await
-                .unwrap();
+            let name = unique_name("vt");
+            let store = Store::mongo(&mongodb_url(), &name).await.unwrap();
             store.ping().await.unwrap_or_else(|e| {
                 panic!("the MongoDB server at TEST_MONGODB_URL does not answer: {e}")
             });
             TestStore {
                 store,
                 backend,
+                location: name,
                 _dir: None,
             }
         }
