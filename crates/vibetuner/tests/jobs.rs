@@ -72,8 +72,23 @@ fn pairs(kind: Kind, data: &Path, prefix: &str) -> Vec<(String, String)> {
 }
 
 async fn build_in(app: App, kind: Kind, data: Arc<tempfile::TempDir>, prefix: &str) -> Env {
-    let settings =
-        Settings::from_source(Source::from_pairs(pairs(kind, data.path(), prefix))).unwrap();
+    build_with(app, kind, data, prefix, &[]).await
+}
+
+/// [`build_in`] with some settings replaced.
+async fn build_with(
+    app: App,
+    kind: Kind,
+    data: Arc<tempfile::TempDir>,
+    prefix: &str,
+    overrides: &[(&str, &str)],
+) -> Env {
+    let mut pairs = pairs(kind, data.path(), prefix);
+    for (key, value) in overrides {
+        pairs.retain(|(k, _)| k != key);
+        pairs.push(((*key).to_owned(), (*value).to_owned()));
+    }
+    let settings = Settings::from_source(Source::from_pairs(pairs)).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let built = app.build(settings.clone(), &root).await.unwrap();
     built.ensure_indexes().await.unwrap();
@@ -465,6 +480,43 @@ async fn shutdown_returns_running_tasks_to_the_queue() {
     })
     .await;
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
+    let task = Task::new("long", |ctx: TaskContext, key: String| async move {
+        let marks = ctx.store.collection("results");
+        marks.insert(doc! { "key": "started" }).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        marks.insert(doc! { "key": key }).await?;
+        Ok(())
+    });
+    // The drain (8 s) outlasts the visibility timeout (2 s): the stopping worker must keep
+    // renewing its claim, or the other worker takes the run over and runs it a second time.
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let env = build_with(
+        App::new(SOURCE).task(task),
+        Kind::Redis,
+        data,
+        &unique_name("drain"),
+        &[("SHUTDOWN_TIMEOUT", "8")],
+    )
+    .await;
+    env.built.jobs.enqueue("long", &"long").await.unwrap();
+    let first = start_worker(&env);
+    eventually(10, "the task to start", || result(&env, "started")).await;
+    let second = start_worker(&env);
+    first.stop().await;
+    eventually(10, "the task to finish", || result(&env, "long")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.stop().await;
+    let results = env.built.store.collection("results");
+    assert_eq!(
+        results.count(&Filter::eq("key", "started")).await.unwrap(),
+        1,
+        "run once, not taken over while it finished"
+    );
+    assert_eq!(results.count(&Filter::eq("key", "long")).await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,11 +181,13 @@ impl Worker {
         ));
         let mut background = JoinSet::new();
         let mut crons = JoinSet::new();
+        // Running tasks keep their claim renewed through the shutdown drain, until they end.
+        let (drained_tx, drained_rx) = watch::channel(false);
         background.spawn(extend_loop(
             self.shared.clone(),
             self.id.clone(),
             self.visibility,
-            stop_rx.clone(),
+            drained_rx,
         ));
         for entry in &self.shared.jobs.registry.crons {
             crons.spawn(cron_loop(
@@ -210,6 +212,7 @@ impl Worker {
         let _ = tokio::time::timeout(Duration::from_secs(5), crons_done).await;
         crons.abort_all();
         self.drain(running).await;
+        let _ = drained_tx.send(true);
         background.abort_all();
         self.shared.jobs.queue.flush().await;
         // The heartbeat loop ends on the stop signal once a beat in progress is written
