@@ -47,6 +47,18 @@ fn redis_url() -> String {
         })
 }
 
+/// Declares one test per listed session backend, each running `$run(Sessions::...)`.
+macro_rules! on_sessions {
+    ($run:ident: $($test:ident => $kind:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $run(Sessions::$kind).await;
+            }
+        )+
+    };
+}
+
 struct TestApp {
     base: String,
     data: tempfile::TempDir,
@@ -315,20 +327,11 @@ async fn magic_link_round_trip(sessions: Sessions) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn magic_link_with_sessions_in_the_embedded_store() {
-    magic_link_round_trip(Sessions::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn magic_link_with_sessions_in_mongodb() {
-    magic_link_round_trip(Sessions::Mongo).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn magic_link_with_sessions_in_redis() {
-    magic_link_round_trip(Sessions::Redis).await;
-}
+on_sessions!(magic_link_round_trip:
+    magic_link_with_sessions_in_the_embedded_store => Embedded,
+    magic_link_with_sessions_in_mongodb => Mongo,
+    magic_link_with_sessions_in_redis => Redis,
+);
 
 async fn session_id_rotates_at_sign_in(sessions: Sessions) {
     let app = start(sessions, vec![]).await;
@@ -374,15 +377,10 @@ async fn session_id_rotates_at_sign_in(sessions: Sessions) {
     assert_eq!(new.status(), StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_rotation_in_the_store() {
-    session_id_rotates_at_sign_in(Sessions::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_rotation_in_redis() {
-    session_id_rotates_at_sign_in(Sessions::Redis).await;
-}
+on_sessions!(session_id_rotates_at_sign_in:
+    session_rotation_in_the_store => Embedded,
+    session_rotation_in_redis => Redis,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_with_a_readable_page() {
@@ -517,15 +515,10 @@ async fn next_only_follows_local_paths() {
     assert_eq!(location(&res), "/user/edit?tab=1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sending_is_rate_limited_per_ip_and_per_address() {
-    rate_limits(Sessions::Embedded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_are_shared_through_redis() {
-    rate_limits(Sessions::Redis).await;
-}
+on_sessions!(rate_limits:
+    sending_is_rate_limited_per_ip_and_per_address => Embedded,
+    rate_limits_are_shared_through_redis => Redis,
+);
 
 async fn rate_limits(sessions: Sessions) {
     // The limiter's windows are clock minutes: start early in one so that every request of
