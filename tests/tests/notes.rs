@@ -19,6 +19,11 @@ fn mongodb_url(db: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), unique_name(db))
 }
 
+/// GETs `url` and decodes its JSON body.
+async fn get_json(c: &reqwest::Client, url: &str) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Posts the page's form as htmx does.
 async fn post_note(
     c: &reqwest::Client,
@@ -158,14 +163,7 @@ async fn notes_work_on_the_embedded_store_and_survive_a_restart() {
     assert!(data.join("store.sqlite3").is_file());
     server.signal_and_wait("TERM").unwrap();
     let server = Server::start(&app.binary, &app.dir, &env).unwrap();
-    let list: Value = client()
-        .get(format!("{}/api/notes", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&client(), &format!("{}/api/notes", server.base)).await;
     assert_eq!(list["total"], 2, "notes survive a restart");
 }
 
@@ -175,14 +173,7 @@ async fn notes_work_on_mongodb() {
     let url = mongodb_url("e2e_notes");
     let server = Server::start(&app.binary, &app.dir, &[("MONGODB_URL", &url)]).unwrap();
     exercise(&server).await;
-    let health: Value = client()
-        .get(format!("{}/health?detailed=true", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&client(), &format!("{}/health?detailed=true", server.base)).await;
     assert_eq!(
         health["services"]["mongodb"]["status"], "connected",
         "{health}"
@@ -264,14 +255,7 @@ async fn live_update(write: &Server, watch: &Server) {
         "{text}"
     );
     assert!(items[1].contains("5 words"), "{text}");
-    let list: Value = c
-        .get(format!("{}/api/notes", write.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, &format!("{}/api/notes", write.base)).await;
     assert_eq!(list["items"][0]["word_count"], 5, "{list}");
 }
 

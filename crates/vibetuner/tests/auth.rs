@@ -314,14 +314,13 @@ async fn magic_link_round_trip(sessions: Sessions) {
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&logout), "/");
     assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
-    let replay = client(&app.ip, false)
-        .get(app.url("/private"))
-        .header("cookie", &session_value)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        replay.status(),
+        get_with_cookie(
+            &client(&app.ip, false),
+            &app.url("/private"),
+            &session_value
+        )
+        .await,
         StatusCode::SEE_OTHER,
         "the old cookie no longer works: the session was deleted server-side"
     );
@@ -354,27 +353,25 @@ async fn session_id_rotates_at_sign_in(sessions: Sessions) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed in");
     let rotated = raw_cookie(&res).expect("a new session cookie at sign-in");
     assert_ne!(rotated, fixed, "signing in issues a new session id");
-    let old = planted
-        .get(app.url("/private"))
-        .header("cookie", &fixed)
-        .send()
-        .await
-        .unwrap();
+    let private = app.url("/private");
     assert_eq!(
-        old.status(),
+        get_with_cookie(&planted, &private, &fixed).await,
         StatusCode::SEE_OTHER,
         "the previous id is dead"
     );
-    let new = planted
-        .get(app.url("/private"))
-        .header("cookie", &rotated)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(new.status(), StatusCode::OK);
+    assert_eq!(
+        get_with_cookie(&planted, &private, &rotated).await,
+        StatusCode::OK
+    );
+}
+
+/// The status of `url` fetched with exactly this `cookie` header.
+async fn get_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> StatusCode {
+    let res = client.get(url).header("cookie", cookie).send().await;
+    res.unwrap().status()
 }
 
 on_sessions!(session_id_rotates_at_sign_in:
