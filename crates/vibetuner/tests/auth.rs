@@ -47,18 +47,6 @@ fn redis_url() -> String {
         })
 }
 
-/// Declares one test per listed session backend, each running `$run(Sessions::...)`.
-macro_rules! on_sessions {
-    ($run:ident: $($test:ident => $kind:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                $run(Sessions::$kind).await;
-            }
-        )+
-    };
-}
-
 struct TestApp {
     base: String,
     data: tempfile::TempDir,
@@ -326,7 +314,7 @@ async fn magic_link_round_trip(sessions: Sessions) {
     );
 }
 
-on_sessions!(magic_link_round_trip:
+per_variant!(Sessions, magic_link_round_trip:
     magic_link_with_sessions_in_the_embedded_store => Embedded,
     magic_link_with_sessions_in_mongodb => Mongo,
     magic_link_with_sessions_in_redis => Redis,
@@ -374,7 +362,7 @@ async fn get_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> S
     res.unwrap().status()
 }
 
-on_sessions!(session_id_rotates_at_sign_in:
+per_variant!(Sessions, session_id_rotates_at_sign_in:
     session_rotation_in_the_store => Embedded,
     session_rotation_in_redis => Redis,
 );
@@ -512,7 +500,7 @@ async fn next_only_follows_local_paths() {
     assert_eq!(location(&res), "/user/edit?tab=1");
 }
 
-on_sessions!(rate_limits:
+per_variant!(Sessions, rate_limits:
     sending_is_rate_limited_per_ip_and_per_address => Embedded,
     rate_limits_are_shared_through_redis => Redis,
 );

@@ -31,18 +31,6 @@ enum Kind {
     Mongo,
 }
 
-/// Declares one test per listed queue backend, each running `$run(Kind::...)`.
-macro_rules! on_queues {
-    ($run:ident: $($test:ident => $kind:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                $run(Kind::$kind).await;
-            }
-        )+
-    };
-}
-
 struct Env {
     built: BuiltApp,
     settings: Settings,
@@ -208,7 +196,7 @@ async fn enqueue_run_result(kind: Kind) {
     assert_eq!(depth.ready, 0);
 }
 
-on_queues!(enqueue_run_result:
+per_variant!(Kind, enqueue_run_result:
     redis_enqueue_run_result => Redis,
     embedded_store_enqueue_run_result => Embedded,
     mongodb_store_enqueue_run_result => Mongo,
@@ -284,7 +272,7 @@ async fn retries_then_dead_letter(kind: Kind) {
     assert_eq!(letters.count(&Filter::All).await.unwrap(), 0);
 }
 
-on_queues!(retries_then_dead_letter:
+per_variant!(Kind, retries_then_dead_letter:
     redis_retries_then_dead_letter_and_callback => Redis,
     embedded_store_retries_then_dead_letter_and_callback => Embedded,
 );
@@ -383,7 +371,7 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
     );
 }
 
-on_queues!(cron_fires_once_per_time_across_workers:
+per_variant!(Kind, cron_fires_once_per_time_across_workers:
     redis_cron_fires_once_per_time_across_workers => Redis,
     embedded_store_cron_fires_once_per_time_across_workers => Embedded,
     mongodb_store_cron_fires_once_per_time_across_workers => Mongo,
@@ -441,7 +429,7 @@ async fn health_follows_the_worker(kind: Kind) {
     );
 }
 
-on_queues!(health_follows_the_worker:
+per_variant!(Kind, health_follows_the_worker:
     redis_worker_health_follows_the_worker => Redis,
     store_worker_health_follows_the_worker => Embedded,
 );
@@ -592,7 +580,7 @@ async fn dead_workers_task_is_taken_over(kind: Kind) {
     second.stop().await;
 }
 
-on_queues!(dead_workers_task_is_taken_over:
+per_variant!(Kind, dead_workers_task_is_taken_over:
     redis_dead_workers_task_is_taken_over => Redis,
     embedded_store_dead_workers_task_is_taken_over => Embedded,
 );

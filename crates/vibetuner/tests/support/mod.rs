@@ -117,6 +117,20 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Declares one test per listed variant of an enum, each running `$run(Enum::Variant)`:
+/// `per_variant!(Kind, run: redis_run => Redis, store_run => Embedded)`.
+#[macro_export]
+macro_rules! per_variant {
+    ($enum:ident, $run:ident: $($test:ident => $variant:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $run($enum::$variant).await;
+            }
+        )+
+    };
+}
+
 /// The Redis URL for tests, or a panic saying how to get one.
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL")
