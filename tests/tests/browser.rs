@@ -4,6 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::CmdError;
 use fantoccini::{ClientBuilder, Locator};
 use vibetuner_e2e::{Server, free_port, generated_app};
 
@@ -80,22 +81,10 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
             "the bundle ran under the CSP (nonce accepted)"
         );
 
-        browser
-            .find(Locator::Css("input[name=email]"))
-            .await?
-            .send_keys("browser@example.com")
-            .await?;
-        browser
-            .find(Locator::Css("form[action='/auth/magic-link-login'] button"))
-            .await?
-            .click()
-            .await?;
+        fill(&browser, "input[name=email]", "browser@example.com").await?;
+        click(&browser, "form[action='/auth/magic-link-login'] button").await?;
         // Wait for the next page's heading: the login page has an h1 too.
-        browser
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath("//h1[normalize-space()='Check your email']"))
-            .await?;
+        wait_for(&browser, "//h1[normalize-space()='Check your email']").await?;
 
         browser
             .goto(&format!("{}/_dev/outbox", server.base))
@@ -114,7 +103,7 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
         assert_eq!(browser.current_url().await?.path(), "/user/");
         let nav = browser.find(Locator::Id("nav-user")).await?;
         assert_eq!(nav.text().await?, "browser");
-        Ok::<(), fantoccini::error::CmdError>(())
+        Ok::<(), CmdError>(())
     }
     .await;
     let _ = browser.close().await;
@@ -123,6 +112,26 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
 }
 
 /// Opens a headless Chromium session on `driver`.
+/// Types `text` into the element matching `css`.
+async fn fill(browser: &fantoccini::Client, css: &str, text: &str) -> Result<(), CmdError> {
+    browser.find(Locator::Css(css)).await?.send_keys(text).await
+}
+
+/// Clicks the element matching `css`.
+async fn click(browser: &fantoccini::Client, css: &str) -> Result<(), CmdError> {
+    browser.find(Locator::Css(css)).await?.click().await
+}
+
+/// Waits (up to 20 s) for an element matching `xpath`.
+async fn wait_for(browser: &fantoccini::Client, xpath: &str) -> Result<(), CmdError> {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(xpath))
+        .await
+        .map(drop)
+}
+
 async fn open_browser(driver: &Driver) -> fantoccini::Client {
     // Both ring (the app's stack) and aws-lc-rs (fantoccini's) are linked: pick one for rustls.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -166,32 +175,28 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        writer
-            .find(Locator::Css("#note-form input[name=title]"))
-            .await?
-            .send_keys("Live from the other window")
-            .await?;
-        writer
-            .find(Locator::Css("#note-form textarea[name=body]"))
-            .await?
-            .send_keys("three words here")
-            .await?;
-        writer
-            .find(Locator::Css("#note-form button[type=submit]"))
-            .await?
-            .click()
-            .await?;
+        fill(
+            &writer,
+            "#note-form input[name=title]",
+            "Live from the other window",
+        )
+        .await?;
+        fill(
+            &writer,
+            "#note-form textarea[name=body]",
+            "three words here",
+        )
+        .await?;
+        click(&writer, "#note-form button[type=submit]").await?;
         // The note is inserted first, then replaced in place when the enrich
         // task's update arrives: wait for the final shape of the item rather than
         // read text off the first version, which the swap detaches.
-        reader
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::XPath(
-                "//ul[@id='notes']/li[.//h2[normalize-space()='Live from the other window'] \
-                 and .//*[contains(@class, 'note-words') and normalize-space()='8 words']]",
-            ))
-            .await?;
+        wait_for(
+            &reader,
+            "//ul[@id='notes']/li[.//h2[normalize-space()='Live from the other window'] \
+             and .//*[contains(@class, 'note-words') and normalize-space()='8 words']]",
+        )
+        .await?;
         let listed = reader
             .find_all(Locator::Css("#notes li[id^=note-]"))
             .await?;
@@ -200,7 +205,7 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
             1,
             "one note, updated in place, not duplicated"
         );
-        Ok::<(), fantoccini::error::CmdError>(())
+        Ok::<(), CmdError>(())
     }
     .await;
     let _ = writer.close().await;
