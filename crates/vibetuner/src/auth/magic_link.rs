@@ -120,8 +120,8 @@ pub(super) async fn send_link(
 
     let token = random_token(32);
     let tokens = store.models::<EmailVerificationToken>();
-    store
-        .collection(<EmailVerificationToken as crate::Model>::COLLECTION)
+    tokens
+        .collection()
         .update_many(
             Filter::eq("email", email.clone()).and(Filter::eq("used", false)),
             Update::set(bson::doc! { "used": true }),
@@ -203,15 +203,15 @@ pub(super) async fn verify(
     if found.data.used || found.data.expires_at <= Timestamp::now() {
         return invalid();
     }
-    let claimed = store
-        .collection(<EmailVerificationToken as crate::Model>::COLLECTION)
-        .update_many(
+    let claimed = tokens
+        .collection()
+        .update_one(
             Filter::eq("_id", found.id).and(Filter::eq("used", false)),
             Update::set(bson::doc! { "used": true }),
         )
         .await
         .map_err(|e| e.to_http())?;
-    if claimed.is_empty() {
+    if claimed.is_none() {
         return invalid();
     }
     let user = find_or_create_user(&store, &found.data.email).await?;

@@ -708,15 +708,15 @@ async fn link_account(
         // Link only if nobody else did meanwhile (two first sign-ins racing): the loser
         // signs in as the winner's user and drops the user it made.
         let read = account.data.user_id.map_or(Bson::Null, Bson::from);
-        let linked_here = !accounts
+        let linked_here = accounts
             .collection()
-            .update_many(
+            .update_one(
                 Filter::eq("_id", account.id).and(Filter::eq("user_id", read)),
                 Update::set(doc! { "user_id": user.id }),
             )
             .await
             .map_err(|e| e.to_http())?
-            .is_empty();
+            .is_some();
         if linked_here {
             account.data.user_id = Some(user.id);
         } else {

@@ -74,81 +74,88 @@ fn to_millis(t: OffsetDateTime) -> i64 {
 }
 
 impl SessionBackend {
-    async fn exists(&self, id: &Id) -> session_store::Result<bool> {
-        Ok(self.load(id).await?.is_some())
-    }
-}
-
-#[async_trait]
-impl SessionStore for SessionBackend {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        while self.exists(&record.id).await? {
-            record.id = Id::default();
-        }
-        self.save(record).await
-    }
-
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
+    /// Writes the record: only if its id is new when `new`, returning whether it was written.
+    async fn write(&self, record: &Record, new: bool) -> session_store::Result<bool> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let expires = to_millis(record.expiry_date);
         match self {
             Self::Redis { conn, prefix } => {
                 let key = format!("{prefix}session:{}", record.id);
-                let options = redis::SetOptions::default()
+                let mut options = redis::SetOptions::default()
                     .with_expiration(redis::SetExpiry::PXAT(expires.max(0) as u64));
-                conn.clone()
-                    .set_options::<_, _, ()>(key, data, options)
+                if new {
+                    options = options.conditional_set(redis::ExistenceCheck::NX);
+                }
+                let written: Option<String> = conn
+                    .clone()
+                    .set_options(key, data, options)
                     .await
-                    .map_err(backend_error)
+                    .map_err(backend_error)?;
+                Ok(written.is_some())
             }
             Self::Store(store) => {
                 let sessions = store.models::<StoredSession>();
                 let sid = record.id.to_string();
                 let expires_at = Timestamp::from_millis(expires);
-                let existing = sessions
-                    .find_one(Filter::eq("sid", sid.clone()))
-                    .await
-                    .map_err(backend_error)?;
-                match existing {
-                    Some(found) => {
-                        let update = Update::set(bson::doc! {
-                            "data": data,
-                            "expires_at": expires_at,
-                        });
-                        sessions
-                            .update(found.id, update)
-                            .await
-                            .map_err(backend_error)?;
-                    }
-                    None => {
-                        sessions
-                            .insert(StoredSession {
-                                sid,
-                                data,
-                                expires_at,
-                            })
-                            .await
-                            .map_err(backend_error)?;
+                if !new {
+                    let update = Update::set(bson::doc! {
+                        "data": &data,
+                        "expires_at": expires_at,
+                    });
+                    let updated = sessions
+                        .collection()
+                        .update_one(Filter::eq("sid", sid.clone()), update)
+                        .await
+                        .map_err(backend_error)?;
+                    if updated.is_some() {
+                        return Ok(true);
                     }
                 }
-                Ok(())
+                match sessions
+                    .insert(StoredSession {
+                        sid,
+                        data,
+                        expires_at,
+                    })
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(crate::store::StoreError::Duplicate { .. }) if new => Ok(false),
+                    Err(e) => Err(backend_error(e)),
+                }
             }
         }
+    }
+}
+
+#[async_trait]
+impl SessionStore for SessionBackend {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // Written only under an unused id (SET NX / the unique `sid` index): pick another on
+        // a collision.
+        while !self.write(record, true).await? {
+            record.id = Id::default();
+        }
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.write(record, false).await.map(drop)
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let (data, expires) = match self {
             Self::Redis { conn, prefix } => {
                 let key = format!("{prefix}session:{id}");
-                let mut conn = conn.clone();
-                let data: Option<String> = conn.get(&key).await.map_err(backend_error)?;
-                let Some(data) = data else { return Ok(None) };
-                let ms: i64 = redis::cmd("PEXPIRETIME")
+                let (data, ms): (Option<String>, i64) = redis::pipe()
+                    .get(&key)
+                    .cmd("PEXPIRETIME")
                     .arg(&key)
-                    .query_async(&mut conn)
+                    .query_async(&mut conn.clone())
                     .await
                     .map_err(backend_error)?;
+                let Some(data) = data else { return Ok(None) };
                 if ms < 0 {
                     return Ok(None);
                 }

@@ -118,7 +118,7 @@ impl StoreQueue {
             }
             let taken = self
                 .queue
-                .update_many(
+                .update_one(
                     Filter::eq("_id", id).and(Filter::eq("locked_until", *lock)),
                     Update::set(doc! {
                         "locked_until": after(self.visibility),
@@ -126,7 +126,7 @@ impl StoreQueue {
                     }),
                 )
                 .await?;
-            if taken.is_empty() {
+            if taken.is_none() {
                 continue;
             }
             out.push(Delivery {

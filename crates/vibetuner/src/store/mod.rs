@@ -304,10 +304,18 @@ impl Collection {
 
     /// Applies `update` to the document with this id; returns it as updated, or `None`.
     pub async fn update(&self, id: Id, update: Update) -> Result<Option<Document>, StoreError> {
-        Ok(self
-            .update_where(Filter::eq("_id", id), update, false)
-            .await?
-            .pop())
+        self.update_one(Filter::eq("_id", id), update).await
+    }
+
+    /// Applies `update` to one document matching `filter`, atomically: the check and the write
+    /// are one step, so a conditional update (claim what is still unclaimed) succeeds for one
+    /// caller only, whichever process it runs in. Returns the document as updated, or `None`.
+    pub async fn update_one(
+        &self,
+        filter: Filter,
+        update: Update,
+    ) -> Result<Option<Document>, StoreError> {
+        Ok(self.update_where(filter, update, false).await?.pop())
     }
 
     /// Applies `update` to every document matching `filter`; returns them as updated.

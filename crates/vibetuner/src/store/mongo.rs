@@ -1,10 +1,9 @@
 //! The MongoDB backend, on the official driver.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Database, IndexModel};
 
@@ -114,29 +113,20 @@ impl Mongo {
                 .await;
         }
         if many {
-            // One atomic find-and-update per matching document, each still requiring the
-            // filter: a document another writer changed meanwhile so that it no longer matches
-            // is left alone (and not returned), as a conditional claim needs.
+            // The filter is applied again with the ids, so a document another writer changed
+            // meanwhile is not updated; conditional claims use the single-document path.
             let ids: Vec<Bson> = self
                 .find(coll, &Query::filter(filter.clone()))
                 .await?
                 .into_iter()
                 .filter_map(|d| d.get("_id").cloned())
                 .collect();
-            let collection = self.coll(coll);
-            let updates = ids.into_iter().map(|id| {
-                let one = Filter::eq("_id", id).and(filter.clone()).to_mongo();
-                collection
-                    .find_one_and_update(one, change.clone())
-                    .return_document(ReturnDocument::After)
-                    .into_future()
-            });
-            let updated: Vec<Option<Document>> = futures_util::stream::iter(updates)
-                .buffered(16)
-                .try_collect()
+            let by_id = Filter::In("_id".into(), ids);
+            self.coll(coll)
+                .update_many(by_id.clone().and(filter.clone()).to_mongo(), change)
                 .await
                 .map_err(write_error)?;
-            return Ok(updated.into_iter().flatten().collect());
+            return self.find(coll, &Query::filter(by_id)).await;
         }
         let updated = self
             .coll(coll)
