@@ -551,8 +551,6 @@ impl App {
         let router = self
             .routes
             .merge(crate::auth::router(&auth))
-            .merge(crate::meta::router(meta))
-            .merge(statics::router(statics))
             .fallback(home_or_not_found)
             .layer(axum::Extension(renderer.clone()))
             .layer(axum::Extension(store.clone()))
@@ -568,6 +566,9 @@ impl App {
                 security.clone(),
                 crate::security::csrf_protection,
             ))
+            // Static files and meta files need no session: no session read per asset.
+            .merge(crate::meta::router(meta))
+            .merge(statics::router(statics))
             .layer(DefaultBodyLimit::max(settings.max_body_size))
             .layer(RequestBodyLimitLayer::new(settings.max_body_size))
             .layer(CatchPanicLayer::new())

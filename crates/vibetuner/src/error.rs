@@ -166,15 +166,23 @@ pub async fn error_pages(
     let uri = request.uri().clone();
     let htmx = request.headers().get("hx-request").cloned();
     let request_id = request.headers().get("x-request-id").cloned();
-    let nonce = crate::render::csp_nonce(request.extensions());
+    let nonce = request
+        .extensions()
+        .get::<crate::security::CspNonce>()
+        .cloned();
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let mut info = RequestInfo::new(&method, &uri, htmx.as_ref(), request_id.as_ref());
-    info.csp_nonce = nonce;
+    info.csp_nonce = nonce.map(|n| n.0.to_string()).unwrap_or_default();
     let (mut head, body) = response.into_parts();
+    // The page's header shows who is signed in (`load_user` hands the user back on errors).
+    info.user = head
+        .extensions
+        .get::<crate::auth::LoadedUser>()
+        .and_then(|u| u.0.clone());
     let detail = if let Some(ErrorDetail(detail)) = head.extensions.get::<ErrorDetail>() {
         if !html {
             return Response::from_parts(head, body);

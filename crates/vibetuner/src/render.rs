@@ -35,9 +35,12 @@ pub struct RequestInfo {
     pub htmx: bool,
     /// The request id (`X-Request-ID`).
     pub request_id: String,
-    /// This response's Content-Security-Policy nonce: put `nonce="{{ csp_nonce }}"` on scripts.
+    /// This response's Content-Security-Policy nonce: put `nonce="{{ csp_nonce }}"` on scripts
+    /// (templates get it at the top level, not under `request`).
+    #[serde(skip)]
     pub csp_nonce: String,
-    /// The signed-in user, if any.
+    /// The signed-in user, if any (templates get it as `user`, not under `request`).
+    #[serde(skip)]
     pub user: Option<crate::auth::SessionUser>,
 }
 

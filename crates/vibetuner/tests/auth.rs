@@ -292,6 +292,19 @@ async fn magic_link_round_trip(sessions: Sessions) {
     let profile = app.get("/user/").await.text().await.unwrap();
     assert!(profile.contains("ada@example.com"), "{profile}");
     assert!(profile.contains("id=\"nav-user\""), "header shows the user");
+    let missing = app
+        .client
+        .get(app.url("/no-such-page"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let missing = missing.text().await.unwrap();
+    assert!(
+        missing.contains("id=\"nav-user\""),
+        "error pages show the signed-in user too: {missing}"
+    );
 
     let reused = app.client.get(&link).send().await.unwrap();
     assert_eq!(reused.status(), StatusCode::BAD_REQUEST);

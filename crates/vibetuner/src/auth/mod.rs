@@ -111,8 +111,16 @@ pub async fn load_user(mut request: Request, next: Next) -> Response {
             }),
         None => None,
     };
+    let signed_in = user.clone();
     request.extensions_mut().insert(LoadedUser(user));
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if signed_in.is_some()
+        && (response.status().is_client_error() || response.status().is_server_error())
+    {
+        // For the error page rendered further out (`error::error_pages`).
+        response.extensions_mut().insert(LoadedUser(signed_in));
+    }
+    response
 }
 
 /// The signed-in user; anonymous visitors are sent to the login page.
