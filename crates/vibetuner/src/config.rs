@@ -140,10 +140,15 @@ impl Source {
             .map(String::as_str)
     }
 
+    /// The trimmed value of `key`; `None` when unset or blank.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.get(key).map(str::trim).filter(|v| !v.is_empty())
+    }
+
     /// The value of `key` parsed as `T`; `None` when unset or empty.
     pub fn parse<T: FromStr>(&self, key: &str, expected: &str) -> Result<Option<T>, ConfigError> {
-        match self.get(key).map(str::trim) {
-            None | Some("") => Ok(None),
+        match self.value(key) {
+            None => Ok(None),
             Some(raw) => raw.parse().map(Some).map_err(|_| ConfigError::Invalid {
                 key: key.to_ascii_uppercase(),
                 value: raw.to_owned(),
@@ -254,10 +259,13 @@ impl Settings {
             port: source
                 .parse("PORT", "a TCP port (0-65535)")?
                 .unwrap_or(8000),
-            mongodb_url: non_empty(source.get("MONGODB_URL")),
-            redis_url: non_empty(source.get("REDIS_URL")),
-            app_version: non_empty(source.get("APP_VERSION")),
-            log_level: non_empty(source.get("LOG_LEVEL")).unwrap_or_else(|| "info".into()),
+            mongodb_url: source.value("MONGODB_URL").map(str::to_owned),
+            redis_url: source.value("REDIS_URL").map(str::to_owned),
+            app_version: source.value("APP_VERSION").map(str::to_owned),
+            log_level: source
+                .value("LOG_LEVEL")
+                .map(str::to_owned)
+                .unwrap_or_else(|| "info".into()),
             log_json,
             max_body_size: source
                 .parse("MAX_BODY_SIZE", "a size in bytes")?
@@ -266,7 +274,10 @@ impl Settings {
             shutdown_timeout_secs: source
                 .parse("SHUTDOWN_TIMEOUT", "a number of seconds")?
                 .unwrap_or(30),
-            data_dir: non_empty(source.get("DATA_DIR")).map(PathBuf::from),
+            data_dir: source
+                .value("DATA_DIR")
+                .map(str::to_owned)
+                .map(PathBuf::from),
             store_ttl_interval_secs: source
                 .parse("STORE_TTL_INTERVAL", "a number of seconds")?
                 .unwrap_or(60),
@@ -363,13 +374,6 @@ impl JobsSettings {
             .clone()
             .unwrap_or_else(|| format!("{slug}:"))
     }
-}
-
-fn non_empty(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

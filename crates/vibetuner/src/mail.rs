@@ -71,22 +71,13 @@ impl Mailer {
         data_dir: &Path,
         default_from: &str,
     ) -> anyhow::Result<Self> {
-        let from_text = settings
-            .source
-            .get("MAIL_FROM")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(default_from);
+        let from_text = settings.source.value("MAIL_FROM").unwrap_or(default_from);
         let from: Mailbox = from_text.parse().map_err(|e| {
             anyhow::anyhow!(
                 "MAIL_FROM {from_text:?} is not an email address ({e}); set it like `Acme <noreply@acme.com>`"
             )
         })?;
-        let smtp_url = settings
-            .source
-            .get("SMTP_URL")
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
+        let smtp_url = settings.source.value("SMTP_URL");
         let transport = match smtp_url {
             Some(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| {

@@ -17,11 +17,11 @@ use crate::render::Render;
 use crate::security::{ClientIp, random_token, sha256_hex};
 use crate::store::{Filter, Store, Timestamp, Update};
 
-/// The `next` query parameter (and an error to show, from a failed provider sign-in).
+/// The `next` query parameter: where to go after signing in.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct NextQuery {
     #[serde(default)]
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 /// The origin for absolute links in emails (`BASE_URL`, else this request's host in dev).

@@ -248,8 +248,8 @@ impl AuthConfig {
         let fqdn = &project.fqdn;
         let source = &settings.source;
         let base_url = source
-            .get("BASE_URL")
-            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .value("BASE_URL")
+            .map(|v| v.trim_end_matches('/').to_owned())
             .filter(|v| !v.is_empty())
             .or_else(|| settings.is_prod().then(|| format!("https://{fqdn}")));
         if let Some(url) = &base_url
@@ -261,8 +261,8 @@ impl AuthConfig {
                 expected: "an origin like https://example.com".into(),
             });
         }
-        let rate = match source.get("AUTH_RATE_LIMIT").map(str::trim) {
-            None | Some("") => Rate {
+        let rate = match source.value("AUTH_RATE_LIMIT") {
+            None => Rate {
                 max: 5,
                 per: std::time::Duration::from_secs(60),
             },

@@ -7,6 +7,7 @@
 //! are optional. `OAUTH_PROVIDERS=gitlab,acme` adds custom ids.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::{Path, Query};
@@ -19,10 +20,9 @@ use openidconnect::{
     TokenResponse as _, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 use tower_sessions::Session;
 
-use super::magic_link::{BaseUrl, login_response};
+use super::magic_link::{BaseUrl, NextQuery, login_response};
 use super::{Auth, safe_next, sign_in};
 use crate::config::{ConfigError, Settings};
 use crate::error::Error;
@@ -108,13 +108,7 @@ const PRESETS: [Preset; 2] = [
 /// listed in `OAUTH_PROVIDERS` without what it needs is an error naming the missing setting.
 pub fn providers_from_settings(settings: &Settings) -> Result<Vec<ProviderConfig>, ConfigError> {
     let source = &settings.source;
-    let get = |key: String| {
-        source
-            .get(&key)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
+    let get = |key: String| source.value(&key).map(str::to_owned);
     let custom: Vec<String> = source
         .get("OAUTH_PROVIDERS")
         .unwrap_or_default()
@@ -199,10 +193,14 @@ pub fn providers_from_settings(settings: &Settings) -> Result<Vec<ProviderConfig
     Ok(providers)
 }
 
+/// How long a provider's discovery document (endpoints and signing keys) is reused before it is
+/// fetched again, so rotated signing keys are picked up without a restart.
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+
 /// The providers with their HTTP client and cached OIDC discovery documents.
 pub(crate) struct Providers {
     configs: Vec<ProviderConfig>,
-    discovered: HashMap<String, OnceCell<CoreProviderMetadata>>,
+    discovered: HashMap<String, std::sync::Mutex<Option<(Instant, CoreProviderMetadata)>>>,
     http: reqwest::Client,
 }
 
@@ -231,7 +229,7 @@ impl Providers {
         Ok(Self {
             discovered: configs
                 .iter()
-                .map(|c| (c.id.clone(), OnceCell::new()))
+                .map(|c| (c.id.clone(), std::sync::Mutex::new(None)))
                 .collect(),
             configs: configs.to_vec(),
             http,
@@ -272,15 +270,23 @@ impl Providers {
             .discovered
             .get(&config.id)
             .ok_or("provider not configured")?;
-        let metadata = cell
-            .get_or_try_init(|| async {
+        let cached = cell
+            .lock()
+            .expect("discovery lock")
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
+            .map(|(_, metadata)| metadata.clone());
+        let metadata = match cached {
+            Some(metadata) => metadata,
+            None => {
                 let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
-                CoreProviderMetadata::discover_async(issuer, &self.http)
+                let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
                     .await
-                    .map_err(|e| format!("OpenID discovery failed: {}", error_chain(&e)))
-            })
-            .await?
-            .clone();
+                    .map_err(|e| format!("OpenID discovery failed: {}", error_chain(&e)))?;
+                *cell.lock().expect("discovery lock") = Some((Instant::now(), metadata.clone()));
+                metadata
+            }
+        };
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(config.client_id.clone()),
@@ -339,12 +345,6 @@ struct PendingLogin {
 
 const PENDING_KEY: &str = "oauth_pending";
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct StartQuery {
-    #[serde(default)]
-    next: Option<String>,
-}
-
 /// `GET /auth/login/provider/{p}?next=`: redirects to the provider (rate-limited per IP).
 pub(super) async fn start(
     render: Render,
@@ -353,7 +353,7 @@ pub(super) async fn start(
     ClientIp(ip): ClientIp,
     BaseUrl(base): BaseUrl,
     Path(provider): Path<String>,
-    Query(query): Query<StartQuery>,
+    Query(query): Query<NextQuery>,
 ) -> Result<Response, Error> {
     let next = safe_next(query.next.as_deref());
     let Some(config) = auth.oauth.get(&provider) else {

@@ -49,7 +49,7 @@ pub(super) async fn profile(
         .collect::<Vec<_>>();
     render.page(
         "user/profile.html.jinja",
-        context! { profile => user.data, accounts, member_since => user.created.map(|t| t.to_rfc3339()) },
+        context! { profile => user.data, accounts },
     )
 }
 

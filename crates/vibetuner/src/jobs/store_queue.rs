@@ -229,8 +229,7 @@ fn after(delay: Duration) -> DateTime {
 
 fn receipt_id(receipt: &str) -> Result<Id, JobError> {
     receipt
-        .parse::<bson::oid::ObjectId>()
-        .map(Id)
+        .parse::<Id>()
         .map_err(|_| JobError::Store(StoreError::Invalid(format!("bad receipt {receipt:?}"))))
 }
 
