@@ -400,6 +400,21 @@ async fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
 
+#[tokio::test]
+async fn sigterm_ends_open_event_streams_instead_of_waiting_for_them() {
+    let server = start(&[]);
+    let mut events = get(&server, "/notes/events").await;
+    assert_eq!(events.status(), StatusCode::OK);
+    let reader = tokio::spawn(async move { while let Ok(Some(_)) = events.chunk().await {} });
+    // The default grace period is 30 s; `signal_and_wait` allows 10 s for the exit.
+    let status = server.signal_and_wait("TERM").unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+        .await
+        .expect("the event stream ended with the server")
+        .unwrap();
+}
+
 #[test]
 fn serve_notifies_systemd_readiness_and_pings_the_watchdog() {
     use std::os::unix::net::UnixDatagram;

@@ -626,7 +626,11 @@ impl App {
             .store
             .spawn_ttl_sweeper(Duration::from_secs(built.settings.store_ttl_interval_secs));
         tracing::info!(store = built.store.kind(), indexes, "database ready");
-        let in_process_worker = crate::jobs::spawn_in_process(&built);
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let mut worker_stopping = stopping_rx.clone();
+        let in_process_worker = crate::jobs::spawn_in_process(&built, async move {
+            let _ = worker_stopping.wait_for(|stopping| *stopping).await;
+        });
         notify_systemd();
         let grace = Duration::from_secs(built.settings.shutdown_timeout_secs);
         tracing::info!(
@@ -636,7 +640,7 @@ impl App {
             root = %built.root.display(),
             "listening on http://{addr}"
         );
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let broadcaster = built.broadcaster.clone();
         let server = axum::serve(
             listener,
             built
@@ -647,6 +651,7 @@ impl App {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping_tx.send(true);
+            broadcaster.close();
         });
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;

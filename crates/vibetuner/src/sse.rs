@@ -191,6 +191,8 @@ struct Inner {
     retention: Duration,
     sweep_every: Duration,
     swept: Mutex<Instant>,
+    /// Set when the server shuts down: open streams end so connections can close.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Broadcasts events to SSE channels; cheap to clone, and an axum extractor.
@@ -215,6 +217,7 @@ impl Broadcaster {
                 retention: REPLAY_RETENTION,
                 sweep_every: SWEEP_INTERVAL,
                 swept: Mutex::new(Instant::now()),
+                closing: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -265,6 +268,12 @@ impl Broadcaster {
         );
         tokio::spawn(relay(Arc::downgrade(&this.inner), client, pattern, first));
         Ok(this)
+    }
+
+    /// Ends every open stream (the server is shutting down: clients reconnect to the next
+    /// process and catch up through `Last-Event-ID`).
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// The keepalive interval of streams.
@@ -601,17 +610,34 @@ impl Sse {
             .broadcaster
             .subscribe(channel, self.last_event_id.as_deref())
             .await?;
-        Ok(respond(events.map(|e| e.to_axum()), keepalive))
+        Ok(respond(
+            events.map(|e| e.to_axum()),
+            keepalive,
+            &self.broadcaster,
+        ))
     }
 
     /// Streams events a handler produces itself (with keepalives and the SSE headers).
     pub fn stream(self, events: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
-        respond(events.map(|e| e.to_axum()), self.broadcaster.keepalive())
+        respond(
+            events.map(|e| e.to_axum()),
+            self.broadcaster.keepalive(),
+            &self.broadcaster,
+        )
     }
 }
 
-fn respond(events: impl Stream<Item = Event> + Send + 'static, keepalive: Duration) -> Response {
-    let mut response = axum::response::Sse::new(events.map(Ok::<_, Infallible>))
+fn respond(
+    events: impl Stream<Item = Event> + Send + 'static,
+    keepalive: Duration,
+    broadcaster: &Broadcaster,
+) -> Response {
+    let mut closing = broadcaster.inner.closing.subscribe();
+    let closed = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let events = events.take_until(closed).map(Ok::<_, Infallible>);
+    let mut response = axum::response::Sse::new(events)
         .keep_alive(KeepAlive::new().interval(keepalive).text("keepalive"))
         .into_response();
     let headers = response.headers_mut();

@@ -337,15 +337,23 @@ impl InProcessWorker {
     }
 }
 
-/// Starts the in-process worker when the queue is in the store and the app has tasks.
-pub(crate) fn spawn_in_process(built: &crate::BuiltApp) -> Option<InProcessWorker> {
+/// Starts the in-process worker when the queue is in the store and the app has tasks. It stops
+/// when `stopping` resolves (the server begins its shutdown, so both drain at once) or at
+/// [`InProcessWorker::stop`].
+pub(crate) fn spawn_in_process(
+    built: &crate::BuiltApp,
+    stopping: impl Future<Output = ()> + Send + 'static,
+) -> Option<InProcessWorker> {
     if !matches!(built.jobs.queue, Queue::Store(_)) || built.jobs.registry.tasks.is_empty() {
         return None;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::new(built, None);
     let handle = tokio::spawn(worker.run(async move {
-        let _ = stopped.await;
+        tokio::select! {
+            _ = stopped => {}
+            () = stopping => {}
+        }
     }));
     Some(InProcessWorker { stop, handle })
 }
