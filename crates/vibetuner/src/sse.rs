@@ -136,6 +136,12 @@ struct RedisFanout {
     conn: redis::aio::ConnectionManager,
     prefix: String,
     publish: redis::Script,
+    /// For the relay's own subscriber connection.
+    client: redis::Client,
+    url: String,
+    /// Started by the first subscriber: processes that only broadcast (workers, commands)
+    /// neither wait for a subscription nor receive every event.
+    relay: tokio::sync::OnceCell<()>,
 }
 
 /// Appends the event to the channel's capped stream, publishes it, returns its id.
@@ -226,48 +232,60 @@ impl Broadcaster {
     /// its own), keys under `prefix`. Subscribes before returning when
     /// Redis answers within the connect timeout; otherwise the relay keeps trying in the
     /// background (and logs it).
-    pub async fn redis(
+    pub fn redis(
         url: &str,
         conn: redis::aio::ConnectionManager,
         prefix: &str,
         buffer_size: usize,
         keepalive: Duration,
     ) -> anyhow::Result<Self> {
-        let client = crate::redis_conn::client(url)?;
-        let pattern = format!("{prefix}sse:*");
-        let first = match tokio::time::timeout(
-            crate::redis_conn::CONNECT_TIMEOUT,
-            subscribe(&client, &pattern),
-        )
-        .await
-        {
-            Ok(Ok(pubsub)) => Some(pubsub),
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    "{}; SSE fan-out waits for it",
-                    crate::redis_conn::unreachable_error(url, &e)
-                );
-                None
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "Redis at {} did not answer in time; SSE fan-out waits for it",
-                    crate::health::redact(url)
-                );
-                None
-            }
-        };
-        let this = Self::with(
+        Ok(Self::with(
             Some(RedisFanout {
                 conn,
                 prefix: prefix.to_owned(),
                 publish: redis::Script::new(PUBLISH),
+                client: crate::redis_conn::client(url)?,
+                url: url.to_owned(),
+                relay: tokio::sync::OnceCell::new(),
             }),
             buffer_size,
             keepalive,
-        );
-        tokio::spawn(relay(Arc::downgrade(&this.inner), client, pattern, first));
-        Ok(this)
+        ))
+    }
+
+    /// Starts the relay from Redis to this process's subscribers, subscribed before it returns
+    /// when Redis answers within the connect timeout (otherwise it keeps trying, and says so).
+    async fn start_relay(&self, fanout: &RedisFanout) {
+        fanout
+            .relay
+            .get_or_init(|| async {
+                let pattern = format!("{}sse:*", fanout.prefix);
+                let first = match tokio::time::timeout(
+                    crate::redis_conn::CONNECT_TIMEOUT,
+                    subscribe(&fanout.client, &pattern),
+                )
+                .await
+                {
+                    Ok(Ok(pubsub)) => Some(pubsub),
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            "{}; SSE fan-out waits for it",
+                            crate::redis_conn::unreachable_error(&fanout.url, &e)
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "Redis at {} did not answer in time; SSE fan-out waits for it",
+                            crate::health::redact(&fanout.url)
+                        );
+                        None
+                    }
+                };
+                let weak = Arc::downgrade(&self.inner);
+                tokio::spawn(relay(weak, fanout.client.clone(), pattern, first));
+            })
+            .await;
     }
 
     /// Ends every open stream (the server is shutting down: clients reconnect to the next
@@ -346,6 +364,9 @@ impl Broadcaster {
         if !valid_channel(channel) {
             return Err(channel_error(channel));
         }
+        if let Some(fanout) = &self.inner.redis {
+            self.start_relay(fanout).await;
+        }
         let after = last_event_id.and_then(EventId::parse);
         let (rx, mut replay) = {
             let mut channels = self.inner.channels.lock().expect("channels lock");
@@ -416,12 +437,12 @@ impl Broadcaster {
 }
 
 impl Inner {
-    /// Forgets channels nobody follows (per-user channels would pile up otherwise): at once with
-    /// Redis, which keeps the replay buffers; in-process, once their last event is older than the
-    /// retention, checked at most once a minute.
+    /// Forgets channels nobody follows (per-user channels would pile up otherwise), checked at
+    /// most once a minute: with Redis, which keeps the replay buffers, all of them; in-process,
+    /// once their last event is older than the retention.
     fn sweep(&self, channels: &mut HashMap<String, Channel>) {
         let local = self.redis.is_none();
-        if local {
+        {
             let mut swept = self.swept.lock().expect("sweep lock");
             if swept.elapsed() < self.sweep_every {
                 return;

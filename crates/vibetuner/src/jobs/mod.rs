@@ -350,8 +350,7 @@ pub(crate) async fn connect(
             let prefix = jobs.key_prefix(slug);
             let queue = redis_queue::RedisQueue::new(url, conn.clone(), &prefix, visibility);
             let broadcaster =
-                Broadcaster::redis(url, conn.clone(), &prefix, jobs.sse_buffer_size, keepalive)
-                    .await?;
+                Broadcaster::redis(url, conn.clone(), &prefix, jobs.sse_buffer_size, keepalive)?;
             (
                 Jobs::new(Queue::Redis(Arc::new(queue)), registry),
                 broadcaster,
