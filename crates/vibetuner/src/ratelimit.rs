@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A limit such as `5/minute`: at most `max` hits per window of `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +94,7 @@ impl RateLimiter {
     /// through (logged): an outage must not lock everyone out.
     pub async fn hit(&self, key: &str, rate: Rate) -> Result<(), Limited> {
         let per_ms = rate.per.as_millis().max(1) as u64;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = crate::store::Timestamp::now().millis().max(0) as u64;
         let window = now_ms / per_ms;
         let retry_after = ((window + 1) * per_ms - now_ms).div_ceil(1000);
         let count = match &self.backend {

@@ -338,7 +338,7 @@ impl Broadcaster {
                 let ch = channels
                     .entry(channel.to_owned())
                     .or_insert_with(Channel::new);
-                let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+                let now = crate::store::Timestamp::now().millis().max(0) as u64;
                 let id = match ch.last {
                     Some(EventId(ms, seq)) if ms >= now => EventId(ms, seq + 1),
                     _ => EventId(now, 0),

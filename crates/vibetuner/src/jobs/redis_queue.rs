@@ -125,6 +125,7 @@ impl RedisQueue {
                     .arg(data)
                     .query_async(&mut conn)
                     .await?;
+                self.note_due(due);
             }
         }
         Ok(())
@@ -345,9 +346,7 @@ impl RedisQueue {
         envelope: &Envelope,
         delay: Duration,
     ) -> Result<(), JobError> {
-        self.push(envelope, Some(delay.max(Duration::from_millis(1))))
-            .await?;
-        self.note_due(now_ms() + delay.as_millis() as i64);
+        self.push(envelope, Some(delay)).await?;
         self.ack(receipt.to_owned());
         Ok(())
     }
@@ -422,5 +421,5 @@ impl RedisQueue {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::store::Timestamp::now().millis()
 }
