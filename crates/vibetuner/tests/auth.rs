@@ -381,6 +381,70 @@ per_variant!(Sessions, session_id_rotates_at_sign_in:
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_session_is_renewed_once_a_day() {
+    let prefix = format!("{}:", support::unique_name("renew"));
+    let app = start(
+        Sessions::Redis,
+        vec![("REDIS_KEY_PREFIX".into(), prefix.clone())],
+    )
+    .await;
+    app.sign_in("renew@example.com").await;
+    let client = vibetuner::redis_conn::client(&redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = vibetuner::redis::cmd("KEYS")
+        .arg(format!("{prefix}session:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    // Pretend the session was last renewed long ago and is about to expire.
+    let stored: String = vibetuner::redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut data: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    data["renewed"] = serde_json::json!(0);
+    let expiring = || async {
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let ms: i64 = vibetuner::redis::cmd("PEXPIRETIME")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ms - chrono::Utc::now().timestamp_millis()
+    };
+    let () = vibetuner::redis::cmd("SET")
+        .arg(key)
+        .arg(data.to_string())
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(app.get("/private").await.status(), StatusCode::OK);
+    let left = expiring().await;
+    assert!(
+        left > 13 * 86_400_000,
+        "an active session gets its 14 days again: {left} ms left"
+    );
+    // Renewed today already: the next request writes nothing.
+    let () = vibetuner::redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(app.get("/private").await.status(), StatusCode::OK);
+    let left = expiring().await;
+    assert!(
+        left <= 60_000,
+        "no second write the same day: {left} ms left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_with_a_readable_page() {
     let app = start(Sessions::Embedded, vec![]).await;
     let store = app.store(None).await;

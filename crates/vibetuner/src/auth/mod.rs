@@ -41,6 +41,9 @@ pub use redirect::safe_next;
 /// Session key holding the signed-in user.
 pub const USER_KEY: &str = "user";
 
+/// Session key holding the day (since the epoch) the session's lifetime was last renewed.
+const RENEWED_KEY: &str = "renewed";
+
 /// The signed-in user as kept in the session (no database read per request).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionUser {
@@ -82,6 +85,10 @@ impl SessionUser {
 pub async fn sign_in(session: &Session, user: &Record<User>) -> Result<(), Error> {
     session.cycle_id().await.map_err(session_error)?;
     session
+        .insert(RENEWED_KEY, today())
+        .await
+        .map_err(session_error)?;
+    session
         .insert(USER_KEY, SessionUser::from_record(user))
         .await
         .map_err(session_error)
@@ -102,13 +109,19 @@ pub async fn load_user(mut request: Request, next: Next) -> Response {
     let user = match request.extensions().get::<Session>() {
         // No session cookie: nobody is signed in, and the store need not be asked.
         Some(session) if session.id().is_none() => None,
-        Some(session) => session
-            .get::<SessionUser>(USER_KEY)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!("cannot read the session: {e}");
-                None
-            }),
+        Some(session) => {
+            let user = session
+                .get::<SessionUser>(USER_KEY)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the session: {e}");
+                    None
+                });
+            if user.is_some() {
+                renew_daily(session).await;
+            }
+            user
+        }
         None => None,
     };
     let signed_in = user.clone();
@@ -121,6 +134,22 @@ pub async fn load_user(mut request: Request, next: Next) -> Response {
         response.extensions_mut().insert(LoadedUser(signed_in));
     }
     response
+}
+
+/// Keeps an active user's session alive: the lifetime counts from the last activity, but the
+/// session is written (and its cookie re-sent) at most once a day rather than on every request.
+async fn renew_daily(session: &Session) {
+    let today = today();
+    if session.get::<i64>(RENEWED_KEY).await.ok().flatten() != Some(today)
+        && let Err(e) = session.insert(RENEWED_KEY, today).await
+    {
+        tracing::warn!("cannot renew the session: {e}");
+    }
+}
+
+/// Days since the Unix epoch.
+fn today() -> i64 {
+    crate::store::Timestamp::now().millis() / 86_400_000
 }
 
 /// The signed-in user; anonymous visitors are sent to the login page.

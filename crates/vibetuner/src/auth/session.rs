@@ -205,7 +205,7 @@ impl SessionStore for SessionBackend {
 }
 
 /// The session layer: cookie `session`, HttpOnly, SameSite=Lax, Secure in prod, signed with a
-/// key derived from `SESSION_KEY`, 14 days of inactivity.
+/// key derived from `SESSION_KEY`, 14 days of inactivity (renewed by `load_user` once a day).
 pub fn layer(
     backend: SessionBackend,
     settings: &Settings,
