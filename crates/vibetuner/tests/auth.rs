@@ -157,6 +157,15 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// GET as a browser asking for a page (`Accept: text/html`).
+    async fn get_page(&self, path: &str) -> reqwest::Response {
+        let request = self
+            .client
+            .get(self.url(path))
+            .header("accept", "text/html");
+        request.send().await.unwrap()
+    }
+
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -292,13 +301,7 @@ async fn magic_link_round_trip(sessions: Sessions) {
     let profile = app.get("/user/").await.text().await.unwrap();
     assert!(profile.contains("ada@example.com"), "{profile}");
     assert!(profile.contains("id=\"nav-user\""), "header shows the user");
-    let missing = app
-        .client
-        .get(app.url("/no-such-page"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get_page("/no-such-page").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let missing = missing.text().await.unwrap();
     assert!(
@@ -746,13 +749,7 @@ async fn pages_carry_security_headers_with_a_fresh_nonce() {
         nonces.push(nonce);
     }
     assert_ne!(nonces[0], nonces[1], "a new nonce per response");
-    let missing = app
-        .client
-        .get(app.url("/nope"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get_page("/nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let csp = missing.headers()["content-security-policy"]
         .to_str()
