@@ -65,7 +65,7 @@ async fn task_throughput(data: &Path) {
     let started = Instant::now();
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
-            let jobs = built.jobs.clone();
+            let jobs = built.jobs().clone();
             tokio::spawn(async move {
                 for i in (p..TASKS).step_by(PRODUCERS as usize) {
                     jobs.enqueue("noop", &i).await.unwrap();
@@ -172,7 +172,7 @@ async fn sse_fan_out(data: &Path) {
     let publisher = build(App::new(SOURCE), &prefix, data).await;
     for _ in 0..EVENTS {
         publisher
-            .broadcaster
+            .broadcaster()
             .broadcast("demo", "message", now_us().to_string())
             .await
             .unwrap();

@@ -210,3 +210,59 @@ fn app_check_validates_settings_and_templates() {
         assert!(help.contains(command), "{help}");
     }
 }
+
+/// Runs `cargo test --offline` in a generated project (sharing the workspace's target folder)
+/// and returns its output, failing with it when a test fails.
+fn cargo_test(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--offline"])
+        .env("CARGO_TARGET_DIR", vibetuner_e2e::target_dir())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cargo starts");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "cargo test failed in {}:\n{text}", dir.display());
+    text
+}
+
+/// Test lines of a `cargo test` run (`test NAME ... ok`), sorted.
+fn passed_tests(output: &str) -> Vec<String> {
+    let mut tests: Vec<String> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("test ")?.strip_suffix(" ... ok"))
+        .map(str::to_owned)
+        .collect();
+    tests.sort();
+    tests
+}
+
+#[test]
+fn generated_projects_pass_their_own_tests() {
+    let app = generated_app();
+    let with_example = passed_tests(&cargo_test(&app.dir));
+    assert_eq!(
+        with_example,
+        [
+            "signed_in_visitors_see_their_profile",
+            "the_api_creates_lists_and_enriches_notes",
+            "the_home_and_hello_pages_render",
+            "the_page_adds_notes_and_explains_invalid_ones",
+        ]
+    );
+
+    let base = scratch_dir("no-example");
+    let out = run_cli(
+        &base,
+        &["new", "plain", "--defaults", "--data", "example=false"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain = base.join("plain");
+    assert!(!plain.join("tests/notes.rs").exists());
+    let without_example = passed_tests(&cargo_test(&plain));
+    assert_eq!(without_example, ["the_home_and_hello_pages_render"]);
+}

@@ -64,12 +64,18 @@ pub enum Framework {
 }
 
 impl Framework {
-    /// The value of the `vibetuner` dependency in Cargo.toml.
-    pub fn dependency(&self) -> String {
-        match self {
-            Self::Path(p) => format!("{{ path = {} }}", toml_string(&p.to_string_lossy())),
-            Self::Version(v) => toml_string(v),
+    /// The value of the `vibetuner` dependency in Cargo.toml, with `features` turned on.
+    pub fn dependency(&self, features: &[&str]) -> String {
+        let source = match self {
+            Self::Path(p) => format!("path = {}", toml_string(&p.to_string_lossy())),
+            Self::Version(v) if features.is_empty() => return toml_string(v),
+            Self::Version(v) => format!("version = {}", toml_string(v)),
+        };
+        if features.is_empty() {
+            return format!("{{ {source} }}");
         }
+        let features: Vec<String> = features.iter().map(|f| toml_string(f)).collect();
+        format!("{{ {source}, features = [{}] }}", features.join(", "))
     }
 }
 
@@ -101,20 +107,12 @@ pub fn render(
     env.set_keep_trailing_newline(true);
     env.add_filter("toml", |s: String| toml_string(&s));
     let mut ctx = minijinja::value::Value::from_serialize(project);
-    ctx = minijinja::context! { framework_dependency => framework.dependency(), ..ctx };
+    ctx = minijinja::context! {
+        framework_dependency => framework.dependency(&[]),
+        framework_dependency_testing => framework.dependency(&["testing"]),
+        ..ctx
+    };
     let spec = spec()?;
-    for rule in &spec.remove {
-        let expr = env
-            .compile_expression(&rule.when)
-            .with_context(|| format!("templates/app.toml: bad condition {:?}", rule.when))?;
-        if expr.eval(&ctx)?.is_true() {
-            for file in &rule.files {
-                if files.remove(file).is_none() {
-                    bail!("templates/app.toml removes {file}, which is not in the template");
-                }
-            }
-        }
-    }
     for rule in spec.replace {
         let Some(bytes) = files.get_mut(&rule.file) else {
             bail!(
@@ -135,6 +133,19 @@ pub fn render(
             .render_str(&rule.replace, &ctx)
             .with_context(|| format!("bad replacement for {}", rule.file))?;
         *bytes = text.replace(&rule.find, &replacement).into_bytes();
+    }
+    // Removals come last, so a rule may also edit a file that some answers leave out.
+    for rule in &spec.remove {
+        let expr = env
+            .compile_expression(&rule.when)
+            .with_context(|| format!("templates/app.toml: bad condition {:?}", rule.when))?;
+        if expr.eval(&ctx)?.is_true() {
+            for file in &rule.files {
+                if files.remove(file).is_none() {
+                    bail!("templates/app.toml removes {file}, which is not in the template");
+                }
+            }
+        }
     }
     let answers = AnswersFile {
         template: TemplateInfo {

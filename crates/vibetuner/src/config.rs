@@ -287,6 +287,18 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The app's own setting `key` (environment > `.env.local` > `.env`, like the framework's),
+    /// parsed as `T`; `None` when unset or blank, an error naming the key when it does not parse.
+    ///
+    /// ```no_run
+    /// # fn f(settings: &vibetuner::Settings) -> Result<(), vibetuner::config::ConfigError> {
+    /// let days: u32 = settings.get("ARCHIVE_RETENTION_DAYS")?.unwrap_or(30);
+    /// # Ok(()) }
+    /// ```
+    pub fn get<T: FromStr>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        self.source.parse(key, std::any::type_name::<T>())
+    }
+
     /// True in production.
     pub fn is_prod(&self) -> bool {
         self.environment == Environment::Prod

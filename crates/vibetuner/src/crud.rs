@@ -31,6 +31,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tower::{Layer, Service};
 
+use crate::app::AppContext;
+use crate::auth::SessionUser;
 use crate::error::Error;
 use crate::store::{
     Filter, Id, Model, Models, Order, Query, Record, Store, StoreError, Timestamp, Update,
@@ -39,13 +41,46 @@ use crate::store::{
 /// A boxed hook future.
 pub type HookFuture<R> = Pin<Box<dyn Future<Output = Result<R, Error>> + Send>>;
 
-/// What a hook can see: the request (headers, extensions such as the current user) and the store.
+/// What a hook sees: the request (headers, extensions such as the current user) and the whole
+/// [`AppContext`] (store, queue, SSE, mailer, settings, the app's services; it dereferences to it).
 #[derive(Clone)]
 pub struct HookContext {
     /// The request's head.
     pub request: Arc<Parts>,
-    /// The database.
-    pub store: Store,
+    /// The app's services.
+    pub app: AppContext,
+}
+
+impl std::ops::Deref for HookContext {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.app
+    }
+}
+
+impl HookContext {
+    fn new(parts: Parts) -> Result<Self, Error> {
+        let app = AppContext::from_parts(&parts)?.clone();
+        Ok(Self {
+            request: Arc::new(parts),
+            app,
+        })
+    }
+
+    /// The signed-in user making the request, if any.
+    pub fn user(&self) -> Option<&SessionUser> {
+        self.request
+            .extensions
+            .get::<crate::auth::LoadedUser>()
+            .and_then(|u| u.0.as_ref())
+    }
+
+    /// The signed-in user, or a 401 for anonymous requests.
+    pub fn require_user(&self) -> Result<&SessionUser, Error> {
+        self.user()
+            .ok_or_else(|| Error::new(StatusCode::UNAUTHORIZED, "Sign in first"))
+    }
 }
 
 /// One of the five generated operations.
@@ -594,10 +629,7 @@ async fn create<T: Model>(
     reject_server_fields(&value)?;
     spec.schema.reject_unknown(&value)?;
     let mut data = (spec.crud.parse_create)(value)?;
-    let ctx = HookContext {
-        request: Arc::new(parts),
-        store: store.clone(),
-    };
+    let ctx = HookContext::new(parts)?;
     if let Some(hook) = &spec.crud.pre_create {
         data = hook(ctx.clone(), data).await?;
     }
@@ -657,10 +689,7 @@ async fn update<T: Model>(
         },
     };
     let current = find_record(&spec, &store, &id).await?;
-    let ctx = HookContext {
-        request: Arc::new(parts),
-        store: store.clone(),
-    };
+    let ctx = HookContext::new(parts)?;
     if let Some(hook) = &spec.crud.pre_update {
         patch = hook(ctx.clone(), current.clone(), patch).await?;
     }
@@ -703,10 +732,7 @@ async fn remove<T: Model>(
     parts: Parts,
 ) -> Result<Response, Error> {
     let record = find_record(&spec, &store, &id).await?;
-    let ctx = HookContext {
-        request: Arc::new(parts),
-        store: store.clone(),
-    };
+    let ctx = HookContext::new(parts)?;
     if let Some(hook) = &spec.crud.pre_delete {
         hook(ctx.clone(), record.clone()).await?;
     }

@@ -1,18 +1,23 @@
-//! The framework's error type and the middleware that turns error responses into
-//! HTML pages (for browsers) or `{"detail": ...}` JSON (for everything else).
+//! The framework's error type: an HTTP status with a human-readable detail. The middleware
+//! that turns error responses into pages lives in `middleware::error_pages`.
 
 use std::fmt;
-use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use minijinja::context;
 
-use crate::render::{Renderer, RequestInfo};
+/// True when the client prefers HTML (a browser navigation or htmx), false for APIs.
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match (accept.find("text/html"), accept.find("application/json")) {
+        (Some(html), Some(json)) => html < json,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
 
 /// Result type of handlers and framework calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,18 +85,6 @@ impl Error {
     }
 }
 
-/// The `T` a framework layer put in the request's extensions, or a 500 saying `what` is missing.
-pub(crate) fn from_extensions<T: Clone + Send + Sync + 'static>(
-    parts: &axum::http::request::Parts,
-    what: &str,
-) -> Result<T, Error> {
-    parts
-        .extensions
-        .get::<T>()
-        .cloned()
-        .ok_or_else(|| Error::internal(format!("{what} is not installed on this router")))
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.status, self.detail)
@@ -133,142 +126,10 @@ impl IntoResponse for Error {
     }
 }
 
-/// What the error-page middleware needs.
-#[derive(Clone)]
-pub struct ErrorPages {
-    /// Renders the HTML pages.
-    pub renderer: Arc<Renderer>,
-    /// The body limit, quoted in 413 messages.
-    pub max_body_size: usize,
-}
-
-/// True when the client prefers HTML (a browser navigation or htmx), false for APIs.
-pub fn wants_html(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    match (accept.find("text/html"), accept.find("application/json")) {
-        (Some(html), Some(json)) => html < json,
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
-/// Middleware: renders error responses that carry no body of their own as a page or JSON.
-pub async fn error_pages(
-    axum::extract::State(pages): axum::extract::State<ErrorPages>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let html = wants_html(request.headers());
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let htmx = request.headers().get("hx-request").cloned();
-    let request_id = request.headers().get("x-request-id").cloned();
-    let nonce = request
-        .extensions()
-        .get::<crate::security::CspNonce>()
-        .cloned();
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let mut info = RequestInfo::new(&method, &uri, htmx.as_ref(), request_id.as_ref());
-    info.csp_nonce = nonce.map(|n| n.0.to_string()).unwrap_or_default();
-    let (mut head, body) = response.into_parts();
-    // The page's header shows who is signed in (`load_user` hands the user back on errors).
-    info.user = head
-        .extensions
-        .get::<crate::auth::LoadedUser>()
-        .and_then(|u| u.0.clone());
-    let detail = if let Some(ErrorDetail(detail)) = head.extensions.get::<ErrorDetail>() {
-        if !html {
-            return Response::from_parts(head, body);
-        }
-        detail.clone()
-    } else if is_plain_or_empty(&head.headers) {
-        framework_detail(status, body, &pages).await
-    } else {
-        return Response::from_parts(head, body);
-    };
-    let (content_type, rendered) = if html {
-        let page = render_error_page(&pages.renderer, status, &detail, &info);
-        ("text/html; charset=utf-8", page)
-    } else {
-        let json = serde_json::json!({ "detail": detail }).to_string();
-        ("application/json", json)
-    };
-    head.headers.remove(header::CONTENT_LENGTH);
-    head.headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    head.extensions.insert(ErrorDetail(detail));
-    Response::from_parts(head, Body::from(rendered))
-}
-
-fn is_plain_or_empty(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|ct| ct.starts_with("text/plain"))
-}
-
-/// A readable detail for responses produced by axum, tower-http or a panic.
-async fn framework_detail(status: StatusCode, body: Body, pages: &ErrorPages) -> String {
-    match status {
-        StatusCode::NOT_FOUND => return "Not Found".into(),
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            return format!(
-                "Request body is too large: the limit is {} bytes",
-                pages.max_body_size
-            );
-        }
-        s if s.is_server_error() => return s.canonical_reason().unwrap_or("Error").into(),
-        _ => {}
-    }
-    let bytes = http_body_util::Limited::new(body, 4096)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-    if text.is_empty() {
-        status.canonical_reason().unwrap_or("Error").to_owned()
-    } else {
-        text
-    }
-}
-
-fn render_error_page(
-    renderer: &Renderer,
-    status: StatusCode,
-    detail: &str,
-    info: &RequestInfo,
-) -> String {
-    let specific = format!("errors/{}.html.jinja", status.as_u16());
-    let name = if renderer.has_template(&specific) {
-        specific
-    } else {
-        "errors/error.html.jinja".to_owned()
-    };
-    let ctx = context! {
-        status_code => status.as_u16(),
-        title => status.canonical_reason().unwrap_or("Error"),
-        detail => detail,
-    };
-    renderer.render(&name, Some(info), ctx).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot render the error page");
-        format!(
-            "<!DOCTYPE html><title>{0}</title><h1>{0}</h1>",
-            status.as_u16()
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn html_preference_follows_accept_order() {

@@ -28,33 +28,40 @@ pub mod error;
 pub mod filters;
 pub mod health;
 pub mod jobs;
+mod logging;
 pub mod mail;
-pub mod meta;
+mod meta;
+mod middleware;
 pub mod models;
 pub mod project;
 pub mod ratelimit;
-pub mod redis_conn;
+mod redis_conn;
 pub mod render;
 pub mod security;
 pub mod sse;
-pub mod statics;
+mod statics;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod urls;
 
-pub use app::{App, BuiltApp, ProjectSource};
+pub use app::context::Service;
+pub use app::{App, AppContext, BuiltApp, ProjectSource};
 pub use auth::{CurrentUser, MaybeUser, SessionUser};
 pub use config::{Environment, Settings};
 pub use crud::Crud;
 pub use error::{Error, Result};
 pub use health::ServiceCheck;
-pub use jobs::{Jobs, Task, TaskContext};
+pub use jobs::{Jobs, Task, TaskContext, TaskKey};
 pub use project::Project;
 pub use render::{Render, RequestInfo};
 pub use sse::{Broadcaster, Sse, SseEvent};
 pub use store::{Filter, Id, Index, Model, Query, Record, Store, Timestamp};
 pub use urls::Urls;
 
+pub use anyhow;
 pub use axum;
+pub use clap;
 pub use minijinja;
 pub use minijinja::context;
 pub use redis;
@@ -68,9 +75,9 @@ pub use tracing;
 pub mod prelude {
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
-        App, Broadcaster, Crud, CurrentUser, Error, Filter, Id, Index, Jobs, MaybeUser, Model,
-        Record, Render, RequestInfo, Result, ServiceCheck, Sse, SseEvent, Store, Task, TaskContext,
-        Timestamp, context,
+        App, AppContext, Broadcaster, Crud, CurrentUser, Error, Filter, Id, Index, Jobs, MaybeUser,
+        Model, Record, Render, RequestInfo, Result, Service, ServiceCheck, Sse, SseEvent, Store,
+        Task, TaskContext, TaskKey, Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::http::StatusCode;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::response::Html;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -207,11 +206,11 @@ pub fn read_outbox(dir: &Path) -> Vec<OutboxMessage> {
 }
 
 /// `GET /_dev/outbox`: the dev outbox, newest first (registered only when mail goes there).
-pub async fn outbox_page(
+pub(crate) async fn outbox_page(
     render: Render,
-    Extension(mailer): Extension<Mailer>,
+    ctx: crate::AppContext,
 ) -> Result<Html<String>, Error> {
-    let dir = mailer.outbox_dir().ok_or_else(Error::not_found)?;
+    let dir = ctx.mailer().outbox_dir().ok_or_else(Error::not_found)?;
     let messages = read_outbox(dir);
     render.page(
         "dev/outbox.html.jinja",

@@ -343,13 +343,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Render {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let renderer = parts
-            .extensions
-            .get::<Arc<Renderer>>()
-            .cloned()
-            .ok_or_else(|| {
-                Error::internal("Render used on a router not built by vibetuner::App")
-            })?;
+        let renderer = crate::AppContext::from_parts(parts)?
+            .inner()
+            .renderer
+            .clone();
         Ok(Self {
             renderer,
             request: RequestInfo::from_parts(parts),

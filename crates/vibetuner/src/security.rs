@@ -271,8 +271,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         };
         let config = parts
             .extensions
-            .get::<Arc<SecurityConfig>>()
-            .map_or(&default, |c| c.as_ref());
+            .get::<crate::AppContext>()
+            .map_or(&default, |c| c.security().as_ref());
         Ok(Self::resolve(config, peer, &parts.headers))
     }
 }
@@ -283,7 +283,13 @@ pub fn request_scheme(parts: &Parts) -> &'static str {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let trusted = match (parts.extensions.get::<Arc<SecurityConfig>>(), peer) {
+    let trusted = match (
+        parts
+            .extensions
+            .get::<crate::AppContext>()
+            .map(|c| c.security()),
+        peer,
+    ) {
         (Some(config), Some(ip)) => config.trusts(ip),
         _ => false,
     };

@@ -39,8 +39,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
-use crate::jobs::JobError;
-
 /// Longest channel name.
 pub const MAX_CHANNEL_LEN: usize = 128;
 
@@ -167,7 +165,7 @@ impl RedisFanout {
         channel: &str,
         after: &str,
         limit: usize,
-    ) -> Result<Vec<SseEvent>, JobError> {
+    ) -> Result<Vec<SseEvent>, redis::RedisError> {
         let mut conn = self.conn.clone();
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(self.stream_key(channel))
@@ -208,6 +206,26 @@ pub struct Broadcaster {
 }
 
 impl Broadcaster {
+    /// The broadcaster the settings select: fan-out through Redis when `redis` (its URL and
+    /// the process's shared connection) is given, else in-process.
+    pub(crate) fn connect(
+        redis: Option<(&str, &redis::aio::ConnectionManager)>,
+        settings: &crate::config::JobsSettings,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
+        let keepalive = Duration::from_secs(settings.sse_keepalive_secs);
+        match redis {
+            Some((url, conn)) => Self::redis(
+                url,
+                conn.clone(),
+                prefix,
+                settings.sse_buffer_size,
+                keepalive,
+            ),
+            None => Ok(Self::local(settings.sse_buffer_size, keepalive)),
+        }
+    }
+
     /// In-process delivery and replay (no Redis).
     pub fn local(buffer_size: usize, keepalive: Duration) -> Self {
         Self::with(None, buffer_size, keepalive)
@@ -593,7 +611,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Broadcaster {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        crate::error::from_extensions(parts, "SSE")
+        Ok(crate::AppContext::from_parts(parts)?.broadcaster().clone())
     }
 }
 

@@ -100,7 +100,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Urls {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Urls>().cloned().unwrap_or_default())
+        Ok(parts
+            .extensions
+            .get::<crate::AppContext>()
+            .map(|ctx| ctx.urls().clone())
+            .unwrap_or_default())
     }
 }
 

@@ -392,7 +392,7 @@ async fn an_active_session_is_renewed_once_a_day() {
     )
     .await;
     app.sign_in("renew@example.com").await;
-    let client = vibetuner::redis_conn::client(&redis_url()).unwrap();
+    let client = vibetuner::redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = vibetuner::redis::cmd("KEYS")
         .arg(format!("{prefix}session:*"))

@@ -50,9 +50,18 @@ fn crud() -> Crud<Note> {
         .searchable(["title", "body"])
 }
 
+const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
+    answers: include_str!("fixture/vibetuner.toml"),
+    version: "1.2.3",
+    manifest_dir: env!("CARGO_MANIFEST_DIR"),
+};
+
+/// The CRUD routes inside a whole app (every framework layer) on the test's store.
 async fn app(t: &TestStore, crud: Crud<Note>) -> Router {
-    t.store.models::<Note>().ensure_indexes().await.unwrap();
-    crud.into_router().layer(axum::Extension(t.store.clone()))
+    t.test_app(vibetuner::App::new(SOURCE).crud(crud))
+        .start()
+        .await
+        .router()
 }
 
 async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -374,7 +383,7 @@ async fn hooks_modify_and_reject(t: TestStore) {
             Ok(note)
         })
         .post_create(|ctx, rec| async move {
-            ctx.store
+            ctx.store()
                 .collection("audit")
                 .insert(bson::doc! { "event": "created", "note": rec.id })
                 .await?;
@@ -391,7 +400,7 @@ async fn hooks_modify_and_reject(t: TestStore) {
             Ok(patch)
         })
         .post_update(|ctx, rec| async move {
-            ctx.store
+            ctx.store()
                 .collection("audit")
                 .insert(bson::doc! { "event": "updated", "note": rec.id })
                 .await?;
@@ -407,7 +416,7 @@ async fn hooks_modify_and_reject(t: TestStore) {
             Ok(())
         })
         .post_delete(|ctx, rec| async move {
-            ctx.store
+            ctx.store()
                 .collection("audit")
                 .insert(bson::doc! { "event": "deleted", "note": rec.id })
                 .await?;

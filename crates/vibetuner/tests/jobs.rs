@@ -125,7 +125,7 @@ struct Add {
 }
 
 async fn add(ctx: TaskContext, args: Add) -> vibetuner::Result<()> {
-    ctx.store
+    ctx.store()
         .collection("results")
         .insert(doc! { "key": args.key, "sum": args.a + args.b, "task_id": ctx.task_id })
         .await?;
@@ -134,7 +134,7 @@ async fn add(ctx: TaskContext, args: Add) -> vibetuner::Result<()> {
 
 async fn result(env: &Env, key: &str) -> Option<vibetuner::store::bson::Document> {
     env.built
-        .store
+        .store()
         .collection("results")
         .find_one(Filter::eq("key", key))
         .await
@@ -152,7 +152,7 @@ fn number(value: &vibetuner::store::bson::Bson) -> Option<i64> {
 
 async fn enqueue_run_result(kind: Kind) {
     let env = build(App::new(SOURCE).task(Task::new("add", add)), kind).await;
-    let jobs = &env.built.jobs;
+    let jobs = &env.built.jobs();
     let err = jobs.enqueue("nope", &()).await.unwrap_err();
     assert!(err.to_string().contains("no task named \"nope\""), "{err}");
 
@@ -226,7 +226,7 @@ async fn retries_then_dead_letter(kind: Kind) {
         }
     });
     let env = build(App::new(SOURCE).task(task), kind).await;
-    let id = env.built.jobs.enqueue("flaky", &7u32).await.unwrap();
+    let id = env.built.jobs().enqueue("flaky", &7u32).await.unwrap();
     let worker = start_worker(&env);
     let dead = tokio::time::timeout(Duration::from_secs(15), failed_rx.recv())
         .await
@@ -241,7 +241,7 @@ async fn retries_then_dead_letter(kind: Kind) {
     assert_eq!(dead.args, serde_json::json!(7));
     let stored = env
         .built
-        .store
+        .store()
         .models::<DeadLetter>()
         .find_one(Filter::eq("task_id", id.as_str()))
         .await
@@ -264,7 +264,7 @@ async fn retries_then_dead_letter(kind: Kind) {
     .await;
     let _ = tokio::time::timeout(Duration::from_secs(15), failed_rx.recv()).await;
     worker.stop().await;
-    let letters = env.built.store.models::<DeadLetter>();
+    let letters = env.built.store().models::<DeadLetter>();
     assert_eq!(letters.count(&Filter::All).await.unwrap(), 1);
     run_dead_letter_command(&env.built, DeadLetterCommand::Purge { task: None })
         .await
@@ -286,10 +286,10 @@ async fn redis_timeout_and_bad_arguments_become_dead_letters() {
     .timeout(Duration::from_millis(200))
     .max_retries(0);
     let env = build(App::new(SOURCE).task(task), Kind::Redis).await;
-    let slow = env.built.jobs.enqueue("sleepy", &30u64).await.unwrap();
-    let bad = env.built.jobs.enqueue("sleepy", &"soon").await.unwrap();
+    let slow = env.built.jobs().enqueue("sleepy", &30u64).await.unwrap();
+    let bad = env.built.jobs().enqueue("sleepy", &"soon").await.unwrap();
     let worker = start_worker(&env);
-    let letters = env.built.store.models::<DeadLetter>();
+    let letters = env.built.store().models::<DeadLetter>();
     for (id, kind, detail) in [
         (slow, "Timeout", "timed out after 0.2s"),
         (bad, "InvalidArguments", "invalid type"),
@@ -335,7 +335,7 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
     w2.stop().await;
     let fired = match kind {
         Kind::Redis => {
-            let client = vibetuner::redis_conn::client(&redis_url()).unwrap();
+            let client = vibetuner::redis::Client::open(redis_url()).unwrap();
             let mut conn = client.get_multiplexed_async_connection().await.unwrap();
             let keys: Vec<String> = vibetuner::redis::cmd("KEYS")
                 .arg(format!("{prefix}:jobs:cron:tick:*"))
@@ -346,7 +346,7 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
         }
         _ => first
             .built
-            .store
+            .store()
             .collection("task_cron_fires")
             .count(&Filter::All)
             .await
@@ -386,7 +386,7 @@ async fn store_queue_survives_a_restart() {
         let before = build_in(app(), Kind::Embedded, data.clone(), &prefix).await;
         before
             .built
-            .jobs
+            .jobs()
             .enqueue(
                 "add",
                 &Add {
@@ -399,7 +399,7 @@ async fn store_queue_survives_a_restart() {
             .unwrap();
     }
     let after = build_in(app(), Kind::Embedded, data, &prefix).await;
-    assert_eq!(after.built.jobs.depth().await.unwrap().ready, 1);
+    assert_eq!(after.built.jobs().depth().await.unwrap().ready, 1);
     let worker = start_worker(&after);
     let done = eventually(10, "the task enqueued before the restart", || {
         result(&after, "kept")
@@ -439,26 +439,26 @@ async fn shutdown_returns_running_tasks_to_the_queue() {
     let task = Task::new("hold", |ctx: TaskContext, key: String| async move {
         if ctx.tries == 0 && key == "held" {
             let first = ctx
-                .store
+                .store()
                 .collection("results")
                 .count(&Filter::eq("key", "started"))
                 .await?;
             if first == 0 {
-                ctx.store
+                ctx.store()
                     .collection("results")
                     .insert(doc! { "key": "started" })
                     .await?;
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
         }
-        ctx.store
+        ctx.store()
             .collection("results")
             .insert(doc! { "key": key, "sum": 1 })
             .await?;
         Ok(())
     });
     let env = build(App::new(SOURCE).task(task), Kind::Redis).await;
-    env.built.jobs.enqueue("hold", &"held").await.unwrap();
+    env.built.jobs().enqueue("hold", &"held").await.unwrap();
     let first = start_worker(&env);
     eventually(10, "the task to start", || result(&env, "started")).await;
     first.stop().await;
@@ -473,7 +473,7 @@ async fn shutdown_returns_running_tasks_to_the_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
     let task = Task::new("long", |ctx: TaskContext, key: String| async move {
-        let marks = ctx.store.collection("results");
+        let marks = ctx.store().collection("results");
         marks.insert(doc! { "key": "started" }).await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         marks.insert(doc! { "key": key }).await?;
@@ -490,7 +490,7 @@ async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
         &[("SHUTDOWN_TIMEOUT", "8")],
     )
     .await;
-    env.built.jobs.enqueue("long", &"long").await.unwrap();
+    env.built.jobs().enqueue("long", &"long").await.unwrap();
     let first = start_worker(&env);
     eventually(10, "the task to start", || result(&env, "started")).await;
     let second = start_worker(&env);
@@ -498,7 +498,7 @@ async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
     eventually(10, "the task to finish", || result(&env, "long")).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     second.stop().await;
-    let results = env.built.store.collection("results");
+    let results = env.built.store().collection("results");
     assert_eq!(
         results.count(&Filter::eq("key", "started")).await.unwrap(),
         1,
@@ -511,7 +511,7 @@ async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
 async fn health_reports_redis_and_queue_depth() {
     let env = build(App::new(SOURCE).task(Task::new("add", add)), Kind::Redis).await;
     env.built
-        .jobs
+        .jobs()
         .enqueue_in(
             "add",
             &Add {
@@ -552,7 +552,7 @@ async fn health_reports_redis_and_queue_depth() {
 /// the visibility timeout, and the lost worker counts as a failed try.
 async fn dead_workers_task_is_taken_over(kind: Kind) {
     let task = Task::new("hang", |ctx: TaskContext, key: String| async move {
-        let results = ctx.store.collection("results");
+        let results = ctx.store().collection("results");
         if ctx.tries == 0 {
             results.insert(doc! { "key": "hanging" }).await?;
             tokio::time::sleep(Duration::from_secs(600)).await;
@@ -563,7 +563,7 @@ async fn dead_workers_task_is_taken_over(kind: Kind) {
         Ok(())
     });
     let env = build(App::new(SOURCE).task(task), kind).await;
-    env.built.jobs.enqueue("hang", &"taken").await.unwrap();
+    env.built.jobs().enqueue("hang", &"taken").await.unwrap();
     let first = start_worker(&env);
     eventually(10, "the first worker to start the task", || {
         result(&env, "hanging")

@@ -131,7 +131,7 @@ async fn invalid_channel_names_are_rejected_with_the_reason() {
     let ok = open(&built, "/rooms/room:1.a_b-c/events", None).await;
     assert_eq!(ok.status(), 200);
     let err = built
-        .broadcaster
+        .broadcaster()
         .broadcast(&"x".repeat(129), "message", "")
         .await
         .unwrap_err();
@@ -139,7 +139,7 @@ async fn invalid_channel_names_are_rejected_with_the_reason() {
 }
 
 async fn replay_after_reconnect(built: &BuiltApp) {
-    let b = &built.broadcaster;
+    let b = &built.broadcaster();
     let first = b.broadcast("news", "message", "one").await.unwrap();
     b.broadcast("news", "message", "two\nlines").await.unwrap();
     let third = b.broadcast("news", "headline", "three").await.unwrap();
@@ -173,11 +173,11 @@ async fn redis_fan_out_delivers_each_event_once() {
     let on_b = open(&b, "/events", None).await;
     let on_a = open(&a, "/events", None).await;
     let id = a
-        .broadcaster
+        .broadcaster()
         .broadcast("news", "message", "<p>hello</p>")
         .await
         .unwrap();
-    b.broadcaster
+    b.broadcaster()
         .broadcast("news", "message", "marker")
         .await
         .unwrap();
@@ -239,7 +239,7 @@ async fn relay_reconnects_after_redis_restarts_and_catches_up() {
     let built = app().build(settings, &root).await.unwrap();
     let mut body = open(&built, "/events", None).await.into_body();
     built
-        .broadcaster
+        .broadcaster()
         .broadcast("news", "message", "before")
         .await
         .unwrap();
@@ -250,7 +250,7 @@ async fn relay_reconnects_after_redis_restarts_and_catches_up() {
     for data in ["during", "after"] {
         support::eventually(15, "Redis to take broadcasts again", || async {
             built
-                .broadcaster
+                .broadcaster()
                 .broadcast("news", "message", data)
                 .await
                 .ok()

@@ -9,12 +9,9 @@
 //! note again, updated in place. Without `REDIS_URL` the task runs inside `serve`; with it, run
 //! `cargo run -- worker` as well.
 //!
-//! To remove it: delete this file and `templates/frontend/notes.html.jinja`, and the two lines
-//! that mention `notes` in `main.rs`.
+//! To remove it: delete this file, `templates/frontend/notes.html.jinja` and `tests/notes.rs`,
+//! and the two lines that mention `notes` in `lib.rs`.
 
-use std::sync::Arc;
-
-use vibetuner::axum::Extension;
 use vibetuner::prelude::*;
 use vibetuner::render::Renderer;
 
@@ -57,10 +54,7 @@ pub fn register(app: App) -> App {
             .searchable(["title", "body"])
             .default_sort("-db_insert_dt")
             .post_create(|ctx, note| async move {
-                let jobs = ctx.request.extensions.get::<Jobs>().cloned();
-                if let Some(jobs) = jobs {
-                    jobs.enqueue(ENRICH, &note.id).await?;
-                }
+                ctx.jobs().enqueue(ENRICH, &note.id).await?;
                 Ok(())
             }),
     )
@@ -70,8 +64,8 @@ pub fn register(app: App) -> App {
     .task(Task::new(ENRICH, enrich))
 }
 
-/// The task that counts a note's words and broadcasts it.
-const ENRICH: &str = "enrich_note";
+/// The task that counts a note's words and broadcasts it; its argument is the note's id.
+const ENRICH: TaskKey<Id> = TaskKey::new("enrich_note");
 
 /// The list item of a note as every `/notes` page shows it (rendered without a request, since
 /// it goes to everyone).
@@ -81,15 +75,15 @@ fn note_item(renderer: &Renderer, note: &Record<Note>) -> Result<String> {
 
 /// Stores the note's word count and sends the rendered note to every `/notes` page.
 async fn enrich(ctx: TaskContext, id: Id) -> Result<()> {
-    let notes = ctx.store.models::<Note>();
+    let notes = ctx.store().models::<Note>();
     let Some(mut note) = notes.get(id).await? else {
         return Ok(());
     };
     let words = note.title.split_whitespace().count() + note.body.split_whitespace().count();
     note.word_count = Some(words as u32);
     notes.save(&mut note).await?;
-    let html = note_item(&ctx.renderer, &note)?;
-    ctx.broadcaster.broadcast("notes", "message", html).await?;
+    let html = note_item(ctx.renderer(), &note)?;
+    ctx.broadcaster().broadcast("notes", "message", html).await?;
     Ok(())
 }
 
@@ -118,14 +112,7 @@ pub struct NoteForm {
 /// `POST /notes`: stores the note, broadcasts it to every `/notes` page, enqueues its enrichment
 /// and answers with an empty form (422 with the form and its error when the note is invalid).
 /// Without htmx, redirects back to the page.
-async fn create(
-    render: Render,
-    store: Store,
-    jobs: Jobs,
-    broadcaster: Broadcaster,
-    Extension(renderer): Extension<Arc<Renderer>>,
-    Form(form): Form<NoteForm>,
-) -> Result<Response> {
+async fn create(ctx: AppContext, render: Render, Form(form): Form<NoteForm>) -> Result<Response> {
     let note = Note {
         title: form.title.trim().to_owned(),
         body: form.body.trim().to_owned(),
@@ -140,11 +127,11 @@ async fn create(
         )?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
     }
-    let note = store.models::<Note>().insert(note).await?;
-    broadcaster
-        .broadcast("notes", "message", note_item(&renderer, &note)?)
+    let note = ctx.store().models::<Note>().insert(note).await?;
+    ctx.broadcaster()
+        .broadcast("notes", "message", note_item(ctx.renderer(), &note)?)
         .await?;
-    jobs.enqueue(ENRICH, &note.id).await?;
+    ctx.jobs().enqueue(ENRICH, &note.id).await?;
     if !render.request().htmx {
         return Ok(Redirect::to("/notes").into_response());
     }

@@ -26,7 +26,7 @@ struct Slow {
 /// test can kill the first run without racing its end), marks `done`; each mark records the
 /// worker's pid.
 async fn slow(ctx: TaskContext, args: Slow) -> Result<()> {
-    let marks = ctx.store.collection("marks");
+    let marks = ctx.store().collection("marks");
     let pid = std::process::id() as i64;
     let rerun = marks.count(&Filter::eq("key", args.key.as_str())).await? > 0;
     marks

@@ -1,6 +1,6 @@
 //! Magic-link sign-in: the login page, sending a link, and following it.
 
-use axum::Extension;
+use super::AuthState;
 use axum::extract::{Form, FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -31,7 +31,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let auth: std::sync::Arc<Auth> = crate::error::from_extensions(parts, "Auth")?;
+        let auth = crate::AppContext::from_parts(parts)?.auth();
         Ok(Self(auth.base_url(parts)))
     }
 }
@@ -59,7 +59,7 @@ pub(super) fn login_response(
 pub(super) async fn login_page(
     render: Render,
     MaybeUser(user): MaybeUser,
-    Extension(auth): Extension<std::sync::Arc<Auth>>,
+    AuthState(auth): AuthState,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = safe_next(query.next.as_deref());
@@ -98,7 +98,7 @@ fn normalize_email(raw: &str) -> Option<String> {
 /// same whether or not an account exists.
 pub(super) async fn send_link(
     render: Render,
-    Extension(auth): Extension<std::sync::Arc<Auth>>,
+    AuthState(auth): AuthState,
     store: Store,
     ClientIp(ip): ClientIp,
     BaseUrl(base): BaseUrl,
@@ -171,7 +171,7 @@ pub(super) async fn send_link(
 pub(super) async fn verify(
     render: Render,
     session: Session,
-    Extension(auth): Extension<std::sync::Arc<Auth>>,
+    AuthState(auth): AuthState,
     store: Store,
     Path(token): Path<String>,
     Query(query): Query<NextQuery>,

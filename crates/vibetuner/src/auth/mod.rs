@@ -99,6 +99,17 @@ fn session_error(e: tower_sessions::session::Error) -> Error {
     Error::unavailable("The session store is unavailable; try again in a moment.")
 }
 
+/// Extractor for the account services of the app's context (the framework's own handlers).
+pub(crate) struct AuthState(pub(crate) Arc<Auth>);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthState {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(Self(crate::AppContext::from_parts(parts)?.auth().clone()))
+    }
+}
+
 /// The user loaded for this request (a request extension set by [`load_user`]).
 #[derive(Debug, Clone, Default)]
 pub struct LoadedUser(pub Option<SessionUser>);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use axum::Extension;
+use super::AuthState;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -349,7 +349,7 @@ const PENDING_KEY: &str = "oauth_pending";
 pub(super) async fn start(
     render: Render,
     session: Session,
-    Extension(auth): Extension<std::sync::Arc<Auth>>,
+    AuthState(auth): AuthState,
     ClientIp(ip): ClientIp,
     BaseUrl(base): BaseUrl,
     Path(provider): Path<String>,
@@ -460,7 +460,7 @@ struct Identity {
 pub(super) async fn callback(
     render: Render,
     session: Session,
-    Extension(auth): Extension<std::sync::Arc<Auth>>,
+    AuthState(auth): AuthState,
     store: Store,
     BaseUrl(base): BaseUrl,
     Path(provider): Path<String>,

@@ -1,6 +1,6 @@
 //! Profile, profile editing and logout.
 
-use axum::Extension;
+use super::AuthState;
 use axum::extract::Form;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -81,7 +81,7 @@ pub(super) async fn edit(
     render: Render,
     store: Store,
     session: Session,
-    Extension(auth): Extension<std::sync::Arc<super::Auth>>,
+    AuthState(auth): AuthState,
     CurrentUser(me): CurrentUser,
     Form(form): Form<EditForm>,
 ) -> Result<Response, Error> {

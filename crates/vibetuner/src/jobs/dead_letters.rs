@@ -36,7 +36,7 @@ pub async fn run_dead_letter_command(
     built: &crate::BuiltApp,
     command: DeadLetterCommand,
 ) -> anyhow::Result<()> {
-    let letters = built.store.models::<DeadLetter>();
+    let letters = built.store().models::<DeadLetter>();
     match command {
         DeadLetterCommand::List { limit } => {
             let found = letters
@@ -75,7 +75,7 @@ pub async fn run_dead_letter_command(
             };
             for d in &targets {
                 let task_id = built
-                    .jobs
+                    .jobs()
                     .retry_dead_letter(d)
                     .await
                     .with_context(|| format!("cannot enqueue dead letter {} again", d.id))?;

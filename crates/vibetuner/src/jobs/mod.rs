@@ -26,6 +26,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,14 +36,15 @@ use axum::http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::app::AppContext;
 use crate::models::DeadLetter;
-use crate::render::Renderer;
-use crate::sse::Broadcaster;
 use crate::store::Store;
 
 pub use dead_letters::{DeadLetterCommand, run_dead_letter_command};
 pub(crate) use queue::Queue;
 pub use queue::QueueDepth;
+#[cfg(feature = "testing")]
+pub(crate) use worker::spawn_background;
 pub(crate) use worker::spawn_in_process;
 pub use worker::{InProcessWorker, Worker, WorkerHealth, worker_health};
 
@@ -116,6 +118,81 @@ impl TaskOptions {
     }
 }
 
+/// A task's name together with the type of its arguments: enqueueing through a key checks the
+/// arguments at compile time.
+///
+/// ```no_run
+/// use vibetuner::prelude::*;
+///
+/// const WELCOME: TaskKey<String> = TaskKey::new("welcome");
+///
+/// async fn welcome(_ctx: TaskContext, email: String) -> Result<()> {
+///     tracing::info!("welcome {email}");
+///     Ok(())
+/// }
+///
+/// async fn sign_up(jobs: Jobs) -> Result<()> {
+///     jobs.enqueue(WELCOME, &"ada@example.com".to_owned()).await?;
+///     // jobs.enqueue(WELCOME, &42) would not compile.
+///     Ok(())
+/// }
+///
+/// # fn main() {
+/// App::new(vibetuner::project!()).task(Task::new(WELCOME, welcome));
+/// # }
+/// ```
+pub struct TaskKey<A> {
+    name: &'static str,
+    args: PhantomData<fn(A)>,
+}
+
+impl<A> TaskKey<A> {
+    /// The key of the task called `name`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            args: PhantomData,
+        }
+    }
+
+    /// The task's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<A> Clone for TaskKey<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for TaskKey<A> {}
+
+impl<A> std::fmt::Debug for TaskKey<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskKey({:?})", self.name)
+    }
+}
+
+/// What names a task: a [`TaskKey<A>`] (arguments of type `A` only) or a string (any arguments).
+pub trait TaskName<A> {
+    /// The task's name.
+    fn task_name(&self) -> &str;
+}
+
+impl<A> TaskName<A> for TaskKey<A> {
+    fn task_name(&self) -> &str {
+        self.name
+    }
+}
+
+impl<A, T: AsRef<str>> TaskName<A> for T {
+    fn task_name(&self) -> &str {
+        self.as_ref()
+    }
+}
+
 /// A task definition: a name, an async function of typed arguments, and its policy.
 #[derive(Clone)]
 pub struct Task {
@@ -129,7 +206,7 @@ impl Task {
     /// A task running `f` with arguments decoded from the JSON they were enqueued with. `f`
     /// returns [`crate::Result`], so `?` works on store, queue, template and `anyhow` errors;
     /// an error's detail is what retries log and the dead letter keeps.
-    pub fn new<A, F, Fut>(name: impl Into<String>, f: F) -> Self
+    pub fn new<A, F, Fut>(name: impl TaskName<A>, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
         F: Fn(TaskContext, A) -> Fut + Send + Sync + 'static,
@@ -137,7 +214,7 @@ impl Task {
     {
         let f = Arc::new(f);
         Self {
-            name: name.into(),
+            name: name.task_name().to_owned(),
             options: TaskOptions::default(),
             handler: Arc::new(move |ctx, args| {
                 let f = f.clone();
@@ -263,18 +340,22 @@ impl Jobs {
     }
 
     /// Enqueues `task` to run as soon as a worker is free; returns the task id.
-    pub async fn enqueue<A: Serialize>(&self, task: &str, args: &A) -> Result<String, JobError> {
-        self.enqueue_at(task, args, None).await
+    pub async fn enqueue<A: Serialize>(
+        &self,
+        task: impl TaskName<A>,
+        args: &A,
+    ) -> Result<String, JobError> {
+        self.enqueue_at(task.task_name(), args, None).await
     }
 
     /// Enqueues `task` to run after `delay`; returns the task id.
     pub async fn enqueue_in<A: Serialize>(
         &self,
-        task: &str,
+        task: impl TaskName<A>,
         args: &A,
         delay: Duration,
     ) -> Result<String, JobError> {
-        self.enqueue_at(task, args, Some(delay)).await
+        self.enqueue_at(task.task_name(), args, Some(delay)).await
     }
 
     /// Enqueues the run of cron task `task` for the fire time `fire_at_ms` unless another
@@ -329,41 +410,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Jobs {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        crate::error::from_extensions(parts, "the task queue")
+        Ok(AppContext::from_parts(parts)?.jobs().clone())
     }
 }
 
-/// The queue and SSE broadcaster the settings select: Redis when `redis` (its URL and the
-/// process's shared connection) is given (the queue in Redis Streams, SSE fanned out through
-/// pub/sub), else the store and in-process delivery.
-pub(crate) async fn connect(
-    redis: Option<(&str, &redis::aio::ConnectionManager)>,
-    jobs: &crate::config::JobsSettings,
-    slug: &str,
-    store: &Store,
-    registry: Registry,
-) -> anyhow::Result<(Jobs, Broadcaster)> {
-    let visibility = Duration::from_secs(jobs.visibility_timeout_secs);
-    let keepalive = Duration::from_secs(jobs.sse_keepalive_secs);
-    Ok(match redis {
-        Some((url, conn)) => {
-            let prefix = jobs.key_prefix(slug);
-            let queue = redis_queue::RedisQueue::new(url, conn.clone(), &prefix, visibility);
-            let broadcaster =
-                Broadcaster::redis(url, conn.clone(), &prefix, jobs.sse_buffer_size, keepalive)?;
-            (
-                Jobs::new(Queue::Redis(Arc::new(queue)), registry),
-                broadcaster,
-            )
-        }
-        None => (
-            Jobs::new(
-                Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
-                registry,
-            ),
-            Broadcaster::local(jobs.sse_buffer_size, keepalive),
-        ),
-    })
+impl Jobs {
+    /// The queue the settings select: Redis Streams when `redis` (its URL and the process's
+    /// shared connection) is given, else the store's `task_queue` collection.
+    pub(crate) fn connect(
+        redis: Option<(&str, &redis::aio::ConnectionManager)>,
+        settings: &crate::config::JobsSettings,
+        prefix: &str,
+        store: &Store,
+        registry: Registry,
+    ) -> Self {
+        let visibility = Duration::from_secs(settings.visibility_timeout_secs);
+        let queue = match redis {
+            Some((url, conn)) => Queue::Redis(Arc::new(redis_queue::RedisQueue::new(
+                url,
+                conn.clone(),
+                prefix,
+                visibility,
+            ))),
+            None => Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
+        };
+        Jobs::new(queue, registry)
+    }
 }
 
 /// Health checks: Redis answering `PING` (with Redis) and the queue's depth.
@@ -412,21 +484,24 @@ impl Envelope {
     }
 }
 
-/// What a running task can reach: the store, the templates, SSE, the queue and its own run.
+/// What a running task sees: the whole [`AppContext`] (store, mailer, renderer, queue, SSE,
+/// settings, the app's services; it dereferences to it) and its own run.
 #[derive(Clone)]
 pub struct TaskContext {
-    /// The database.
-    pub store: Store,
-    /// The template renderer (render blocks to broadcast).
-    pub renderer: Arc<Renderer>,
-    /// SSE broadcasting.
-    pub broadcaster: Broadcaster,
-    /// The queue, to enqueue follow-up tasks.
-    pub jobs: Jobs,
+    /// The app's services.
+    pub app: AppContext,
     /// This run's task id.
     pub task_id: String,
     /// Failed attempts before this one.
     pub tries: u32,
+}
+
+impl std::ops::Deref for TaskContext {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.app
+    }
 }
 
 #[cfg(test)]

@@ -15,11 +15,10 @@ use tokio::task::JoinSet;
 use super::queue::Delivery;
 use super::redis_queue::{FETCH_BLOCK, now_ms};
 use super::{CronEntry, Jobs, Queue, TaskContext, TaskOutcome};
+use crate::app::AppContext;
 use crate::config::{JobsSettings, Settings};
 use crate::models::DeadLetter;
-use crate::render::Renderer;
-use crate::sse::Broadcaster;
-use crate::store::{Store, Timestamp};
+use crate::store::Timestamp;
 
 /// How many missed heartbeats make a worker dead for `worker-health`.
 const MISSED_BEATS: u64 = 3;
@@ -37,10 +36,7 @@ pub struct Worker {
 }
 
 struct Shared {
-    jobs: Jobs,
-    store: Store,
-    renderer: Arc<Renderer>,
-    broadcaster: Broadcaster,
+    app: AppContext,
     inflight: Mutex<HashMap<String, Delivery>>,
 }
 
@@ -125,14 +121,11 @@ fn heartbeat_file(settings: &Settings, root: &Path) -> PathBuf {
 impl Worker {
     /// A worker for a built app; `concurrency` overrides `WORKER_CONCURRENCY`.
     pub fn new(built: &crate::BuiltApp, concurrency: Option<usize>) -> Self {
-        let settings = &built.jobs_settings;
-        let prefix = settings.key_prefix(&built.project.project_slug);
+        let settings = built.jobs_settings();
+        let prefix = settings.key_prefix(&built.project().project_slug);
         Self {
             shared: Arc::new(Shared {
-                jobs: built.jobs.clone(),
-                store: built.store.clone(),
-                renderer: built.renderer.clone(),
-                broadcaster: built.broadcaster.clone(),
+                app: built.context.clone(),
                 inflight: Mutex::new(HashMap::new()),
             }),
             id: format!(
@@ -143,10 +136,15 @@ impl Worker {
             ),
             concurrency: concurrency.unwrap_or(settings.worker_concurrency).max(1),
             visibility: Duration::from_secs(settings.visibility_timeout_secs),
-            heartbeat: Heartbeat::for_settings(&built.jobs, &built.settings, &built.root, &prefix),
+            heartbeat: Heartbeat::for_settings(
+                built.jobs(),
+                built.settings(),
+                built.root(),
+                &prefix,
+            ),
             heartbeat_every: Duration::from_secs(settings.heartbeat_interval_secs),
             stall_timeout: None,
-            grace: Duration::from_secs(built.settings.shutdown_timeout_secs),
+            grace: Duration::from_secs(built.settings().shutdown_timeout_secs),
         }
     }
 
@@ -189,18 +187,18 @@ impl Worker {
             self.visibility,
             drained_rx,
         ));
-        for entry in &self.shared.jobs.registry.crons {
+        for entry in &self.shared.app.jobs().registry.crons {
             crons.spawn(cron_loop(
-                self.shared.jobs.clone(),
+                self.shared.app.jobs().clone(),
                 entry.clone(),
                 stop_rx.clone(),
             ));
         }
         tracing::info!(
             worker = %self.id,
-            queue = self.shared.jobs.backend(),
+            queue = self.shared.app.jobs().backend(),
             concurrency = self.concurrency,
-            tasks = ?self.shared.jobs.registry.names().collect::<Vec<_>>(),
+            tasks = ?self.shared.app.jobs().registry.names().collect::<Vec<_>>(),
             "worker started"
         );
 
@@ -214,7 +212,7 @@ impl Worker {
         self.drain(running).await;
         let _ = drained_tx.send(true);
         background.abort_all();
-        self.shared.jobs.queue.flush().await;
+        self.shared.app.jobs().queue.flush().await;
         // The heartbeat loop ends on the stop signal once a beat in progress is written
         // (aborting it could let that write land after the heartbeat is cleared).
         let _ = beating.await;
@@ -238,7 +236,8 @@ impl Worker {
             let max = 1 + slots.available_permits();
             let deliveries = match self
                 .shared
-                .jobs
+                .app
+                .jobs()
                 .queue
                 .fetch(&self.id, max, FETCH_BLOCK)
                 .await
@@ -311,7 +310,7 @@ impl Worker {
             .map(|(_, d)| d)
             .collect();
         for delivery in left {
-            match self.shared.jobs.queue.release(&delivery).await {
+            match self.shared.app.jobs().queue.release(&delivery).await {
                 Ok(()) => {
                     tracing::warn!(task = %delivery.envelope.task, id = %delivery.envelope.id, "task still running at shutdown: returned to the queue")
                 }
@@ -344,7 +343,23 @@ pub(crate) fn spawn_in_process(
     built: &crate::BuiltApp,
     stopping: impl Future<Output = ()> + Send + 'static,
 ) -> Option<InProcessWorker> {
-    if !matches!(built.jobs.queue, Queue::Store(_)) || built.jobs.registry.tasks.is_empty() {
+    if !matches!(built.jobs().queue, Queue::Store(_)) {
+        return None;
+    }
+    spawn(built, stopping)
+}
+
+/// Starts a worker in this process whatever the queue, when the app has tasks (the test kit's).
+#[cfg(feature = "testing")]
+pub(crate) fn spawn_background(built: &crate::BuiltApp) -> Option<InProcessWorker> {
+    spawn(built, std::future::pending())
+}
+
+fn spawn(
+    built: &crate::BuiltApp,
+    stopping: impl Future<Output = ()> + Send + 'static,
+) -> Option<InProcessWorker> {
+    if built.jobs().registry.tasks.is_empty() {
         return None;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -371,8 +386,8 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         receipt,
         reclaimed,
     } = delivery;
-    let queue = &shared.jobs.queue;
-    let task = shared.jobs.registry.get(&envelope.task).cloned();
+    let queue = &shared.app.jobs().queue;
+    let task = shared.app.jobs().registry.get(&envelope.task).cloned();
     if reclaimed {
         // Losing the worker counted as a failed try (the queue did it), so a task that kills
         // its worker every time ends as a dead letter instead of looping.
@@ -382,10 +397,7 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         .as_ref()
         .filter(|t| reclaimed && envelope.tries > t.options.max_retries);
     let ctx = TaskContext {
-        store: shared.store.clone(),
-        renderer: shared.renderer.clone(),
-        broadcaster: shared.broadcaster.clone(),
-        jobs: shared.jobs.clone(),
+        app: shared.app.clone(),
         task_id: envelope.id.clone(),
         tries: envelope.tries,
     };
@@ -480,7 +492,8 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         "task failed for good: {}; stored as a dead letter", failure.message
     );
     if let Err(e) = shared
-        .store
+        .app
+        .store()
         .models::<DeadLetter>()
         .insert(dead.clone())
         .await
@@ -570,7 +583,7 @@ async fn extend_loop(
             .keys()
             .cloned()
             .collect();
-        if let Err(e) = shared.jobs.queue.extend(&id, &receipts).await {
+        if let Err(e) = shared.app.jobs().queue.extend(&id, &receipts).await {
             tracing::warn!(
                 running = receipts.len(),
                 "cannot renew running tasks ({e}); another worker may take them over"

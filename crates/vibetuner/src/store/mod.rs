@@ -226,7 +226,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Store {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        crate::error::from_extensions(parts, "the store")
+        Ok(crate::AppContext::from_parts(parts)?.store().clone())
     }
 }
 

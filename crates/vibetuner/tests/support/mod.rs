@@ -29,6 +29,21 @@ pub struct TestStore {
 }
 
 impl TestStore {
+    /// A test app whose store is this one (same SQLite file or MongoDB database).
+    pub fn test_app(&self, app: vibetuner::App) -> vibetuner::testing::TestAppBuilder {
+        let builder = vibetuner::testing::TestApp::builder(app);
+        match self.backend {
+            Backend::Embedded => {
+                let dir = std::path::Path::new(&self.location).parent().unwrap();
+                builder.setting("DATA_DIR", dir.display().to_string())
+            }
+            Backend::Mongo => builder.setting(
+                "MONGODB_URL",
+                format!("{}/{}", mongodb_url().trim_end_matches('/'), self.location),
+            ),
+        }
+    }
+
     /// Another handle on the same data with its own connection, as another process would have.
     pub async fn second_handle(&self) -> Store {
         match self.backend {

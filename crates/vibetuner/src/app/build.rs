@@ -1,0 +1,338 @@
+//! Start-up: from the registrations and the settings to one [`AppContext`] and the router.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use minijinja::{Environment, Value};
+
+use super::context::{AppContext, Inner};
+use super::{App, BoxFuture, Hook};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::health::{Health, ServiceCheck};
+use crate::meta::Meta;
+use crate::project::Project;
+use crate::render::{Render, Renderer};
+use crate::statics::{self, Statics};
+use crate::store::{Model, Store, StoreError};
+use crate::urls::Urls;
+
+/// A registered model: its collection and how to create its indexes.
+#[derive(Clone)]
+pub(super) struct ModelEntry {
+    pub(super) collection: &'static str,
+    ensure_indexes: fn(Store) -> BoxFuture<Result<usize, StoreError>>,
+}
+
+impl ModelEntry {
+    pub(super) fn of<T: Model>() -> Self {
+        Self {
+            collection: T::COLLECTION,
+            ensure_indexes: |store| {
+                Box::pin(async move { store.models::<T>().ensure_indexes().await })
+            },
+        }
+    }
+}
+
+/// The framework's own models, registered on every app.
+pub(super) fn framework_models() -> Vec<ModelEntry> {
+    use crate::models::*;
+    vec![
+        ModelEntry::of::<User>(),
+        ModelEntry::of::<OAuthAccount>(),
+        ModelEntry::of::<EmailVerificationToken>(),
+        ModelEntry::of::<ConfigEntry>(),
+        ModelEntry::of::<DeadLetter>(),
+        ModelEntry::of::<Blob>(),
+        ModelEntry::of::<crate::auth::session::StoredSession>(),
+    ]
+}
+
+/// A built app: its router and its [`AppContext`] (which it dereferences to).
+pub struct BuiltApp {
+    /// The complete router with every framework layer.
+    pub router: axum::Router,
+    /// What handlers, tasks and hooks see.
+    pub context: AppContext,
+    models: Vec<ModelEntry>,
+    on_startup: Vec<Hook>,
+    on_shutdown: Vec<Hook>,
+}
+
+impl std::ops::Deref for BuiltApp {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.context
+    }
+}
+
+impl BuiltApp {
+    /// Creates the indexes of every registered model (framework and app); returns how many.
+    pub async fn ensure_indexes(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for model in &self.models {
+            total += (model.ensure_indexes)(self.store().clone())
+                .await
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", model.collection)))?;
+        }
+        Ok(total)
+    }
+
+    /// The collections of every registered model.
+    pub fn collections(&self) -> Vec<&'static str> {
+        self.models.iter().map(|m| m.collection).collect()
+    }
+
+    /// What `serve` and `worker` do before they take work: create the indexes, then run the
+    /// app's [`App::on_startup`] hooks in order. Returns the number of indexes.
+    pub async fn start(&self) -> anyhow::Result<usize> {
+        let indexes = self
+            .ensure_indexes()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the database indexes: {e}"))?;
+        for hook in &self.on_startup {
+            hook(self.context.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("an on_startup hook failed: {}", e.detail()))?;
+        }
+        Ok(indexes)
+    }
+
+    /// Runs the app's [`App::on_shutdown`] hooks in order, logging their errors.
+    pub async fn stop(&self) {
+        for hook in &self.on_shutdown {
+            if let Err(e) = hook(self.context.clone()).await {
+                tracing::error!("an on_shutdown hook failed: {}", e.detail());
+            }
+        }
+    }
+}
+
+impl App {
+    /// Builds the context and the router with every framework route and layer.
+    pub async fn build(self, settings: Settings, root: &Path) -> anyhow::Result<BuiltApp> {
+        let project = Project::from_answers(self.source.answers).map_err(anyhow::Error::msg)?;
+        let store = Store::from_settings(&settings, root, &project.project_slug).await?;
+        let jobs_settings = crate::config::JobsSettings::from_source(&settings.source)?;
+        let prefix = jobs_settings.key_prefix(&project.project_slug);
+        // One connection (opened on first use) for every ordinary Redis command of this process.
+        let redis = match settings.redis_url.as_deref() {
+            Some(url) => Some((url, crate::redis_conn::connect(url, Duration::ZERO)?)),
+            None => None,
+        };
+        let redis = redis.as_ref().map(|(url, conn)| (*url, conn));
+        let jobs =
+            crate::jobs::Jobs::connect(redis, &jobs_settings, &prefix, &store, self.registry);
+        let broadcaster = crate::sse::Broadcaster::connect(redis, &jobs_settings, &prefix)?;
+        let urls = Urls::new(self.names.clone()).map_err(anyhow::Error::msg)?;
+        let mut version = settings
+            .app_version
+            .clone()
+            .unwrap_or_else(|| self.source.version.to_owned());
+        if !settings.is_prod() && settings.app_version.is_none() {
+            version.push_str("-dev");
+        }
+        let v_hash = statics::version_hash(&version);
+        let existing = |p: PathBuf| p.is_dir().then_some(p);
+        let statics = Arc::new(Statics {
+            dir: existing(root.join("assets/statics")),
+            v_hash: v_hash.clone(),
+            immutable: settings.is_prod(),
+        });
+        let renderer = Arc::new(Renderer::new(
+            existing(root.join("templates/frontend")),
+            settings.template_reload,
+            base_context(&project, &settings, &version, &v_hash),
+            &template_hooks(self.hooks, &statics, &urls),
+            self.providers,
+        ));
+
+        let mut checks = Vec::new();
+        if settings.mongodb_url.is_some() {
+            let db = store.clone();
+            checks.push(ServiceCheck::new("mongodb", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| e.to_string()) }
+            }));
+        }
+        checks.extend(crate::jobs::health_checks(&jobs));
+        checks.extend(self.checks);
+        let health = Arc::new(Health {
+            app: project.project_slug.clone(),
+            version: version.clone(),
+            debug: settings.debug,
+            port: settings.port,
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            checks,
+        });
+        let favicon = root.join("assets/statics/favicons/favicon.ico");
+        let meta = Arc::new(Meta {
+            renderer: renderer.clone(),
+            favicon: favicon.is_file().then_some(favicon),
+            fqdn: project.fqdn.clone(),
+            brand_color: settings
+                .source
+                .get("BRAND_PRIMARY_COLOR")
+                .unwrap_or("#5b2333")
+                .to_owned(),
+        });
+        let security = Arc::new(crate::security::SecurityConfig::from_settings(&settings)?);
+        let data_dir = crate::store::data_dir(&settings, root);
+        let mailer = crate::mail::Mailer::from_settings(
+            &settings,
+            &data_dir,
+            &format!(
+                "{} <noreply@{}>",
+                project.project_name,
+                Some(project.fqdn.as_str())
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or("localhost")
+            ),
+        )?;
+        let (sessions, limiter) = match redis {
+            Some((_, conn)) => (
+                crate::auth::session::SessionBackend::Redis {
+                    conn: conn.clone(),
+                    prefix: prefix.clone(),
+                },
+                crate::ratelimit::RateLimiter::redis(conn.clone(), &prefix),
+            ),
+            None => (
+                crate::auth::session::SessionBackend::Store(store.clone()),
+                crate::ratelimit::RateLimiter::in_memory(),
+            ),
+        };
+        let auth = Arc::new(crate::auth::Auth::new(
+            crate::auth::AuthConfig::from_settings(&settings, &project)?,
+            mailer.clone(),
+            limiter,
+        )?);
+
+        let mut routes = self
+            .routes
+            .merge(crate::auth::router(&auth))
+            .fallback(home_or_not_found);
+        for layer in self.layers {
+            routes = layer(routes);
+        }
+        let context = AppContext::new(Inner {
+            settings,
+            jobs_settings,
+            project,
+            root: root.to_owned(),
+            version,
+            store,
+            renderer,
+            jobs,
+            broadcaster,
+            mailer,
+            urls,
+            services: self.services,
+            auth,
+            security,
+        });
+        let router = crate::middleware::stack(
+            routes,
+            &context,
+            crate::middleware::Outer {
+                sessions,
+                meta,
+                statics,
+                health,
+            },
+        );
+        Ok(BuiltApp {
+            router,
+            context,
+            models: self.models,
+            on_startup: self.on_startup,
+            on_shutdown: self.on_shutdown,
+        })
+    }
+}
+
+/// The framework's template functions (`static_url`, `url_for`) ahead of the app's hooks.
+fn template_hooks(
+    app_hooks: Vec<crate::render::EnvHook>,
+    statics: &Arc<Statics>,
+    urls: &Urls,
+) -> Vec<crate::render::EnvHook> {
+    let statics = statics.clone();
+    let urls = urls.clone();
+    let mut hooks: Vec<crate::render::EnvHook> = vec![
+        Arc::new(move |env: &mut Environment<'static>| {
+            let s = statics.clone();
+            env.add_function("static_url", move |path: String| s.url(&path));
+        }),
+        Arc::new(move |env: &mut Environment<'static>| {
+            let u = urls.clone();
+            env.add_function(
+                "url_for",
+                move |name: String, kwargs: minijinja::value::Kwargs| {
+                    u.template_path(&name, &kwargs)
+                },
+            );
+        }),
+    ];
+    hooks.extend(app_hooks);
+    hooks
+}
+
+fn base_context(
+    project: &Project,
+    settings: &Settings,
+    version: &str,
+    v_hash: &str,
+) -> BTreeMap<String, Value> {
+    use chrono::Datelike;
+    let year = chrono::Utc::now().year();
+    BTreeMap::from([
+        ("project".into(), Value::from_serialize(project)),
+        (
+            "project_name".into(),
+            Value::from(project.project_name.clone()),
+        ),
+        (
+            "project_slug".into(),
+            Value::from(project.project_slug.clone()),
+        ),
+        (
+            "project_description".into(),
+            Value::from(project.project_description.clone()),
+        ),
+        (
+            "company_name".into(),
+            Value::from(project.company_name.clone()),
+        ),
+        ("fqdn".into(), Value::from(project.fqdn.clone())),
+        (
+            "default_language".into(),
+            Value::from(project.default_language.clone()),
+        ),
+        ("languages".into(), Value::from(project.languages())),
+        ("copyright".into(), Value::from(project.copyright(year))),
+        ("version".into(), Value::from(version)),
+        ("v_hash".into(), Value::from(v_hash)),
+        ("DEBUG".into(), Value::from(settings.debug)),
+        (
+            "environment".into(),
+            Value::from(settings.environment.to_string()),
+        ),
+    ])
+}
+
+async fn home_or_not_found(render: Render, method: Method) -> Result<Response, Error> {
+    if render.request().path == "/" && (method == Method::GET || method == Method::HEAD) {
+        return render
+            .page("index.html.jinja", ())
+            .map(IntoResponse::into_response);
+    }
+    Err(Error::not_found())
+}

@@ -1,0 +1,381 @@
+//! The app binary's command line: the framework's subcommands (`serve`, `worker`, `check`,
+//! `db`, ...) and the ones the app adds with [`App::command`].
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use super::{App, AppContext, BoxFuture, BuiltApp};
+use crate::config::Settings;
+use crate::project::Project;
+use crate::render::FrameworkTemplates;
+
+type CommandRun =
+    Arc<dyn Fn(AppContext, &ArgMatches) -> BoxFuture<crate::Result<()>> + Send + Sync>;
+
+/// A subcommand registered by the app.
+pub(super) struct AppCommand {
+    command: clap::Command,
+    run: CommandRun,
+}
+
+impl AppCommand {
+    pub(super) fn new<A, F, Fut>(name: &'static str, about: &'static str, run: F) -> Self
+    where
+        A: FromArgMatches + clap::Args + Send + 'static,
+        F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+    {
+        let command = A::augment_args(clap::Command::new(name).about(about));
+        let run: CommandRun = Arc::new(move |ctx, matches| match A::from_arg_matches(matches) {
+            Ok(args) => Box::pin(run(ctx, args)),
+            Err(e) => {
+                let e = crate::Error::bad_request(e.to_string());
+                Box::pin(async move { Err(e) })
+            }
+        });
+        Self { command, run }
+    }
+}
+
+/// True when `name` is a framework command or one of `commands`.
+pub(super) fn is_taken(name: &str, commands: &[AppCommand]) -> bool {
+    Cli::command()
+        .get_subcommands()
+        .any(|c| c.get_name() == name)
+        || commands.iter().any(|c| c.command.get_name() == name)
+}
+
+pub(super) async fn run<I, T>(mut app: App, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let project = match Project::from_answers(app.source.answers) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut command = Cli::command()
+        .name(leak(project.project_slug.clone()))
+        .about(format!(
+            "{} — {}",
+            project.project_name, project.project_description
+        ))
+        .version(app.source.version);
+    for app_command in &app.commands {
+        command = command.subcommand(app_command.command.clone());
+    }
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match matches.subcommand() {
+        Some((name, sub)) if app.commands.iter().any(|c| c.command.get_name() == name) => {
+            let index = app
+                .commands
+                .iter()
+                .position(|c| c.command.get_name() == name)
+                .expect("checked above");
+            let chosen = app.commands.swap_remove(index);
+            run_app_command(app, chosen, sub).await
+        }
+        _ => match Cli::from_arg_matches(&matches) {
+            Ok(cli) => dispatch(app, cli.command, &project).await,
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the app (settings from the project root) for a command that is not `serve`.
+async fn build(app: App) -> anyhow::Result<BuiltApp> {
+    let root = app.root();
+    let settings = Settings::load(&root)?;
+    app.build(settings, &root).await
+}
+
+async fn run_app_command(
+    app: App,
+    command: AppCommand,
+    matches: &ArgMatches,
+) -> anyhow::Result<()> {
+    let built = build(app).await?;
+    built.start().await?;
+    let result = (command.run)(built.context.clone(), matches).await;
+    built.stop().await;
+    result.map_err(|e| anyhow::anyhow!("{}", e.detail()))
+}
+
+async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Result<()> {
+    match command {
+        Command::Version => {
+            println!(
+                "{} {} (vibetuner {})",
+                project.project_slug,
+                app.source.version,
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Command::ExportTemplates { dir } => {
+            let count = export_templates(&dir)?;
+            println!("wrote {count} framework templates to {}", dir.display());
+            Ok(())
+        }
+        Command::Check => {
+            let built = build(app).await?;
+            let count = check_templates(&built)?;
+            println!(
+                "ok: settings valid ({}), {count} templates compile, root {}",
+                built.settings().environment,
+                built.root().display()
+            );
+            Ok(())
+        }
+        Command::Db { command } => {
+            let built = build(app).await?;
+            let store = built.store();
+            let location = store
+                .embedded_path()
+                .map(|p| p.display().to_string())
+                .or_else(|| {
+                    built
+                        .settings()
+                        .mongodb_url
+                        .as_deref()
+                        .map(crate::health::redact)
+                })
+                .unwrap_or_default();
+            match command {
+                DbCommand::EnsureIndexes => {
+                    let n = built.ensure_indexes().await.with_context(|| {
+                        format!(
+                            "cannot create indexes in the {} store at {location}",
+                            store.kind()
+                        )
+                    })?;
+                    println!(
+                        "ok: {n} indexes ensured on {} collections ({} store at {location})",
+                        built.collections().len(),
+                        store.kind()
+                    );
+                }
+                DbCommand::Ping => {
+                    store.ping().await.with_context(|| {
+                        format!("the {} store at {location} does not answer", store.kind())
+                    })?;
+                    println!("ok: {} store at {location} answers", store.kind());
+                }
+            }
+            Ok(())
+        }
+        Command::Worker { concurrency } => {
+            let root = app.root();
+            let settings = Settings::load(&root)?;
+            crate::logging::init(&settings);
+            let built = app.build(settings, &root).await?;
+            built.start().await?;
+            let worker =
+                crate::jobs::Worker::new(&built, concurrency).with_watchdog(built.jobs_settings());
+            super::serve::notify_systemd();
+            worker.run(super::serve::shutdown_signal()).await;
+            built.stop().await;
+            Ok(())
+        }
+        Command::WorkerHealth => {
+            let root = app.root();
+            let settings = Settings::load(&root)?;
+            let health = crate::jobs::worker_health(&settings, &root, &project.project_slug).await;
+            if health.healthy {
+                println!("ok: {}", health.detail);
+                Ok(())
+            } else {
+                anyhow::bail!("worker unhealthy: {}", health.detail)
+            }
+        }
+        Command::DeadLetters { command } => {
+            let built = build(app).await?;
+            crate::jobs::run_dead_letter_command(&built, command).await
+        }
+        Command::Serve { host, port } => {
+            let root = app.root();
+            let mut settings = Settings::load(&root)?;
+            crate::logging::init(&settings);
+            if let Some(host) = host {
+                settings.host = host;
+            }
+            if let Some(port) = port {
+                settings.port = port;
+            }
+            let addr = format!("{}:{}", settings.host, settings.port);
+            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
+                format!("cannot listen on {addr} (is another server using the port? pick one with --port)")
+            })?;
+            app.serve(listener, settings, &root, super::serve::shutdown_signal())
+                .await
+        }
+    }
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the web server (HOST/PORT settings, 127.0.0.1:8000 in dev).
+    Serve {
+        /// Address to bind, e.g. 0.0.0.0 (default: HOST, else 127.0.0.1 in dev, 0.0.0.0 in prod).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to bind, 0 for any free port (default: PORT, else 8000).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Validate settings and compile every template, then exit (0 when all is well).
+    Check,
+    /// Write the framework's embedded templates to DIR so Tailwind scans the classes they use.
+    ExportTemplates {
+        /// Target folder; replaced on every export.
+        #[arg(default_value = ".vibetuner/templates")]
+        dir: PathBuf,
+    },
+    /// Database maintenance (MongoDB when MONGODB_URL is set, else the embedded store).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Print the app and framework versions.
+    Version,
+    /// Run background tasks and cron schedules (the queue in Redis with REDIS_URL, else in the store).
+    Worker {
+        /// Tasks run at once (default: WORKER_CONCURRENCY, else 16).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Exit 0 when a worker renewed its heartbeat recently, 1 otherwise (for health checks).
+    WorkerHealth,
+    /// List, retry or purge tasks that failed their last retry.
+    DeadLetters {
+        #[command(subcommand)]
+        command: crate::jobs::DeadLetterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the indexes every registered model declares (safe to repeat).
+    EnsureIndexes,
+    /// Check that the database answers.
+    Ping,
+}
+
+/// Command names must be `'static` in clap; the app's name lives for the whole process.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// Marker file that makes an export folder safe to replace.
+const EXPORT_MARKER: &str = ".vibetuner-export";
+
+/// Writes the framework's frontend templates to `dir`, replacing an earlier export.
+fn export_templates(dir: &Path) -> anyhow::Result<usize> {
+    if dir.exists() {
+        let is_export = dir.join(EXPORT_MARKER).is_file();
+        let empty = dir
+            .read_dir()
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        anyhow::ensure!(
+            is_export || empty,
+            "{} exists and was not written by export-templates; remove it or choose another folder",
+            dir.display()
+        );
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let mut count = 0;
+    for name in FrameworkTemplates::iter() {
+        let Some(relative) = name.strip_prefix("frontend/") else {
+            continue;
+        };
+        let file = FrameworkTemplates::get(&name).expect("listed templates exist");
+        let target = dir.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, &file.data)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        count += 1;
+    }
+    std::fs::write(
+        dir.join(EXPORT_MARKER),
+        "Written by `export-templates` for Tailwind's class scanning; do not edit.\n",
+    )?;
+    Ok(count)
+}
+
+/// Compiles every app and framework template; the error lists each broken one.
+fn check_templates(built: &BuiltApp) -> anyhow::Result<usize> {
+    let app_dir = built.root().join("templates/frontend");
+    let mut names: Vec<String> = FrameworkTemplates::iter()
+        .filter_map(|n| n.strip_prefix("frontend/").map(str::to_owned))
+        .collect();
+    if app_dir.is_dir() {
+        collect_names(&app_dir, &app_dir, &mut names)?;
+    }
+    names.sort();
+    names.dedup();
+    let broken: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            built
+                .renderer()
+                .compile(n)
+                .err()
+                .map(|e| format!("{n}: {}", e.detail()))
+        })
+        .collect();
+    anyhow::ensure!(
+        broken.is_empty(),
+        "templates do not compile:\n  {}",
+        broken.join("\n  ")
+    );
+    Ok(names.len())
+}
+
+fn collect_names(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_names(base, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! The app builder: where an app registers its routes, models, tasks, services, middleware,
+//! hooks and commands (Vibetuner's `tune.py`, Loco's `Hooks`), and runs its command line.
+//!
+//! - [`context`]: [`AppContext`], what handlers, tasks, hooks and commands see;
+//! - `build`: turns the registrations and the settings into a [`BuiltApp`];
+//! - `cli`: the app binary's subcommands (`serve`, `worker`, `db`, ... and the app's own);
+//! - `serve`: listening, readiness, graceful shutdown.
+
+mod build;
+mod cli;
+pub mod context;
+mod serve;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, Route};
+use minijinja::{Environment, Value};
+use serde::Serialize;
+use tower::{Layer, Service};
+
+pub use build::BuiltApp;
+pub use context::AppContext;
+pub use serve::shutdown_signal;
+
+use crate::health::ServiceCheck;
+use crate::project;
+use crate::render::{ContextProvider, EnvHook, RequestInfo};
+use crate::store::Model;
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Hook = Arc<dyn Fn(AppContext) -> BoxFuture<crate::Result<()>> + Send + Sync>;
+type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// What [`project!`](crate::project) captures from the app crate at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectSource {
+    /// Contents of the app's `vibetuner.toml`.
+    pub answers: &'static str,
+    /// The app crate's version.
+    pub version: &'static str,
+    /// The app crate's source folder (fallback project root in development).
+    pub manifest_dir: &'static str,
+}
+
+/// Captures the app's `vibetuner.toml`, version and source folder; pass it to [`App::new`].
+#[macro_export]
+macro_rules! project {
+    () => {
+        $crate::ProjectSource {
+            answers: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/vibetuner.toml")),
+            version: env!("CARGO_PKG_VERSION"),
+            manifest_dir: env!("CARGO_MANIFEST_DIR"),
+        }
+    };
+}
+
+/// An app under construction. Every registration returns the builder, so an app reads as one
+/// chain; [`App::run`] parses the command line and runs the chosen subcommand.
+///
+/// ```no_run
+/// use vibetuner::prelude::*;
+///
+/// async fn hello(render: Render) -> Result<Html<String>> {
+///     render.page("index.html.jinja", ())
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     App::new(vibetuner::project!())
+///         .route("/hello", get(hello))
+///         .run()
+/// }
+/// ```
+#[must_use = "an App does nothing until it is run or built"]
+pub struct App {
+    source: ProjectSource,
+    routes: Router,
+    hooks: Vec<EnvHook>,
+    providers: Vec<ContextProvider>,
+    checks: Vec<ServiceCheck>,
+    models: Vec<build::ModelEntry>,
+    names: Vec<(String, String)>,
+    registry: crate::jobs::Registry,
+    services: context::Services,
+    layers: Vec<RouterLayer>,
+    on_startup: Vec<Hook>,
+    on_shutdown: Vec<Hook>,
+    commands: Vec<cli::AppCommand>,
+}
+
+impl App {
+    /// Starts an app from [`project!`](crate::project).
+    pub fn new(source: ProjectSource) -> Self {
+        Self {
+            source,
+            routes: Router::new(),
+            hooks: Vec::new(),
+            providers: Vec::new(),
+            checks: Vec::new(),
+            models: build::framework_models(),
+            names: Vec::new(),
+            registry: crate::jobs::Registry::default(),
+            services: context::Services::default(),
+            layers: Vec::new(),
+            on_startup: Vec::new(),
+            on_shutdown: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    /// Registers a model: its indexes are created at startup and by `db ensure-indexes`.
+    pub fn model<T: Model>(mut self) -> Self {
+        if !self.models.iter().any(|m| m.collection == T::COLLECTION) {
+            self.models.push(build::ModelEntry::of::<T>());
+        }
+        self
+    }
+
+    /// Adds a model's CRUD routes (and registers the model and the routes' names).
+    pub fn crud<T: Model>(mut self, crud: crate::Crud<T>) -> Self {
+        self.names.extend(crud.route_names());
+        self.routes = self.routes.merge(crud.into_router());
+        self.model::<T>()
+    }
+
+    /// Adds a route with a name, for `url_for(name, ...)` in templates and [`crate::Urls`] in handlers.
+    pub fn named_route(mut self, name: &str, path: &str, method_router: MethodRouter) -> Self {
+        self.names.push((name.to_owned(), path.to_owned()));
+        self.route(path, method_router)
+    }
+
+    /// Adds a route. Registering `/` replaces the framework's home page.
+    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.routes = self.routes.route(path, method_router);
+        self
+    }
+
+    /// Merges a whole router (its routes keep their paths).
+    pub fn merge(mut self, router: Router) -> Self {
+        self.routes = self.routes.merge(router);
+        self
+    }
+
+    /// Wraps every page, API and auth route (not statics or health probes) in an app-wide
+    /// middleware. It runs inside the framework's layers, so it can use extractors such as
+    /// [`AppContext`] and [`crate::MaybeUser`]; layers added later run first.
+    ///
+    /// ```no_run
+    /// use vibetuner::prelude::*;
+    /// use vibetuner::axum::{extract::Request, middleware::{self, Next}};
+    ///
+    /// async fn stamp(request: Request, next: Next) -> Response {
+    ///     let mut response = next.run(request).await;
+    ///     response.headers_mut().insert("x-app", "demo".parse().unwrap());
+    ///     response
+    /// }
+    ///
+    /// # fn main() {
+    /// App::new(vibetuner::project!()).layer(middleware::from_fn(stamp));
+    /// # }
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layers
+            .push(Box::new(move |router: Router| router.layer(layer)));
+        self
+    }
+
+    /// Makes `value` available to handlers ([`context::Service`] extractor), tasks, hooks and
+    /// commands (`ctx.service::<T>()`): an HTTP client, an API key, a cache. One value per type;
+    /// a later one replaces an earlier one.
+    pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.services.insert(value);
+        self
+    }
+
+    /// Runs `hook` once the app is built, before `serve` listens and before a `worker` takes
+    /// tasks (indexes exist by then); an error stops the process with its message.
+    pub fn on_startup<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(AppContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+    {
+        self.on_startup
+            .push(Arc::new(move |ctx| Box::pin(hook(ctx))));
+        self
+    }
+
+    /// Runs `hook` after `serve` or `worker` stopped (in-flight requests and tasks are done);
+    /// an error is logged.
+    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(AppContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+    {
+        self.on_shutdown
+            .push(Arc::new(move |ctx| Box::pin(hook(ctx))));
+        self
+    }
+
+    /// Adds a subcommand to the app binary: `cargo run -- NAME [ARGS]`, with `A` parsed by clap
+    /// (`#[derive(clap::Args)]`) and `run` given the built app's context.
+    ///
+    /// ```no_run
+    /// use vibetuner::prelude::*;
+    /// use vibetuner::clap;
+    ///
+    /// #[derive(clap::Args)]
+    /// struct Greet {
+    ///     /// Who to greet.
+    ///     #[arg(long, default_value = "world")]
+    ///     name: String,
+    /// }
+    ///
+    /// # fn main() {
+    /// App::new(vibetuner::project!()).command("greet", "Print a greeting", |_ctx, args: Greet| async move {
+    ///     println!("hello, {}", args.name);
+    ///     Ok(())
+    /// });
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When `name` is already a framework or app command.
+    pub fn command<A, F, Fut>(mut self, name: &'static str, about: &'static str, run: F) -> Self
+    where
+        A: clap::FromArgMatches + clap::Args + Send + 'static,
+        F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+    {
+        let command = cli::AppCommand::new(name, about, run);
+        assert!(
+            !cli::is_taken(name, &self.commands),
+            "command {name:?} is already defined; choose another name"
+        );
+        self.commands.push(command);
+        self
+    }
+
+    /// Changes the template environment: add filters, functions, tests.
+    ///
+    /// ```no_run
+    /// # let app = vibetuner::App::new(vibetuner::project!());
+    /// app.templates(|env| env.add_filter("shout", |s: String| s.to_uppercase()));
+    /// ```
+    pub fn templates(
+        mut self,
+        hook: impl Fn(&mut Environment<'static>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Adds a global variable visible to every template.
+    pub fn global(self, name: &'static str, value: impl Serialize) -> Self {
+        let value = Value::from_serialize(&value);
+        self.templates(move |env| env.add_global(name, value.clone()))
+    }
+
+    /// Adds a context provider: its map is merged into every render's context.
+    pub fn context_provider(
+        mut self,
+        provider: impl Fn(&RequestInfo) -> Value + Send + Sync + 'static,
+    ) -> Self {
+        self.providers.push(Arc::new(provider));
+        self
+    }
+
+    /// Adds a service check reported by `/health?detailed=true` and `/health/ready`.
+    pub fn health_check(mut self, check: ServiceCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Registers a task that handlers and other tasks enqueue (by its name or [`crate::jobs::TaskKey`]).
+    pub fn task(mut self, task: crate::jobs::Task) -> Self {
+        self.registry.add(task);
+        self
+    }
+
+    /// Registers a task fired on a cron schedule (five fields, or six with seconds first);
+    /// each fire time runs once, however many workers there are.
+    ///
+    /// # Panics
+    /// When the pattern is invalid, so the app refuses to start.
+    pub fn cron(mut self, pattern: &str, task: crate::jobs::Task) -> Self {
+        if let Err(e) = self.registry.add_cron(pattern, task) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Adds an SSE endpoint streaming a fixed channel.
+    ///
+    /// # Panics
+    /// When the channel name is invalid (see [`crate::sse::valid_channel`]).
+    pub fn sse(self, path: &str, channel: &str) -> Self {
+        assert!(
+            crate::sse::valid_channel(channel),
+            "invalid SSE channel name {channel:?}: use 1 to 128 characters from A-Z a-z 0-9 - : _ ."
+        );
+        let channel = channel.to_owned();
+        self.route(
+            path,
+            axum::routing::get(move |sse: crate::sse::Sse| {
+                let channel = channel.clone();
+                async move { sse.channel(&channel).await }
+            }),
+        )
+    }
+
+    /// Parses the command line and runs the chosen subcommand on a new Tokio runtime.
+    pub fn run(self) -> ExitCode {
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(self.run_with_args(std::env::args_os())),
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Like [`App::run`], inside an existing runtime and with explicit arguments.
+    pub async fn run_with_args<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        cli::run(self, args).await
+    }
+
+    /// The project root: `VIBETUNER_ROOT`, the nearest folder with `vibetuner.toml`, or the app's sources.
+    pub fn root(&self) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        project::find_root(
+            std::env::var("VIBETUNER_ROOT").ok().as_deref(),
+            &cwd,
+            Some(Path::new(self.source.manifest_dir)),
+        )
+    }
+}

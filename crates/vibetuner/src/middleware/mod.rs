@@ -1,0 +1,65 @@
+//! The framework's middleware stack, in one place and in order (outermost last):
+//!
+//! 1. routes (the app's, auth, the home fallback) inside the app's own [`App::layer`]s;
+//! 2. the [`AppContext`] extension, the signed-in user (`auth::load_user`), the session, CSRF;
+//! 3. meta files and statics join here: they need no session;
+//! 4. body limits, panic catching, error pages, security headers, the access log;
+//! 5. health probes join here (no logs or error pages on their hot path); request ids outermost.
+//!
+//! [`App::layer`]: crate::App::layer
+
+mod access_log;
+mod error_pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::app::AppContext;
+
+/// The routers and state that join the stack outside the session layers.
+pub(crate) struct Outer {
+    pub(crate) sessions: crate::auth::session::SessionBackend,
+    pub(crate) meta: Arc<crate::meta::Meta>,
+    pub(crate) statics: Arc<crate::statics::Statics>,
+    pub(crate) health: Arc<crate::health::Health>,
+}
+
+/// Wraps `routes` in every framework layer and adds the meta, static and health routes.
+pub(crate) fn stack(routes: Router, ctx: &AppContext, outer: Outer) -> Router {
+    let settings = ctx.settings();
+    let security = ctx.security().clone();
+    routes
+        .layer(axum::Extension(ctx.clone()))
+        .layer(middleware::from_fn(crate::auth::load_user))
+        .layer(crate::auth::session::layer(outer.sessions, settings))
+        .layer(middleware::from_fn_with_state(
+            security.clone(),
+            crate::security::csrf_protection,
+        ))
+        .merge(crate::meta::router(outer.meta))
+        .merge(crate::statics::router(outer.statics))
+        .layer(DefaultBodyLimit::max(settings.max_body_size))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_size))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            error_pages::error_pages,
+        ))
+        .layer(middleware::from_fn_with_state(
+            security,
+            crate::security::security_headers,
+        ))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            access_log::access_log,
+        ))
+        .merge(crate::health::router(outer.health))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
