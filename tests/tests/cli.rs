@@ -226,7 +226,11 @@ fn cargo_test(dir: &Path) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "cargo test failed in {}:\n{text}", dir.display());
+    assert!(
+        out.status.success(),
+        "cargo test failed in {}:\n{text}",
+        dir.display()
+    );
     text
 }
 

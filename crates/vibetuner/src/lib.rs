@@ -64,6 +64,7 @@ pub use axum;
 pub use clap;
 pub use minijinja;
 pub use minijinja::context;
+#[cfg(feature = "redis")]
 pub use redis;
 pub use schemars;
 pub use serde;

@@ -50,6 +50,7 @@ pub struct Limited {
 
 #[derive(Clone)]
 enum Backend {
+    #[cfg(feature = "redis")]
     Redis {
         conn: redis::aio::ConnectionManager,
         prefix: String,
@@ -66,6 +67,7 @@ pub struct RateLimiter {
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.backend {
+            #[cfg(feature = "redis")]
             Backend::Redis { .. } => "RateLimiter::Redis",
             Backend::Memory(_) => "RateLimiter::Memory",
         })
@@ -80,6 +82,7 @@ impl RateLimiter {
         }
     }
 
+    #[cfg(feature = "redis")]
     /// Limits shared through Redis, keys under `{prefix}ratelimit:`.
     pub fn redis(conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
         Self {
@@ -98,6 +101,7 @@ impl RateLimiter {
         let window = now_ms / per_ms;
         let retry_after = ((window + 1) * per_ms - now_ms).div_ceil(1000);
         let count = match &self.backend {
+            #[cfg(feature = "redis")]
             Backend::Redis { conn, prefix } => {
                 let k = format!("{prefix}ratelimit:{key}:{window}");
                 let result: redis::RedisResult<(u32, ())> = redis::pipe()

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -122,11 +122,8 @@ impl App {
         let jobs_settings = crate::config::JobsSettings::from_source(&settings.source)?;
         let prefix = jobs_settings.key_prefix(&project.project_slug);
         // One connection (opened on first use) for every ordinary Redis command of this process.
-        let redis = match settings.redis_url.as_deref() {
-            Some(url) => Some((url, crate::redis_conn::connect(url, Duration::ZERO)?)),
-            None => None,
-        };
-        let redis = redis.as_ref().map(|(url, conn)| (*url, conn));
+        let redis = crate::redis_conn::from_settings(&settings)?;
+        let redis = redis.as_ref();
         let jobs =
             crate::jobs::Jobs::connect(redis, &jobs_settings, &prefix, &store, self.registry);
         let broadcaster = crate::sse::Broadcaster::connect(redis, &jobs_settings, &prefix)?;
@@ -197,14 +194,15 @@ impl App {
             ),
         )?;
         let (sessions, limiter) = match redis {
-            Some((_, conn)) => (
+            #[cfg(feature = "redis")]
+            Some(redis) => (
                 crate::auth::session::SessionBackend::Redis {
-                    conn: conn.clone(),
+                    conn: redis.conn.clone(),
                     prefix: prefix.clone(),
                 },
-                crate::ratelimit::RateLimiter::redis(conn.clone(), &prefix),
+                crate::ratelimit::RateLimiter::redis(redis.conn.clone(), &prefix),
             ),
-            None => (
+            _ => (
                 crate::auth::session::SessionBackend::Store(store.clone()),
                 crate::ratelimit::RateLimiter::in_memory(),
             ),

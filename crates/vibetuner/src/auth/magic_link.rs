@@ -45,7 +45,7 @@ pub(super) fn login_response(
     error: Option<&str>,
     email: &str,
 ) -> Response {
-    let providers = auth.oauth.list();
+    let providers = super::providers::buttons(&auth.config.providers);
     match render.page(
         "auth/login.html.jinja",
         context! { next, error, email, providers },

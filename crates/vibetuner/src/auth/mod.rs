@@ -10,8 +10,10 @@
 //! `HX-Redirect`); [`MaybeUser`] never rejects.
 
 mod magic_link;
+#[cfg(feature = "oauth")]
 mod oauth;
 mod pages;
+mod providers;
 mod redirect;
 pub mod session;
 
@@ -35,7 +37,7 @@ use crate::project::Project;
 use crate::ratelimit::{Rate, RateLimiter};
 use crate::store::Record;
 
-pub use oauth::{ProviderConfig, ProviderKind};
+pub use providers::{ProviderConfig, ProviderKind};
 pub use redirect::safe_next;
 
 /// Session key holding the signed-in user.
@@ -316,7 +318,7 @@ impl AuthConfig {
             base_url,
             rate,
             token_minutes: 15,
-            providers: oauth::providers_from_settings(settings)?,
+            providers: providers::providers_from_settings(settings)?,
             site_name: project.project_name.clone(),
             languages: project.languages(),
         })
@@ -333,17 +335,30 @@ pub struct Auth {
     /// Rate limits for sign-in attempts.
     pub limiter: RateLimiter,
     /// OAuth provider clients.
+    #[cfg(feature = "oauth")]
     pub(crate) oauth: Arc<oauth::Providers>,
 }
 
 impl Auth {
     /// Assembles the account services.
     pub fn new(config: AuthConfig, mailer: Mailer, limiter: RateLimiter) -> anyhow::Result<Self> {
+        #[cfg(feature = "oauth")]
         let oauth = Arc::new(oauth::Providers::new(&config.providers)?);
+        #[cfg(not(feature = "oauth"))]
+        if let Some(p) = config.providers.first() {
+            anyhow::bail!(
+                "OAuth sign-in with {} is configured, but this app was built without vibetuner's \
+                 `oauth` feature: add it to the vibetuner dependency's features in Cargo.toml, or \
+                 remove the {}_CLIENT_ID setting",
+                p.name,
+                p.id.to_ascii_uppercase()
+            );
+        }
         Ok(Self {
             config: Arc::new(config),
             mailer,
             limiter,
+            #[cfg(feature = "oauth")]
             oauth,
         })
     }
@@ -380,7 +395,7 @@ impl Auth {
 }
 
 /// The account routes: `/auth/*` and `/user/*` (plus `/_dev/outbox` when mail goes there).
-pub fn router(auth: &Auth) -> Router {
+pub(crate) fn router(auth: &Auth) -> Router {
     let mut router = Router::new()
         .route("/auth/login", get(magic_link::login_page))
         .route(
@@ -388,12 +403,16 @@ pub fn router(auth: &Auth) -> Router {
             axum::routing::post(magic_link::send_link),
         )
         .route("/auth/email-verify/{token}", get(magic_link::verify))
-        .route("/auth/login/provider/{provider}", get(oauth::start))
-        .route("/auth/provider/{provider}", get(oauth::callback))
         .route("/auth/logout", get(pages::logout_page).post(pages::logout))
         .route("/user/", get(pages::profile))
         .route("/user", get(pages::profile))
         .route("/user/edit", get(pages::edit_page).post(pages::edit));
+    #[cfg(feature = "oauth")]
+    {
+        router = router
+            .route("/auth/login/provider/{provider}", get(oauth::start))
+            .route("/auth/provider/{provider}", get(oauth::callback));
+    }
     if auth.mailer.outbox_dir().is_some() {
         router = router.route("/_dev/outbox", get(crate::mail::outbox_page));
     }

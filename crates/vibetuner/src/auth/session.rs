@@ -5,6 +5,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+#[cfg(feature = "redis")]
 use redis::AsyncCommands as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,7 @@ impl Model for StoredSession {
 /// Where sessions live.
 #[derive(Clone)]
 pub enum SessionBackend {
+    #[cfg(feature = "redis")]
     /// Redis: `{prefix}session:{id}` keys expiring with the session.
     Redis {
         /// The connection.
@@ -59,6 +61,7 @@ pub enum SessionBackend {
 impl fmt::Debug for SessionBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            #[cfg(feature = "redis")]
             Self::Redis { .. } => "SessionBackend::Redis",
             Self::Store(_) => "SessionBackend::Store",
         })
@@ -80,6 +83,7 @@ impl SessionBackend {
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let expires = to_millis(record.expiry_date);
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis { conn, prefix } => {
                 let key = format!("{prefix}session:{}", record.id);
                 let mut options = redis::SetOptions::default()
@@ -146,6 +150,7 @@ impl SessionStore for SessionBackend {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let (data, expires) = match self {
+            #[cfg(feature = "redis")]
             Self::Redis { conn, prefix } => {
                 let key = format!("{prefix}session:{id}");
                 let (data, ms): (Option<String>, i64) = redis::pipe()
@@ -189,6 +194,7 @@ impl SessionStore for SessionBackend {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis { conn, prefix } => conn
                 .clone()
                 .del::<_, ()>(format!("{prefix}session:{id}"))

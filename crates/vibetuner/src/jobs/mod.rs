@@ -20,6 +20,7 @@
 
 mod dead_letters;
 mod queue;
+#[cfg(feature = "redis")]
 mod redis_queue;
 mod store_queue;
 mod worker;
@@ -75,6 +76,7 @@ pub enum JobError {
         reason: String,
     },
     /// Redis failed.
+    #[cfg(feature = "redis")]
     #[error("task queue (redis): {0}")]
     Redis(#[from] redis::RedisError),
     /// The store failed.
@@ -417,8 +419,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Jobs {
 impl Jobs {
     /// The queue the settings select: Redis Streams when `redis` (its URL and the process's
     /// shared connection) is given, else the store's `task_queue` collection.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) fn connect(
-        redis: Option<(&str, &redis::aio::ConnectionManager)>,
+        redis: Option<&crate::redis_conn::Shared>,
         settings: &crate::config::JobsSettings,
         prefix: &str,
         store: &Store,
@@ -426,21 +429,26 @@ impl Jobs {
     ) -> Self {
         let visibility = Duration::from_secs(settings.visibility_timeout_secs);
         let queue = match redis {
-            Some((url, conn)) => Queue::Redis(Arc::new(redis_queue::RedisQueue::new(
-                url,
-                conn.clone(),
+            #[cfg(feature = "redis")]
+            Some(redis) => Queue::Redis(Arc::new(redis_queue::RedisQueue::new(
+                &redis.url,
+                redis.conn.clone(),
                 prefix,
                 visibility,
             ))),
-            None => Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
+            _ => Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
         };
         Jobs::new(queue, registry)
     }
 }
 
+/// How long the health check waits for the queue depth.
+const DEPTH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Health checks: Redis answering `PING` (with Redis) and the queue's depth.
 pub(crate) fn health_checks(jobs: &Jobs) -> Vec<crate::ServiceCheck> {
     let mut checks = Vec::new();
+    #[cfg(feature = "redis")]
     if let Queue::Redis(q) = &jobs.queue {
         let conn = q.connection();
         checks.push(crate::ServiceCheck::new("redis", move || {
@@ -452,7 +460,7 @@ pub(crate) fn health_checks(jobs: &Jobs) -> Vec<crate::ServiceCheck> {
     checks.push(crate::ServiceCheck::with_details("task_queue", move || {
         let queue = queue.clone();
         async move {
-            let depth = tokio::time::timeout(crate::redis_conn::PING_TIMEOUT, queue.depth())
+            let depth = tokio::time::timeout(DEPTH_TIMEOUT, queue.depth())
                 .await
                 .map_err(|_| "no answer within 1s".to_owned())?
                 .map_err(|e| e.to_string())?;

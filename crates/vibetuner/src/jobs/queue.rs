@@ -5,9 +5,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+#[cfg(feature = "redis")]
 use super::redis_queue::RedisQueue;
 use super::store_queue::StoreQueue;
 use super::{Envelope, JobError};
+
+/// The longest a worker's fetch waits for a task before it looks at its other duties.
+pub(crate) const FETCH_BLOCK: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    crate::store::Timestamp::now().millis()
+}
 
 /// How many tasks wait in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,6 +40,7 @@ pub(crate) struct Delivery {
 /// The queue the settings select.
 #[derive(Clone)]
 pub(crate) enum Queue {
+    #[cfg(feature = "redis")]
     Redis(Arc<RedisQueue>),
     Store(Arc<StoreQueue>),
 }
@@ -38,6 +48,7 @@ pub(crate) enum Queue {
 macro_rules! both {
     ($self:ident, $q:ident => $e:expr) => {
         match $self {
+            #[cfg(feature = "redis")]
             Queue::Redis($q) => $e,
             Queue::Store($q) => $e,
         }
@@ -47,6 +58,7 @@ macro_rules! both {
 impl Queue {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "redis")]
             Queue::Redis(_) => "redis",
             Queue::Store(_) => "store",
         }
@@ -114,6 +126,7 @@ impl Queue {
 
     /// Flushes pending acknowledgements (at shutdown).
     pub(crate) async fn flush(&self) {
+        #[cfg(feature = "redis")]
         if let Queue::Redis(q) = self {
             q.flush().await;
         }

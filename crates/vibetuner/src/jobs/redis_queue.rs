@@ -13,7 +13,7 @@ use super::queue::{Delivery, QueueDepth};
 use super::{Envelope, JobError};
 
 /// Longest `XREADGROUP BLOCK`; the fetching connection's response timeout is longer.
-pub(crate) const FETCH_BLOCK: Duration = Duration::from_secs(1);
+use super::queue::{FETCH_BLOCK, now_ms};
 
 const GROUP: &str = "workers";
 
@@ -417,9 +417,4 @@ impl RedisQueue {
             let _ = handle.await;
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    crate::store::Timestamp::now().millis()
 }

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::queue::Delivery;
-use super::redis_queue::{FETCH_BLOCK, now_ms};
+use super::queue::{FETCH_BLOCK, now_ms};
 use super::{CronEntry, Jobs, Queue, TaskContext, TaskOutcome};
 use crate::app::AppContext;
 use crate::config::{JobsSettings, Settings};
@@ -43,6 +43,7 @@ struct Shared {
 /// Where a worker's heartbeat lives: a sorted set in Redis, else a file in `DATA_DIR`.
 #[derive(Clone)]
 enum Heartbeat {
+    #[cfg(feature = "redis")]
     Redis {
         conn: redis::aio::ConnectionManager,
         key: String,
@@ -51,8 +52,10 @@ enum Heartbeat {
 }
 
 impl Heartbeat {
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     fn for_settings(jobs: &Jobs, settings: &Settings, root: &Path, prefix: &str) -> Self {
         match &jobs.queue {
+            #[cfg(feature = "redis")]
             Queue::Redis(q) => Heartbeat::Redis {
                 conn: q.connection(),
                 key: workers_key(prefix),
@@ -61,8 +64,10 @@ impl Heartbeat {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     async fn beat(&self, id: &str) -> anyhow::Result<()> {
         match self {
+            #[cfg(feature = "redis")]
             Heartbeat::Redis { conn, key } => {
                 let mut conn = conn.clone();
                 let now = now_ms();
@@ -90,8 +95,10 @@ impl Heartbeat {
         Ok(())
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     async fn stop(&self, id: &str) {
-        let result = match self {
+        let result: anyhow::Result<()> = match self {
+            #[cfg(feature = "redis")]
             Heartbeat::Redis { conn, key } => {
                 let mut conn = conn.clone();
                 redis::cmd("ZREM")
@@ -110,6 +117,7 @@ impl Heartbeat {
     }
 }
 
+#[cfg(feature = "redis")]
 fn workers_key(prefix: &str) -> String {
     format!("{prefix}jobs:workers")
 }
@@ -673,6 +681,7 @@ pub struct WorkerHealth {
 /// Checks that a worker renewed its heartbeat within three heartbeat intervals, reading only
 /// the settings and Redis (or the heartbeat file without Redis): no app start-up, well under a
 /// second.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 pub async fn worker_health(settings: &Settings, root: &Path, slug: &str) -> WorkerHealth {
     let jobs = match JobsSettings::from_source(&settings.source) {
         Ok(j) => j,
@@ -685,7 +694,10 @@ pub async fn worker_health(settings: &Settings, root: &Path, slug: &str) -> Work
     };
     let window = (jobs.heartbeat_interval_secs * MISSED_BEATS * 1000) as i64;
     let newest = match &settings.redis_url {
+        #[cfg(feature = "redis")]
         Some(url) => newest_redis_beat(url, &workers_key(&jobs.key_prefix(slug))).await,
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err(crate::redis_conn::DISABLED.to_owned()),
         None => {
             let path = heartbeat_file(settings, root);
             std::fs::read_to_string(&path)
@@ -721,6 +733,7 @@ pub async fn worker_health(settings: &Settings, root: &Path, slug: &str) -> Work
     }
 }
 
+#[cfg(feature = "redis")]
 async fn newest_redis_beat(url: &str, key: &str) -> Result<Option<i64>, String> {
     let client = crate::redis_conn::client(url).map_err(|e| e.to_string())?;
     let config = redis::AsyncConnectionConfig::new()

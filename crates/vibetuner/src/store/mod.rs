@@ -8,6 +8,7 @@
 
 mod embedded;
 mod model;
+#[cfg(feature = "mongodb")]
 mod mongo;
 mod query;
 mod value;
@@ -25,6 +26,7 @@ pub use bson;
 pub use embedded::Embedded;
 pub(crate) use model::data_document;
 pub use model::{CREATED, FieldError, Model, Models, Record, UPDATED};
+#[cfg(feature = "mongodb")]
 pub use mongo::Mongo;
 pub use query::{Cmp, Filter, Index, Order, Query, regex_escape, valid_collection, valid_field};
 pub use value::{Id, InvalidId, Timestamp, doc_to_api_json, to_api_json};
@@ -85,6 +87,7 @@ impl Update {
 }
 
 enum Backend {
+    #[cfg(feature = "mongodb")]
     Mongo(Mongo),
     Embedded(Arc<Embedded>),
 }
@@ -97,6 +100,7 @@ pub struct Store {
 
 impl Store {
     /// MongoDB at `url` (database from the URL's path, else `default_db`).
+    #[cfg(feature = "mongodb")]
     pub async fn mongo(url: &str, default_db: &str) -> Result<Self, StoreError> {
         let mongo = Mongo::connect(url, default_db, default_db).await?;
         Ok(Self {
@@ -114,13 +118,22 @@ impl Store {
 
     /// The store the settings select: MongoDB when `MONGODB_URL` is set, otherwise the embedded
     /// file `<DATA_DIR>/store.sqlite3`. Database names default to the slug with `-` as `_`.
+    #[cfg_attr(not(feature = "mongodb"), allow(unused_variables))]
     pub async fn from_settings(
         settings: &crate::Settings,
         root: &Path,
         slug: &str,
     ) -> Result<Self, StoreError> {
         match &settings.mongodb_url {
+            #[cfg(feature = "mongodb")]
             Some(url) => Self::mongo(url, &slug.replace('-', "_")).await,
+            #[cfg(not(feature = "mongodb"))]
+            Some(_) => Err(StoreError::Config(
+                "MONGODB_URL is set, but this app was built without vibetuner's `mongodb` feature: \
+                 add it to the vibetuner dependency's features in Cargo.toml, or unset MONGODB_URL \
+                 to use the embedded store"
+                    .into(),
+            )),
             None => Self::embedded(&data_dir(settings, root).join("store.sqlite3")),
         }
     }
@@ -128,12 +141,14 @@ impl Store {
     /// `mongodb` or `embedded`.
     pub fn kind(&self) -> &'static str {
         match &*self.backend {
+            #[cfg(feature = "mongodb")]
             Backend::Mongo(_) => "mongodb",
             Backend::Embedded(_) => "embedded",
         }
     }
 
     /// The raw MongoDB database, for anything the store API does not cover.
+    #[cfg(feature = "mongodb")]
     pub fn mongodb(&self) -> Option<&mongodb::Database> {
         match &*self.backend {
             Backend::Mongo(m) => Some(&m.db),
@@ -144,6 +159,7 @@ impl Store {
     /// The embedded store's file.
     pub fn embedded_path(&self) -> Option<&Path> {
         match &*self.backend {
+            #[cfg(feature = "mongodb")]
             Backend::Mongo(_) => None,
             Backend::Embedded(e) => Some(e.path()),
         }
@@ -165,6 +181,7 @@ impl Store {
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &*self.backend {
+            #[cfg(feature = "mongodb")]
             Backend::Mongo(m) => m.ping().await,
             Backend::Embedded(e) => {
                 let e = e.clone();
@@ -178,6 +195,7 @@ impl Store {
     /// Deletes expired documents now (embedded store; MongoDB's own TTL monitor does it there).
     pub async fn purge_expired(&self) -> Result<u64, StoreError> {
         match &*self.backend {
+            #[cfg(feature = "mongodb")]
             Backend::Mongo(_) => Ok(0),
             Backend::Embedded(e) => {
                 let e = e.clone();
@@ -191,9 +209,12 @@ impl Store {
     /// Sweeps expired documents every `every` in the background, while the store lives
     /// (embedded store only).
     pub fn spawn_ttl_sweeper(&self, every: Duration) {
+        #[cfg(feature = "mongodb")]
         let Backend::Embedded(e) = &*self.backend else {
             return;
         };
+        #[cfg(not(feature = "mongodb"))]
+        let Backend::Embedded(e) = &*self.backend;
         if every.is_zero() {
             return;
         }
@@ -240,6 +261,7 @@ pub struct Collection {
 macro_rules! dispatch {
     ($self:ident, mongo($m:ident) => $mongo:expr, embedded($conn:ident, $coll:ident) => $emb:expr) => {
         match &*$self.store.backend {
+            #[cfg(feature = "mongodb")]
             Backend::Mongo($m) => $mongo,
             Backend::Embedded(e) => e.with(&$self.name, move |$conn, $coll| $emb).await,
         }

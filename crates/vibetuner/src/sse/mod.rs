@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -38,6 +38,47 @@ use axum::response::sse::{Event, KeepAlive};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(not(feature = "redis"))]
+mod redis {
+    //! Without the `redis` feature there is no fan-out: a type with no values.
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Inner, SseEvent};
+
+    pub(super) enum RedisFanout {}
+
+    impl RedisFanout {
+        pub(super) async fn publish(
+            &self,
+            _: &str,
+            _: &str,
+            _: String,
+            _: usize,
+            _: Duration,
+        ) -> Result<String, crate::Error> {
+            match *self {}
+        }
+
+        pub(super) async fn start_relay(&self, _: &Arc<Inner>) {
+            match *self {}
+        }
+
+        pub(super) async fn since(
+            &self,
+            _: &str,
+            _: &str,
+            _: usize,
+        ) -> Result<Vec<SseEvent>, std::convert::Infallible> {
+            match *self {}
+        }
+    }
+}
+
+use redis::RedisFanout;
 
 /// Longest channel name.
 pub const MAX_CHANNEL_LEN: usize = 128;
@@ -130,63 +171,6 @@ impl Channel {
     }
 }
 
-struct RedisFanout {
-    conn: redis::aio::ConnectionManager,
-    prefix: String,
-    publish: redis::Script,
-    /// For the relay's own subscriber connection.
-    client: redis::Client,
-    url: String,
-    /// Started by the first subscriber: processes that only broadcast (workers, commands)
-    /// neither wait for a subscription nor receive every event.
-    relay: tokio::sync::OnceCell<()>,
-}
-
-/// Appends the event to the channel's capped stream, publishes it, returns its id.
-const PUBLISH: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'd', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', KEYS[2], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
-return id
-";
-
-impl RedisFanout {
-    fn stream_key(&self, channel: &str) -> String {
-        format!("{}sse:stream:{channel}", self.prefix)
-    }
-
-    fn pubsub_channel(&self, channel: &str) -> String {
-        format!("{}sse:{channel}", self.prefix)
-    }
-
-    /// Events of `channel` after `after`, oldest first.
-    async fn since(
-        &self,
-        channel: &str,
-        after: &str,
-        limit: usize,
-    ) -> Result<Vec<SseEvent>, redis::RedisError> {
-        let mut conn = self.conn.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.stream_key(channel))
-            .arg(format!("({after}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|entry| SseEvent {
-                event: entry.get("e").unwrap_or_default(),
-                data: entry.get("d").unwrap_or_default(),
-                id: entry.id,
-            })
-            .collect())
-    }
-}
-
 struct Inner {
     channels: Mutex<HashMap<String, Channel>>,
     redis: Option<RedisFanout>,
@@ -209,20 +193,24 @@ impl Broadcaster {
     /// The broadcaster the settings select: fan-out through Redis when `redis` (its URL and
     /// the process's shared connection) is given, else in-process.
     pub(crate) fn connect(
-        redis: Option<(&str, &redis::aio::ConnectionManager)>,
+        redis: Option<&crate::redis_conn::Shared>,
         settings: &crate::config::JobsSettings,
         prefix: &str,
     ) -> anyhow::Result<Self> {
         let keepalive = Duration::from_secs(settings.sse_keepalive_secs);
         match redis {
-            Some((url, conn)) => Self::redis(
-                url,
-                conn.clone(),
+            #[cfg(feature = "redis")]
+            Some(redis) => Self::redis(
+                &redis.url,
+                redis.conn.clone(),
                 prefix,
                 settings.sse_buffer_size,
                 keepalive,
             ),
-            None => Ok(Self::local(settings.sse_buffer_size, keepalive)),
+            _ => {
+                let _ = prefix;
+                Ok(Self::local(settings.sse_buffer_size, keepalive))
+            }
         }
     }
 
@@ -244,66 +232,6 @@ impl Broadcaster {
                 closing: tokio::sync::watch::channel(false).0,
             }),
         }
-    }
-
-    /// Fan-out through Redis at `url` (commands on the shared `conn`, a subscriber connection of
-    /// its own), keys under `prefix`. Subscribes before returning when
-    /// Redis answers within the connect timeout; otherwise the relay keeps trying in the
-    /// background (and logs it).
-    pub fn redis(
-        url: &str,
-        conn: redis::aio::ConnectionManager,
-        prefix: &str,
-        buffer_size: usize,
-        keepalive: Duration,
-    ) -> anyhow::Result<Self> {
-        Ok(Self::with(
-            Some(RedisFanout {
-                conn,
-                prefix: prefix.to_owned(),
-                publish: redis::Script::new(PUBLISH),
-                client: crate::redis_conn::client(url)?,
-                url: url.to_owned(),
-                relay: tokio::sync::OnceCell::new(),
-            }),
-            buffer_size,
-            keepalive,
-        ))
-    }
-
-    /// Starts the relay from Redis to this process's subscribers, subscribed before it returns
-    /// when Redis answers within the connect timeout (otherwise it keeps trying, and says so).
-    async fn start_relay(&self, fanout: &RedisFanout) {
-        fanout
-            .relay
-            .get_or_init(|| async {
-                let pattern = format!("{}sse:*", fanout.prefix);
-                let first = match tokio::time::timeout(
-                    crate::redis_conn::CONNECT_TIMEOUT,
-                    subscribe(&fanout.client, &pattern),
-                )
-                .await
-                {
-                    Ok(Ok(pubsub)) => Some(pubsub),
-                    Ok(Err(e)) => {
-                        tracing::warn!(
-                            "{}; SSE fan-out waits for it",
-                            crate::redis_conn::unreachable_error(&fanout.url, &e)
-                        );
-                        None
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            "Redis at {} did not answer in time; SSE fan-out waits for it",
-                            crate::health::redact(&fanout.url)
-                        );
-                        None
-                    }
-                };
-                let weak = Arc::downgrade(&self.inner);
-                tokio::spawn(relay(weak, fanout.client.clone(), pattern, first));
-            })
-            .await;
     }
 
     /// Ends every open stream (the server is shutting down: clients reconnect to the next
@@ -336,19 +264,15 @@ impl Broadcaster {
         let data = data.into();
         match &self.inner.redis {
             Some(fanout) => {
-                let mut conn = fanout.conn.clone();
-                let id: String = fanout
-                    .publish
-                    .key(fanout.stream_key(channel))
-                    .key(fanout.pubsub_channel(channel))
-                    .arg(self.inner.buffer_size)
-                    .arg(event)
-                    .arg(data)
-                    .arg(self.inner.retention.as_secs().max(1))
-                    .invoke_async(&mut conn)
+                fanout
+                    .publish(
+                        channel,
+                        event,
+                        data,
+                        self.inner.buffer_size,
+                        self.inner.retention,
+                    )
                     .await
-                    .map_err(|e| crate::Error::internal(format!("SSE broadcast to Redis: {e}")))?;
-                Ok(id)
             }
             None => {
                 let mut channels = self.inner.channels.lock().expect("channels lock");
@@ -383,7 +307,7 @@ impl Broadcaster {
             return Err(channel_error(channel));
         }
         if let Some(fanout) = &self.inner.redis {
-            self.start_relay(fanout).await;
+            fanout.start_relay(&self.inner).await;
         }
         let after = last_event_id.and_then(EventId::parse);
         let (rx, mut replay) = {
@@ -491,6 +415,7 @@ impl Inner {
     }
 
     /// An event relayed from Redis: delivered when this process has the channel.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn relayed(&self, channel: &str, event: SseEvent) {
         let Some(id) = EventId::parse(&event.id) else {
             return;
@@ -506,6 +431,7 @@ impl Inner {
     }
 
     /// After a reconnect: fetches what each known channel missed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     async fn catch_up(&self) {
         let Some(fanout) = &self.redis else { return };
         let known: Vec<(String, EventId)> = self
@@ -531,78 +457,6 @@ impl Inner {
                 }
                 Err(e) => tracing::warn!(%channel, "cannot fetch missed SSE events: {e}"),
             }
-        }
-    }
-}
-
-async fn subscribe(
-    client: &redis::Client,
-    pattern: &str,
-) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.psubscribe(pattern).await?;
-    Ok(pubsub)
-}
-
-/// Relays published events to this process's subscribers; reconnects with backoff.
-async fn relay(
-    inner: Weak<Inner>,
-    client: redis::Client,
-    pattern: String,
-    first: Option<redis::aio::PubSub>,
-) {
-    let mut pubsub = first;
-    let mut backoff = Duration::from_secs(1);
-    let prefix_len = pattern.len() - 1;
-    loop {
-        if let Some(mut ps) = pubsub.take() {
-            let mut messages = ps.on_message();
-            while let Some(msg) = messages.next().await {
-                let Some(inner) = inner.upgrade() else { return };
-                let name = msg.get_channel_name();
-                let Some(channel) = name.get(prefix_len..) else {
-                    continue;
-                };
-                let Ok(payload) = msg.get_payload::<String>() else {
-                    continue;
-                };
-                let mut parts = payload.splitn(3, '\n');
-                if let (Some(id), Some(event), Some(data)) =
-                    (parts.next(), parts.next(), parts.next())
-                {
-                    inner.relayed(
-                        channel,
-                        SseEvent {
-                            id: id.to_owned(),
-                            event: event.to_owned(),
-                            data: data.to_owned(),
-                        },
-                    );
-                }
-            }
-            tracing::warn!(
-                "SSE relay lost its Redis subscription; reconnecting in {}s",
-                backoff.as_secs()
-            );
-        }
-        if inner.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-        match subscribe(&client, &pattern).await {
-            Ok(ps) => {
-                tracing::info!("SSE relay reconnected to Redis; fetching missed events");
-                backoff = Duration::from_secs(1);
-                pubsub = Some(ps);
-                if let Some(inner) = inner.upgrade() {
-                    inner.catch_up().await;
-                }
-            }
-            Err(e) => tracing::warn!(
-                "SSE relay cannot reach Redis ({e}); retrying in {}s",
-                backoff.as_secs()
-            ),
         }
     }
 }
