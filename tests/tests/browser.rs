@@ -224,14 +224,23 @@ async fn screenshot(browser: &fantoccini::Client, name: &str) -> Result<(), CmdE
     Ok(())
 }
 
-/// The text of the toasts on the page, once at least one shows.
+/// The text of the toasts on the page, once at least one shows (read from the DOM: WebDriver's
+/// visible text is empty while a toast fades in).
 async fn toasts(browser: &fantoccini::Client) -> Result<String, CmdError> {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#vt-toasts [role=alert]"))
-        .await?;
-    browser.find(Locator::Id("vt-toasts")).await?.text().await
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = browser
+            .execute(
+                "return document.getElementById('vt-toasts').textContent.trim()",
+                vec![],
+            )
+            .await?;
+        match text.as_str() {
+            Some(t) if !t.is_empty() => return Ok(t.to_owned()),
+            _ => assert!(Instant::now() < deadline, "no toast showed"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +278,13 @@ async fn form_errors_show_in_the_page_and_other_errors_as_a_toast() {
         // The swapped-in form still works: a valid note is added and the error goes away.
         fill(&browser, "#note-form input[name=title]", "Fixed").await?;
         click(&browser, "#note-form button[type=submit]").await?;
-        wait_for(&browser, "//ul[@id='notes']/li[.//h2[normalize-space()='Fixed']]").await?;
+        // Wait for the final shape of the item (the enrich task's update replaces it in place).
+        wait_for(
+            &browser,
+            "//ul[@id='notes']/li[.//h2[normalize-space()='Fixed'] \
+             and .//*[contains(@class, 'note-words')]]",
+        )
+        .await?;
         wait_for(&browser, "//form[@id='note-form' and not(.//*[@id='note-error'])]").await?;
 
         // The note is deleted behind the page's back, then its Delete button answers 404 with
@@ -287,7 +302,8 @@ async fn form_errors_show_in_the_page_and_other_errors_as_a_toast() {
             .await?;
         assert_eq!(status, 200);
         item.find(Locator::Css("button")).await?.click().await?;
-        assert!(toasts(&browser).await?.contains("Not Found"));
+        let text = toasts(&browser).await?;
+        assert!(text.contains("Not Found"), "{text}");
         assert!(
             browser.find(Locator::Css("main h1")).await?.text().await? == "Notes",
             "the page was not replaced by the error page"
