@@ -834,3 +834,24 @@ fn constraint(coll: &str, e: rusqlite::Error) -> StoreError {
     }
     sql(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_paths_drop_indexes() {
+        assert_eq!(array_path("$.tags"), "tags");
+        assert_eq!(array_path("$.items[0].tags[12]"), "items.tags");
+        assert_eq!(array_path("$.m[0][1]"), "m");
+        let mut paths = HashSet::new();
+        doc_array_paths(
+            &bson::doc! { "t": [1], "a": { "b": [[{ "c": [] }]] }, "s": "x" },
+            "",
+            &mut paths,
+        );
+        let mut paths: Vec<_> = paths.into_iter().collect();
+        paths.sort();
+        assert_eq!(paths, ["a.b", "a.b.c", "t"]);
+    }
+}

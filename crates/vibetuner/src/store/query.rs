@@ -381,6 +381,10 @@ mod tests {
                 { "$or": [ { "t": { "$regex": r"a\.b", "$options": "i" } } ] },
             ] }
         );
+        assert_eq!(
+            Filter::contains_any("tags", ["web", "db"]).to_mongo(),
+            doc! { "tags": { "$elemMatch": { "$in": ["web", "db"] } } }
+        );
         let q = Query::all().sort("a", Order::Desc);
         assert_eq!(q.mongo_sort(), doc! { "a": -1, "_id": 1 });
         assert_eq!(
