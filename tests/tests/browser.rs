@@ -212,3 +212,138 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
     let _ = reader.close().await;
     result.expect("the live notes flow");
 }
+
+/// Saves a screenshot of the browser's page under `target/e2e/screenshots/NAME.png`.
+async fn screenshot(browser: &fantoccini::Client, name: &str) -> Result<(), CmdError> {
+    let png = browser.screenshot().await?;
+    let dir = vibetuner_e2e::target_dir().join("e2e/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("screenshot written");
+    eprintln!("screenshot: {}", path.display());
+    Ok(())
+}
+
+/// The text of the toasts on the page, once at least one shows (read from the DOM: WebDriver's
+/// visible text is empty while a toast fades in).
+async fn toasts(browser: &fantoccini::Client) -> Result<String, CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = browser
+            .execute(
+                "return document.getElementById('vt-toasts').textContent.trim()",
+                vec![],
+            )
+            .await?;
+        match text.as_str() {
+            Some(t) if !t.is_empty() => return Ok(t.to_owned()),
+            _ => assert!(Instant::now() < deadline, "no toast showed"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_errors_show_in_the_page_and_other_errors_as_a_toast() {
+    let app = generated_app();
+    let server = Server::start(&app.binary, &app.dir, &[]).expect("the app starts");
+    let driver = Driver::start();
+    let browser = open_browser(&driver).await;
+    let result = async {
+        browser.goto(&format!("{}/notes", server.base)).await?;
+        // New notes reach the list over SSE: wait until the stream is open.
+        let connected = "const e = document.querySelector('[hx-sse\\\\:connect]'); \
+                         return e?._htmx?.sse?.status === 200;";
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while browser.execute(connected, vec![]).await? != serde_json::Value::Bool(true) {
+            assert!(Instant::now() < deadline, "the SSE stream never connected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A title of spaces passes the browser's `required` check; the handler trims it and
+        // answers 422 with the form and its error, which htmx swaps in place of the form.
+        fill(&browser, "#note-form input[name=title]", "   ").await?;
+        click(&browser, "#note-form button[type=submit]").await?;
+        wait_for(
+            &browser,
+            "//form[@id='note-form']//*[@id='note-error' and normalize-space()='The title is required.']",
+        )
+        .await?;
+        screenshot(&browser, "notes-form-error").await?;
+        assert_eq!(
+            browser.find_all(Locator::Css("#vt-toasts > *")).await?.len(),
+            0,
+            "a validation error is shown in the form, not as a toast"
+        );
+
+        // The swapped-in form still works: a valid note is added and the error goes away.
+        fill(&browser, "#note-form input[name=title]", "Fixed").await?;
+        click(&browser, "#note-form button[type=submit]").await?;
+        // Wait for the final shape of the item (the enrich task's update replaces it in place).
+        wait_for(
+            &browser,
+            "//ul[@id='notes']/li[.//h2[normalize-space()='Fixed'] \
+             and .//*[contains(@class, 'note-words')]]",
+        )
+        .await?;
+        wait_for(&browser, "//form[@id='note-form' and not(.//*[@id='note-error'])]").await?;
+
+        // The note is deleted behind the page's back, then its Delete button answers 404 with
+        // the framework's error page: a toast, and the list item is not replaced by a page.
+        let item = browser
+            .find(Locator::Css("#notes li[id^=note-]"))
+            .await?;
+        let id = item.attr("id").await?.expect("an id");
+        let id = id.trim_start_matches("note-").to_owned();
+        let status = browser
+            .execute(
+                "return fetch('/notes/' + arguments[0], {method: 'DELETE'}).then(r => r.status)",
+                vec![serde_json::json!(id)],
+            )
+            .await?;
+        assert_eq!(status, 200);
+        item.find(Locator::Css("button")).await?.click().await?;
+        let text = toasts(&browser).await?;
+        assert!(text.contains("Not Found"), "{text}");
+        assert!(
+            browser.find(Locator::Css("main h1")).await?.text().await? == "Notes",
+            "the page was not replaced by the error page"
+        );
+        screenshot(&browser, "notes-toast-404").await?;
+        browser
+            .find(Locator::Css("#vt-toasts [data-toast-close]"))
+            .await?
+            .click()
+            .await?;
+
+        // A server error (no app route fails on purpose, so the page's fetch answers a 500
+        // page the way the server would): a toast, and the form keeps what was typed.
+        browser
+            .execute(
+                "window.fetch = () => Promise.resolve(new Response(\
+                   '<!DOCTYPE html><html><head><title>500</title></head><body>x</body></html>', \
+                   {status: 500, statusText: 'Internal Server Error', \
+                    headers: {'content-type': 'text/html; charset=utf-8'}}));",
+                vec![],
+            )
+            .await?;
+        fill(&browser, "#note-form input[name=title]", "Doomed").await?;
+        click(&browser, "#note-form button[type=submit]").await?;
+        let text = toasts(&browser).await?;
+        assert!(
+            text.contains("Something went wrong on the server (500 Internal Server Error)"),
+            "{text}"
+        );
+        let title = browser
+            .find(Locator::Css("#note-form input[name=title]"))
+            .await?
+            .prop("value")
+            .await?;
+        assert_eq!(title.as_deref(), Some("Doomed"), "the form was not swapped");
+        screenshot(&browser, "notes-toast-500").await?;
+        Ok::<(), CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    result.expect("the error display flow");
+    drop(server);
+}

@@ -556,6 +556,165 @@ async fn update_and_delete_many(t: TestStore) {
     assert_eq!(c.count(&Filter::All).await.unwrap(), 3);
 }
 
+/// Links with list-valued `tags` (and one scalar, null, missing and mixed value).
+async fn seed_tags(t: &TestStore) -> vibetuner::store::Collection {
+    let c = t.store.collection("links");
+    for (name, tags) in [
+        ("a", Some(bson::bson!(["web", "rust"]))),
+        ("b", Some(bson::bson!(["db"]))),
+        ("c", Some(bson::bson!([]))),
+        ("d", Some(bson::bson!("web"))),
+        ("e", Some(Bson::Null)),
+        ("f", Some(bson::bson!([Bson::Null, 3]))),
+        ("g", None),
+    ] {
+        let mut d = doc! { "name": name };
+        if let Some(tags) = tags {
+            d.insert("tags", tags);
+        }
+        c.insert(d).await.unwrap();
+    }
+    c
+}
+
+async fn list_fields_match_any_element(t: TestStore) {
+    let c = seed_tags(&t).await;
+    let found = |f: Filter| {
+        let c = c.clone();
+        async move {
+            ids(&c
+                .find(&Query::filter(f).sort("name", Order::Asc))
+                .await
+                .unwrap())
+        }
+    };
+    assert_eq!(found(Filter::eq("tags", "web")).await, ["a", "d"]);
+    assert_eq!(
+        found(Filter::contains("tags", "web")).await,
+        ["a"],
+        "lists only"
+    );
+    assert_eq!(
+        found(Filter::is_in("tags", ["db", "rust"])).await,
+        ["a", "b"]
+    );
+    assert_eq!(
+        found(Filter::contains_any("tags", ["db", "rust", "nope"])).await,
+        ["a", "b"]
+    );
+    assert!(
+        found(Filter::contains_any("tags", Vec::<Bson>::new()))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        found(Filter::eq("tags", Bson::Null)).await,
+        ["e", "f", "g"],
+        "null matches null, a missing field and a list holding null"
+    );
+    assert_eq!(found(Filter::contains("tags", Bson::Null)).await, ["f"]);
+    assert_eq!(
+        found(Filter::eq("tags", bson::bson!(["web", "rust"]))).await,
+        ["a"],
+        "a list value matches the whole list"
+    );
+    assert!(
+        found(Filter::eq("tags", bson::bson!(["rust", "web"])))
+            .await
+            .is_empty(),
+        "in order"
+    );
+    assert_eq!(found(Filter::eq("tags", bson::bson!([]))).await, ["c"]);
+    assert_eq!(found(Filter::gte("tags", "s")).await, ["a", "d"]);
+    assert_eq!(found(Filter::gt("tags", 2)).await, ["f"]);
+    assert_eq!(found(Filter::search(["tags"], "WE")).await, ["a", "d"]);
+    assert_eq!(c.count(&Filter::contains("tags", "db")).await.unwrap(), 1);
+    // Sorting: the smallest element ascending, the largest descending; [] before null.
+    let sorted = |o: Order| {
+        let c = c.clone();
+        async move { ids(&c.find(&Query::all().sort("tags", o)).await.unwrap()) }
+    };
+    assert_eq!(
+        sorted(Order::Asc).await,
+        ["c", "e", "f", "g", "b", "a", "d"]
+    );
+    assert_eq!(
+        sorted(Order::Desc).await,
+        ["a", "d", "b", "f", "e", "g", "c"]
+    );
+    assert_eq!(
+        c.delete_many(Filter::contains("tags", "web"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.count(&Filter::eq("tags", "web")).await.unwrap(), 1);
+}
+
+async fn a_field_becomes_a_list_by_update(t: TestStore) {
+    let c = t.store.collection("posts");
+    let id = c.insert(doc! { "name": "p", "tags": "one" }).await.unwrap();
+    assert_eq!(c.count(&Filter::contains("tags", "two")).await.unwrap(), 0);
+    c.update(id, Update::set(doc! { "tags": ["one", "two"] }))
+        .await
+        .unwrap();
+    assert_eq!(c.count(&Filter::eq("tags", "two")).await.unwrap(), 1);
+    assert_eq!(c.count(&Filter::contains("tags", "two")).await.unwrap(), 1);
+    // A list held in a nested document.
+    c.update(id, Update::set(doc! { "meta.labels": ["x"] }))
+        .await
+        .unwrap();
+    assert_eq!(c.count(&Filter::eq("meta.labels", "x")).await.unwrap(), 1);
+}
+
+/// Fields of documents inside a list: MongoDB looks into every element; the embedded store
+/// refuses such paths rather than silently matching nothing.
+async fn paths_through_lists_of_documents(t: TestStore) {
+    let c = t.store.collection("orders");
+    c.insert(doc! { "name": "o", "items": [ { "sku": "x" }, { "sku": "y" } ] })
+        .await
+        .unwrap();
+    let result = c.count(&Filter::eq("items.sku", "y")).await;
+    match t.backend {
+        support::Backend::Mongo => assert_eq!(result.unwrap(), 1),
+        support::Backend::Embedded => {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Invalid(m) if m.contains("items.sku is inside the list items")),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(
+        c.count(&Filter::eq("items", doc! { "sku": "y" }))
+            .await
+            .unwrap(),
+        1,
+        "a whole element matches on both"
+    );
+}
+
+/// A store file written before list paths were recorded: the first use scans it.
+#[tokio::test]
+async fn lists_in_older_store_files_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite3");
+    {
+        let store = vibetuner::Store::embedded(&path).unwrap();
+        let c = store.collection("links");
+        c.insert(doc! { "name": "a", "tags": ["web"] })
+            .await
+            .unwrap();
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("DELETE FROM _vt_arrays", []).unwrap();
+    }
+    let store = vibetuner::Store::embedded(&path).unwrap();
+    let c = store.collection("links");
+    assert_eq!(c.count(&Filter::eq("tags", "web")).await.unwrap(), 1);
+}
+
 on_both_backends!(
     crud_round_trip,
     filters_sort_and_pages,
@@ -572,6 +731,9 @@ on_both_backends!(
     typed_models_keep_timestamps,
     framework_models_use_vibetuner_names,
     update_and_delete_many,
+    list_fields_match_any_element,
+    a_field_becomes_a_list_by_update,
+    paths_through_lists_of_documents,
 );
 
 /// Random documents and random queries: both backends must return the same documents in the
@@ -595,6 +757,19 @@ mod equivalence {
                 .prop_map(|s| Bson::String(s.into()))
                 .boxed(),
             "b" => any::<bool>().prop_map(Bson::Boolean).boxed(),
+            // A list field (sometimes a scalar, as MongoDB allows): strings, or a mixed list.
+            "t" => {
+                let tag = prop::sample::select(vec!["a", "B", "ab", "zz"]);
+                prop_oneof![
+                    3 => prop::collection::vec(tag.clone(), 0..4).prop_map(|tags| {
+                        Bson::Array(tags.into_iter().map(|t| Bson::String(t.into())).collect())
+                    }),
+                    1 => tag.prop_map(|t| Bson::String(t.into())),
+                    1 => Just(Bson::Array(vec![Bson::Null, Bson::Int64(2), Bson::String("a".into())])),
+                    1 => Just(Bson::Null),
+                ]
+                .boxed()
+            }
             _ => (0i64..5)
                 .prop_map(|d| {
                     Bson::DateTime(bson::DateTime::from_millis(
@@ -607,9 +782,9 @@ mod equivalence {
     }
 
     fn document() -> impl Strategy<Value = Document> {
-        (value("n"), value("s"), value("b"), value("d")).prop_map(|(n, s, b, d)| {
+        (value("n"), value("s"), value("b"), value("d"), value("t")).prop_map(|(n, s, b, d, t)| {
             let mut doc = Document::new();
-            for (k, v) in [("n", n), ("s", s), ("b", b), ("d", d)] {
+            for (k, v) in [("n", n), ("s", s), ("b", b), ("d", d), ("t", t)] {
                 if let Some(v) = v {
                     doc.insert(k, v);
                 }
@@ -619,37 +794,43 @@ mod equivalence {
     }
 
     fn leaf() -> impl Strategy<Value = Filter> {
-        let field = prop::sample::select(vec!["n", "s", "b", "d"]);
+        let field = prop::sample::select(vec!["n", "s", "b", "d", "t", "t"]);
+        let tag = prop::sample::select(vec!["a", "B", "ab", "zz"]);
         (
             field,
-            0usize..4,
+            0usize..5,
             value("n"),
             value("s"),
             value("d"),
+            (value("t"), tag),
             any::<bool>(),
         )
-            .prop_map(|(f, op, n, s, d, b)| {
+            .prop_map(|(f, op, n, s, d, (t, tag), b)| {
                 let v = match f {
                     "n" => n.unwrap_or(Bson::Int64(2)),
                     "s" => s.unwrap_or(Bson::String("a".into())),
                     "d" => d.unwrap_or(Bson::Null),
+                    // Mostly an element, sometimes a whole list or null.
+                    "t" if op != 0 => Bson::String(tag.into()),
+                    "t" => t.unwrap_or(Bson::String(tag.into())),
                     _ => Bson::Boolean(b),
                 };
-                let ranged = !matches!(v, Bson::Null);
+                let ranged = !matches!(v, Bson::Null | Bson::Array(_));
                 match (op, ranged) {
                     (0, _) | (_, false) => Filter::Eq(f.into(), v),
                     (1, _) => {
                         Filter::In(f.into(), vec![v, Bson::Int64(1), Bson::String("B".into())])
                     }
                     (2, _) => Filter::gte(f, v),
-                    _ => Filter::lt(f, v),
+                    (3, _) => Filter::lt(f, v),
+                    _ => Filter::contains_any(f, [v, Bson::Null]),
                 }
             })
     }
 
     fn filter() -> impl Strategy<Value = Filter> {
         let search = prop::sample::select(vec!["a", "B", ".", "b.c", "Z"])
-            .prop_map(|t| Filter::search(["s"], t));
+            .prop_map(|t| Filter::search(["s", "t"], t));
         let single = prop_oneof![4 => leaf(), 1 => search, 1 => Just(Filter::All)];
         single.prop_recursive(2, 6, 3, |inner| {
             prop_oneof![
@@ -662,7 +843,7 @@ mod equivalence {
     fn query() -> impl Strategy<Value = Query> {
         let sort = prop::collection::vec(
             (
-                prop::sample::select(vec!["n", "s", "b", "d", "_id"]),
+                prop::sample::select(vec!["n", "s", "b", "d", "t", "_id"]),
                 any::<bool>(),
             )
                 .prop_map(|(f, asc)| (f.to_owned(), if asc { Order::Asc } else { Order::Desc })),

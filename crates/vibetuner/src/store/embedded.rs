@@ -4,6 +4,11 @@
 //! bracketed by type, `null` matches a missing field, ties in a sort are broken by id, indexes are
 //! expression indexes (so unique and compound indexes are enforced by SQLite), and TTL indexes are
 //! honoured by a periodic sweep ([`Embedded::purge_expired`]).
+//!
+//! List fields: every write records the paths that hold arrays in `_vt_arrays` (collections
+//! written before it existed are scanned once). Conditions and sorts on a recorded path look at
+//! the elements too (`json_each`), as MongoDB does; other paths keep the plain `json_extract`
+//! form, which the expression indexes serve.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -51,7 +56,16 @@ impl Embedded {
             .map_err(sql)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS _vt_ttl (collection TEXT NOT NULL, field TEXT NOT NULL, \
-             seconds INTEGER NOT NULL, PRIMARY KEY (collection, field)) WITHOUT ROWID",
+             seconds INTEGER NOT NULL, PRIMARY KEY (collection, field)) WITHOUT ROWID; \
+             CREATE TABLE IF NOT EXISTS _vt_arrays (collection TEXT NOT NULL, path TEXT NOT NULL, \
+             PRIMARY KEY (collection, path)) WITHOUT ROWID",
+        )
+        .map_err(sql)?;
+        conn.create_scalar_function(
+            "vt_array_path",
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(array_path(ctx.get_raw(0).as_str().unwrap_or_default())),
         )
         .map_err(sql)?;
         conn.create_scalar_function(
@@ -109,6 +123,7 @@ impl Embedded {
                 "CREATE TABLE IF NOT EXISTS \"{coll}\" (id TEXT PRIMARY KEY NOT NULL, doc BLOB NOT NULL) WITHOUT ROWID"
             ))
             .map_err(sql)?;
+            scan_arrays(conn, coll)?;
             tables.insert(coll.to_owned());
         }
         Ok(())
@@ -154,11 +169,103 @@ impl Embedded {
     }
 }
 
+/// Records once per collection the array paths of documents written before `_vt_arrays` existed
+/// (the row with an empty path marks the collection as scanned).
+fn scan_arrays(conn: &Connection, coll: &str) -> Result<(), StoreError> {
+    let scanned = conn
+        .prepare_cached("SELECT 1 FROM _vt_arrays WHERE collection = ?1 AND path = ''")
+        .map_err(sql)?
+        .exists([coll])
+        .map_err(sql)?;
+    if !scanned {
+        conn.execute(
+            &format!(
+                "INSERT OR IGNORE INTO _vt_arrays (collection, path) \
+                 SELECT DISTINCT ?1, vt_array_path(t.fullkey) FROM \"{coll}\" AS c, json_tree(c.doc) AS t \
+                 WHERE t.type = 'array'"
+            ),
+            [coll],
+        )
+        .map_err(sql)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO _vt_arrays (collection, path) VALUES (?1, '')",
+            [coll],
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// A JSON path from `json_tree` (`$.items[0].tags[1]`) as a field path without indexes
+/// (`items.tags`).
+fn array_path(fullkey: &str) -> String {
+    let mut out = String::with_capacity(fullkey.len());
+    let mut in_index = false;
+    for c in fullkey.strip_prefix('$').unwrap_or(fullkey).chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out.trim_start_matches('.').to_owned()
+}
+
+/// The paths in `doc` that hold arrays, as field paths (`tags`, `items.tags`).
+fn doc_array_paths(doc: &Document, prefix: &str, out: &mut HashSet<String>) {
+    for (key, value) in doc {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        value_array_paths(value, &path, out);
+    }
+}
+
+fn value_array_paths(value: &Bson, path: &str, out: &mut HashSet<String>) {
+    match value {
+        Bson::Array(items) => {
+            out.insert(path.to_owned());
+            for item in items {
+                value_array_paths(item, path, out);
+            }
+        }
+        Bson::Document(inner) => doc_array_paths(inner, path, out),
+        _ => {}
+    }
+}
+
+/// Notes the array paths of a document being written.
+fn record_arrays(conn: &Connection, coll: &str, doc: &Document) -> Result<(), StoreError> {
+    let mut paths = HashSet::new();
+    doc_array_paths(doc, "", &mut paths);
+    for path in paths {
+        conn.prepare_cached("INSERT OR IGNORE INTO _vt_arrays (collection, path) VALUES (?1, ?2)")
+            .map_err(sql)?
+            .execute([coll, path.as_str()])
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// The array paths recorded for a collection.
+fn array_paths(conn: &Connection, coll: &str) -> Result<Vec<String>, StoreError> {
+    conn.prepare_cached("SELECT path FROM _vt_arrays WHERE collection = ?1 AND path <> ''")
+        .map_err(sql)?
+        .query_map([coll], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)
+}
+
 pub(super) fn insert(conn: &Connection, coll: &str, mut doc: Document) -> Result<(), StoreError> {
     let id = match doc.remove("_id") {
         Some(Bson::ObjectId(id)) => id,
         _ => return Err(StoreError::Invalid("documents need an ObjectId _id".into())),
     };
+    record_arrays(conn, coll, &doc)?;
     let json = serde_json::Value::Object(doc_to_stored_json(&doc)).to_string();
     conn.prepare_cached(&format!(
         "INSERT INTO \"{coll}\" (id, doc) VALUES (?1, jsonb(?2))"
@@ -174,16 +281,12 @@ pub(super) fn find(
     coll: &str,
     query: &Query,
 ) -> Result<Vec<Document>, StoreError> {
-    let mut w = Where::default();
+    let mut w = Where::new(conn, coll)?;
     w.filter(&query.filter)?;
     let order: Vec<String> = query
         .full_sort()
         .iter()
-        .map(|(f, o)| {
-            check_field(f)?;
-            let dir = if *o == Order::Asc { "ASC" } else { "DESC" };
-            Ok(format!("{} {dir}", value_expr(f)))
-        })
+        .map(|(f, o)| w.order(f, *o))
         .collect::<Result<_, StoreError>>()?;
     let limit = query
         .limit
@@ -213,7 +316,7 @@ pub(super) fn find(
 }
 
 pub(super) fn count(conn: &Connection, coll: &str, filter: &Filter) -> Result<u64, StoreError> {
-    let mut w = Where::default();
+    let mut w = Where::new(conn, coll)?;
     w.filter(filter)?;
     let n: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM \"{coll}\" WHERE {}", w.sql))
@@ -257,6 +360,7 @@ pub(super) fn update(
             .map_err(|e| StoreError::Decode(e.to_string()))?;
         let mut body = doc.clone();
         body.remove("_id");
+        record_arrays(&tx, coll, &body)?;
         let json = serde_json::Value::Object(doc_to_stored_json(&body)).to_string();
         tx.prepare_cached(&format!(
             "UPDATE \"{coll}\" SET doc = jsonb(?1) WHERE id = ?2"
@@ -276,7 +380,7 @@ pub(super) fn delete(
     filter: &Filter,
     many: bool,
 ) -> Result<u64, StoreError> {
-    let mut w = Where::default();
+    let mut w = Where::new(conn, coll)?;
     w.filter(filter)?;
     let sql_text = if many {
         format!("DELETE FROM \"{coll}\" WHERE {}", w.sql)
@@ -374,11 +478,20 @@ fn type_expr(field: &str) -> String {
     format!("json_type(doc, '{}')", json_path(field))
 }
 
-/// A WHERE clause under construction with its bound parameters.
-#[derive(Default)]
+/// A WHERE clause under construction with its bound parameters, knowing which paths of the
+/// collection hold arrays.
 struct Where {
     sql: String,
     params: Vec<SqlValue>,
+    arrays: Vec<String>,
+}
+
+/// How a field's values are reached.
+enum Shape {
+    /// Never held an array: `json_extract` (served by expression indexes).
+    Plain,
+    /// Has held an array: the value, or else its elements.
+    List,
 }
 
 /// How a BSON value is compared in SQL.
@@ -416,10 +529,71 @@ fn operand(value: &Bson) -> Operand {
     }
 }
 
+/// `EXISTS` over the elements of the array at `field` (`e.value`, `e.type`).
+fn any_element(field: &str, condition: &str) -> String {
+    format!(
+        "({} = 'array' AND EXISTS (SELECT 1 FROM json_each(doc, '{}') AS e WHERE {condition}))",
+        type_expr(field),
+        json_path(field)
+    )
+}
+
 impl Where {
+    fn new(conn: &Connection, coll: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            sql: String::new(),
+            params: Vec::new(),
+            arrays: array_paths(conn, coll)?,
+        })
+    }
+
     fn bind(&mut self, value: SqlValue) -> String {
         self.params.push(value);
         format!("?{}", self.params.len())
+    }
+
+    /// Checks the field name and says whether it has held arrays; a path through an array of
+    /// documents is refused (MongoDB would look into every element; this store does not).
+    fn shape(&self, field: &str) -> Result<Shape, StoreError> {
+        check_field(field)?;
+        if let Some(list) = self.arrays.iter().find(|p| {
+            field
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        }) {
+            return Err(StoreError::Invalid(format!(
+                "{field} is inside the list {list}: the embedded store cannot query or sort on \
+                 fields of documents in a list (MongoDB can); keep such values in a list field of \
+                 their own"
+            )));
+        }
+        Ok(if self.arrays.iter().any(|p| p == field) {
+            Shape::List
+        } else {
+            Shape::Plain
+        })
+    }
+
+    /// The ORDER BY terms for a sort key. On a list field, MongoDB's order: the smallest element
+    /// ascending, the largest descending, an empty list before everything (even `null`).
+    fn order(&self, field: &str, order: Order) -> Result<String, StoreError> {
+        let dir = if order == Order::Asc { "ASC" } else { "DESC" };
+        if field == "_id" {
+            return Ok(format!("id {dir}"));
+        }
+        Ok(match self.shape(field)? {
+            Shape::Plain => format!("{} {dir}", value_expr(field)),
+            Shape::List => {
+                let (t, p) = (type_expr(field), json_path(field));
+                format!(
+                    "CASE WHEN {t} = 'array' AND json_array_length(doc, '{p}') = 0 THEN 1 ELSE 0 END {rev}, \
+                     CASE WHEN {t} = 'array' THEN (SELECT e.value FROM json_each(doc, '{p}') AS e \
+                     ORDER BY e.value {dir} LIMIT 1) ELSE {v} END {dir}",
+                    rev = if order == Order::Asc { "DESC" } else { "ASC" },
+                    v = value_expr(field),
+                )
+            }
+        })
     }
 
     fn filter(&mut self, filter: &Filter) -> Result<(), StoreError> {
@@ -443,6 +617,18 @@ impl Where {
                     format!("({})", parts.join(" OR "))
                 }
             }
+            Filter::Contains(f, vs) => {
+                if f == "_id" || vs.is_empty() || matches!(self.shape(f)?, Shape::Plain) {
+                    check_field(f)?;
+                    "0".into()
+                } else {
+                    let parts = vs
+                        .iter()
+                        .map(|v| self.eq_on("e.value", "e.type", v))
+                        .collect::<Vec<_>>();
+                    any_element(f, &format!("({})", parts.join(" OR ")))
+                }
+            }
             Filter::Cmp(f, op, v) => self.cmp(f, *op, v)?,
             Filter::Search(fields, text) => {
                 if fields.is_empty() {
@@ -450,13 +636,19 @@ impl Where {
                 } else {
                     let mut parts = Vec::new();
                     for f in fields {
-                        check_field(f)?;
+                        let shape = self.shape(f)?;
                         let p = self.bind(SqlValue::Text(text.clone()));
                         parts.push(format!(
                             "({} = 'text' AND vt_icontains({}, {p}))",
                             type_expr(f),
                             value_expr(f)
                         ));
+                        if let Shape::List = shape {
+                            parts.push(any_element(
+                                f,
+                                &format!("e.type = 'text' AND vt_icontains(e.value, {p})"),
+                            ));
+                        }
                     }
                     format!("({})", parts.join(" OR "))
                 }
@@ -485,15 +677,27 @@ impl Where {
     }
 
     fn eq(&mut self, field: &str, value: &Bson) -> Result<String, StoreError> {
-        check_field(field)?;
         if field == "_id" {
+            check_field(field)?;
             return Ok(match value {
                 Bson::ObjectId(id) => format!("id = {}", self.bind(SqlValue::Text(id.to_hex()))),
                 _ => "0".into(),
             });
         }
-        let (v, t) = (value_expr(field), type_expr(field));
-        Ok(match operand(value) {
+        let shape = self.shape(field)?;
+        let whole = self.eq_on(&value_expr(field), &type_expr(field), value);
+        Ok(match shape {
+            Shape::Plain => whole,
+            Shape::List => {
+                let element = self.eq_on("e.value", "e.type", value);
+                format!("({whole} OR {})", any_element(field, &element))
+            }
+        })
+    }
+
+    /// Equality of the value `v` (of JSON type `t`) with `value`.
+    fn eq_on(&mut self, v: &str, t: &str, value: &Bson) -> String {
+        match operand(value) {
             Operand::Number(n) => {
                 format!("({v} = {} AND {t} IN ('integer', 'real'))", self.bind(n))
             }
@@ -514,13 +718,13 @@ impl Where {
                     self.bind(SqlValue::Text(json))
                 )
             }
-        })
+        }
     }
 
     fn cmp(&mut self, field: &str, op: Cmp, value: &Bson) -> Result<String, StoreError> {
-        check_field(field)?;
         let sym = op.sql();
         if field == "_id" {
+            check_field(field)?;
             return Ok(match value {
                 Bson::ObjectId(id) => {
                     format!("id {sym} {}", self.bind(SqlValue::Text(id.to_hex())))
@@ -528,8 +732,26 @@ impl Where {
                 _ => "0".into(),
             });
         }
-        let (v, t) = (value_expr(field), type_expr(field));
-        Ok(match operand(value) {
+        let shape = self.shape(field)?;
+        if let Operand::Composite(_) = operand(value) {
+            return Err(StoreError::Invalid(format!(
+                "range comparison of {field} with a document or array is not supported"
+            )));
+        }
+        let whole = self.cmp_on(&value_expr(field), &type_expr(field), op, value);
+        Ok(match shape {
+            Shape::Plain => whole,
+            Shape::List => {
+                let element = self.cmp_on("e.value", "e.type", op, value);
+                format!("({whole} OR {})", any_element(field, &element))
+            }
+        })
+    }
+
+    /// The range condition `v op value` for the value `v` of JSON type `t`, bracketed by type.
+    fn cmp_on(&mut self, v: &str, t: &str, op: Cmp, value: &Bson) -> String {
+        let sym = op.sql();
+        match operand(value) {
             Operand::Number(n) => format!(
                 "({t} IN ('integer', 'real') AND {v} {sym} {})",
                 self.bind(n)
@@ -551,12 +773,8 @@ impl Where {
                 prefix.len(),
                 self.bind(SqlValue::Text(json))
             ),
-            Operand::Composite(_) => {
-                return Err(StoreError::Invalid(format!(
-                    "range comparison of {field} with a document or array is not supported"
-                )));
-            }
-        })
+            Operand::Composite(_) => "0".into(),
+        }
     }
 }
 
@@ -615,4 +833,25 @@ fn constraint(coll: &str, e: rusqlite::Error) -> StoreError {
         return StoreError::Duplicate { index };
     }
     sql(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_paths_drop_indexes() {
+        assert_eq!(array_path("$.tags"), "tags");
+        assert_eq!(array_path("$.items[0].tags[12]"), "items.tags");
+        assert_eq!(array_path("$.m[0][1]"), "m");
+        let mut paths = HashSet::new();
+        doc_array_paths(
+            &bson::doc! { "t": [1], "a": { "b": [[{ "c": [] }]] }, "s": "x" },
+            "",
+            &mut paths,
+        );
+        let mut paths: Vec<_> = paths.into_iter().collect();
+        paths.sort();
+        assert_eq!(paths, ["a.b", "a.b.c", "t"]);
+    }
 }

@@ -1,8 +1,14 @@
 //! Backend-neutral queries and index declarations, with their MongoDB translation.
 //!
 //! The vocabulary is what both backends implement identically: equality, `$in`, ranges, a
-//! case-insensitive substring search over fields, `and`/`or`, sorting, skip and limit. Comparisons
-//! are type-bracketed as in MongoDB (a number never matches a string range).
+//! case-insensitive substring search over fields, list membership, `and`/`or`, sorting, skip and
+//! limit. Comparisons are type-bracketed as in MongoDB (a number never matches a string range).
+//!
+//! List (array) fields follow MongoDB: equality, `$in`, ranges and search on a list field match
+//! when any element does (or, for equality with a list, the whole list is equal); sorting uses a
+//! list's smallest element ascending and its largest descending, an empty list sorting before
+//! `null`. [`Filter::contains`] matches list elements only. Paths that go *through* a list of
+//! documents (`items.sku` where `items` is a list) are refused by the embedded store.
 
 use std::time::Duration;
 
@@ -51,6 +57,8 @@ pub enum Filter {
     Eq(String, Bson),
     /// The field equals one of the values.
     In(String, Vec<Bson>),
+    /// The field is a list with an element equal to one of the values (`$elemMatch` + `$in`).
+    Contains(String, Vec<Bson>),
     /// The field compares to the value (same BSON type family only).
     Cmp(String, Cmp, Bson),
     /// One of the fields is a string containing `text`, ignoring case (no pattern syntax).
@@ -62,17 +70,31 @@ pub enum Filter {
 }
 
 impl Filter {
-    /// `field == value`.
+    /// `field == value`; on a list field, some element equals `value` (or the list equals it).
     pub fn eq(field: impl Into<String>, value: impl Into<Bson>) -> Self {
         Self::Eq(field.into(), value.into())
     }
 
-    /// `field` is one of `values`.
+    /// `field` is one of `values`; on a list field, some element is one of them.
     pub fn is_in<V: Into<Bson>>(
         field: impl Into<String>,
         values: impl IntoIterator<Item = V>,
     ) -> Self {
         Self::In(field.into(), values.into_iter().map(Into::into).collect())
+    }
+
+    /// `field` is a list with an element equal to `value` (`Filter::contains("tags", "web")`).
+    /// Unlike [`Filter::eq`], a field that is not a list never matches.
+    pub fn contains(field: impl Into<String>, value: impl Into<Bson>) -> Self {
+        Self::Contains(field.into(), vec![value.into()])
+    }
+
+    /// `field` is a list with an element equal to one of `values` (no values: nothing matches).
+    pub fn contains_any<V: Into<Bson>>(
+        field: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        Self::Contains(field.into(), values.into_iter().map(Into::into).collect())
     }
 
     /// `field > value`.
@@ -123,7 +145,9 @@ impl Filter {
     pub fn fields(&self) -> Vec<&str> {
         match self {
             Self::All => Vec::new(),
-            Self::Eq(f, _) | Self::In(f, _) | Self::Cmp(f, _, _) => vec![f.as_str()],
+            Self::Eq(f, _) | Self::In(f, _) | Self::Contains(f, _) | Self::Cmp(f, _, _) => {
+                vec![f.as_str()]
+            }
             Self::Search(fields, _) => fields.iter().map(String::as_str).collect(),
             Self::And(items) | Self::Or(items) => items.iter().flat_map(Filter::fields).collect(),
         }
@@ -135,6 +159,7 @@ impl Filter {
             Self::All => Document::new(),
             Self::Eq(f, v) => doc! { f: { "$eq": v.clone() } },
             Self::In(f, vs) => doc! { f: { "$in": vs.clone() } },
+            Self::Contains(f, vs) => doc! { f: { "$elemMatch": { "$in": vs.clone() } } },
             Self::Cmp(f, op, v) => doc! { f: { op.mongo(): v.clone() } },
             Self::Search(fields, text) => {
                 let pattern = regex_escape(text);
@@ -355,6 +380,10 @@ mod tests {
                 { "b": { "$gt": "x" } },
                 { "$or": [ { "t": { "$regex": r"a\.b", "$options": "i" } } ] },
             ] }
+        );
+        assert_eq!(
+            Filter::contains_any("tags", ["web", "db"]).to_mongo(),
+            doc! { "tags": { "$elemMatch": { "$in": ["web", "db"] } } }
         );
         let q = Query::all().sort("a", Order::Desc);
         assert_eq!(q.mongo_sort(), doc! { "a": -1, "_id": 1 });
