@@ -45,34 +45,13 @@
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
       });
 
-      # A host running the app: two instances behind Caddy, a worker, MongoDB and Redis.
-      # Adapt it (hardware, domain, secrets) or copy the services.vibetuner block into your own
-      # configuration; `nixos-rebuild switch --flake .#example` deploys it.
+      # A host running the app (nix/example-host.nix): two instances behind Caddy, a worker,
+      # the app's own Redis. `nixos-rebuild switch --flake .#example` deploys it once adapted.
       nixosConfigurations.example = nixpkgs.lib.nixosSystem {
         modules = [
           vibetuner.nixosModules.default
-          ({ pkgs, ... }: {
-            nixpkgs.hostPlatform = "x86_64-linux";
-            nixpkgs.config.allowUnfreePredicate = pkg: lib.getName pkg == "mongodb-ce";
-            # Replace with the host's hardware configuration.
-            boot.isContainer = true;
-            system.stateVersion = "25.11";
-
-            services.vibetuner = {
-              enable = true;
-              package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
-              instances = 2;
-              # A file outside the Nix store (agenix, sops-nix, or written by hand).
-              credentials.SESSION_KEY = "/run/secrets/app-session-key";
-            };
-
-            services.caddy = {
-              enable = true;
-              virtualHosts."app.example.com".extraConfig = ''
-                reverse_proxy 127.0.0.1:8000 127.0.0.1:8001
-              '';
-            };
-            networking.firewall.allowedTCPPorts = [ 80 443 ];
+          (import ./nix/example-host.nix {
+            package = self.packages.x86_64-linux.default;
           })
         ];
       };
