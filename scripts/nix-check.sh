@@ -116,7 +116,7 @@ trap 'rm -rf "$tmp"' EXIT
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   git ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-    xargs -0 cp --parents -t "$tmp" --
+    xargs -0 cp --no-dereference --parents -t "$tmp" --
   src="$tmp"
 else
   src="$root"
@@ -135,7 +135,7 @@ step "input-free outputs evaluate offline (templates, nixosModules, overlays, li
     let f = builtins.getFlake \"path:$src\"; in
     assert builtins.attrNames f.templates == [ \"app\" \"default\" ];
     assert builtins.isFunction f.nixosModules.default && builtins.isFunction f.overlays.default;
-    assert builtins.isFunction f.lib.mkVibetunerApp && builtins.isFunction f.lib.mkDevShell;
+    assert builtins.isFunction f.lib.mkVibetunerApp && builtins.isFunction f.lib.mkDevShell && builtins.isFunction f.lib.mkDevServices;
     \"\""
 
 # `nix flake check` on the outputs that need no input (the rest needs nixpkgs): Nix's own
@@ -156,7 +156,7 @@ step "nix flake check of overlays, nixosModules and templates" flake_check_offli
 
 check_devcontainers() {
   python3 - .devcontainer/devcontainer.json templates/app/.devcontainer/devcontainer.json <<'EOF'
-import json, sys
+import json, os, sys
 status = 0
 for path in sys.argv[1:]:
     try:
@@ -167,14 +167,20 @@ for path in sys.argv[1:]:
         extensions = c["customizations"]["vscode"]["extensions"]
         for wanted in ("rust-lang.rust-analyzer", "jnoortheen.nix-ide", "bradlc.vscode-tailwindcss"):
             assert wanted in extensions, f"extension {wanted} missing"
-        assert "nix develop" in c["postCreateCommand"], "postCreateCommand does not enter the dev shell"
+        assert "nix develop" in c["postCreateCommand"], "postCreateCommand does not build the dev shell"
+        assert "direnv allow" in c["postCreateCommand"], "postCreateCommand does not allow .envrc"
+        assert "mkhl.direnv" in extensions, "no direnv extension: the editor would run outside the dev shell"
+        assert any("target=/nix" in m and "type=volume" in m for m in c["mounts"]), "/nix is on no named volume"
+        assert "nix run .#services" in c["postStartCommand"], "postStartCommand does not start the dev services"
+        envrc = os.path.join(os.path.dirname(os.path.dirname(path)), ".envrc")
+        assert open(envrc).read().strip() == "use flake", f"{envrc} is not `use flake`"
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
         print(f"  {path}: {type(e).__name__}: {e}", file=sys.stderr)
         status = 1
 sys.exit(status)
 EOF
 }
-step "devcontainers: valid JSON with the nix feature, port 8000, extensions" check_devcontainers
+step "devcontainers: nix feature, /nix volume, direnv (use flake) for terminals and editor, dev services, port 8000" check_devcontainers
 
 # The hardening of every app and worker unit (the rendered units in nix/tests/units/).
 units_security() {

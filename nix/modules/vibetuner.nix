@@ -24,15 +24,12 @@ let
     literalExpression
     mapAttrs'
     mapAttrsToList
-    mkEnableOption
     mkIf
-    mkMerge
     mkOption
     nameValuePair
     optional
     optionalAttrs
     optionals
-    optionalString
     range
     types
     ;
@@ -495,43 +492,41 @@ in
     ];
   };
 
-  config = mkIf (apps != { }) (mkMerge [
-    {
-      assertions = concatMap (d: d.assertions) all ++ [
-        {
-          assertion = !(top.enable && top.apps ? vibetuner);
-          message = "services.vibetuner.enable and services.vibetuner.apps.vibetuner both define the app `vibetuner`; use one of them.";
-        }
-        {
-          assertion = overlaps == [ ];
-          message = "services.vibetuner: the web ports of ${lib.concatStringsSep ", " overlaps} overlap; give each app its own port range.";
-        }
-      ];
+  config = mkIf (apps != { }) {
+    assertions = concatMap (d: d.assertions) all ++ [
+      {
+        assertion = !(top.enable && top.apps ? vibetuner);
+        message = "services.vibetuner.enable and services.vibetuner.apps.vibetuner both define the app `vibetuner`; use one of them.";
+      }
+      {
+        assertion = overlaps == [ ];
+        message = "services.vibetuner: the web ports of ${lib.concatStringsSep ", " overlaps} overlap; give each app its own port range.";
+      }
+    ];
 
-      warnings = concatMap (d: d.warnings) all;
+    warnings = concatMap (d: d.warnings) all;
 
-      systemd.targets = builtins.listToAttrs (map (d: d.target) all);
+    systemd.targets = builtins.listToAttrs (map (d: d.target) all);
 
-      systemd.services = builtins.listToAttrs (concatMap (d: d.services) all);
+    systemd.services = builtins.listToAttrs (concatMap (d: d.services) all);
 
-      systemd.tmpfiles.rules = concatMap (d: d.tmpfiles) all;
+    systemd.tmpfiles.rules = concatMap (d: d.tmpfiles) all;
 
-      networking.firewall.allowedTCPPorts = concatMap (d: d.firewallPorts) all;
+    networking.firewall.allowedTCPPorts = concatMap (d: d.firewallPorts) all;
 
-      services.redis.servers = lib.mapAttrs (_: _: { enable = true; })
-        (filterAttrs (_: app: app.redis.createLocally) apps);
+    services.redis.servers = lib.mapAttrs (_: _: { enable = true; })
+      (filterAttrs (_: app: app.redis.createLocally) apps);
 
-      users.users = mapAttrs'
-        (name: app: nameValuePair app.user {
-          isSystemUser = true;
-          inherit (app) group;
-          home = "/var/lib/${name}";
-          description = "vibetuner app ${name}";
-        })
-        (filterAttrs (name: app: app.user == name) apps);
+    users.users = mapAttrs'
+      (name: app: nameValuePair app.user {
+        isSystemUser = true;
+        inherit (app) group;
+        home = "/var/lib/${name}";
+        description = "vibetuner app ${name}";
+      })
+      (filterAttrs (name: app: app.user == name) apps);
 
-      users.groups = mapAttrs' (_: app: nameValuePair app.group { })
-        (filterAttrs (name: app: app.group == name) apps);
-    }
-  ]);
+    users.groups = mapAttrs' (_: app: nameValuePair app.group { })
+      (filterAttrs (name: app: app.group == name) apps);
+  };
 }
