@@ -16,8 +16,9 @@ trap 'rm -rf "$tmp"' EXIT
 cp -r templates/app/Cargo.toml templates/app/src "$tmp/"
 [ -d templates/app/tests ] && cp -r templates/app/tests "$tmp/"
 cp Cargo.lock "$tmp/Cargo.lock"
-# The dependency line as `vibetuner new` from a checkout writes it.
-sed -i "s|^vibetuner = .*|vibetuner = { path = \"$root/crates/vibetuner\" }|" "$tmp/Cargo.toml"
+# The framework dependencies as `vibetuner new` from a checkout writes them (a path).
+(cd "$tmp" && python3 "$root/nix/lib/use-framework-source.py" "$root/crates/vibetuner" \
+  "$(sed -n 's/^repository = "\(.*\)"$/\1/p' "$root/Cargo.toml")")
 # Resolving (offline, from the copied lock) drops the workspace's other packages and adds the app.
 (cd "$tmp" && cargo update --offline --workspace --quiet)
 

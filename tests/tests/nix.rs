@@ -167,7 +167,10 @@ fn nix_flake_init_writes_what_vibetuner_new_defaults_writes() {
         );
     }
 
-    let framework = workspace_root().join("crates/vibetuner").canonicalize().unwrap();
+    let framework = workspace_root()
+        .join("crates/vibetuner")
+        .canonicalize()
+        .unwrap();
     let mut from_checkout = tree(&from_checkout);
     let manifest = String::from_utf8(from_checkout.remove("Cargo.toml").unwrap()).unwrap();
     let mut expected = from_nix;
@@ -176,10 +179,10 @@ fn nix_flake_init_writes_what_vibetuner_new_defaults_writes() {
         manifest,
         template_manifest.replace(
             &format!(
-                "vibetuner = {{ git = \"https://github.com/alltuner/vibetuner-rs\", tag = \"v{}\" }}",
+                "git = \"https://github.com/alltuner/vibetuner-rs\", tag = \"v{}\"",
                 env!("CARGO_PKG_VERSION")
             ),
-            &format!("vibetuner = {{ path = \"{}\" }}", framework.display()),
+            &format!("path = \"{}\"", framework.display()),
         ),
         "from a checkout, Cargo.toml differs from the template's only by the path dependency"
     );
@@ -211,7 +214,13 @@ fn framework_repository(dest: &Path) {
     let root = workspace_root();
     let out = run_ok(
         Command::new("git")
-            .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ])
             .current_dir(&root),
         "git ls-files",
     );
@@ -232,7 +241,12 @@ fn framework_repository(dest: &Path) {
     let git = |args: &[&str]| {
         run_ok(
             Command::new("git")
-                .args(["-c", "user.name=vibetuner", "-c", "user.email=ci@example.com"])
+                .args([
+                    "-c",
+                    "user.name=vibetuner",
+                    "-c",
+                    "user.email=ci@example.com",
+                ])
                 .args(args)
                 .current_dir(dest)
                 // The same files give the same commit, so cargo's git cache is reused.

@@ -27,7 +27,10 @@ use vibetuner::project::{ANSWERS_FILE, AnswersFile, Project, TemplateInfo};
 pub struct AppTemplate;
 
 /// Files linked under another name: (name in the crate, name in the project).
-const RENAMED: [(&str, &str); 2] = [("Cargo.toml.in", "Cargo.toml"), ("gitignore.in", ".gitignore")];
+const RENAMED: [(&str, &str); 2] = [
+    ("Cargo.toml.in", "Cargo.toml"),
+    ("gitignore.in", ".gitignore"),
+];
 
 /// The substitution spec, `templates/app.toml`.
 pub const SPEC: &str = include_str!("../template/app.toml");
@@ -90,16 +93,21 @@ pub enum Framework {
 }
 
 impl Framework {
-    /// The value of the `vibetuner` dependency in Cargo.toml.
-    pub fn dependency(&self) -> String {
-        match self {
-            Self::Path(p) => format!("{{ path = {} }}", toml_string(&p.to_string_lossy())),
+    /// The value of the `vibetuner` dependency in Cargo.toml, with `features` turned on.
+    pub fn dependency(&self, features: &[&str]) -> String {
+        let source = match self {
+            Self::Path(p) => format!("path = {}", toml_string(&p.to_string_lossy())),
             Self::Release(v) => format!(
-                "{{ git = {}, tag = {} }}",
+                "git = {}, tag = {}",
                 toml_string(REPOSITORY),
                 toml_string(&format!("v{v}"))
             ),
+        };
+        if features.is_empty() {
+            return format!("{{ {source} }}");
         }
+        let features: Vec<String> = features.iter().map(|f| toml_string(f)).collect();
+        format!("{{ {source}, features = [{}] }}", features.join(", "))
     }
 }
 
@@ -123,7 +131,11 @@ pub fn render(
     env.set_keep_trailing_newline(true);
     env.add_filter("toml", |s: String| toml_string(&s));
     let mut ctx = minijinja::value::Value::from_serialize(project);
-    ctx = minijinja::context! { framework_dependency => framework.dependency(), ..ctx };
+    ctx = minijinja::context! {
+        framework_dependency => framework.dependency(&[]),
+        framework_dependency_testing => framework.dependency(&["testing"]),
+        ..ctx
+    };
     let spec = spec()?;
     for rule in &spec.remove {
         let expr = env
@@ -285,8 +297,17 @@ mod tests {
                  `ln -s ../../../../templates/app/{top} crates/vibetuner-cli/template/app/{top}`"
             );
         }
-        for name in [".env", ".gitignore", "Cargo.toml", "Cargo.lock", "src/main.rs"] {
-            assert!(embedded.contains_key(name), "{name} missing from the embedded template");
+        for name in [
+            ".env",
+            ".gitignore",
+            "Cargo.toml",
+            "Cargo.lock",
+            "src/main.rs",
+        ] {
+            assert!(
+                embedded.contains_key(name),
+                "{name} missing from the embedded template"
+            );
         }
         for (linked, _) in RENAMED {
             assert!(!embedded.contains_key(linked), "{linked} is not renamed");
