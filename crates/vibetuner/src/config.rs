@@ -540,16 +540,27 @@ mod tests {
             [("PORT", "3333"), ("ENVIRONMENT", "prod")],
         )
         .unwrap();
-        assert_eq!(source.get("SESSION_KEY"), Some(key.as_str()), "final newline dropped");
+        assert_eq!(
+            source.get("SESSION_KEY"),
+            Some(key.as_str()),
+            "final newline dropped"
+        );
         assert_eq!(source.get("SMTP_URL"), Some("smtps://u:p@mail:465"));
         assert_eq!(source.get("PORT"), Some("3333"), "the environment wins");
         assert_eq!(source.get("TLS.KEY"), None);
         assert_eq!(source.get("DEBUG"), None);
         let s = Settings::from_source(source).unwrap();
-        assert!(s.is_prod(), "the credential's session key is accepted in prod");
+        assert!(
+            s.is_prod(),
+            "the credential's session key is accepted in prod"
+        );
 
-        let err = Source::layered(root.path(), Some(&root.path().join("missing")), [("A", "b")])
-            .unwrap_err();
+        let err = Source::layered(
+            root.path(),
+            Some(&root.path().join("missing")),
+            [("A", "b")],
+        )
+        .unwrap_err();
         assert!(matches!(err, ConfigError::Credential { .. }), "{err}");
         let without = Source::layered(root.path(), None, [("A", "b")]).unwrap();
         assert_eq!(without.get("SMTP_URL"), Some("smtp://dotenv"));
