@@ -152,6 +152,7 @@
               })
               {
                 nixpkgs.hostPlatform = pkgs.stdenv.hostPlatform.system;
+                nixpkgs.config.allowUnfreePredicate = pkg: lib.getName pkg == "mongodb-ce";
                 boot.isContainer = true;
                 system.stateVersion = "25.11";
               }

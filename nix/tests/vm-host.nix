@@ -3,8 +3,6 @@
 # MongoDB) and a second app on the embedded store from `services.vibetuner.apps`.
 { app }:
 
-{ lib, ... }:
-
 {
   # Test secrets; real hosts point credentials at files outside the store (agenix, sops-nix).
   environment.etc = {
@@ -12,8 +10,7 @@
     "vibetuner/smtp-url".text = "smtp://127.0.0.1:2525";
   };
 
-  nixpkgs.config.allowUnfreePredicate = pkg: lib.getName pkg == "mongodb-ce";
-
+  # mongodb-ce is unfree: the VM test's pkgs and the nixos-toplevel check allow it.
   services.vibetuner = {
     enable = true;
     package = app;
