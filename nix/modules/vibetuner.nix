@@ -56,7 +56,6 @@ let
       enable = mkOption {
         type = types.bool;
         default = !single;
-        defaultText = if single then "false" else "true";
         description =
           if single then "Whether to run a vibetuner app (named `vibetuner`), its workers and its own Redis."
           else "Whether to run this app.";

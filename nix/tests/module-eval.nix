@@ -133,6 +133,12 @@ let
 
   disabled = eval { services.vibetuner.package = app; };
 
+  # The option documentation (as the NixOS manual renders it): every default, example and
+  # description evaluates.
+  docs = lib.optionAttrSetToDocList (lib.evalModules {
+    modules = [ ../modules/vibetuner.nix { _module.args.pkgs = pkgs; _module.check = false; } ];
+  }).options;
+
   checks = [
     (eq "defaults: no failed assertion" (failedAssertions default) [ ])
     (eq "defaults: no warning" default.warnings [ ])
@@ -309,6 +315,10 @@ let
     (eq "warnings: secret in settings" leaky.warnings [
       "services.vibetuner.settings.OAUTH_GITHUB_CLIENT_SECRET looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.OAUTH_GITHUB_CLIENT_SECRET (a file) instead."
     ])
+
+    (check "option documentation evaluates"
+      (builtins.deepSeq (map (o: [ o.name (o.default or null) (o.example or null) o.description o.type ]) docs)
+        (lib.any (o: o.name == "services.vibetuner.apps.<name>.mongodb.createLocally") docs)))
 
     (eq "disabled: nothing" { inherit (disabled) systemd assertions warnings; } {
       systemd = { services = { }; targets = { }; tmpfiles.rules = [ ]; };
