@@ -12,6 +12,10 @@
 
       systems = [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ];
 
+      # The canonical repository, written once: Cargo.toml's `repository`.
+      repository = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).workspace.package.repository;
+      flakeRef = builtins.replaceStrings [ "https://github.com/" ] [ "github:" ] repository;
+
       # nixpkgs with the CLI (overlay) and MongoDB's unfree (SSPL) community edition allowed.
       pkgsFor = system: import nixpkgs {
         inherit system;
@@ -22,20 +26,26 @@
       forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
 
       workspace = pkgs: import ./nix/package.nix {
-        inherit lib;
+        inherit lib pkgs;
         craneLib = crane.mkLib pkgs;
       };
+
+      # Evaluates (does not build) a NixOS system: the check depends on its derivation only.
+      evalCheck = pkgs: name: nixos: pkgs.runCommand name
+        {
+          toplevel = builtins.unsafeDiscardOutputDependency nixos.config.system.build.toplevel.drvPath;
+        } ''echo "$toplevel" > $out'';
 
       motd = ''
         vibetuner development shell
           cargo build / cargo run -p vibetuner-cli -- new DIR   build, generate an app
           cargo nextest run --workspace                         all tests (scripts/test.sh)
           cargo clippy --workspace --all-targets                lints
+          nix run .#services                                    Redis and MongoDB, data in .data/
           nix flake check                                       clippy, fmt, nextest, module + VM tests
           scripts/nix-check.sh                                  offline Nix checks (parse, fmt, lock, template)
-          mongod --dbpath .data/mongo / redis-server            local services (MONGODB_URL, REDIS_URL)
-        Tools: cargo, rustc, clippy, rustfmt, rust-analyzer, cargo-nextest, tailwindcss, esbuild,
-        bun, node, mongod, mongosh, redis-server, vibetuner
+        Tools: cargo, rustc, clippy, rustfmt, rust-analyzer, cargo-nextest, node, bun, mongod,
+        mongosh, redis-server, process-compose
       '';
     in
     {
@@ -50,7 +60,7 @@
             - `nix develop` gives the toolchain; `cargo run -- serve` starts the app on
               http://127.0.0.1:8000 (build CSS/JS first: `npm install && npm run build`).
             - The project is named `app`. For your own names, generate it with questions instead:
-              `nix run github:alltuner/vibetuner-rs -- new my-app`.
+              `nix run ${flakeRef} -- new my-app`.
             - `nix build` makes a self-contained package; `nixosConfigurations.example` in
               flake.nix shows a NixOS host running it with `services.vibetuner`.
           '';
@@ -63,6 +73,8 @@
         mkVibetunerApp = import ./nix/lib/mk-vibetuner-app.nix { inherit crane; };
         # `vibetuner.lib.mkDevShell { inherit pkgs; motd = "..."; }`: the shared toolchain.
         mkDevShell = import ./nix/lib/dev-shell.nix { inherit crane; };
+        # `vibetuner.lib.mkDevServices { inherit pkgs; }`: Redis and MongoDB for `nix run .#services`.
+        mkDevServices = import ./nix/lib/dev-services.nix;
       };
 
       nixosModules = {
@@ -77,7 +89,7 @@
       # nixpkgs configured as above, for generated apps (MongoDB allowed, the CLI included).
       legacyPackages = forAllSystems lib.id;
 
-      packages = forAllSystems (pkgs: {
+      packages = forAllSystems (pkgs: rec {
         default = pkgs.vibetuner;
         inherit (pkgs) vibetuner;
         # The app template, built as a generated app builds itself (used by the VM test).
@@ -85,6 +97,10 @@
           inherit pkgs;
           src = ./templates/app;
         };
+        # Its OCI image (`docker load < result`).
+        example-app-image = example-app.image;
+        # `nix run .#services`: Redis and MongoDB for development, data in .data/.
+        services = self.lib.mkDevServices { inherit pkgs; };
       });
 
       devShells = forAllSystems (pkgs: {
@@ -97,17 +113,51 @@
         in
         {
           inherit (built) vibetuner clippy fmt nextest;
-          inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) example-app;
+          inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) example-app services;
           module-eval = pkgs.runCommand "vibetuner-module-eval"
             {
               result = import ./nix/tests/module-eval.nix { inherit lib; };
             } ''echo "$result" > $out'';
+          # nix/tests/units/ is what the module renders, and systemd rates its app and worker
+          # units at an exposure of at most 2.0.
+          units = pkgs.runCommand "vibetuner-units"
+            {
+              nativeBuildInputs = [ pkgs.systemd ];
+              units = builtins.toJSON (import ./nix/tests/units.nix { inherit lib; });
+              passAsFile = [ "units" ];
+            } ''
+            mkdir rendered
+            ${lib.getExe pkgs.jq} -r 'keys[]' "$unitsPath" | while read -r name; do
+              ${lib.getExe pkgs.jq} -r --arg n "$name" '.[$n]' "$unitsPath" > "rendered/$name"
+            done
+            diff -r ${./nix/tests/units} rendered
+            for unit in rendered/*-web-*.service rendered/*-worker-*.service; do
+              systemd-analyze security --offline=true --threshold=20 "$PWD/$unit"
+            done
+            touch $out
+          '';
         } // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
           vm = import ./nix/tests/vm.nix {
             inherit pkgs;
             module = self.nixosModules.default;
             app = self.packages.${pkgs.stdenv.hostPlatform.system}.example-app;
           };
+          # A real NixOS system with the module (the VM test's host), evaluated to its
+          # system.build.toplevel derivation.
+          nixos-toplevel = evalCheck pkgs "vibetuner-nixos-toplevel" (nixpkgs.lib.nixosSystem {
+            modules = [
+              self.nixosModules.default
+              (import ./nix/tests/vm-host.nix {
+                app = self.packages.${pkgs.stdenv.hostPlatform.system}.example-app;
+              })
+              {
+                nixpkgs.hostPlatform = pkgs.stdenv.hostPlatform.system;
+                nixpkgs.config.allowUnfreePredicate = pkg: lib.getName pkg == "mongodb-ce";
+                boot.isContainer = true;
+                system.stateVersion = "25.11";
+              }
+            ];
+          });
         });
 
       formatter = forAllSystems (pkgs: pkgs.nixpkgs-fmt);

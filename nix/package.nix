@@ -1,14 +1,15 @@
 # The `vibetuner` CLI and the workspace checks, built with crane: the dependencies are built
 # once (`cargoArtifacts`) and reused by the package, clippy and nextest.
-{ lib, craneLib }:
+{ lib, craneLib, pkgs }:
 
 let
   src = import ./source.nix { inherit lib craneLib; };
+  workspacePackage = (lib.importTOML ../Cargo.toml).workspace.package;
 
   commonArgs = {
     inherit src;
     pname = "vibetuner";
-    inherit ((lib.importTOML ../Cargo.toml).workspace.package) version;
+    inherit (workspacePackage) version;
     strictDeps = true;
   };
 
@@ -26,7 +27,7 @@ in
       doCheck = false;
       meta = {
         description = "Generate and manage vibetuner web apps";
-        homepage = "https://github.com/alltuner/vibetuner-rs";
+        homepage = workspacePackage.repository;
         license = lib.licenses.mit;
         mainProgram = "vibetuner";
       };
@@ -43,7 +44,9 @@ in
 
   fmt = craneLib.cargoFmt { inherit src; pname = "vibetuner"; };
 
-  # Only the framework and CLI crates: the end-to-end crate needs npm and the network.
+  # The framework and CLI crates, their MongoDB and Redis suites included: the check starts a
+  # Redis and a mongod on loopback in the build sandbox. (The end-to-end crate needs npm and the
+  # network: it runs in scripts/test.sh.)
   nextest = craneLib.cargoNextest (
     commonArgs
     // {
@@ -51,6 +54,20 @@ in
       cargoNextestExtraArgs = "-p vibetuner -p vibetuner-cli";
       partitions = 1;
       partitionType = "count";
+      nativeCheckInputs = [ pkgs.redis pkgs.mongodb-ce ];
+      preCheck = ''
+        export HOME=$TMPDIR
+        mkdir -p $TMPDIR/redis $TMPDIR/mongodb
+        redis-server --bind 127.0.0.1 --port 6390 --dir $TMPDIR/redis --save "" --appendonly no \
+          --daemonize yes --logfile $TMPDIR/redis.log
+        mongod --bind_ip 127.0.0.1 --port 27018 --dbpath $TMPDIR/mongodb --nounixsocket \
+          --fork --logpath $TMPDIR/mongod.log
+        export TEST_REDIS_URL=redis://127.0.0.1:6390 TEST_MONGODB_URL=mongodb://127.0.0.1:27018
+      '';
+      postCheck = ''
+        redis-cli -p 6390 shutdown nosave || true
+        mongod --dbpath $TMPDIR/mongodb --shutdown || true
+      '';
     }
   );
 }

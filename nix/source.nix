@@ -1,5 +1,6 @@
 # The workspace source for crane: the Rust sources plus the files the crates embed at compile
-# time (framework templates and statics, the project template `vibetuner new` renders).
+# time (framework templates and statics, the project template `vibetuner new` renders, through
+# the CLI crate's links to it).
 { lib, craneLib }:
 
 let
@@ -13,5 +14,6 @@ lib.fileset.toSource {
     ../crates/vibetuner/statics
     ../crates/vibetuner/tests/fixture
     ../templates
+    ../crates/vibetuner-cli/template
   ];
 }

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# Only what the main job needs (Rust, npm): test tools come with scripts/test.sh.
 scripts/prerequisites.sh
 
 demo=${DEMO_DIR:-$root/target/demo}

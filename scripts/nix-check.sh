@@ -2,13 +2,43 @@
 # Offline checks of the Nix side (no nixpkgs, no binary cache needed):
 # every .nix file parses, deadnix and nixpkgs-fmt are clean, flake.lock agrees with flake.nix,
 # `nix flake init -t` yields exactly templates/app, the input-free outputs evaluate, the
-# devcontainers have what they need, and (with NIXPKGS_LIB) the NixOS module evaluation test.
-# Installs what is missing: nix-bin (apt), deadnix and nixpkgs-fmt (cargo install --locked).
+# devcontainers have what they need, the module's app and worker units rate an exposure of at
+# most 2.0 in `systemd-analyze security --offline=true` (nix/tests/units/, rendered from the
+# module), and with NIXPKGS_LIB the NixOS module evaluation test and a check that
+# nix/tests/units/ is what the module renders today.
+# Installs what is missing: nix-bin and systemd (apt), deadnix and nixpkgs-fmt (cargo install).
 # Environment: NIXPKGS_LIB, a checkout of github:nix-community/nixpkgs.lib (or of nixpkgs).
 # `nix flake check` runs the checks that need nixpkgs: builds, clippy, fmt, nextest, VM test.
+#
+#   scripts/nix-check.sh                 the checks
+#   scripts/nix-check.sh --units DIR     only write every unit the module defines to DIR
+#                                        (needs NIXPKGS_LIB; DIR=nix/tests/units refreshes them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+
+# Writes the unit files of nix/tests/units.nix to $1.
+render_units() {
+  local dir=$1 json
+  [ -n "${NIXPKGS_LIB:-}" ] || { echo "rendering units needs NIXPKGS_LIB (a checkout of github:nix-community/nixpkgs.lib)" >&2; return 1; }
+  json=$(nix-instantiate --eval --strict --json --arg lib "import $NIXPKGS_LIB/lib" nix/tests/units.nix) || return 1
+  mkdir -p "$dir"
+  rm -f "$dir"/*.service
+  python3 -c '
+import json, os, sys
+units = json.loads(sys.argv[2])
+for name, text in units.items():
+    with open(os.path.join(sys.argv[1], name), "w") as f:
+        f.write(text)
+print(f"wrote {len(units)} units to {sys.argv[1]}")
+' "$dir" "$json"
+}
+
+if [ "${1:-}" = "--units" ]; then
+  [ -n "${2:-}" ] || { echo "usage: scripts/nix-check.sh --units DIR" >&2; exit 2; }
+  render_units "$2"
+  exit
+fi
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,6 +53,12 @@ $NIX_CONFIG}"
 getent group nixbld >/dev/null 2>&1 || NIX_CONFIG="$NIX_CONFIG
 build-users-group ="
 export NIX_CONFIG
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "installing systemd-analyze (apt: systemd)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq systemd >/dev/null
+fi
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 for tool in deadnix nixpkgs-fmt; do
@@ -80,7 +116,7 @@ trap 'rm -rf "$tmp"' EXIT
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   git ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-    xargs -0 cp --parents -t "$tmp" --
+    xargs -0 cp --no-dereference --parents -t "$tmp" --
   src="$tmp"
 else
   src="$root"
@@ -99,7 +135,7 @@ step "input-free outputs evaluate offline (templates, nixosModules, overlays, li
     let f = builtins.getFlake \"path:$src\"; in
     assert builtins.attrNames f.templates == [ \"app\" \"default\" ];
     assert builtins.isFunction f.nixosModules.default && builtins.isFunction f.overlays.default;
-    assert builtins.isFunction f.lib.mkVibetunerApp && builtins.isFunction f.lib.mkDevShell;
+    assert builtins.isFunction f.lib.mkVibetunerApp && builtins.isFunction f.lib.mkDevShell && builtins.isFunction f.lib.mkDevServices;
     \"\""
 
 # `nix flake check` on the outputs that need no input (the rest needs nixpkgs): Nix's own
@@ -120,7 +156,7 @@ step "nix flake check of overlays, nixosModules and templates" flake_check_offli
 
 check_devcontainers() {
   python3 - .devcontainer/devcontainer.json templates/app/.devcontainer/devcontainer.json <<'EOF'
-import json, sys
+import json, os, sys
 status = 0
 for path in sys.argv[1:]:
     try:
@@ -131,16 +167,42 @@ for path in sys.argv[1:]:
         extensions = c["customizations"]["vscode"]["extensions"]
         for wanted in ("rust-lang.rust-analyzer", "jnoortheen.nix-ide", "bradlc.vscode-tailwindcss"):
             assert wanted in extensions, f"extension {wanted} missing"
-        assert "nix develop" in c["postCreateCommand"], "postCreateCommand does not enter the dev shell"
+        assert "nix develop" in c["postCreateCommand"], "postCreateCommand does not build the dev shell"
+        assert "direnv allow" in c["postCreateCommand"], "postCreateCommand does not allow .envrc"
+        assert "mkhl.direnv" in extensions, "no direnv extension: the editor would run outside the dev shell"
+        assert any("target=/nix" in m and "type=volume" in m for m in c["mounts"]), "/nix is on no named volume"
+        assert "nix run .#services" in c["postStartCommand"], "postStartCommand does not start the dev services"
+        envrc = os.path.join(os.path.dirname(os.path.dirname(path)), ".envrc")
+        assert open(envrc).read().strip() == "use flake", f"{envrc} is not `use flake`"
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
         print(f"  {path}: {type(e).__name__}: {e}", file=sys.stderr)
         status = 1
 sys.exit(status)
 EOF
 }
-step "devcontainers: valid JSON with the nix feature, port 8000, extensions" check_devcontainers
+step "devcontainers: nix feature, /nix volume, direnv (use flake) for terminals and editor, dev services, port 8000" check_devcontainers
+
+# The hardening of every app and worker unit (the rendered units in nix/tests/units/).
+units_security() {
+  local unit out status=0
+  for unit in nix/tests/units/*-web-*.service nix/tests/units/*-worker-*.service; do
+    out=$(systemd-analyze security --offline=true --threshold=20 "$root/$unit" 2>&1) || status=1
+    echo "  $(echo "$out" | grep -o 'Overall exposure level.*')"
+  done
+  for unit in nix/tests/units/*-mongodb.service; do
+    out=$(systemd-analyze security --offline=true "$root/$unit" 2>&1) || true
+    echo "  $(echo "$out" | grep -o 'Overall exposure level.*') (not bounded: mongod)"
+  done
+  return $status
+}
+step "systemd-analyze security: app and worker units at exposure <= 2.0" units_security
 
 if [ -n "${NIXPKGS_LIB:-}" ]; then
+  units_current() {
+    render_units "$tmp/units" >/dev/null && diff -r nix/tests/units "$tmp/units" ||
+      { echo "  nix/tests/units/ is stale: run scripts/nix-check.sh --units nix/tests/units" >&2; return 1; }
+  }
+  step "nix/tests/units/ is what the module renders" units_current
   module_eval() {
     local result
     result=$(nix-instantiate --eval --strict --arg lib "import $NIXPKGS_LIB/lib" nix/tests/module-eval.nix) &&
@@ -148,7 +210,7 @@ if [ -n "${NIXPKGS_LIB:-}" ]; then
   }
   step "NixOS module evaluation test (lib from $NIXPKGS_LIB)" module_eval
 else
-  echo "NIXPKGS_LIB not set: module evaluation test not run (set it to a checkout of github:nix-community/nixpkgs.lib)"
+  echo "NIXPKGS_LIB not set: module evaluation test and unit rendering not run (set it to a checkout of github:nix-community/nixpkgs.lib; nix flake check runs both)"
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then

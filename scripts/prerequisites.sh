@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Installs what building and testing vibetuner needs on a Debian machine, skipping what is there:
-# Rust (expected already: rustup), cargo-nextest, Node.js with npm, Nix (nix-bin), Redis,
-# SecantusDB, Chromium + chromedriver, wrk (benchmarks only).
-# Usage: scripts/prerequisites.sh [--bench]
+# Installs what vibetuner needs on a Debian machine, skipping what is there.
+#   scripts/prerequisites.sh           the main job (scripts/demo.sh): Rust (expected already:
+#                                      rustup) and Node.js with npm
+#   scripts/prerequisites.sh --test    also the test tools (scripts/test.sh): cargo-nextest, Nix
+#                                      (nix-bin), Redis, SecantusDB, Chromium + chromedriver
+#   scripts/prerequisites.sh --bench   the test tools and wrk (scripts/bench.sh)
 set -euo pipefail
+mode=${1:-}
+case "$mode" in
+  "" | --test | --bench) ;;
+  *) echo "usage: scripts/prerequisites.sh [--test | --bench]" >&2; exit 2 ;;
+esac
 
 apt_install() {
   local sudo=""
@@ -19,13 +26,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found. Install Rust first: https://rustup.rs (then open a new shell)" >&2
   exit 1
 fi
-if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "installing cargo-nextest from crates.io"
-  cargo install --locked cargo-nextest
-fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "installing Node.js and npm (apt)"
   apt_install nodejs npm
+fi
+[ -n "$mode" ] || exit 0
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
 fi
 if ! command -v nix >/dev/null 2>&1; then
   # The e2e test comparing `nix flake init` with `vibetuner new` runs nix (offline).
@@ -47,7 +56,7 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   echo "installing Chromium and its WebDriver (apt: chromium chromium-driver)"
   apt_install chromium chromium-driver
 fi
-if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
+if [ "$mode" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (apt)"
   apt_install wrk
 fi

@@ -1,7 +1,10 @@
 # The development shell shared by this repository and generated apps: the pinned toolchain
-# (Rust with clippy, rustfmt and rust-analyzer, cargo-nextest, Tailwind 4, esbuild, bun, Node,
-# MongoDB, Redis, the vibetuner CLI) and a one-screen summary printed on entry. MongoDB is unfree:
-# pass `vibetuner.legacyPackages.<system>` (or a nixpkgs that allows `mongodb-ce`) as `pkgs`.
+# (Rust with clippy, rustfmt and rust-analyzer, cargo-nextest, Node for the npm-pinned Tailwind,
+# daisyUI and esbuild, bun, MongoDB, Redis, process-compose) and a one-screen summary printed on
+# entry. Entering it builds nothing of the workspace: the `vibetuner` CLI is a package output
+# (`nix run <vibetuner flake> -- ...`, or `cargo run -p vibetuner-cli` in this repository);
+# pass it in `packages` to have it on PATH. MongoDB is unfree: pass
+# `vibetuner.legacyPackages.<system>` (or a nixpkgs that allows `mongodb-ce`) as `pkgs`.
 { crane }:
 
 { pkgs
@@ -13,20 +16,18 @@
 
 let
   craneLib = crane.mkLib pkgs;
-  inherit (import ../package.nix { inherit (pkgs) lib; inherit craneLib; }) vibetuner;
 in
 craneLib.devShell {
   packages = with pkgs; [
     rust-analyzer
     cargo-nextest
-    tailwindcss_4
-    esbuild
-    bun
     nodejs
+    bun
     mongodb-ce
     mongosh
     redis
-  ] ++ [ vibetuner ] ++ packages;
+    process-compose
+  ] ++ packages;
 
   RUST_SRC_PATH = "${pkgs.rustPlatform.rustLibSrc}";
 

@@ -1,20 +1,29 @@
-# services.vibetuner: a vibetuner app (built with `vibetuner.lib.mkVibetunerApp`) as hardened
-# systemd services: `instances` web servers on consecutive ports, workers, and optionally a local
-# MongoDB and Redis it is wired to. Secrets reach the app as systemd credentials.
+# services.vibetuner: vibetuner apps (built with `vibetuner.lib.mkVibetunerApp`) as hardened
+# systemd services.
+#
+#   services.vibetuner = { enable = true; package = my-app; ... };      one app, named `vibetuner`
+#   services.vibetuner.apps.shop = { package = shop; port = 8100; };    several apps on one host
+#
+# Each app has its own user, state directory, ports, units (`<name>-web-<i>`, `<name>-worker-<i>`,
+# `<name>.target`), Redis server (`services.redis.servers.<name>`) and, opt-in, its own MongoDB
+# (`<name>-mongodb`, reachable only through a Unix socket only the app's user can open). Secrets
+# are systemd credentials that the app reads from `$CREDENTIALS_DIRECTORY` itself: no secret is
+# ever in a process environment or the Nix store.
 { config, lib, pkgs, ... }:
 
 let
   inherit (lib)
     attrNames
+    attrValues
+    concatLists
+    concatMap
     filter
+    filterAttrs
     getExe
-    hasPrefix
     isBool
     literalExpression
-    mapAttrs
+    mapAttrs'
     mapAttrsToList
-    mkDefault
-    mkEnableOption
     mkIf
     mkOption
     nameValuePair
@@ -25,8 +34,7 @@ let
     types
     ;
 
-  cfg = config.services.vibetuner;
-  redis = config.services.redis.servers.vibetuner;
+  top = config.services.vibetuner;
 
   # Settings that hold secrets: they belong in `credentials` or `environmentFile`.
   isSecretName = name:
@@ -35,331 +43,489 @@ let
 
   renderValue = value: if isBool value then lib.boolToString value else toString value;
 
-  environment =
-    { DATA_DIR = "/var/lib/vibetuner"; }
-    // mapAttrs (_: renderValue) cfg.settings
-    // optionalAttrs cfg.mongodb.createLocally {
-      MONGODB_URL = "mongodb://127.0.0.1:27017/${cfg.mongodb.database}";
-    }
-    // optionalAttrs cfg.redis.createLocally {
-      REDIS_URL = "redis+unix://${redis.unixSocket}";
-    };
+  # NixOS writes `environment` into `Environment=` lines verbatim, where systemd expands `%`
+  # specifiers: a literal `%` (as in a socket path in a URL) is written `%%`.
+  escapeSpecifiers = lib.replaceStrings [ "%" ] [ "%%" ];
 
-  # Exports each systemd credential as the environment variable of the same name, then runs
-  # the app; the values never enter the Nix store or the unit file.
-  withCredentials = pkgs.writeShellScript "vibetuner-with-credentials" ''
-    if [ -n "''${CREDENTIALS_DIRECTORY:-}" ]; then
-      for file in "$CREDENTIALS_DIRECTORY"/*; do
-        [ -f "$file" ] || continue
-        export "''${file##*/}=$(< "$file")"
-      done
-    fi
-    exec "$@"
-  '';
+  isLoopback = host: host == "127.0.0.1" || host == "::1" || host == "localhost";
 
-  localUnits =
-    optional cfg.mongodb.createLocally "mongodb.service"
-    ++ optional cfg.redis.createLocally "redis-vibetuner.service";
-
-  mkService = description: command: extraEnvironment: {
-    inherit description;
-    wantedBy = [ "vibetuner.target" ];
-    partOf = [ "vibetuner.target" ];
-    after = [ "network.target" ] ++ localUnits;
-    requires = localUnits;
-    environment = environment // extraEnvironment;
-
-    serviceConfig = {
-      Type = "notify";
-      ExecStart = "${withCredentials} ${getExe cfg.package} ${command}";
-      WatchdogSec = 60;
-      Restart = "on-failure";
-      RestartSec = 2;
-
-      User = cfg.user;
-      Group = cfg.group;
-      SupplementaryGroups = optional cfg.redis.createLocally redis.group;
-      StateDirectory = "vibetuner";
-      StateDirectoryMode = "0750";
-      WorkingDirectory = "/var/lib/vibetuner";
-      # A DATA_DIR of one's own stays writable under ProtectSystem=strict.
-      ReadWritePaths = optional (environment.DATA_DIR != "/var/lib/vibetuner") environment.DATA_DIR;
-      EnvironmentFile = optional (cfg.environmentFile != null) cfg.environmentFile;
-      LoadCredential = mapAttrsToList (name: path: "${name}:${toString path}") cfg.credentials;
-
-      # Hardening
-      AmbientCapabilities = "";
-      CapabilityBoundingSet = "";
-      DeviceAllow = "";
-      DevicePolicy = "closed";
-      LockPersonality = true;
-      MemoryDenyWriteExecute = true;
-      NoNewPrivileges = true;
-      PrivateDevices = true;
-      PrivateMounts = true;
-      PrivateTmp = true;
-      ProcSubset = "pid";
-      ProtectClock = true;
-      ProtectControlGroups = true;
-      ProtectHome = true;
-      ProtectHostname = true;
-      ProtectKernelLogs = true;
-      ProtectKernelModules = true;
-      ProtectKernelTunables = true;
-      ProtectProc = "invisible";
-      ProtectSystem = "strict";
-      RemoveIPC = true;
-      # AF_UNIX: the notify socket and the local Redis socket.
-      RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
-      RestrictNamespaces = true;
-      RestrictRealtime = true;
-      RestrictSUIDSGID = true;
-      SystemCallArchitectures = "native";
-      SystemCallErrorNumber = "EPERM";
-      SystemCallFilter = [ "@system-service" "~@privileged" ];
-      UMask = "0077";
-    };
-  };
-
-  webServices = map
-    (i: nameValuePair "vibetuner-web-${toString i}" (
-      mkService "vibetuner app, instance ${toString i}" "serve" {
-        HOST = cfg.host;
-        PORT = toString (cfg.port + i - 1);
-      }
-    ))
-    (range 1 cfg.instances);
-
-  workerServices = optionals cfg.worker.enable (map
-    (i: nameValuePair "vibetuner-worker-${toString i}" (
-      mkService "vibetuner background worker ${toString i}" "worker" { }
-    ))
-    (range 1 cfg.worker.instances));
-
-  secretSettings = filter isSecretName (attrNames cfg.settings);
-  storeCredentials = filter (name: hasPrefix builtins.storeDir (toString cfg.credentials.${name}))
-    (attrNames cfg.credentials);
-  badCredentialNames = filter (name: builtins.match "[A-Za-z_][A-Za-z0-9_]*" name == null)
-    (attrNames cfg.credentials);
-in
-{
-  options.services.vibetuner = {
-    enable = mkEnableOption "a vibetuner web app, its workers and (optionally) local MongoDB and Redis";
-
-    package = mkOption {
-      type = types.package;
-      example = literalExpression "inputs.my-app.packages.\${pkgs.stdenv.hostPlatform.system}.default";
-      description = ''
-        The app to run, built with `vibetuner.lib.mkVibetunerApp`; its `meta.mainProgram`
-        is the binary with the `serve` and `worker` commands.
-      '';
-    };
-
-    host = mkOption {
-      type = types.str;
-      default = "127.0.0.1";
-      example = "0.0.0.0";
-      description = "Address the web instances listen on (`HOST`).";
-    };
-
-    port = mkOption {
-      type = types.port;
-      default = 8000;
-      description = ''
-        Port of the first web instance (`PORT`); instance *n* listens on `port + n - 1`.
-      '';
-    };
-
-    instances = mkOption {
-      type = types.int;
-      default = 1;
-      example = 4;
-      description = ''
-        Number of web instances (`vibetuner-web-1` ...), on consecutive ports from `port`,
-        to put behind a reverse proxy. Sessions, pub/sub and queues go through Redis.
-      '';
-    };
-
-    openFirewall = mkOption {
-      type = types.bool;
-      default = false;
-      description = "Whether to open the web instances' ports in the firewall.";
-    };
-
-    worker = {
+  # The options of one app; `single` for `services.vibetuner` itself (the app named `vibetuner`,
+  # off unless enabled), otherwise an entry of `services.vibetuner.apps` (on unless disabled).
+  appModule = single: { name, config, ... }: {
+    options = {
       enable = mkOption {
         type = types.bool;
-        default = true;
-        description = "Whether to run background workers (`<app> worker`).";
+        default = !single;
+        description =
+          if single then "Whether to run a vibetuner app (named `vibetuner`), its workers and its own Redis."
+          else "Whether to run this app.";
       };
 
-      instances = mkOption {
-        type = types.int;
-        default = 1;
-        description = "Number of worker processes (`vibetuner-worker-1` ...).";
-      };
-    };
-
-    settings = mkOption {
-      type = types.submodule {
-        freeformType = with types; attrsOf (oneOf [ bool int str ]);
-        options = {
-          ENVIRONMENT = mkOption {
-            type = types.enum [ "dev" "prod" ];
-            default = "prod";
-            description = "`prod` requires a session key and turns on JSON logs and static caching.";
-          };
-          LOG_LEVEL = mkOption {
-            type = types.str;
-            default = "info";
-            example = "debug,hyper=info";
-            description = "Log filter (`tracing` env-filter syntax).";
-          };
-        };
-      };
-      default = { };
-      example = { LOG_LEVEL = "debug"; MAX_BODY_SIZE = 10485760; };
-      description = ''
-        Settings passed to the app as environment variables (see the app's README). They
-        end up in the world-readable Nix store: put secrets in `credentials` or
-        `environmentFile`. `HOST` and `PORT` come from `host`/`port`, `DATA_DIR` defaults to
-        the state directory, and `MONGODB_URL`/`REDIS_URL` are set by `createLocally`.
-      '';
-    };
-
-    environmentFile = mkOption {
-      type = types.nullOr types.path;
-      default = null;
-      example = "/run/secrets/vibetuner.env";
-      description = "An environment file (`KEY=value` lines) read by every app and worker process.";
-    };
-
-    credentials = mkOption {
-      type = types.attrsOf types.path;
-      default = { };
-      example = {
-        SESSION_KEY = "/run/secrets/vibetuner/session-key";
-        SMTP_URL = "/run/secrets/vibetuner/smtp-url";
-        GOOGLE_CLIENT_SECRET = "/run/secrets/vibetuner/google-client-secret";
-      };
-      description = ''
-        Secrets as systemd credentials (`LoadCredential=`): each attribute is an environment
-        variable and its value a file, outside the Nix store, holding the secret. The file is
-        read by systemd when a process starts and exported to it; nothing is copied to the
-        store. Typical names: `SESSION_KEY` (make one with `vibetuner crypto generate-key`),
-        `SMTP_URL` (with its password), `<PROVIDER>_CLIENT_SECRET`.
-      '';
-    };
-
-    user = mkOption {
-      type = types.str;
-      default = "vibetuner";
-      description = "User the app runs as (created when left at the default).";
-    };
-
-    group = mkOption {
-      type = types.str;
-      default = "vibetuner";
-      description = "Group the app runs as (created when left at the default).";
-    };
-
-    mongodb = {
-      createLocally = mkOption {
-        type = types.bool;
-        default = true;
+      package = mkOption {
+        type = types.package;
+        example = literalExpression "inputs.my-app.packages.\${pkgs.stdenv.hostPlatform.system}.default";
         description = ''
-          Whether to run MongoDB on this host (`services.mongodb` with `pkgs.mongodb-ce`,
-          which is unfree: allow it in `nixpkgs.config`) and point `MONGODB_URL` at it.
+          The app to run, built with `vibetuner.lib.mkVibetunerApp`; its `meta.mainProgram`
+          is the binary with the `serve` and `worker` commands.
         '';
       };
 
-      database = mkOption {
+      host = mkOption {
         type = types.str;
-        default = lib.getName cfg.package;
-        defaultText = literalExpression "lib.getName config.services.vibetuner.package";
-        description = "Database name in the local MongoDB.";
+        default = "127.0.0.1";
+        example = "0.0.0.0";
+        description = "Address the web instances listen on (`HOST`).";
       };
-    };
 
-    redis.createLocally = mkOption {
-      type = types.bool;
-      default = true;
-      description = ''
-        Whether to run Redis on this host (`services.redis.servers.vibetuner`) and point
-        `REDIS_URL` at its Unix socket.
-      '';
+      port = mkOption {
+        type = types.port;
+        default = 8000;
+        description = "Port of the first web instance (`PORT`); instance *n* listens on `port + n - 1`.";
+      };
+
+      instances = mkOption {
+        type = types.ints.positive;
+        default = 1;
+        example = 4;
+        description = ''
+          Number of web instances (`${name}-web-1` ...), on consecutive ports from `port`, to
+          put behind a reverse proxy. Sessions, pub/sub and queues go through Redis.
+        '';
+      };
+
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether to open the web instances' ports in the firewall (only for a non-loopback `host`).";
+      };
+
+      dataDir = mkOption {
+        type = types.externalPath;
+        default = "/var/lib/${name}";
+        defaultText = literalExpression ''"/var/lib/<name>"'';
+        example = "/srv/${name}";
+        description = ''
+          Where the app keeps its files (`DATA_DIR`: the embedded store, local uploads). The
+          default is the app's systemd state directory; another folder is created, owned by
+          the app's user, and made writable to it.
+        '';
+      };
+
+      worker = {
+        enable = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether to run background workers (`<app> worker`).";
+        };
+
+        instances = mkOption {
+          type = types.ints.positive;
+          default = 1;
+          description = "Number of worker processes (`${name}-worker-1` ...).";
+        };
+      };
+
+      settings = mkOption {
+        type = types.submodule {
+          freeformType = with types; attrsOf (oneOf [ bool int str ]);
+          options = {
+            ENVIRONMENT = mkOption {
+              type = types.enum [ "dev" "prod" ];
+              default = "prod";
+              description = "`prod` requires a session key and a mail transport, and turns on JSON logs and static caching.";
+            };
+            LOG_LEVEL = mkOption {
+              type = types.str;
+              default = "info";
+              example = "debug,hyper=info";
+              description = "Log filter (`tracing` env-filter syntax).";
+            };
+          };
+        };
+        default = { };
+        example = { LOG_LEVEL = "debug"; MAX_BODY_SIZE = 10485760; };
+        description = ''
+          Settings passed to the app as environment variables (see the app's README). They
+          end up in the world-readable Nix store: put secrets in `credentials`. `HOST` and
+          `PORT` come from `host`/`port`, `DATA_DIR` from `dataDir`, and
+          `MONGODB_URL`/`REDIS_URL` from `createLocally`.
+        '';
+      };
+
+      environmentFile = mkOption {
+        type = types.nullOr types.externalPath;
+        default = null;
+        example = "/run/secrets/${name}.env";
+        description = ''
+          An environment file (`KEY=value` lines) read by every app and worker process. Its
+          values are in the processes' environment: prefer `credentials` for secrets.
+        '';
+      };
+
+      credentials = mkOption {
+        type = types.attrsOf types.externalPath;
+        default = { };
+        example = {
+          SESSION_KEY = "/run/secrets/${name}/session-key";
+          SMTP_URL = "/run/secrets/${name}/smtp-url";
+          GOOGLE_CLIENT_SECRET = "/run/secrets/${name}/google-client-secret";
+        };
+        description = ''
+          Secrets as systemd credentials (`LoadCredential=`): each attribute is a setting and
+          its value a file outside the Nix store holding the secret. systemd copies the file
+          into the process's private `$CREDENTIALS_DIRECTORY`, where the app reads the setting
+          of the same name; it never enters the environment or the store. Typical names:
+          `SESSION_KEY` (make one with `vibetuner crypto generate-key`), `SMTP_URL` (with its
+          password), `<PROVIDER>_CLIENT_SECRET`, `MONGODB_URL` with a password.
+        '';
+      };
+
+      user = mkOption {
+        type = types.str;
+        default = name;
+        defaultText = literalExpression "<name>";
+        description = "User the app runs as (created when left at the default).";
+      };
+
+      group = mkOption {
+        type = types.str;
+        default = name;
+        defaultText = literalExpression "<name>";
+        description = "Group the app runs as (created when left at the default).";
+      };
+
+      limitNOFILE = mkOption {
+        type = types.ints.positive;
+        default = 65536;
+        description = "Open-file limit of each process (`LimitNOFILE=`): one descriptor per connection.";
+      };
+
+      mongodb = {
+        createLocally = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Whether to run a MongoDB server for this app (`${name}-mongodb.service`, from
+            `mongodb.package`) and point `MONGODB_URL` at it. It runs as the app's user and
+            listens only on a Unix socket in a directory only that user can open, so it needs no
+            password. Off by default: the app runs on its embedded store, and MongoDB is unfree
+            (SSPL) software that nixpkgs' CI does not build.
+          '';
+        };
+
+        package = mkOption {
+          type = types.package;
+          default = pkgs.mongodb-ce;
+          defaultText = literalExpression "pkgs.mongodb-ce";
+          description = "The MongoDB server (unfree: allow it in `nixpkgs.config`).";
+        };
+
+        database = mkOption {
+          type = types.str;
+          default = lib.getName config.package;
+          defaultText = literalExpression "lib.getName package";
+          description = "Database name in the local MongoDB.";
+        };
+      };
+
+      redis.createLocally = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether to run a Redis server for this app (`services.redis.servers.${name}`, no TCP
+          port) and point `REDIS_URL` at its Unix socket.
+        '';
+      };
     };
   };
 
-  config = mkIf cfg.enable {
-    assertions = [
-      {
-        assertion = cfg.instances >= 1;
-        message = "services.vibetuner.instances must be at least 1 (it is ${toString cfg.instances}).";
-      }
-      {
-        assertion = cfg.port + cfg.instances - 1 <= 65535;
-        message = "services.vibetuner: ${toString cfg.instances} instances from port ${toString cfg.port} go past port 65535; lower port or instances.";
-      }
-      {
-        assertion = cfg.worker.enable -> cfg.worker.instances >= 1;
-        message = "services.vibetuner.worker.instances must be at least 1 (it is ${toString cfg.worker.instances}); set worker.enable = false to run no worker.";
-      }
-      {
-        assertion = cfg.settings.ENVIRONMENT == "prod" -> cfg.credentials ? SESSION_KEY || cfg.environmentFile != null;
-        message = "services.vibetuner: ENVIRONMENT=prod needs a session key: set services.vibetuner.credentials.SESSION_KEY to a file holding one (make it with `vibetuner crypto generate-key`), or put SESSION_KEY in services.vibetuner.environmentFile.";
-      }
-      {
-        assertion = cfg.settings.ENVIRONMENT == "prod" -> cfg.credentials ? SMTP_URL || cfg.settings ? SMTP_URL || cfg.environmentFile != null;
-        message = "services.vibetuner: ENVIRONMENT=prod needs a mail transport for sign-in emails: set services.vibetuner.credentials.SMTP_URL to a file holding e.g. smtps://user:password@smtp.example.com:465, or put SMTP_URL in services.vibetuner.environmentFile.";
-      }
-      {
-        assertion = !(cfg.settings ? HOST || cfg.settings ? PORT);
-        message = "services.vibetuner.settings must not set HOST or PORT: use services.vibetuner.host and services.vibetuner.port.";
-      }
-      {
-        assertion = cfg.mongodb.createLocally -> !(cfg.settings ? MONGODB_URL || cfg.credentials ? MONGODB_URL);
-        message = "services.vibetuner: MONGODB_URL is given while mongodb.createLocally is true; set services.vibetuner.mongodb.createLocally = false to use your own MongoDB, or drop MONGODB_URL.";
-      }
-      {
-        assertion = cfg.redis.createLocally -> !(cfg.settings ? REDIS_URL || cfg.credentials ? REDIS_URL);
-        message = "services.vibetuner: REDIS_URL is given while redis.createLocally is true; set services.vibetuner.redis.createLocally = false to use your own Redis, or drop REDIS_URL.";
-      }
-      {
-        assertion = badCredentialNames == [ ];
-        message = "services.vibetuner.credentials: ${toString badCredentialNames} is not an environment variable name.";
-      }
-    ];
+  apps = filterAttrs (_: app: app.enable) (
+    top.apps // optionalAttrs top.enable { vibetuner = top; }
+  );
 
-    warnings =
-      map (name: "services.vibetuner.settings.${name} looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.${name} (a file) instead.") secretSettings
-      ++ map (name: "services.vibetuner.credentials.${name} is a file in the Nix store, which is world-readable; point it at a file outside the store.") storeCredentials;
+  # Everything the module derives for one app.
+  appConfig = name: app:
+    let
+      prefix = if top.enable && name == "vibetuner" then "services.vibetuner" else "services.vibetuner.apps.${name}";
+      redis = config.services.redis.servers.${name};
+      stateDir = "/var/lib/${name}";
+      customDataDir = app.dataDir != stateDir;
+      mongoRuntime = "/run/${name}-mongodb";
+      mongoSocket = "${mongoRuntime}/mongodb.sock";
 
-    systemd.targets.vibetuner = {
-      description = "vibetuner app, its instances and workers";
-      wantedBy = [ "multi-user.target" ];
-    };
+      given = setting: app.settings ? ${setting} || app.credentials ? ${setting} || app.environmentFile != null;
+      remoteDatabase =
+        (!app.mongodb.createLocally && given "MONGODB_URL")
+        || (!app.redis.createLocally && given "REDIS_URL");
 
-    systemd.services = builtins.listToAttrs (webServices ++ workerServices);
+      environment = lib.mapAttrs (_: escapeSpecifiers) (
+        { DATA_DIR = app.dataDir; }
+        // lib.mapAttrs (_: renderValue) app.settings
+        // optionalAttrs app.mongodb.createLocally {
+          MONGODB_URL = "mongodb://${lib.escapeURL mongoSocket}/${app.mongodb.database}";
+        }
+        // optionalAttrs app.redis.createLocally {
+          REDIS_URL = "redis+unix://${redis.unixSocket}";
+        }
+      );
 
-    networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (range cfg.port (cfg.port + cfg.instances - 1));
+      localUnits =
+        optional app.mongodb.createLocally "${name}-mongodb.service"
+        ++ optional app.redis.createLocally "redis-${name}.service";
 
-    services.mongodb = mkIf cfg.mongodb.createLocally {
-      enable = true;
-      package = mkDefault pkgs.mongodb-ce;
-    };
+      hardening = {
+        AmbientCapabilities = "";
+        CapabilityBoundingSet = "";
+        DeviceAllow = "";
+        DevicePolicy = "closed";
+        KeyringMode = "private";
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        NoNewPrivileges = true;
+        PrivateDevices = true;
+        PrivateMounts = true;
+        PrivateTmp = true;
+        ProcSubset = "pid";
+        ProtectClock = true;
+        ProtectControlGroups = true;
+        ProtectHome = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        ProtectKernelTunables = true;
+        ProtectProc = "invisible";
+        ProtectSystem = "strict";
+        RemoveIPC = true;
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        SystemCallArchitectures = "native";
+        SystemCallErrorNumber = "EPERM";
+        SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
+        UMask = "0077";
+      };
 
-    services.redis.servers = mkIf cfg.redis.createLocally { vibetuner.enable = true; };
+      mkService = description: command: extraEnvironment: {
+        inherit description;
+        wantedBy = [ "${name}.target" ];
+        partOf = [ "${name}.target" ];
+        after = [ "network.target" ] ++ optional remoteDatabase "network-online.target" ++ localUnits;
+        wants = optional remoteDatabase "network-online.target";
+        requires = localUnits;
+        environment = environment // lib.mapAttrs (_: escapeSpecifiers) extraEnvironment;
 
-    users.users = optionalAttrs (cfg.user == "vibetuner") {
-      vibetuner = {
-        isSystemUser = true;
-        inherit (cfg) group;
-        home = "/var/lib/vibetuner";
-        description = "vibetuner app";
+        serviceConfig = hardening // {
+          Type = "notify";
+          ExecStart = "${getExe app.package} ${command}";
+          WatchdogSec = 60;
+          Restart = "on-failure";
+          RestartSec = 2;
+          LimitNOFILE = app.limitNOFILE;
+
+          User = app.user;
+          Group = app.group;
+          SupplementaryGroups = optional app.redis.createLocally redis.group;
+          StateDirectory = name;
+          StateDirectoryMode = "0750";
+          WorkingDirectory = stateDir;
+          # A DATA_DIR of one's own stays writable under ProtectSystem=strict.
+          ReadWritePaths = optional customDataDir app.dataDir;
+          EnvironmentFile = optional (app.environmentFile != null) app.environmentFile;
+          LoadCredential = mapAttrsToList (setting: path: "${setting}:${path}") app.credentials;
+          # AF_UNIX: the notify socket and the local Redis and MongoDB sockets.
+          RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
+        };
+      };
+
+      webServices = map
+        (i: nameValuePair "${name}-web-${toString i}" (
+          mkService "${name}: vibetuner app, instance ${toString i}" "serve"
+            { HOST = app.host; PORT = toString (app.port + i - 1); }
+        ))
+        (range 1 app.instances);
+
+      workerServices = optionals app.worker.enable (map
+        (i: nameValuePair "${name}-worker-${toString i}" (
+          mkService "${name}: vibetuner background worker ${toString i}" "worker" { }
+        ))
+        (range 1 app.worker.instances));
+
+      mongoConfig = pkgs.writeText "${name}-mongodb.yaml" ''
+        net:
+          bindIp: ${mongoSocket}
+          unixDomainSocket:
+            enabled: true
+            pathPrefix: ${mongoRuntime}
+            filePermissions: 0700
+        storage:
+          dbPath: /var/lib/${name}-mongodb
+      '';
+
+      mongoService = nameValuePair "${name}-mongodb" {
+        description = "${name}: MongoDB on a Unix socket";
+        wantedBy = [ "${name}.target" ];
+        partOf = [ "${name}.target" ];
+        after = [ "network.target" ];
+        serviceConfig = {
+          Type = "exec";
+          ExecStart = "${app.mongodb.package}/bin/mongod --config ${mongoConfig}";
+          User = app.user;
+          Group = app.group;
+          StateDirectory = "${name}-mongodb";
+          StateDirectoryMode = "0700";
+          RuntimeDirectory = "${name}-mongodb";
+          RuntimeDirectoryMode = "0700";
+          TimeoutStartSec = 120;
+          Restart = "on-failure";
+          LimitNOFILE = 64000;
+          # No TCP at all: clients reach it only through the socket.
+          RestrictAddressFamilies = [ "AF_UNIX" ];
+          IPAddressDeny = "any";
+          CapabilityBoundingSet = "";
+          NoNewPrivileges = true;
+          PrivateDevices = true;
+          PrivateTmp = true;
+          ProtectHome = true;
+          ProtectSystem = "strict";
+          ProtectKernelTunables = true;
+          ProtectKernelModules = true;
+          ProtectControlGroups = true;
+          RestrictNamespaces = true;
+          RestrictSUIDSGID = true;
+          LockPersonality = true;
+          SystemCallArchitectures = "native";
+          UMask = "0077";
+        };
+      };
+
+      secretSettings = filter isSecretName (attrNames app.settings);
+      badCredentialNames = filter (n: builtins.match "[A-Za-z_][A-Za-z0-9_]*" n == null) (attrNames app.credentials);
+      lastPort = app.port + app.instances - 1;
+    in
+    {
+      inherit name app lastPort;
+
+      assertions = [
+        {
+          assertion = lastPort <= 65535;
+          message = "${prefix}: ${toString app.instances} instances from port ${toString app.port} go past port 65535; lower port or instances.";
+        }
+        {
+          assertion = app.settings.ENVIRONMENT == "prod" -> app.credentials ? SESSION_KEY || app.environmentFile != null;
+          message = "${prefix}: ENVIRONMENT=prod needs a session key: set ${prefix}.credentials.SESSION_KEY to a file holding one (make it with `vibetuner crypto generate-key`), or put SESSION_KEY in ${prefix}.environmentFile.";
+        }
+        {
+          assertion = app.settings.ENVIRONMENT == "prod" -> app.credentials ? SMTP_URL || app.settings ? SMTP_URL || app.environmentFile != null;
+          message = "${prefix}: ENVIRONMENT=prod needs a mail transport for sign-in emails: set ${prefix}.credentials.SMTP_URL to a file holding e.g. smtps://user:password@smtp.example.com:465, or put SMTP_URL in ${prefix}.environmentFile.";
+        }
+        {
+          assertion = !(app.settings ? HOST || app.settings ? PORT || app.settings ? DATA_DIR);
+          message = "${prefix}.settings must not set HOST, PORT or DATA_DIR: use ${prefix}.host, .port and .dataDir.";
+        }
+        {
+          assertion = app.mongodb.createLocally -> !(app.settings ? MONGODB_URL || app.credentials ? MONGODB_URL);
+          message = "${prefix}: MONGODB_URL is given while mongodb.createLocally is true; set ${prefix}.mongodb.createLocally = false to use your own MongoDB, or drop MONGODB_URL.";
+        }
+        {
+          assertion = app.redis.createLocally -> !(app.settings ? REDIS_URL || app.credentials ? REDIS_URL);
+          message = "${prefix}: REDIS_URL is given while redis.createLocally is true; set ${prefix}.redis.createLocally = false to use your own Redis, or drop REDIS_URL.";
+        }
+        {
+          assertion = badCredentialNames == [ ];
+          message = "${prefix}.credentials: ${toString badCredentialNames} is not a setting name (letters, digits and _).";
+        }
+        {
+          assertion = app.openFirewall -> !(isLoopback app.host);
+          message = "${prefix}.openFirewall is set but the app listens on ${app.host} only; set ${prefix}.host (e.g. \"0.0.0.0\") or drop openFirewall.";
+        }
+      ];
+
+      warnings =
+        map (s: "${prefix}.settings.${s} looks like a secret and ends up world-readable in the Nix store; use ${prefix}.credentials.${s} (a file) instead.") secretSettings;
+
+      services = webServices ++ workerServices ++ optional app.mongodb.createLocally mongoService;
+
+      firewallPorts = optionals (app.openFirewall && !(isLoopback app.host)) (range app.port lastPort);
+
+      tmpfiles = optional customDataDir "d ${app.dataDir} 0750 ${app.user} ${app.group} - -";
+
+      target = nameValuePair name {
+        description = "${name}: vibetuner app, its instances and workers";
+        wantedBy = [ "multi-user.target" ];
       };
     };
 
-    users.groups = optionalAttrs (cfg.group == "vibetuner") { vibetuner = { }; };
+  derived = lib.mapAttrs appConfig apps;
+  all = attrValues derived;
+
+  # Two apps whose web ports overlap.
+  overlaps = concatLists (lib.imap0
+    (i: a: map (b: "${a.name} and ${b.name}") (filter
+      (b: a.app.port <= b.lastPort && b.app.port <= a.lastPort)
+      (lib.drop (i + 1) all)))
+    all);
+in
+{
+  options.services.vibetuner = mkOption {
+    default = { };
+    description = "A vibetuner app (`enable`, `package`, ...) and more apps on the same host (`apps.<name>`).";
+    type = types.submodule [
+      (appModule true)
+      {
+        options.apps = mkOption {
+          type = types.attrsOf (types.submodule (appModule false));
+          default = { };
+          example = literalExpression ''
+            {
+              shop = { package = inputs.shop.packages.''${system}.default; port = 8100; credentials = { ... }; };
+              blog = { package = inputs.blog.packages.''${system}.default; port = 8200; credentials = { ... }; };
+            }
+          '';
+          description = ''
+            Apps to run on this host, each with its own user, state directory, ports, units
+            (`<name>-web-<i>`, `<name>-worker-<i>`, `<name>.target`) and Redis server. Same
+            options as `services.vibetuner` itself, `enable` on by default.
+          '';
+        };
+      }
+    ];
+  };
+
+  config = mkIf (apps != { }) {
+    assertions = concatMap (d: d.assertions) all ++ [
+      {
+        assertion = !(top.enable && top.apps ? vibetuner);
+        message = "services.vibetuner.enable and services.vibetuner.apps.vibetuner both define the app `vibetuner`; use one of them.";
+      }
+      {
+        assertion = overlaps == [ ];
+        message = "services.vibetuner: the web ports of ${lib.concatStringsSep ", " overlaps} overlap; give each app its own port range.";
+      }
+    ];
+
+    warnings = concatMap (d: d.warnings) all;
+
+    systemd.targets = builtins.listToAttrs (map (d: d.target) all);
+
+    systemd.services = builtins.listToAttrs (concatMap (d: d.services) all);
+
+    systemd.tmpfiles.rules = concatMap (d: d.tmpfiles) all;
+
+    networking.firewall.allowedTCPPorts = concatMap (d: d.firewallPorts) all;
+
+    services.redis.servers = lib.mapAttrs (_: _: { enable = true; })
+      (filterAttrs (_: app: app.redis.createLocally) apps);
+
+    users.users = mapAttrs'
+      (name: app: nameValuePair app.user {
+        isSystemUser = true;
+        inherit (app) group;
+        home = "/var/lib/${name}";
+        description = "vibetuner app ${name}";
+      })
+      (filterAttrs (name: app: app.user == name) apps);
+
+    users.groups = mapAttrs' (_: app: nameValuePair app.group { })
+      (filterAttrs (name: app: app.group == name) apps);
   };
 }

@@ -1,37 +1,42 @@
 # NixOS VM test: the app template, built with lib.mkVibetunerApp, served by services.vibetuner
-# with two web instances, a worker and the local MongoDB and Redis. Needs KVM.
+# with two web instances, a worker and its own MongoDB and Redis, plus a second app on the
+# embedded store (the host is nix/tests/vm-host.nix). Needs KVM.
 { pkgs, module, app }:
 
 pkgs.testers.runNixOSTest {
   name = "vibetuner";
 
   nodes.machine = { pkgs, ... }: {
-    imports = [ module ];
+    imports = [ module (import ./vm-host.nix { inherit app; }) ];
 
     virtualisation.memorySize = 2048;
     environment.systemPackages = [ pkgs.curl ];
-
-    # A test key; real hosts point the credential at a secret outside the store.
-    environment.etc."vibetuner/session-key".text = "vm-test-session-key-with-more-than-32-characters";
-
-    services.vibetuner = {
-      enable = true;
-      package = app;
-      instances = 2;
-      credentials.SESSION_KEY = "/etc/vibetuner/session-key";
-    };
   };
 
   testScript = ''
     import json
 
-    machine.wait_for_unit("mongodb.service")
+    machine.wait_for_unit("vibetuner-mongodb.service")
     machine.wait_for_unit("redis-vibetuner.service")
     machine.wait_for_unit("vibetuner-web-1.service")
     machine.wait_for_unit("vibetuner-web-2.service")
     machine.wait_for_unit("vibetuner-worker-1.service")
     machine.wait_for_open_port(8000)
     machine.wait_for_open_port(8001)
+
+    with subtest("the second app runs on its own port, user and store"):
+        machine.wait_for_unit("second-web-1.service")
+        machine.wait_for_open_port(8100)
+        machine.succeed("curl --fail --silent http://127.0.0.1:8100/health/ready")
+        machine.succeed("test -d /var/lib/second && stat -c %U /var/lib/second | grep -qx second")
+
+    with subtest("MongoDB listens on no TCP port, and its socket is the app's alone"):
+        machine.fail("ss -ltn | grep -q 27017")
+        machine.succeed("stat -c %U:%a /run/vibetuner-mongodb | grep -qx vibetuner:700")
+
+    with subtest("no secret in the environment of a process"):
+        pid = machine.succeed("systemctl show --property=MainPID --value vibetuner-web-1.service").strip()
+        machine.fail(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep -q SESSION_KEY")
 
     with subtest("both instances are ready"):
         machine.succeed("curl --fail --silent http://127.0.0.1:8000/health/ready")

@@ -1,6 +1,9 @@
 //! `nix flake init -t <repo>#app` and `vibetuner new app --defaults` write the same project:
-//! templates/app is the one source of both. Needs `nix` (installed by scripts/prerequisites.sh
-//! and scripts/nix-check.sh); runs offline, since `templates` does not depend on flake inputs.
+//! templates/app is the one source of both; and that project builds with plain cargo, its
+//! framework git dependency resolved the way cargo resolves it for a user. Needs `nix`
+//! (installed by scripts/prerequisites.sh and scripts/nix-check.sh) and `git`; runs offline,
+//! since `templates` does not depend on flake inputs and the git dependency is redirected to a
+//! repository made from this checkout.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,7 +51,7 @@ fn copy_flake(dest: &Path) {
             "--exclude-standard",
             "--",
         ])
-        .args(["flake.nix", "flake.lock", "nix", "templates"])
+        .args(["flake.nix", "flake.lock", "Cargo.toml", "nix", "templates"])
         .current_dir(&root)
         .output()
         .expect("git runs");
@@ -89,52 +92,57 @@ fn nix(dir: &Path, home: &Path, args: &[&str]) -> Output {
         })
 }
 
-#[test]
-fn nix_flake_init_writes_what_vibetuner_new_defaults_writes() {
-    let base = scratch_dir("nix-init");
+/// `nix flake init -t path:<copy of this checkout>#app` into `base/nix/app`.
+fn flake_init(base: &Path) -> std::path::PathBuf {
     let home = base.join("home");
     std::fs::create_dir_all(&home).unwrap();
-
     let flake = base.join("flake");
     copy_flake(&flake);
-    let from_nix = base.join("nix").join("app");
-    std::fs::create_dir_all(&from_nix).unwrap();
+    let dir = base.join("nix").join("app");
+    std::fs::create_dir_all(&dir).unwrap();
     let template = format!("path:{}#app", flake.display());
-    let out = nix(
-        &from_nix,
-        &home,
-        &["flake", "init", "--template", &template],
-    );
+    let out = nix(&dir, &home, &["flake", "init", "--template", &template]);
     assert!(
         out.status.success(),
         "nix flake init -t {template} failed:\n{}",
         stderr(&out)
     );
+    dir
+}
 
-    // A folder named `app` gives the template's own answers (slug `app`, name `App`). The
-    // template depends on the released framework (`vibetuner = "X.Y.Z"`); without
-    // --framework-version, `new` run from a checkout would point at it by path instead and
-    // add the checkout's Cargo.lock.
-    let new_base = base.join("new");
-    std::fs::create_dir_all(&new_base).unwrap();
-    let out = run_cli(
-        &new_base,
-        &[
-            "new",
-            "app",
-            "--defaults",
-            "--framework-version",
-            env!("CARGO_PKG_VERSION"),
-        ],
-    );
+/// `vibetuner new app --defaults [extra...]` in `base/<tag>`.
+fn vibetuner_new(base: &Path, tag: &str, extra: &[&str]) -> std::path::PathBuf {
+    let parent = base.join(tag);
+    std::fs::create_dir_all(&parent).unwrap();
+    let mut args = vec!["new", "app", "--defaults"];
+    args.extend_from_slice(extra);
+    let out = run_cli(&parent, &args);
     assert!(
         out.status.success(),
         "vibetuner new failed:\n{}",
         stderr(&out)
     );
+    parent.join("app")
+}
+
+#[test]
+fn nix_flake_init_writes_what_vibetuner_new_defaults_writes() {
+    let base = scratch_dir("nix-init");
+    let from_nix = flake_init(&base);
+
+    // A folder named `app` gives the template's own answers (slug `app`, name `App`). The
+    // template depends on the released framework (the git tag `v<version>` of the canonical
+    // repository); that is what `new` writes outside a checkout or with --framework-version.
+    let released = vibetuner_new(
+        &base,
+        "released",
+        &["--framework-version", env!("CARGO_PKG_VERSION")],
+    );
+    // Run from a checkout, `new` depends on it by path instead: the one documented difference.
+    let from_checkout = vibetuner_new(&base, "checkout", &[]);
 
     let from_nix = tree(&from_nix);
-    let from_new = tree(&new_base.join("app"));
+    let from_new = tree(&released);
     let only_nix: Vec<_> = from_nix
         .keys()
         .filter(|k| !from_new.contains_key(*k))
@@ -158,5 +166,158 @@ fn nix_flake_init_writes_what_vibetuner_new_defaults_writes() {
             "{name} differs between nix flake init (left) and vibetuner new --defaults (right)"
         );
     }
+
+    let framework = workspace_root()
+        .join("crates/vibetuner")
+        .canonicalize()
+        .unwrap();
+    let mut from_checkout = tree(&from_checkout);
+    let manifest = String::from_utf8(from_checkout.remove("Cargo.toml").unwrap()).unwrap();
+    let mut expected = from_nix;
+    let template_manifest = String::from_utf8(expected.remove("Cargo.toml").unwrap()).unwrap();
+    assert_eq!(
+        manifest,
+        template_manifest.replace(
+            &format!(
+                "git = \"https://github.com/alltuner/vibetuner-rs\", tag = \"v{}\"",
+                env!("CARGO_PKG_VERSION")
+            ),
+            &format!("path = \"{}\"", framework.display()),
+        ),
+        "from a checkout, Cargo.toml differs from the template's only by the path dependency"
+    );
+    assert!(
+        from_checkout == expected,
+        "from a checkout, only Cargo.toml differs from the template"
+    );
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+/// Runs a command and returns its output, panicking with it on failure.
+fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    out
+}
+
+/// A git repository holding this checkout's files (tracked and unignored) at one commit
+/// tagged `v<version>`: what the canonical repository holds at the release tag.
+fn framework_repository(dest: &Path) {
+    let root = workspace_root();
+    let out = run_ok(
+        Command::new("git")
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ])
+            .current_dir(&root),
+        "git ls-files",
+    );
+    for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = std::str::from_utf8(name).expect("UTF-8 file names");
+        let from = root.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&from) else {
+            continue; // deleted in the work tree
+        };
+        let to = dest.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+        } else if meta.is_file() {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    let git = |args: &[&str]| {
+        run_ok(
+            Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=vibetuner",
+                    "-c",
+                    "user.email=ci@example.com",
+                ])
+                .args(args)
+                .current_dir(dest)
+                // The same files give the same commit, so cargo's git cache is reused.
+                .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+                .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null"),
+            &format!("git {args:?}"),
+        )
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "--all"]);
+    git(&["commit", "--quiet", "--no-gpg-sign", "-m", "release"]);
+    git(&["tag", &format!("v{}", env!("CARGO_PKG_VERSION"))]);
+}
+
+/// A project from `nix flake init -t` builds with plain `cargo build`: its git dependency on
+/// the canonical repository resolves (here redirected, by git's `insteadOf`, to a repository
+/// made from this checkout, since CI cannot reach GitHub) with every other crate pinned by the
+/// shipped Cargo.lock, with the crates registry unreachable. The first build adds only the
+/// tag's commit to Cargo.lock.
+#[test]
+fn generated_project_builds_with_plain_cargo() {
+    let base = scratch_dir("nix-cargo");
+    let project = flake_init(&base);
+    let repo = base.join("vibetuner-rs");
+    framework_repository(&repo);
+    let gitconfig = base.join("gitconfig");
+    std::fs::write(
+        &gitconfig,
+        format!(
+            "[url \"file://{}\"]\n\tinsteadOf = https://github.com/alltuner/vibetuner-rs\n",
+            repo.display()
+        ),
+    )
+    .unwrap();
+    let shipped = std::fs::read_to_string(project.join("Cargo.lock")).unwrap();
+
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", vibetuner_e2e::target_dir())
+        .env("GIT_CONFIG_GLOBAL", &gitconfig)
+        .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
+        // No registry: every crate must come from the lock and the local cache.
+        .env("CARGO_HTTP_PROXY", "http://127.0.0.1:9")
+        .env("CARGO_NET_RETRY", "0")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo build of the nix flake init project failed (if it names a crate version, \
+         templates/app/Cargo.lock is stale: run scripts/template-lock.sh):\n{}",
+        stderr(&out)
+    );
+    assert!(
+        vibetuner_e2e::target_dir().join("debug/app").is_file(),
+        "the app binary was built"
+    );
+
+    let after = std::fs::read_to_string(project.join("Cargo.lock")).unwrap();
+    let source = format!(
+        "source = \"git+https://github.com/alltuner/vibetuner-rs?tag=v{}#",
+        env!("CARGO_PKG_VERSION")
+    );
+    let added: Vec<_> = after.lines().filter(|l| l.starts_with(&source)).collect();
+    assert_eq!(added.len(), 1, "the framework's commit is locked:\n{after}");
+    let without: Vec<_> = after.lines().filter(|l| !l.starts_with(&source)).collect();
+    assert!(
+        without == shipped.lines().collect::<Vec<_>>(),
+        "the first build changed Cargo.lock beyond the framework's commit \
+         (run scripts/template-lock.sh):\n{after}"
+    );
     std::fs::remove_dir_all(base).unwrap();
 }

@@ -11,21 +11,49 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use vibetuner::project::{ANSWERS_FILE, AnswersFile, Project, TemplateInfo};
 
-/// The project template, embedded from `templates/app`.
+/// The project template, embedded from `templates/app` through `template/app`, a folder of
+/// links to its entries that lives inside this crate, so that `cargo package` (and so
+/// `cargo install vibetuner-cli`) carries the template. Two links have other names (see
+/// [`RENAMED`]): cargo leaves any folder holding a `Cargo.toml` out of a package, and git does
+/// not follow a `.gitignore` that is a link.
 #[derive(rust_embed::RustEmbed)]
-#[folder = "../../templates/app/"]
+#[folder = "template/app/"]
 #[exclude = "node_modules/*"]
 #[exclude = "target/*"]
 #[exclude = ".vibetuner/*"]
 #[exclude = "assets/statics/css/bundle.css"]
 #[exclude = "assets/statics/js/bundle.js"]
-#[exclude = "Cargo.lock"]
-#[exclude = "package-lock.json"]
 #[exclude = "bun.lock"]
 pub struct AppTemplate;
 
+/// Files linked under another name: (name in the crate, name in the project).
+const RENAMED: [(&str, &str); 2] = [
+    ("Cargo.toml.in", "Cargo.toml"),
+    ("gitignore.in", ".gitignore"),
+];
+
 /// The substitution spec, `templates/app.toml`.
-pub const SPEC: &str = include_str!("../../../templates/app.toml");
+pub const SPEC: &str = include_str!("../template/app.toml");
+
+/// The framework's canonical repository (the workspace's `repository`, written once there).
+pub const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The template's files by their path in a project, with their contents.
+pub fn template_files() -> BTreeMap<String, Vec<u8>> {
+    AppTemplate::iter()
+        .map(|name| {
+            let data = AppTemplate::get(&name)
+                .expect("listed files exist")
+                .data
+                .into_owned();
+            let name = RENAMED
+                .iter()
+                .find(|(linked, _)| *linked == name)
+                .map_or_else(|| name.into_owned(), |(_, real)| (*real).to_owned());
+            (name, data)
+        })
+        .collect()
+}
 
 /// One substitution.
 #[derive(Debug, Deserialize)]
@@ -59,8 +87,9 @@ struct Spec {
 pub enum Framework {
     /// A local checkout (`vibetuner = { path = "..." }`): builds offline.
     Path(PathBuf),
-    /// A released version from crates.io.
-    Version(String),
+    /// A released version: the tag `v<version>` of the canonical repository, as a git
+    /// dependency (what `nix flake init -t` gives too).
+    Release(String),
 }
 
 impl Framework {
@@ -68,8 +97,11 @@ impl Framework {
     pub fn dependency(&self, features: &[&str]) -> String {
         let source = match self {
             Self::Path(p) => format!("path = {}", toml_string(&p.to_string_lossy())),
-            Self::Version(v) if features.is_empty() => return toml_string(v),
-            Self::Version(v) => format!("version = {}", toml_string(v)),
+            Self::Release(v) => format!(
+                "git = {}, tag = {}",
+                toml_string(REPOSITORY),
+                toml_string(&format!("v{v}"))
+            ),
         };
         if features.is_empty() {
             return format!("{{ {source} }}");
@@ -93,15 +125,7 @@ pub fn render(
     project: &Project,
     framework: &Framework,
 ) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-    let mut files: BTreeMap<String, Vec<u8>> = AppTemplate::iter()
-        .map(|name| {
-            let data = AppTemplate::get(&name)
-                .expect("listed files exist")
-                .data
-                .into_owned();
-            (name.into_owned(), data)
-        })
-        .collect();
+    let mut files = template_files();
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_keep_trailing_newline(true);
@@ -217,36 +241,102 @@ mod tests {
     use super::*;
 
     /// The verbatim template is the defaults' rendering: `nix flake init` and
-    /// `vibetuner new --defaults` (in a folder named `app`) agree file by file.
+    /// `vibetuner new --defaults --framework-version <this version>` (in a folder named `app`)
+    /// agree file by file.
     #[test]
     fn verbatim_template_equals_default_rendering() {
-        let framework = Framework::Version(env!("CARGO_PKG_VERSION").into());
+        let framework = Framework::Release(env!("CARGO_PKG_VERSION").into());
         let files = render(&Project::default(), &framework).unwrap();
+        let verbatim = template_files();
         for (name, data) in &files {
-            let verbatim = AppTemplate::get(name)
+            let expected = verbatim
+                .get(name)
                 .unwrap_or_else(|| panic!("{name} is generated but missing from templates/app"));
             assert_eq!(
-                String::from_utf8_lossy(&verbatim.data),
+                String::from_utf8_lossy(expected),
                 String::from_utf8_lossy(data),
                 "{name} differs from its default rendering"
             );
         }
     }
 
+    /// Every file of `templates/app` is embedded (a new top-level entry needs its link in
+    /// `crates/vibetuner-cli/template/app`), under its own name.
     #[test]
-    fn hidden_files_are_embedded() {
+    fn every_template_file_is_embedded() {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    let name = path.strip_prefix(root).unwrap().to_string_lossy();
+                    out.push(name.replace('\\', "/"));
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/app");
+        let mut on_disk = Vec::new();
+        walk(&root, &root, &mut on_disk);
+        let embedded = template_files();
+        let ignored = [
+            "node_modules/",
+            "target/",
+            ".vibetuner/",
+            "assets/statics/css/bundle.css",
+            "assets/statics/js/bundle.js",
+            "bun.lock",
+        ];
+        for name in on_disk {
+            if ignored.iter().any(|i| name.starts_with(i)) {
+                continue;
+            }
+            let top = name.split('/').next().unwrap();
+            assert!(
+                embedded.contains_key(&name),
+                "templates/app/{name} is not embedded: link it with \
+                 `ln -s ../../../../templates/app/{top} crates/vibetuner-cli/template/app/{top}`"
+            );
+        }
         for name in [
             ".env",
             ".gitignore",
             "Cargo.toml",
+            "Cargo.lock",
             "src/main.rs",
-            "package.json",
         ] {
             assert!(
-                AppTemplate::get(name).is_some(),
+                embedded.contains_key(name),
                 "{name} missing from the embedded template"
             );
         }
+        for (linked, _) in RENAMED {
+            assert!(!embedded.contains_key(linked), "{linked} is not renamed");
+        }
+    }
+
+    /// The template's git dependency names the canonical repository at this version's tag,
+    /// and its flake the same repository.
+    #[test]
+    fn template_depends_on_the_canonical_repository() {
+        let files = template_files();
+        let cargo: toml::Table =
+            toml::from_str(std::str::from_utf8(&files["Cargo.toml"]).unwrap()).unwrap();
+        let dep = &cargo["dependencies"]["vibetuner"];
+        assert_eq!(dep["git"].as_str(), Some(REPOSITORY));
+        assert_eq!(
+            dep["tag"].as_str(),
+            Some(format!("v{}", env!("CARGO_PKG_VERSION")).as_str())
+        );
+        let flake_ref = REPOSITORY
+            .strip_prefix("https://github.com/")
+            .map(|r| format!("github:{r}"))
+            .expect("a GitHub repository");
+        let flake = std::str::from_utf8(&files["flake.nix"]).unwrap();
+        assert!(
+            flake.contains(&format!("vibetuner.url = \"{flake_ref}\";")),
+            "templates/app/flake.nix does not take the framework from {flake_ref}"
+        );
     }
 
     #[test]
@@ -255,7 +345,7 @@ mod tests {
             example: false,
             ..Project::default()
         };
-        let files = render(&project, &Framework::Version("0.1.0".into())).unwrap();
+        let files = render(&project, &Framework::Release("0.1.0".into())).unwrap();
         assert!(!files.contains_key("src/notes.rs"));
         assert!(!files.contains_key("templates/frontend/notes.html.jinja"));
         for name in ["src/main.rs", "README.md"] {

@@ -51,7 +51,8 @@ struct NewArgs {
     /// Depend on the framework at this path (default: this checkout, when run from one).
     #[arg(long, value_name = "DIR", conflicts_with = "framework_version")]
     framework_path: Option<PathBuf>,
-    /// Depend on this released framework version from crates.io.
+    /// Depend on this released framework version: the git tag v<VERSION> of the framework's
+    /// repository (default when not run from a checkout: this CLI's own version).
     #[arg(long, value_name = "VERSION")]
     framework_version: Option<String>,
 }
@@ -130,20 +131,15 @@ fn new_project(args: NewArgs) -> anyhow::Result<()> {
             }
             Framework::Path(path)
         }
-        (None, Some(version)) => Framework::Version(version),
+        (None, Some(version)) => Framework::Release(version),
         (None, None) => checkout_framework().map_or_else(
-            || Framework::Version(env!("CARGO_PKG_VERSION").into()),
+            || Framework::Release(env!("CARGO_PKG_VERSION").into()),
             Framework::Path,
         ),
     };
-    let mut files = generate::render(&project, &framework)?;
-    if let Framework::Path(path) = &framework
-        && let Ok(lock) = std::fs::read(path.join("../../Cargo.lock"))
-    {
-        // The checkout's lock pins the same dependency versions, so the app builds offline
-        // and reuses artifacts from a shared target directory.
-        files.insert("Cargo.lock".into(), lock);
-    }
+    // The template's Cargo.lock pins the versions the framework's own lock has, so the app
+    // builds offline from a checkout and reuses artifacts from a shared target directory.
+    let files = generate::render(&project, &framework)?;
     generate::write(&args.dir, &files)?;
     print_next_steps(&args.dir, &project.project_name, &project.project_slug);
     Ok(())

@@ -1,7 +1,10 @@
-//! Typed settings read from the process environment, `.env` and `.env.local`.
+//! Typed settings read from the process environment, systemd credentials, `.env` and
+//! `.env.local`.
 //!
-//! Precedence (highest first), as in Vibetuner: process environment, `<root>/.env.local`,
-//! `<root>/.env`, built-in defaults. Keys are case-insensitive.
+//! Precedence (highest first): process environment, the files in `$CREDENTIALS_DIRECTORY`
+//! (systemd's `LoadCredential=`; each file named like a setting holds its value, so secrets never
+//! enter the environment), `<root>/.env.local`, `<root>/.env`, built-in defaults. Keys are
+//! case-insensitive.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,6 +40,14 @@ pub enum ConfigError {
     WeakSessionKey {
         /// What is wrong with the key.
         problem: &'static str,
+    },
+    /// A credential in `$CREDENTIALS_DIRECTORY` cannot be read.
+    #[error("cannot read the credential {path}: {reason}")]
+    Credential {
+        /// The file (or the folder).
+        path: PathBuf,
+        /// The system's message.
+        reason: String,
     },
     /// A dotenv file exists but cannot be parsed.
     #[error("cannot read {path}: {reason}")]
@@ -86,14 +97,58 @@ pub struct Source {
 }
 
 impl Source {
-    /// Reads `.env` and `.env.local` from `root`, then overlays the process environment.
+    /// Reads `.env` and `.env.local` from `root`, then the credentials in
+    /// `$CREDENTIALS_DIRECTORY` (when set), then overlays the process environment.
     pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        Self::layered(root, credentials.as_deref(), std::env::vars())
+    }
+
+    /// The layers of [`Source::load`], lowest first: `.env`, `.env.local`, the credentials in
+    /// `credentials`, then `env`.
+    pub fn layered<K: AsRef<str>, V: Into<String>>(
+        root: &Path,
+        credentials: Option<&Path>,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
         let mut source = Self::default();
         for name in [".env", ".env.local"] {
             source.overlay_file(&root.join(name))?;
         }
-        source.overlay(std::env::vars());
+        if let Some(dir) = credentials {
+            source.overlay_credentials(dir)?;
+        }
+        source.overlay(env);
         Ok(source)
+    }
+
+    /// Overlays systemd credentials: every regular file in `dir` named like a setting (letters,
+    /// digits and `_`) sets that setting to its contents, without a final line break. Other
+    /// files are left alone.
+    pub fn overlay_credentials(&mut self, dir: &Path) -> Result<(), ConfigError> {
+        let bad = |path: &Path, e: std::io::Error| ConfigError::Credential {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut pairs = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| bad(dir, e))? {
+            let path = entry.map_err(|e| bad(dir, e))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let setting_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !setting_name || !path.is_file() {
+                continue;
+            }
+            let value = std::fs::read_to_string(&path).map_err(|e| bad(&path, e))?;
+            let value = value.strip_suffix('\n').unwrap_or(&value);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            pairs.push((name.to_owned(), value.to_owned()));
+        }
+        self.overlay(pairs);
+        Ok(())
     }
 
     /// Builds a source from explicit pairs (tests, embedding).
@@ -472,6 +527,55 @@ mod tests {
     fn dev_accepts_placeholder_with_warning() {
         let s = settings(&[("SESSION_KEY", PLACEHOLDER_SESSION_KEYS[0])]).unwrap();
         assert!(s.session_key_warning().is_some());
+    }
+
+    #[test]
+    fn credentials_beat_dotenv_files_and_lose_to_the_environment() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join(".env"),
+            "SESSION_KEY=CHANGE_ME_RUN_vibetuner_crypto_generate\nSMTP_URL=smtp://dotenv\nPORT=1111\n",
+        )
+        .unwrap();
+        let credentials = tempfile::tempdir().unwrap();
+        let key = "k".repeat(40);
+        std::fs::write(credentials.path().join("SESSION_KEY"), format!("{key}\n")).unwrap();
+        std::fs::write(credentials.path().join("smtp_url"), "smtps://u:p@mail:465").unwrap();
+        std::fs::write(credentials.path().join("PORT"), "2222").unwrap();
+        // Not a setting name, or not a file: left alone.
+        std::fs::write(credentials.path().join("tls.key"), "x").unwrap();
+        std::fs::create_dir(credentials.path().join("DEBUG")).unwrap();
+
+        let source = Source::layered(
+            root.path(),
+            Some(credentials.path()),
+            [("PORT", "3333"), ("ENVIRONMENT", "prod")],
+        )
+        .unwrap();
+        assert_eq!(
+            source.get("SESSION_KEY"),
+            Some(key.as_str()),
+            "final newline dropped"
+        );
+        assert_eq!(source.get("SMTP_URL"), Some("smtps://u:p@mail:465"));
+        assert_eq!(source.get("PORT"), Some("3333"), "the environment wins");
+        assert_eq!(source.get("TLS.KEY"), None);
+        assert_eq!(source.get("DEBUG"), None);
+        let s = Settings::from_source(source).unwrap();
+        assert!(
+            s.is_prod(),
+            "the credential's session key is accepted in prod"
+        );
+
+        let err = Source::layered(
+            root.path(),
+            Some(&root.path().join("missing")),
+            [("A", "b")],
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Credential { .. }), "{err}");
+        let without = Source::layered(root.path(), None, [("A", "b")]).unwrap();
+        assert_eq!(without.get("SMTP_URL"), Some("smtp://dotenv"));
     }
 
     #[test]

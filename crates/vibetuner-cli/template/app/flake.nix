@@ -1,0 +1,1 @@
+../../../../templates/app/flake.nix
