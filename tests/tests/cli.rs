@@ -259,14 +259,26 @@ fn generated_projects_pass_their_own_tests() {
         ]
     );
 
+    // Without the example and with no optional framework feature (no MongoDB, Redis or OAuth
+    // code compiled): the embedded store, in-process jobs and SSE, magic-link sign-in.
     let base = scratch_dir("no-example");
     let out = run_cli(
         &base,
-        &["new", "plain", "--defaults", "--data", "example=false"],
+        &[
+            "new",
+            "plain",
+            "--defaults",
+            "--data",
+            "example=false",
+            "--data",
+            "features=none",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let plain = base.join("plain");
     assert!(!plain.join("tests/notes.rs").exists());
+    let manifest = std::fs::read_to_string(plain.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("default-features = false"), "{manifest}");
     let without_example = passed_tests(&cargo_test(&plain));
     assert_eq!(without_example, ["the_home_and_hello_pages_render"]);
 }

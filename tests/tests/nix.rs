@@ -41,34 +41,43 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// Copies the flake as a clone would have it (tracked and unignored files) into `dest`:
 /// `nix` copies a `path:` flake whole into its store, and the checkout holds target/.
 fn copy_flake(dest: &Path) {
+    copy_tracked(
+        dest,
+        &["flake.nix", "flake.lock", "Cargo.toml", "nix", "templates"],
+    );
+}
+
+/// Copies the checkout's tracked and unignored files under `paths` (all when empty) into
+/// `dest`, keeping symbolic links as links.
+fn copy_tracked(dest: &Path, paths: &[&str]) {
     let root = workspace_root();
-    let out = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-            "--",
-        ])
-        .args(["flake.nix", "flake.lock", "Cargo.toml", "nix", "templates"])
-        .current_dir(&root)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git ls-files failed: {}",
-        stderr(&out)
+    let out = run_ok(
+        Command::new("git")
+            .args([
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                "--",
+            ])
+            .args(paths)
+            .current_dir(&root),
+        "git ls-files",
     );
     for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = std::str::from_utf8(name).expect("UTF-8 file names");
         let from = root.join(name);
-        if !from.is_file() {
+        let Ok(meta) = std::fs::symlink_metadata(&from) else {
             continue; // deleted in the work tree
-        }
+        };
         let to = dest.join(name);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&from, &to).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+        } else if meta.is_file() {
+            std::fs::copy(&from, &to).unwrap();
+        }
     }
 }
 
@@ -211,33 +220,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> Output {
 /// A git repository holding this checkout's files (tracked and unignored) at one commit
 /// tagged `v<version>`: what the canonical repository holds at the release tag.
 fn framework_repository(dest: &Path) {
-    let root = workspace_root();
-    let out = run_ok(
-        Command::new("git")
-            .args([
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ])
-            .current_dir(&root),
-        "git ls-files",
-    );
-    for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = std::str::from_utf8(name).expect("UTF-8 file names");
-        let from = root.join(name);
-        let Ok(meta) = std::fs::symlink_metadata(&from) else {
-            continue; // deleted in the work tree
-        };
-        let to = dest.join(name);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        if meta.file_type().is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
-        } else if meta.is_file() {
-            std::fs::copy(&from, &to).unwrap();
-        }
-    }
+    copy_tracked(dest, &[]);
     let git = |args: &[&str]| {
         run_ok(
             Command::new("git")

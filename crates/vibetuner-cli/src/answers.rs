@@ -75,6 +75,10 @@ pub const QUESTIONS: &[Question] = &[
         key: "example",
         prompt: "Include the example notes resource (true/false)",
     },
+    Question {
+        key: "features",
+        prompt: "Framework features: all, none, or some of mongodb,redis,oauth (fewer build faster)",
+    },
 ];
 
 /// Parses repeated `--data key=value` into a map, refusing unknown keys.
@@ -160,6 +164,7 @@ pub fn default_for(key: &str, folder: &str, so_far: &BTreeMap<String, String>) -
         "author_email" => defaults.author_email,
         "default_language" => defaults.default_language,
         "example" => defaults.example.to_string(),
+        "features" => "all".into(),
         _ => String::new(),
     }
 }
@@ -184,6 +189,13 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "supported_languages" => split_list(value).iter().all(|l| LANGUAGE.is_match(l)),
         "fqdn" => value.is_empty() || FQDN.is_match(value),
         "example" => value == "true" || value == "false",
+        "features" => {
+            value == "all"
+                || value == "none"
+                || split_list(value)
+                    .iter()
+                    .all(|f| vibetuner::project::FEATURES.contains(&f.as_str()))
+        }
         _ => true,
     };
     if ok {
@@ -198,6 +210,7 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "supported_languages" => "comma-separated language codes such as es,ca,pt-BR",
         "fqdn" => "a lower-case domain name such as app.example.com, or empty",
         "example" => "true or false",
+        "features" => "all, none, or a comma-separated list of mongodb, redis, oauth",
         _ => "a non-empty value",
     };
     Err(format!("invalid {key} {value:?}: expected {rule}"))
@@ -210,6 +223,16 @@ pub fn split_list(value: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
+        .collect()
+}
+
+/// The features an answer selects, in the framework's order (`all` or empty: every one).
+fn features(value: &str) -> Vec<String> {
+    let chosen = split_list(value);
+    vibetuner::project::FEATURES
+        .iter()
+        .filter(|f| matches!(value.trim(), "all" | "") || chosen.iter().any(|c| c == *f))
+        .map(|f| (*f).to_owned())
         .collect()
 }
 
@@ -227,6 +250,7 @@ pub fn to_project(answers: &BTreeMap<String, String>) -> Project {
         supported_languages: split_list(&get("supported_languages")),
         fqdn: get("fqdn"),
         example: get("example") != "false",
+        features: features(&get("features")),
         copyright_start: None,
     }
 }

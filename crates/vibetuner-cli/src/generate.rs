@@ -93,8 +93,9 @@ pub enum Framework {
 }
 
 impl Framework {
-    /// The value of the `vibetuner` dependency in Cargo.toml, with `features` turned on.
-    pub fn dependency(&self, features: &[&str]) -> String {
+    /// The value of the `vibetuner` dependency in Cargo.toml: the default features when
+    /// `optional` is `None`, else only those (`default-features = false`), plus `extra`.
+    pub fn dependency(&self, optional: Option<&[String]>, extra: &[&str]) -> String {
         let source = match self {
             Self::Path(p) => format!("path = {}", toml_string(&p.to_string_lossy())),
             Self::Release(v) => format!(
@@ -103,11 +104,21 @@ impl Framework {
                 toml_string(&format!("v{v}"))
             ),
         };
+        let mut features: Vec<String> = optional.unwrap_or_default().to_vec();
+        features.extend(extra.iter().map(|f| (*f).to_owned()));
+        let defaults = if optional.is_some() {
+            ", default-features = false"
+        } else {
+            ""
+        };
         if features.is_empty() {
-            return format!("{{ {source} }}");
+            return format!("{{ {source}{defaults} }}");
         }
         let features: Vec<String> = features.iter().map(|f| toml_string(f)).collect();
-        format!("{{ {source}, features = [{}] }}", features.join(", "))
+        format!(
+            "{{ {source}{defaults}, features = [{}] }}",
+            features.join(", ")
+        )
     }
 }
 
@@ -131,9 +142,12 @@ pub fn render(
     env.set_keep_trailing_newline(true);
     env.add_filter("toml", |s: String| toml_string(&s));
     let mut ctx = minijinja::value::Value::from_serialize(project);
+    // Every feature: the framework's defaults; fewer: exactly those.
+    let optional = (project.features.len() < vibetuner::project::FEATURES.len())
+        .then_some(project.features.as_slice());
     ctx = minijinja::context! {
-        framework_dependency => framework.dependency(&[]),
-        framework_dependency_testing => framework.dependency(&["testing"]),
+        framework_dependency => framework.dependency(optional, &[]),
+        framework_dependency_testing => framework.dependency(optional, &["testing"]),
         ..ctx
     };
     let spec = spec()?;

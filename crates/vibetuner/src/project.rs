@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The framework's optional cargo features, all on by default.
+pub const FEATURES: [&str; 3] = ["mongodb", "redis", "oauth"];
+
 /// Name of the answers file that marks a project root.
 pub const ANSWERS_FILE: &str = "vibetuner.toml";
 
@@ -31,6 +34,8 @@ pub struct Project {
     pub fqdn: String,
     /// Whether the generated app includes the example "notes" resource.
     pub example: bool,
+    /// The framework's optional features the app compiles (`mongodb`, `redis`, `oauth`).
+    pub features: Vec<String>,
     /// First year of the copyright notice.
     pub copyright_start: Option<i32>,
 }
@@ -48,6 +53,7 @@ impl Default for Project {
             supported_languages: Vec::new(),
             fqdn: String::new(),
             example: true,
+            features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
             copyright_start: None,
         }
     }
