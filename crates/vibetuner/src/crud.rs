@@ -3,13 +3,18 @@
 //! filter or `fields=` names, malformed ids, out-of-range limits and invalid bodies answer 422
 //! naming the culprit, and unique-index violations answer 409.
 //!
-//! ```ignore
+//! ```no_run
+//! # use vibetuner::prelude::*;
+//! # #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+//! # struct Note { title: String, body: String, done: bool }
+//! # impl Model for Note { const COLLECTION: &'static str = "notes"; }
+//! # let app = App::new(vibetuner::project!());
 //! app.crud(
 //!     Crud::<Note>::new("/api/notes")
 //!         .sortable(["title", "db_insert_dt"])
 //!         .filterable(["done"])
 //!         .searchable(["title", "body"]),
-//! )
+//! );
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,7 +6,7 @@
 //! health and meta routes, request ids, error pages and graceful shutdown, accounts (sessions,
 //! magic links, OAuth) and security headers.
 //!
-//! ```ignore
+//! ```no_run
 //! use vibetuner::prelude::*;
 //!
 //! fn main() -> std::process::ExitCode {
@@ -19,6 +19,8 @@
 //!     render.page("hello.html.jinja", context! { name => "world" })
 //! }
 //! ```
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod app;
 pub mod auth;

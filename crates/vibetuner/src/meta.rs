@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::render::{Renderer, RequestInfo};
 
 /// What the meta routes need.
-pub struct Meta {
+pub(crate) struct Meta {
     /// The template renderer.
     pub renderer: Arc<Renderer>,
     /// The app's favicon, if it ships one.
@@ -27,7 +27,7 @@ pub struct Meta {
 }
 
 /// The meta routes.
-pub fn router(meta: Arc<Meta>) -> Router {
+pub(crate) fn router(meta: Arc<Meta>) -> Router {
     Router::new()
         .route(
             "/robots.txt",
@@ -113,7 +113,7 @@ async fn favicon(State(meta): State<Arc<Meta>>) -> Response {
 }
 
 /// A 16×16 ICO: a disc in the brand colour on a transparent background.
-pub fn generated_favicon(color: &str) -> Vec<u8> {
+pub(crate) fn generated_favicon(color: &str) -> Vec<u8> {
     const SIZE: u32 = 16;
     let hex = color.trim_start_matches('#');
     let channel = |i: usize| {

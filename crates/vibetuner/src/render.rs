@@ -284,7 +284,8 @@ fn load_template(app_dir: Option<&Path>, name: &str) -> Result<Option<String>, m
 
 /// Extractor that renders templates with the request's context.
 ///
-/// ```ignore
+/// ```no_run
+/// # use vibetuner::prelude::*;
 /// async fn hello(render: Render) -> vibetuner::Result<Html<String>> {
 ///     render.page("hello.html.jinja", context! { name => "world" })
 /// }

@@ -19,16 +19,16 @@ use crate::error::Error;
 /// The framework's embedded statics (`crates/vibetuner/statics`).
 #[derive(rust_embed::RustEmbed)]
 #[folder = "statics/"]
-pub struct FrameworkStatics;
+pub(crate) struct FrameworkStatics;
 
 /// First 8 characters of URL-safe base64 of SHA-256(version), as in Vibetuner.
-pub fn version_hash(version: &str) -> String {
+pub(crate) fn version_hash(version: &str) -> String {
     let digest = Sha256::digest(version.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)[..8].to_owned()
 }
 
 /// Where statics come from and how they are cached.
-pub struct Statics {
+pub(crate) struct Statics {
     /// The app's `assets/statics` folder, when it exists.
     pub dir: Option<PathBuf>,
     /// Current version hash.
@@ -39,7 +39,7 @@ pub struct Statics {
 
 impl Statics {
     /// `/static/v{hash}/{path}`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("/static/v{}/{}", self.v_hash, path.trim_start_matches('/'))
     }
 
@@ -53,7 +53,7 @@ impl Statics {
 }
 
 /// The `/static/...` route.
-pub fn router(statics: Arc<Statics>) -> Router {
+pub(crate) fn router(statics: Arc<Statics>) -> Router {
     Router::new()
         .route("/static/{*path}", get(serve_static))
         .with_state(statics)

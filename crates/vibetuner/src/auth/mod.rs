@@ -1,7 +1,9 @@
 //! Accounts: server-side sessions, magic-link and OAuth sign-in, profile pages, and the
 //! extractors handlers use to know who is signed in.
 //!
-//! ```ignore
+//! ```no_run
+//! use vibetuner::prelude::*;
+//!
 //! async fn dashboard(user: CurrentUser, render: Render) -> Result<Html<String>> {
 //!     render.page("dashboard.html.jinja", context! { name => user.display_name() })
 //! }
@@ -178,8 +180,19 @@ impl std::ops::Deref for CurrentUser {
 
 /// Middleware guarding a whole router: anonymous visitors get [`CurrentUser`]'s answer.
 ///
-/// ```ignore
-/// app.merge(Router::new().route("/admin", get(admin)).route_layer(middleware::from_fn(require_user)))
+/// ```no_run
+/// use vibetuner::prelude::*;
+/// use vibetuner::axum::{Router, middleware};
+///
+/// async fn admin() -> &'static str { "admins only" }
+///
+/// # fn main() {
+/// App::new(vibetuner::project!()).merge(
+///     Router::new()
+///         .route("/admin", get(admin))
+///         .route_layer(middleware::from_fn(vibetuner::auth::require_user)),
+/// );
+/// # }
 /// ```
 pub async fn require_user(request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();

@@ -84,7 +84,9 @@ const PRESETS: [Preset; 2] = [
 
 /// Reads every enabled provider. Built-in ones without credentials are skipped; a custom id
 /// listed in `OAUTH_PROVIDERS` without what it needs is an error naming the missing setting.
-pub fn providers_from_settings(settings: &Settings) -> Result<Vec<ProviderConfig>, ConfigError> {
+pub(super) fn providers_from_settings(
+    settings: &Settings,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
     let source = &settings.source;
     let get = |key: String| source.value(&key).map(str::to_owned);
     let custom: Vec<String> = source

@@ -1,18 +1,31 @@
 //! Background jobs: tasks with typed arguments, a queue in Redis (`REDIS_URL`) or in the store,
 //! workers with retries, exponential backoff, timeouts and dead letters, and cron schedules.
 //!
-//! ```ignore
+//! ```no_run
+//! use vibetuner::prelude::*;
+//!
 //! #[derive(Serialize, Deserialize)]
 //! struct Welcome { email: String }
 //!
-//! async fn welcome(ctx: TaskContext, args: Welcome) -> vibetuner::Result<()> { /* ... */ Ok(()) }
+//! const WELCOME: TaskKey<Welcome> = TaskKey::new("welcome");
 //!
+//! async fn welcome(ctx: TaskContext, args: Welcome) -> Result<()> {
+//!     tracing::info!(task = %ctx.task_id, "welcome {}", args.email);
+//!     Ok(())
+//! }
+//!
+//! // in a handler (or a task, through `ctx.jobs()`):
+//! async fn sign_up(jobs: Jobs, Form(form): Form<Welcome>) -> Result<String> {
+//!     let id = jobs.enqueue(WELCOME, &form).await?;
+//!     Ok(id)
+//! }
+//!
+//! # fn main() {
 //! App::new(vibetuner::project!())
-//!     .task(Task::new("welcome", welcome).max_retries(5))
+//!     .task(Task::new(WELCOME, welcome).max_retries(5))
 //!     .cron("0 3 * * *", Task::new("nightly", |_ctx, ()| async { Ok(()) }))
-//!
-//! // in a handler or another task:
-//! let id = jobs.enqueue("welcome", &Welcome { email }).await?;
+//!     .route("/sign-up", post(sign_up));
+//! # }
 //! ```
 //!
 //! Delivery is at least once: a task taken by a worker that dies is handed to another one after

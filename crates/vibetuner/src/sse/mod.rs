@@ -14,15 +14,24 @@
 //! with backoff (1 s doubling to 30 s) and fetches what it missed. Without Redis, delivery and
 //! replay are in-process.
 //!
-//! ```ignore
-//! app.sse("/notes/events", "notes")                        // a fixed channel
-//!    .route("/rooms/{room}/events", get(room_events));     // a channel per request
+//! ```no_run
+//! use vibetuner::prelude::*;
 //!
 //! async fn room_events(sse: Sse, Path(room): Path<String>) -> Result<Response> {
 //!     sse.channel(&format!("room:{room}")).await
 //! }
 //!
-//! broadcaster.broadcast("notes", "message", html).await?;
+//! async fn post_message(broadcaster: Broadcaster, Path(room): Path<String>) -> Result<()> {
+//!     broadcaster.broadcast(&format!("room:{room}"), "message", "<p>hi</p>").await?;
+//!     Ok(())
+//! }
+//!
+//! # fn main() {
+//! App::new(vibetuner::project!())
+//!     .sse("/notes/events", "notes") // a fixed channel
+//!     .route("/rooms/{room}/events", get(room_events)) // a channel per request
+//!     .route("/rooms/{room}/messages", post(post_message));
+//! # }
 //! ```
 
 use std::collections::{HashMap, VecDeque};

@@ -40,7 +40,9 @@ impl FieldError {
 
 /// An app type stored in a collection.
 ///
-/// ```ignore
+/// ```no_run
+/// use vibetuner::prelude::*;
+///
 /// #[derive(Clone, Serialize, Deserialize, JsonSchema)]
 /// struct Note { title: String, body: String }
 ///

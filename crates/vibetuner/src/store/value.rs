@@ -192,7 +192,7 @@ pub fn doc_to_api_json(doc: &Document) -> Map<String, Value> {
 
 /// The embedded store's rendering: Extended JSON whose dates always have millisecond precision,
 /// so that dates compare correctly as text.
-pub fn to_stored_json(value: &Bson) -> Value {
+pub(super) fn to_stored_json(value: &Bson) -> Value {
     match value {
         Bson::DateTime(dt) => {
             let ts = Timestamp::from_millis(dt.timestamp_millis());
@@ -215,14 +215,14 @@ pub fn to_stored_json(value: &Bson) -> Value {
 }
 
 /// [`to_stored_json`] for a whole document.
-pub fn doc_to_stored_json(doc: &Document) -> Map<String, Value> {
+pub(super) fn doc_to_stored_json(doc: &Document) -> Map<String, Value> {
     doc.iter()
         .map(|(k, v)| (k.clone(), to_stored_json(v)))
         .collect()
 }
 
 /// Parses the embedded store's JSON back into a document.
-pub fn doc_from_stored_json(text: &str) -> Result<Document, String> {
+pub(super) fn doc_from_stored_json(text: &str) -> Result<Document, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     match Bson::try_from(value).map_err(|e| e.to_string())? {
         Bson::Document(doc) => Ok(doc),
