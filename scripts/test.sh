@@ -13,7 +13,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The framework with no optional feature (embedded store, in-process jobs and SSE, magic links).
 cargo clippy -p vibetuner --lib --no-default-features --locked -- -D warnings
 # The publish dry run: both crates package and build on their own (the CLI carries the template).
-cargo package --workspace --locked --quiet
+# Cargo treats the packaged crates like registry crates: it reuses their unpacked sources and
+# compiled artifacts while the version stays the same, so both are removed first, and the dry run
+# builds in a target folder of its own (its dependencies stay cached there).
+package_target=target/package-check
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/vibetuner-* \
+  "$package_target"/debug/.fingerprint/vibetuner* "$package_target"/debug/deps/*vibetuner* \
+  "$package_target"/debug/build/vibetuner*
+CARGO_TARGET_DIR=$package_target cargo package --workspace --locked --quiet
 scripts/template-lock.sh --check
 scripts/nix-check.sh
 eval "$(scripts/services.sh start)"
