@@ -10,6 +10,11 @@ pub const FEATURES: [&str; 3] = ["mongodb", "redis", "oauth"];
 /// Name of the answers file that marks a project root.
 pub const ANSWERS_FILE: &str = "vibetuner.toml";
 
+/// The answers file does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{ANSWERS_FILE} is invalid: {0}")]
+pub struct AnswersError(#[from] toml::de::Error);
+
 /// Answers given to `vibetuner new`, compiled into the app binary by [`project!`](crate::project).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -80,8 +85,8 @@ pub struct TemplateInfo {
 
 impl AnswersFile {
     /// Parses an answers file; the message names the problem.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| format!("{ANSWERS_FILE} is invalid: {e}"))
+    pub fn parse(text: &str) -> Result<Self, AnswersError> {
+        Ok(toml::from_str(text)?)
     }
 
     /// Serializes the answers in the canonical layout.
@@ -95,7 +100,7 @@ impl AnswersFile {
 
 impl Project {
     /// Parses the project section of an answers file (see [`project!`](crate::project)).
-    pub fn from_answers(text: &str) -> Result<Self, String> {
+    pub fn from_answers(text: &str) -> Result<Self, AnswersError> {
         AnswersFile::parse(text).map(|a| a.project)
     }
 
@@ -167,7 +172,7 @@ mod tests {
             (p.project_name.as_str(), p.project_slug.as_str()),
             ("X", "app")
         );
-        let err = Project::from_answers("[project]\nproject_name = 3\n").unwrap_err();
+        let err = Project::from_answers("[project]\nproject_name = 3\n").unwrap_err().to_string();
         assert!(err.starts_with("vibetuner.toml is invalid"), "{err}");
     }
 

@@ -117,7 +117,7 @@ impl BuiltApp {
 impl App {
     /// Builds the context and the router with every framework route and layer.
     pub async fn build(self, settings: Settings, root: &Path) -> anyhow::Result<BuiltApp> {
-        let project = Project::from_answers(self.source.answers).map_err(anyhow::Error::msg)?;
+        let project = Project::from_answers(self.source.answers)?;
         let store = Store::from_settings(&settings, root, &project.project_slug).await?;
         let jobs_settings = crate::config::JobsSettings::from_source(&settings.source)?;
         let prefix = jobs_settings.key_prefix(&project.project_slug);
@@ -127,7 +127,7 @@ impl App {
         let jobs =
             crate::jobs::Jobs::connect(redis, &jobs_settings, &prefix, &store, self.registry);
         let broadcaster = crate::sse::Broadcaster::connect(redis, &jobs_settings, &prefix)?;
-        let urls = Urls::new(self.names.clone()).map_err(anyhow::Error::msg)?;
+        let urls = Urls::new(self.names.clone())?;
         let mut version = settings
             .app_version
             .clone()

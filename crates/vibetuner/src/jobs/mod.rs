@@ -295,30 +295,38 @@ pub(crate) struct CronEntry {
     pub(crate) cron: croner::Cron,
 }
 
+/// A cron pattern that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cron pattern {pattern:?} for task {task}: {reason}")]
+pub(crate) struct CronError {
+    pattern: String,
+    task: String,
+    reason: croner::errors::CronError,
+}
+
 /// Every task and cron schedule an app registered.
 #[derive(Clone, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     tasks: BTreeMap<String, Task>,
     crons: Vec<CronEntry>,
 }
 
 impl Registry {
     /// Adds a task (a later one of the same name replaces it).
-    pub fn add(&mut self, task: Task) {
+    pub(crate) fn add(&mut self, task: Task) {
         self.tasks.insert(task.name.clone(), task);
     }
 
     /// Adds a task fired by a cron pattern: five fields (minute precision) or six with seconds.
-    pub fn add_cron(&mut self, pattern: &str, task: Task) -> Result<(), String> {
+    pub(crate) fn add_cron(&mut self, pattern: &str, task: Task) -> Result<(), CronError> {
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
             .build()
             .parse(pattern)
-            .map_err(|e| {
-                format!(
-                    "invalid cron pattern {pattern:?} for task {}: {e}",
-                    task.name
-                )
+            .map_err(|reason| CronError {
+                pattern: pattern.to_owned(),
+                task: task.name.clone(),
+                reason,
             })?;
         self.crons.push(CronEntry {
             task: task.name.clone(),
@@ -330,7 +338,7 @@ impl Registry {
     }
 
     /// The registered task names.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.tasks.keys().map(String::as_str)
     }
 
@@ -544,7 +552,7 @@ mod tests {
         let t = || Task::new("t", |_ctx, ()| async { Ok(()) });
         assert!(r.add_cron("*/5 * * * *", t()).is_ok());
         assert!(r.add_cron("*/2 * * * * *", t()).is_ok());
-        let err = r.add_cron("every day", t()).unwrap_err();
+        let err = r.add_cron("every day", t()).unwrap_err().to_string();
         assert!(err.contains("invalid cron pattern"), "{err}");
     }
 }
