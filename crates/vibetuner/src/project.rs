@@ -172,7 +172,9 @@ mod tests {
             (p.project_name.as_str(), p.project_slug.as_str()),
             ("X", "app")
         );
-        let err = Project::from_answers("[project]\nproject_name = 3\n").unwrap_err().to_string();
+        let err = Project::from_answers("[project]\nproject_name = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("vibetuner.toml is invalid"), "{err}");
     }
 
