@@ -83,17 +83,19 @@ where
             };
         }
     };
-    let result = match matches.subcommand() {
-        Some((name, sub)) if app.commands.iter().any(|c| c.command.get_name() == name) => {
-            let index = app
-                .commands
-                .iter()
-                .position(|c| c.command.get_name() == name)
-                .expect("checked above");
+    let chosen = matches.subcommand().and_then(|(name, sub)| {
+        let index = app
+            .commands
+            .iter()
+            .position(|c| c.command.get_name() == name)?;
+        Some((index, sub))
+    });
+    let result = match chosen {
+        Some((index, sub)) => {
             let chosen = app.commands.swap_remove(index);
             run_app_command(app, chosen, sub).await
         }
-        _ => match Cli::from_arg_matches(&matches) {
+        None => match Cli::from_arg_matches(&matches) {
             Ok(cli) => dispatch(app, cli.command, &project).await,
             Err(e) => {
                 let _ = e.print();

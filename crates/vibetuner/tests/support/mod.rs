@@ -55,14 +55,7 @@ impl TestStore {
 
 /// The MongoDB URL for tests, or a panic saying how to get one.
 pub fn mongodb_url() -> String {
-    std::env::var("TEST_MONGODB_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        panic!(
-            "TEST_MONGODB_URL is not set, so the MongoDB suite has no server. Run the tests with \
-             scripts/test.sh (it starts SecantusDB), or start one yourself: \
-             `pip install SecantusDB && secantusd-py --host 127.0.0.1 --port 27018 --storage-path /tmp/sdb` \
-             then `export TEST_MONGODB_URL=mongodb://127.0.0.1:27018`"
-        )
-    })
+    vibetuner::testing::service_url("TEST_MONGODB_URL")
 }
 
 /// A database name no other test uses.
@@ -148,17 +141,7 @@ macro_rules! per_variant {
 
 /// The Redis URL for tests, or a panic saying how to get one.
 pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "TEST_REDIS_URL is not set, so the Redis suites have no server. Run the tests with \
-                 scripts/test.sh (it starts redis-server), or `eval \"$(scripts/services.sh start)\"`, \
-                 or start one yourself: `redis-server --port 6390 --save ''` then \
-                 `export TEST_REDIS_URL=redis://127.0.0.1:6390`"
-            )
-        })
+    vibetuner::testing::service_url("TEST_REDIS_URL")
 }
 
 /// Waits up to `secs` seconds for `check` to return `Some`, polling every 20 ms.
