@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vibetuner_e2e::{APP_SLUG, PROD_ENV, free_port, generated_app, target_dir};
+use vibetuner_e2e::{APP_SLUG, PROD_ENV, SmtpSink, free_port, generated_app, target_dir};
 
 const DURATION: &str = "8s";
 const CONNECTIONS: &str = "64";
@@ -82,14 +82,20 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Runs wrk; returns (req/s, p99 ms).
 fn wrk(url: &str) -> (f64, f64) {
-    let (rps, p99, _) = wrk_counted(url);
+    let (rps, p99, _) = wrk_counted(url, None);
     (rps, p99)
 }
 
-/// Runs wrk; returns (req/s, p99 ms, requests served).
-fn wrk_counted(url: &str) -> (f64, f64, u64) {
+/// Runs wrk, with a `Cookie` header if given; returns (req/s, p99 ms, requests served).
+fn wrk_counted(url: &str, cookie: Option<&str>) -> (f64, f64, u64) {
+    let mut args = vec!["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency"];
+    let header = cookie.map(|c| format!("Cookie: {c}"));
+    if let Some(h) = &header {
+        args.extend(["-H", h.as_str()]);
+    }
+    args.push(url);
     let out = Command::new("wrk")
-        .args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency", url])
+        .args(args)
         .output()
         .expect("wrk is installed (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -137,12 +143,12 @@ fn cpu_ms(pid: u32) -> f64 {
     ticks as f64 * 1000.0 / hz
 }
 
-/// Sends one request with a JSON body; returns the response body.
-fn post_json(port: u16, path: &str, body: &str) -> String {
+/// Sends one request (`headers` end with `\r\n` each); returns the whole response.
+fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("server listens");
     let _ = write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: b\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let mut out = String::new();
@@ -150,21 +156,70 @@ fn post_json(port: u16, path: &str, body: &str) -> String {
     out
 }
 
+/// Signs in as `email` (the link arrives at `smtp`); returns the `Cookie` header value.
+fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
+    let form = format!("email={}", email.replace('@', "%40"));
+    let sent = send(
+        port,
+        "POST",
+        "/auth/magic-link-login",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        &form,
+    );
+    assert!(
+        sent.starts_with("HTTP/1.1 200"),
+        "requesting a link: {sent}"
+    );
+    let mail = smtp.wait_for("/auth/email-verify/");
+    let at = mail.find("/auth/email-verify/").expect("a link");
+    let link: String = mail[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(*c))
+        .collect();
+    let opened = send(port, "GET", &link, "Accept: text/html\r\n", "");
+    let cookies: Vec<&str> = opened
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .filter_map(|c| c.split(';').next())
+        .collect();
+    assert!(
+        !cookies.is_empty(),
+        "no session cookie after opening the link: {opened}"
+    );
+    cookies.join("; ")
+}
+
 /// Figures of one notes endpoint: req/s, p99 ms, app CPU ms per request.
 type NotesFigures = (f64, f64, f64);
 
 /// Seeds 1,000 notes, then measures a page of 20 and a read by id.
 fn measure_notes(t: &Target) -> (NotesFigures, NotesFigures) {
+    let smtp = SmtpSink::start();
+    let mut t = Target {
+        env: t.env.clone(),
+        dir: t.dir.clone(),
+        binary: t.binary.clone(),
+        ..*t
+    };
+    t.env.push(("SMTP_URL".into(), smtp.url.clone()));
     let port = free_port();
-    let mut child = spawn(t, port);
+    let mut child = spawn(&t, port);
     while !ping_ok(port) {
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The example's notes belong to their author: every request carries one user's session.
+    let cookie = sign_in(port, &smtp, "bench@example.com");
+    let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
     let mut last = String::new();
     for i in 0..1000 {
-        last = post_json(
+        last = send(
             port,
+            "POST",
             "/api/notes",
+            &headers,
             &format!(
                 r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
             ),
@@ -179,7 +234,7 @@ fn measure_notes(t: &Target) -> (NotesFigures, NotesFigures) {
     let base = format!("http://127.0.0.1:{port}");
     let run = |url: String| {
         let before = cpu_ms(child.id());
-        let (rps, p99, n) = wrk_counted(&url);
+        let (rps, p99, n) = wrk_counted(&url, Some(&cookie));
         let cpu = (cpu_ms(child.id()) - before) / n.max(1) as f64;
         (rps, p99, cpu)
     };

@@ -3,11 +3,11 @@
 //! started on free ports and stopped on drop.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -272,6 +272,59 @@ impl Server {
         bail!("server did not listen within 30s; log:\n{}", self.log())
     }
 
+    /// A client signed in as `email` through the login form and the dev outbox, as a person
+    /// would (it keeps cookies and does not follow redirects).
+    ///
+    /// # Panics
+    /// When any step of the sign-in fails.
+    pub async fn sign_in(&self, email: &str) -> reqwest::Client {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client");
+        let sent = client
+            .post(format!("{}/auth/magic-link-login", self.base))
+            .form(&[("email", email)])
+            .send()
+            .await
+            .expect("the login form answers");
+        assert!(
+            sent.status().is_success(),
+            "requesting a link for {email}: {}",
+            sent.status()
+        );
+        let outbox = client
+            .get(format!("{}/_dev/outbox", self.base))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("the dev outbox answers")
+            .text()
+            .await
+            .expect("the dev outbox page");
+        // Newest mail first: the link just sent.
+        let at = outbox
+            .find("/auth/email-verify/")
+            .unwrap_or_else(|| panic!("no sign-in link in the dev outbox: {outbox}"));
+        let link: String = outbox[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(*c))
+            .collect();
+        let opened = client
+            .get(format!("{}{link}", self.base))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .expect("the sign-in link answers");
+        assert_eq!(
+            opened.status(),
+            reqwest::StatusCode::SEE_OTHER,
+            "opening {link}"
+        );
+        client
+    }
+
     /// The server's stdout so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -302,5 +355,94 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A minimal SMTP server on 127.0.0.1 that accepts every message and keeps it, so an app in
+/// prod (which refuses to start without `SMTP_URL`) can send sign-in links that a bench reads.
+pub struct SmtpSink {
+    /// `smtp://127.0.0.1:PORT`, for `SMTP_URL`.
+    pub url: String,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    /// Starts the sink on a free port (a thread per connection).
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let url = format!("smtp://{}", listener.local_addr().expect("bound"));
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    if let Ok(message) = smtp_session(stream) {
+                        kept.lock().expect("messages").extend(message);
+                    }
+                });
+            }
+        });
+        Self { url, messages }
+    }
+
+    /// Waits up to 10 s for a message containing `needle` and returns it (soft line breaks of
+    /// quoted-printable text joined).
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .messages
+                .lock()
+                .expect("messages")
+                .iter()
+                .map(|m| m.replace("=\r\n", "").replace("=3D", "="))
+                .find(|m| m.contains(needle));
+            if let Some(message) = found {
+                return message;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail containing {needle:?} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Serves one SMTP connection; returns the messages it received.
+fn smtp_session(stream: std::net::TcpStream) -> std::io::Result<Vec<String>> {
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    writer.write_all(b"220 sink ESMTP\r\n")?;
+    let mut messages = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(messages);
+        }
+        let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" | "HELO" => writer.write_all(b"250 sink\r\n")?,
+            "DATA" => {
+                writer.write_all(b"354 go on\r\n")?;
+                let mut message = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 || line == ".\r\n" {
+                        break;
+                    }
+                    message.push_str(&line);
+                }
+                messages.push(message);
+                writer.write_all(b"250 kept\r\n")?;
+            }
+            "QUIT" => {
+                writer.write_all(b"221 bye\r\n")?;
+                return Ok(messages);
+            }
+            _ => writer.write_all(b"250 ok\r\n")?,
+        }
     }
 }

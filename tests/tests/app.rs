@@ -403,7 +403,12 @@ async fn sigterm_stops_the_server_cleanly() {
 #[tokio::test]
 async fn sigterm_ends_open_event_streams_instead_of_waiting_for_them() {
     let server = start(&[]);
-    let mut events = get(&server, "/notes/events").await;
+    let client = server.sign_in("sse@example.com").await;
+    let mut events = client
+        .get(format!("{}/notes/events", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(events.status(), StatusCode::OK);
     let reader = tokio::spawn(async move { while let Ok(Some(_)) = events.chunk().await {} });
     // The default grace period is 30 s; `signal_and_wait` allows 10 s for the exit.

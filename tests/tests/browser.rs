@@ -111,6 +111,33 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
     drop(server);
 }
 
+/// Signs `browser` in as `email` through the login form and the dev outbox.
+async fn sign_in(
+    browser: &fantoccini::Client,
+    server: &Server,
+    email: &str,
+) -> Result<(), CmdError> {
+    // The profile asks for a sign-in and is where the link leads back to.
+    browser.goto(&format!("{}/user/", server.base)).await?;
+    fill(browser, "input[name=email]", email).await?;
+    click(browser, "form[action='/auth/magic-link-login'] button").await?;
+    wait_for(browser, "//h1[normalize-space()='Check your email']").await?;
+    browser
+        .goto(&format!("{}/_dev/outbox", server.base))
+        .await?;
+    browser
+        .wait()
+        .for_element(Locator::Css("a.outbox-link"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait()
+        .for_element(Locator::Id("profile-email"))
+        .await?;
+    Ok(())
+}
+
 /// Opens a headless Chromium session on `driver`.
 /// Types `text` into the element matching `css`.
 async fn fill(browser: &fantoccini::Client, css: &str, text: &str) -> Result<(), CmdError> {
@@ -160,6 +187,9 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
     let writer = open_browser(&driver).await;
     let reader = open_browser(&driver).await;
     let result = async {
+        // Notes belong to their author: the same user in two browsers.
+        sign_in(&reader, &server, "live@example.com").await?;
+        sign_in(&writer, &server, "live@example.com").await?;
         let notes = format!("{}/notes", server.base);
         reader.goto(&notes).await?;
         writer.goto(&notes).await?;
@@ -250,6 +280,7 @@ async fn form_errors_show_in_the_page_and_other_errors_as_a_toast() {
     let driver = Driver::start();
     let browser = open_browser(&driver).await;
     let result = async {
+        sign_in(&browser, &server, "forms@example.com").await?;
         browser.goto(&format!("{}/notes", server.base)).await?;
         // New notes reach the list over SSE: wait until the stream is open.
         let connected = "const e = document.querySelector('[hx-sse\\\\:connect]'); \

@@ -252,6 +252,7 @@ fn generated_projects_pass_their_own_tests() {
     assert_eq!(
         with_example,
         [
+            "notes_belong_to_their_author",
             "signed_in_visitors_see_their_profile",
             "the_api_creates_lists_and_enriches_notes",
             "the_home_and_hello_pages_render",

@@ -1,5 +1,6 @@
 //! The generated app's example resource over HTTP, on the embedded store and on MongoDB
-//! (`TEST_MONGODB_URL`, set by scripts/test.sh): the JSON API and the htmx page.
+//! (`TEST_MONGODB_URL`, set by scripts/test.sh): the JSON API and the htmx page, signed in (the
+//! example's notes belong to their author).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -40,8 +41,11 @@ async fn post_note(
 }
 
 async fn exercise(server: &Server) {
-    let c = client();
+    let anonymous = client();
     let api = format!("{}/api/notes", server.base);
+    let r = anonymous.get(&api).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let c = server.sign_in("notes@example.com").await;
     let created: Value = {
         let r = c
             .post(&api)
@@ -163,7 +167,8 @@ async fn notes_work_on_the_embedded_store_and_survive_a_restart() {
     assert!(data.join("store.sqlite3").is_file());
     server.signal_and_wait("TERM").unwrap();
     let server = Server::start(&app.binary, &app.dir, &env).unwrap();
-    let list: Value = get_json(&client(), &format!("{}/api/notes", server.base)).await;
+    let c = server.sign_in("notes@example.com").await;
+    let list: Value = get_json(&c, &format!("{}/api/notes", server.base)).await;
     assert_eq!(list["total"], 2, "notes survive a restart");
 }
 
@@ -221,7 +226,9 @@ fn db_commands_create_indexes_and_ping() {
 /// Subscribes to `/notes/events` on `watch`, creates a note through the page on `write`, and
 /// checks the enriched note (its word count) arrives on the stream and in the API.
 async fn live_update(write: &Server, watch: &Server) {
-    let c = client();
+    // Sessions live in the shared store, and cookies are per host, not per port: one sign-in
+    // serves both servers.
+    let c = write.sign_in("live@example.com").await;
     let mut events = c
         .get(format!("{}/notes/events", watch.base))
         .send()

@@ -3,14 +3,24 @@
 //! filter or `fields=` names, malformed ids, out-of-range limits and invalid bodies answer 422
 //! naming the culprit, and unique-index violations answer 409.
 //!
+//! Who may use the routes is a decision every `Crud` must make before it becomes a router (it
+//! panics at startup otherwise): [`owned_by`](Crud::owned_by) (each user sees and changes only
+//! their own records), [`scope`](Crud::scope) (any per-request filter), [`signed_in`](Crud::signed_in),
+//! [`authorize`](Crud::authorize) (a rule per operation), or an explicit [`public`](Crud::public).
+//! A scope applies to list, read, update and delete (others' records answer 404), its equality
+//! conditions are filled in on create, and the fields it names cannot be written by clients, like
+//! the ones marked [`read_only`](Crud::read_only).
+//!
 //! ```no_run
 //! # use vibetuner::prelude::*;
 //! # #[derive(Clone, Serialize, Deserialize, JsonSchema)]
-//! # struct Note { title: String, body: String, done: bool }
+//! # struct Note { owner_id: Id, title: String, body: String, done: bool, words: Option<u32> }
 //! # impl Model for Note { const COLLECTION: &'static str = "notes"; }
 //! # let app = App::new(vibetuner::project!());
 //! app.crud(
 //!     Crud::<Note>::new("/api/notes")
+//!         .owned_by("owner_id")
+//!         .read_only(["words"])
 //!         .sortable(["title", "db_insert_dt"])
 //!         .filterable(["done"])
 //!         .searchable(["title", "body"]),
@@ -40,7 +50,7 @@ use crate::app::AppContext;
 use crate::auth::SessionUser;
 use crate::error::Error;
 use crate::store::{
-    Filter, Id, Model, Models, Order, Query, Record, Store, StoreError, Timestamp, Update,
+    Filter, Id, Model, Models, Order, Query, Record, StoreError, Timestamp, Update,
 };
 
 /// A boxed hook future.
@@ -86,6 +96,11 @@ impl HookContext {
         self.user()
             .ok_or_else(|| Error::new(StatusCode::UNAUTHORIZED, "Sign in first"))
     }
+
+    /// The signed-in user's id, or a 401 for anonymous requests.
+    pub fn user_id(&self) -> Result<Id, Error> {
+        self.require_user()?.record_id()
+    }
 }
 
 /// One of the five generated operations.
@@ -124,7 +139,7 @@ impl Operation {
     }
 }
 
-type CreateParser<T> = Arc<dyn Fn(Value) -> Result<T, Error> + Send + Sync>;
+type Creator<T> = Arc<dyn Fn(HookContext, Value) -> HookFuture<T> + Send + Sync>;
 type PatchParser = Arc<dyn Fn(Value) -> Result<Map<String, Value>, Error> + Send + Sync>;
 type Responder<T> = Arc<dyn Fn(Record<T>) -> Result<Value, Error> + Send + Sync>;
 type DataHook<T> = Arc<dyn Fn(HookContext, T) -> HookFuture<T> + Send + Sync>;
@@ -135,6 +150,23 @@ type PatchHook<T> = Arc<
 >;
 type RecordHook<T> = Arc<dyn Fn(HookContext, Record<T>) -> HookFuture<()> + Send + Sync>;
 type LayerFn = Box<dyn FnOnce(Router) -> Router + Send + Sync>;
+type Guard = Arc<dyn Fn(HookContext, Operation) -> HookFuture<()> + Send + Sync>;
+type ScopeFn = Arc<dyn Fn(HookContext) -> HookFuture<Filter> + Send + Sync>;
+
+/// Who may use the routes; see the module documentation.
+#[derive(Default)]
+struct Access {
+    public: bool,
+    guards: Vec<Guard>,
+    scope: Option<ScopeFn>,
+    read_only: Vec<String>,
+}
+
+impl Access {
+    fn decided(&self) -> bool {
+        self.public || !self.guards.is_empty() || self.scope.is_some()
+    }
+}
 
 /// Builder for a model's CRUD routes; hand it to [`App::crud`](crate::App::crud).
 pub struct Crud<T: Model> {
@@ -146,7 +178,8 @@ pub struct Crud<T: Model> {
     filterable: Vec<String>,
     searchable: Vec<String>,
     default_sort: Vec<(String, Order)>,
-    parse_create: CreateParser<T>,
+    access: Access,
+    create: Creator<T>,
     parse_patch: Option<PatchParser>,
     respond: Option<Responder<T>>,
     pre_create: Option<DataHook<T>>,
@@ -170,7 +203,8 @@ impl<T: Model> Crud<T> {
             filterable: Vec::new(),
             searchable: Vec::new(),
             default_sort: Vec::new(),
-            parse_create: Arc::new(|body| parse_body::<T>(body)),
+            access: Access::default(),
+            create: Arc::new(|_, body| Box::pin(std::future::ready(parse_body::<T>(body)))),
             parse_patch: None,
             respond: None,
             pre_create: None,
@@ -181,6 +215,89 @@ impl<T: Model> Crud<T> {
             post_delete: None,
             layers: Vec::new(),
         }
+    }
+
+    /// Anyone, signed in or not, may use every operation (or a [`layer`](Self::layer) decides):
+    /// an explicit choice, since the factory refuses to build routes nobody said who may use.
+    pub fn public(mut self) -> Self {
+        self.access.public = true;
+        self
+    }
+
+    /// Every operation needs a signed-in user (401 otherwise); records are not scoped.
+    pub fn signed_in(self) -> Self {
+        self.authorize(|ctx, _| async move { ctx.require_user().map(|_| ()) })
+    }
+
+    /// A rule run before each operation; an error (401, 403, ...) refuses it. Several rules must
+    /// all pass.
+    ///
+    /// ```no_run
+    /// # use vibetuner::prelude::*;
+    /// # #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    /// # struct Post { title: String }
+    /// # impl Model for Post { const COLLECTION: &'static str = "posts"; }
+    /// // Anyone reads; only signed-in users write.
+    /// Crud::<Post>::new("/api/posts").authorize(|ctx, op| async move {
+    ///     match op {
+    ///         Operation::List | Operation::Read => Ok(()),
+    ///         _ => ctx.require_user().map(|_| ()),
+    ///     }
+    /// });
+    /// ```
+    pub fn authorize<F, Fut>(mut self, rule: F) -> Self
+    where
+        F: Fn(HookContext, Operation) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.access
+            .guards
+            .push(Arc::new(move |ctx, op| Box::pin(rule(ctx, op))));
+        self
+    }
+
+    /// Limits every operation to the records matching a filter computed per request (an error,
+    /// such as [`HookContext::user_id`]'s 401, refuses the request). List shows only matching
+    /// records; read, update and delete answer 404 for the others. Create fills in the filter's
+    /// equality conditions (clients cannot send those fields) and refuses (403) a record that
+    /// would still fall outside it; updates cannot change any field the filter names (422).
+    ///
+    /// ```no_run
+    /// # use vibetuner::prelude::*;
+    /// # #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    /// # struct Link { owner_id: Id, url: String }
+    /// # impl Model for Link { const COLLECTION: &'static str = "links"; }
+    /// Crud::<Link>::new("/api/links")
+    ///     .scope(|ctx| async move { Ok(Filter::eq("owner_id", ctx.user_id()?)) });
+    /// ```
+    pub fn scope<F, Fut>(mut self, filter: F) -> Self
+    where
+        F: Fn(HookContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Filter, Error>> + Send + 'static,
+    {
+        self.access.scope = Some(Arc::new(move |ctx| Box::pin(filter(ctx))));
+        self
+    }
+
+    /// Each signed-in user works with their own records only: the [`scope`](Self::scope)
+    /// `field == the user's id`. Anonymous requests answer 401; the field is set on create and
+    /// cannot be written by clients.
+    pub fn owned_by(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        self.access.read_only.push(field.clone());
+        self.scope(move |ctx| {
+            let field = field.clone();
+            async move { Ok(Filter::eq(field, ctx.user_id()?)) }
+        })
+    }
+
+    /// Fields only the server writes (counters, results of background work): a create or update
+    /// body naming one answers 422.
+    pub fn read_only<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.access
+            .read_only
+            .extend(fields.into_iter().map(Into::into));
+        self
     }
 
     /// Only these operations.
@@ -229,7 +346,38 @@ impl<T: Model> Crud<T> {
 
     /// Accepts create bodies as `C` (e.g. without server-set fields) and converts them to the model.
     pub fn create_as<C: DeserializeOwned + Into<T> + 'static>(mut self) -> Self {
-        self.parse_create = Arc::new(|body| parse_body::<C>(body).map(Into::into));
+        self.create =
+            Arc::new(|_, body| Box::pin(std::future::ready(parse_body::<C>(body).map(Into::into))));
+        self
+    }
+
+    /// Accepts create bodies as `C` and builds the model from it with the request's context, to
+    /// fill in server-owned fields (the scope's equality conditions are filled in afterwards).
+    ///
+    /// ```no_run
+    /// # use vibetuner::prelude::*;
+    /// # #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    /// # struct Link { url: String, added_by: String }
+    /// # impl Model for Link { const COLLECTION: &'static str = "links"; }
+    /// #[derive(Deserialize)]
+    /// struct NewLink { url: String }
+    ///
+    /// Crud::<Link>::new("/api/links").signed_in().create_with(|ctx, new: NewLink| async move {
+    ///     let added_by = ctx.require_user()?.email.clone().unwrap_or_default();
+    ///     Ok(Link { url: new.url, added_by })
+    /// });
+    /// ```
+    pub fn create_with<C, F, Fut>(mut self, build: F) -> Self
+    where
+        C: DeserializeOwned + Send + 'static,
+        F: Fn(HookContext, C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let build = Arc::new(build);
+        self.create = Arc::new(move |ctx, body| {
+            let build = build.clone();
+            Box::pin(async move { build(ctx, parse_body::<C>(body)?).await })
+        });
         self
     }
 
@@ -355,14 +503,23 @@ impl<T: Model> Crud<T> {
         }
     }
 
-    /// Builds the router. Panics, naming the field, when a sortable, filterable or searchable
-    /// field is not a field of the model: a configuration mistake to catch at startup.
+    /// Builds the router. Panics when nobody said who may use the routes, or, naming the field,
+    /// when a sortable, filterable, searchable or read-only field is not a field of the model:
+    /// configuration mistakes to catch at startup.
     pub fn into_router(mut self) -> Router {
+        assert!(
+            self.access.decided(),
+            "Crud<{}> at {}: say who may use these routes: .owned_by(\"owner_field\"), \
+             .scope(..), .signed_in(), .authorize(..), or .public() for anyone",
+            T::COLLECTION,
+            self.path_or_root()
+        );
         let schema = ModelSchema::of::<T>();
         for (kind, fields) in [
             ("sortable", &self.sortable),
             ("filterable", &self.filterable),
             ("searchable", &self.searchable),
+            ("read-only", &self.access.read_only),
         ] {
             for field in fields {
                 assert!(
@@ -382,44 +539,36 @@ impl<T: Model> Crud<T> {
         if ops.contains(&Operation::List) {
             let s = spec.clone();
             collection_route =
-                collection_route.get(move |store: Store, q: QueryParams<Vec<(String, String)>>| {
-                    list(s, store, q.0)
+                collection_route.get(move |parts: Parts, q: QueryParams<Vec<(String, String)>>| {
+                    list(s, parts, q.0)
                 });
         }
         if ops.contains(&Operation::Create) {
             let s = spec.clone();
-            collection_route = collection_route.post(
-                move |store: Store, parts: Parts, headers: HeaderMap, body: Bytes| {
-                    create(s, store, parts, headers, body)
-                },
-            );
+            collection_route =
+                collection_route.post(move |parts: Parts, body: Bytes| create(s, parts, body));
         }
         if ops.contains(&Operation::Read) {
             let s = spec.clone();
             item_route = item_route.merge(get(
-                move |store: Store,
-                      Path(id): Path<String>,
+                move |Path(id): Path<String>,
+                      parts: Parts,
                       q: QueryParams<Vec<(String, String)>>| {
-                    read(s, store, id, q.0)
+                    read(s, id, parts, q.0)
                 },
             ));
         }
         if ops.contains(&Operation::Update) {
             let s = spec.clone();
-            item_route = item_route.patch(
-                move |store: Store,
-                      Path(id): Path<String>,
-                      parts: Parts,
-                      headers: HeaderMap,
-                      body: Bytes| { update(s, store, id, parts, headers, body) },
-            );
+            item_route =
+                item_route.patch(move |Path(id): Path<String>, parts: Parts, body: Bytes| {
+                    update(s, id, parts, body)
+                });
         }
         if ops.contains(&Operation::Delete) {
             let s = spec.clone();
             item_route =
-                item_route.delete(move |store: Store, Path(id): Path<String>, parts: Parts| {
-                    remove(s, store, id, parts)
-                });
+                item_route.delete(move |Path(id): Path<String>, parts: Parts| remove(s, id, parts));
         }
         let mut router = Router::new();
         if ops.contains(&Operation::List) || ops.contains(&Operation::Create) {
@@ -460,8 +609,60 @@ impl<T: Model> Spec<T> {
         }
     }
 
-    fn models(&self, store: &Store) -> Models<T> {
-        store.models::<T>()
+    fn models(&self, ctx: &HookContext) -> Models<T> {
+        ctx.store().models::<T>()
+    }
+
+    /// Runs the access rules for `op`: the scope filter the request is limited to.
+    async fn admit(&self, ctx: &HookContext, op: Operation) -> Result<Filter, Error> {
+        for guard in &self.crud.access.guards {
+            guard(ctx.clone(), op).await?;
+        }
+        match &self.crud.access.scope {
+            Some(scope) => scope(ctx.clone()).await,
+            None => Ok(Filter::All),
+        }
+    }
+
+    /// Refuses bodies that write what only the server writes: ids, timestamps, read-only fields
+    /// and `scoped`, the fields the scope decides.
+    fn reject_unwritable(&self, value: &Value, scoped: &[&str]) -> Result<(), Error> {
+        let Value::Object(map) = value else {
+            return Err(Error::unprocessable(
+                "the request body must be a JSON object",
+            ));
+        };
+        let server = ["id", "_id", "db_insert_dt", "db_update_dt"];
+        let owned = self.crud.access.read_only.iter().map(String::as_str);
+        for key in server
+            .into_iter()
+            .chain(owned)
+            .chain(scoped.iter().copied())
+        {
+            if map.contains_key(key) {
+                return Err(Error::unprocessable(format!(
+                    "field `{key}` is set by the server and cannot be written"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The record `id` if it is within `scope`, else 404.
+    async fn find(&self, ctx: &HookContext, id: &str, scope: &Filter) -> Result<Record<T>, Error> {
+        let id: Id = id.parse().map_err(|_| {
+            Error::unprocessable(format!("invalid id {id:?}: expected 24 hex digits"))
+        })?;
+        let found = if *scope == Filter::All {
+            self.models(ctx).get(id).await
+        } else {
+            self.models(ctx)
+                .find_one(Filter::eq("_id", id).and(scope.clone()))
+                .await
+        };
+        found
+            .map_err(|e| self.store_error(e))?
+            .ok_or_else(Error::not_found)
     }
 
     /// Maps a unique-index violation to 409 naming the index's fields.
@@ -535,14 +736,16 @@ fn select(item: Value, selection: &Selection) -> Value {
 
 async fn list<T: Model>(
     spec: Arc<Spec<T>>,
-    store: Store,
+    parts: Parts,
     params: Vec<(String, String)>,
 ) -> Result<Response, Error> {
+    let ctx = HookContext::new(parts)?;
+    let scope = spec.admit(&ctx, Operation::List).await?;
     let crud = &spec.crud;
     let mut offset = 0u64;
     let mut limit = crud.page_size;
     let mut sort = Vec::new();
-    let mut filter = Filter::All;
+    let mut filter = scope;
     let mut selection = Selection { fields: None };
     for (key, value) in &params {
         match key.as_str() {
@@ -610,7 +813,7 @@ async fn list<T: Model>(
         skip: offset,
         limit: Some(limit),
     };
-    let models = spec.models(&store);
+    let models = spec.models(&ctx);
     let (records, total) = tokio::try_join!(models.find(&query), models.count(&filter))
         .map_err(|e| spec.store_error(e))?;
     let items = records
@@ -625,25 +828,48 @@ async fn list<T: Model>(
 
 async fn create<T: Model>(
     spec: Arc<Spec<T>>,
-    store: Store,
     parts: Parts,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
-    let value = json_body(&headers, &body)?;
-    reject_server_fields(&value)?;
-    spec.schema.reject_unknown(&value)?;
-    let mut data = (spec.crud.parse_create)(value)?;
     let ctx = HookContext::new(parts)?;
+    let scope = spec.admit(&ctx, Operation::Create).await?;
+    let mut value = json_body(&ctx.request.headers, &body)?;
+    let assigned = equalities(&scope);
+    let fields: Vec<&str> = assigned.iter().map(|(f, _)| f.as_str()).collect();
+    spec.reject_unwritable(&value, &fields)?;
+    spec.schema.reject_unknown(&value)?;
+    if let Value::Object(map) = &mut value {
+        for (field, v) in &assigned {
+            map.insert(field.clone(), json_of(v));
+        }
+    }
+    let mut data = (spec.crud.create)(ctx.clone(), value).await?;
     if let Some(hook) = &spec.crud.pre_create {
         data = hook(ctx.clone(), data).await?;
     }
+    let data = assign(data, &assigned)?;
     data.validate().map_err(field_error)?;
-    let record = spec
-        .models(&store)
-        .insert(data)
-        .await
-        .map_err(|e| spec.store_error(e))?;
+    let models = spec.models(&ctx);
+    let record = models.insert(data).await.map_err(|e| spec.store_error(e))?;
+    if assigned.len() < scope_terms(&scope) {
+        let inside = models
+            .find_one(Filter::eq("_id", record.id).and(scope.clone()))
+            .await
+            .map_err(|e| spec.store_error(e))?;
+        if inside.is_none() {
+            models
+                .delete(record.id)
+                .await
+                .map_err(|e| spec.store_error(e))?;
+            return Err(Error::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this {} would be outside the records you may use",
+                    singular(T::COLLECTION)
+                ),
+            ));
+        }
+    }
     if let Some(hook) = &spec.crud.post_create {
         hook(ctx, record.clone()).await?;
     }
@@ -652,10 +878,12 @@ async fn create<T: Model>(
 
 async fn read<T: Model>(
     spec: Arc<Spec<T>>,
-    store: Store,
     id: String,
+    parts: Parts,
     params: Vec<(String, String)>,
 ) -> Result<Response, Error> {
+    let ctx = HookContext::new(parts)?;
+    let scope = spec.admit(&ctx, Operation::Read).await?;
     let mut selection = Selection { fields: None };
     for (key, value) in &params {
         match key.as_str() {
@@ -667,20 +895,20 @@ async fn read<T: Model>(
             }
         }
     }
-    let record = find_record(&spec, &store, &id).await?;
+    let record = spec.find(&ctx, &id, &scope).await?;
     Ok(axum::Json(select(spec.respond(record)?, &selection)).into_response())
 }
 
 async fn update<T: Model>(
     spec: Arc<Spec<T>>,
-    store: Store,
     id: String,
     parts: Parts,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
-    let value = json_body(&headers, &body)?;
-    reject_server_fields(&value)?;
+    let ctx = HookContext::new(parts)?;
+    let scope = spec.admit(&ctx, Operation::Update).await?;
+    let value = json_body(&ctx.request.headers, &body)?;
+    spec.reject_unwritable(&value, &scope.fields())?;
     spec.schema.reject_unknown(&value)?;
     let mut patch = match &spec.crud.parse_patch {
         Some(parse) => parse(value)?,
@@ -693,8 +921,7 @@ async fn update<T: Model>(
             }
         },
     };
-    let current = find_record(&spec, &store, &id).await?;
-    let ctx = HookContext::new(parts)?;
+    let current = spec.find(&ctx, &id, &scope).await?;
     if let Some(hook) = &spec.crud.pre_update {
         patch = hook(ctx.clone(), current.clone(), patch).await?;
     }
@@ -719,35 +946,31 @@ async fn update<T: Model>(
         .cloned()
         .collect();
     let updated = spec
-        .models(&store)
+        .models(&ctx)
         .update(current.id, Update { set, unset })
         .await
         .map_err(|e| spec.store_error(e))?
-        .ok_or_else(not_found)?;
+        .ok_or_else(Error::not_found)?;
     if let Some(hook) = &spec.crud.post_update {
         hook(ctx, updated.clone()).await?;
     }
     Ok(axum::Json(spec.respond(updated)?).into_response())
 }
 
-async fn remove<T: Model>(
-    spec: Arc<Spec<T>>,
-    store: Store,
-    id: String,
-    parts: Parts,
-) -> Result<Response, Error> {
-    let record = find_record(&spec, &store, &id).await?;
+async fn remove<T: Model>(spec: Arc<Spec<T>>, id: String, parts: Parts) -> Result<Response, Error> {
     let ctx = HookContext::new(parts)?;
+    let scope = spec.admit(&ctx, Operation::Delete).await?;
+    let record = spec.find(&ctx, &id, &scope).await?;
     if let Some(hook) = &spec.crud.pre_delete {
         hook(ctx.clone(), record.clone()).await?;
     }
     if !spec
-        .models(&store)
+        .models(&ctx)
         .delete(record.id)
         .await
         .map_err(|e| spec.store_error(e))?
     {
-        return Err(not_found());
+        return Err(Error::not_found());
     }
     if let Some(hook) = &spec.crud.post_delete {
         hook(ctx, record).await?;
@@ -755,23 +978,45 @@ async fn remove<T: Model>(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn find_record<T: Model>(
-    spec: &Spec<T>,
-    store: &Store,
-    id: &str,
-) -> Result<Record<T>, Error> {
-    let id: Id = id
-        .parse()
-        .map_err(|_| Error::unprocessable(format!("invalid id {id:?}: expected 24 hex digits")))?;
-    spec.models(store)
-        .get(id)
-        .await
-        .map_err(|e| spec.store_error(e))?
-        .ok_or_else(not_found)
+/// The scope's top-level `field == value` conditions: what a new record must carry.
+fn equalities(scope: &Filter) -> Vec<(String, Bson)> {
+    match scope {
+        Filter::Eq(field, value) if !field.contains('.') && field != "_id" => {
+            vec![(field.clone(), value.clone())]
+        }
+        Filter::And(terms) => terms.iter().flat_map(equalities).collect(),
+        _ => Vec::new(),
+    }
 }
 
-fn not_found() -> Error {
-    Error::new(StatusCode::NOT_FOUND, "Not found")
+/// How many top-level conditions the scope has (`All` has none).
+fn scope_terms(scope: &Filter) -> usize {
+    match scope {
+        Filter::All => 0,
+        Filter::And(terms) => terms.iter().map(scope_terms).sum(),
+        _ => 1,
+    }
+}
+
+/// The JSON form of a scope value, as a create body would carry it.
+fn json_of(value: &Bson) -> Value {
+    match value {
+        Bson::ObjectId(id) => Value::String(id.to_hex()),
+        other => other.clone().into_relaxed_extjson(),
+    }
+}
+
+/// Sets the scope's fields on a new record, whatever the create hooks made of them.
+fn assign<T: Model>(data: T, fields: &[(String, Bson)]) -> Result<T, Error> {
+    if fields.is_empty() {
+        return Ok(data);
+    }
+    let mut doc = crate::store::data_document(&data).map_err(|e| e.to_http())?;
+    for (field, value) in fields {
+        doc.insert(field.clone(), value.clone());
+    }
+    bson::from_document(doc)
+        .map_err(|e| Error::internal(format!("cannot set the scope's fields: {e}")))
 }
 
 fn field_error(e: crate::store::FieldError) -> Error {
@@ -814,23 +1059,6 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Error> {
     }
     serde_json::from_slice(body)
         .map_err(|e| Error::unprocessable(format!("the request body is not valid JSON: {e}")))
-}
-
-fn reject_server_fields(value: &Value) -> Result<(), Error> {
-    if let Value::Object(map) = value {
-        for key in ["id", "_id", "db_insert_dt", "db_update_dt"] {
-            if map.contains_key(key) {
-                return Err(Error::unprocessable(format!(
-                    "field `{key}` is set by the server and cannot be written"
-                )));
-            }
-        }
-        Ok(())
-    } else {
-        Err(Error::unprocessable(
-            "the request body must be a JSON object",
-        ))
-    }
 }
 
 /// Deserializes a body, naming the failing field in the 422 message.

@@ -76,6 +76,7 @@ pub use tracing;
 
 /// The names most apps need.
 pub mod prelude {
+    pub use crate::crud::{HookContext, Operation};
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
         App, AppContext, Broadcaster, Crud, CurrentUser, Error, Filter, Id, Index, Jobs, MaybeUser,

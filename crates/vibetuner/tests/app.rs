@@ -77,6 +77,7 @@ fn app(greeter: Arc<Greeter>) -> App {
         .layer(middleware::from_fn(stamp))
         .crud(
             Crud::<Memo>::new("/api/memos")
+                .public()
                 .pre_create(|ctx: HookContext, mut memo: Memo| async move {
                     memo.owner = ctx.user().and_then(|u| u.email.clone());
                     Ok(memo)

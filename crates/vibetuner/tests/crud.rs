@@ -45,6 +45,7 @@ impl Model for Note {
 
 fn crud() -> Crud<Note> {
     Crud::<Note>::new("/api/notes")
+        .public()
         .sortable(["title", "priority", "db_insert_dt"])
         .filterable(["done", "priority", "owner"])
         .searchable(["title", "body"])
@@ -155,7 +156,7 @@ async fn create_read_update_delete(t: TestStore) {
     let (status, body) = call(&app, "GET", &format!("/api/notes/{id}"), None).await;
     assert_eq!(
         (status, body),
-        (StatusCode::NOT_FOUND, json!({ "detail": "Not found" }))
+        (StatusCode::NOT_FOUND, json!({ "detail": "Not Found" }))
     );
     let (status, _) = call(&app, "DELETE", &format!("/api/notes/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -559,6 +560,7 @@ impl From<vibetuner::Record<Note>> for PublicNote {
 
 async fn separate_types_subsets_layers_and_names(t: TestStore) {
     let crud = Crud::<Note>::new("/api/short")
+        .public()
         .operations([Operation::List, Operation::Create, Operation::Update])
         .page_size(2, 3)
         .create_as::<NewNote>()
@@ -692,17 +694,239 @@ async fn separate_types_subsets_layers_and_names(t: TestStore) {
 #[test]
 #[should_panic(expected = "sortable field `nope` is not a field of the model")]
 fn misconfigured_fields_fail_at_startup() {
-    let _ = Crud::<Note>::new("/x").sortable(["nope"]).into_router();
+    let _ = Crud::<Note>::new("/x")
+        .public()
+        .sortable(["nope"])
+        .into_router();
+}
+
+#[test]
+#[should_panic(expected = "Crud<notes> at /x: say who may use these routes")]
+fn routes_nobody_said_who_may_use_fail_at_startup() {
+    let _ = Crud::<Note>::new("/x").into_router();
+}
+
+#[test]
+#[should_panic(expected = "read-only field `nope` is not a field of the model")]
+fn misconfigured_read_only_fields_fail_at_startup() {
+    let _ = Crud::<Note>::new("/x")
+        .public()
+        .read_only(["nope"])
+        .into_router();
 }
 
 #[tokio::test]
 async fn the_store_must_be_installed() {
-    let app = Crud::<Note>::new("/api/notes").into_router();
+    let app = Crud::<Note>::new("/api/notes").public().into_router();
     let (status, _) = call(&app, "GET", "/api/notes", None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 }
 
+/// A model owned by a user, with a server-written counter and a status scopes can limit.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+struct Link {
+    owner_id: vibetuner::Id,
+    url: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    clicks: u32,
+    #[serde(default = "open")]
+    status: String,
+}
+
+fn open() -> String {
+    "open".into()
+}
+
+impl Model for Link {
+    const COLLECTION: &'static str = "links";
+}
+
+async fn links_app(t: &TestStore, crud: Crud<Link>) -> vibetuner::testing::TestApp {
+    t.test_app(vibetuner::App::new(SOURCE).crud(crud))
+        .start()
+        .await
+}
+
+/// `owned_by`: anonymous callers get 401 JSON, each user sees and changes only their own
+/// records (others' answer 404 and stay untouched), the owner is set by the server and neither
+/// it nor a read-only field can be written.
+async fn owned_records_stay_with_their_owner(t: TestStore) {
+    let app = links_app(
+        &t,
+        Crud::<Link>::new("/api/links")
+            .owned_by("owner_id")
+            .read_only(["clicks"])
+            .filterable(["tags"]),
+    )
+    .await;
+    let anonymous = app.client();
+    let res = anonymous.get_json("/api/links").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.json::<Value>()["detail"], "Sign in first");
+    let res = anonymous
+        .post_json("/api/links", &json!({"url": "u"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let alice = app.sign_in("alice@example.com").await;
+    let bob = app.sign_in("bob@example.com").await;
+    let res = alice
+        .post_json(
+            "/api/links",
+            &json!({"url": "https://a.example", "tags": ["web"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text());
+    let a: Value = res.json();
+    let alice_id = a["owner_id"].as_str().unwrap().to_owned();
+    assert_eq!(alice_id.len(), 24);
+    let res = bob
+        .post_json("/api/links", &json!({"url": "https://b.example"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let b: Value = res.json();
+    assert_ne!(b["owner_id"], a["owner_id"]);
+
+    for body in [
+        json!({"url": "x", "owner_id": alice_id}),
+        json!({"url": "x", "clicks": 5}),
+    ] {
+        let res = bob.post_json("/api/links", &body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            res.text()
+                .contains("is set by the server and cannot be written"),
+            "{}",
+            res.text()
+        );
+    }
+
+    let list: Value = alice.get_json("/api/links").await.json();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["url"], "https://a.example");
+    let list: Value = alice.get_json("/api/links?tags=web").await.json();
+    assert_eq!(list["total"], 1);
+    let list: Value = bob.get_json("/api/links?tags=web").await.json();
+    assert_eq!(list["total"], 0);
+
+    let a_path = format!("/api/links/{}", a["id"].as_str().unwrap());
+    assert_eq!(bob.get_json(&a_path).await.status(), StatusCode::NOT_FOUND);
+    let res = bob.patch_json(&a_path, &json!({"url": "stolen"})).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.json::<Value>()["detail"], "Not Found");
+    assert_eq!(bob.delete(&a_path).await.status(), StatusCode::NOT_FOUND);
+    let res = alice.get_json(&a_path).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>()["url"], "https://a.example");
+
+    let bob_id = b["owner_id"].as_str().unwrap();
+    let res = alice
+        .patch_json(&a_path, &json!({"owner_id": bob_id}))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = alice.patch_json(&a_path, &json!({"clicks": 1})).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = alice
+        .patch_json(&a_path, &json!({"url": "https://a2.example"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>()["owner_id"], alice_id.as_str());
+    assert_eq!(alice.delete(&a_path).await.status(), StatusCode::NO_CONTENT);
+    let total = |v: Value| v["total"].as_u64().unwrap();
+    assert_eq!(total(alice.get_json("/api/links").await.json()), 0);
+    assert_eq!(total(bob.get_json("/api/links").await.json()), 1);
+    app.stop().await;
+}
+
+/// A scope with more than equalities: new records outside it are refused (403) and not kept,
+/// updates cannot touch the fields it names; `authorize` rules run per operation.
+async fn scopes_and_rules(t: TestStore) {
+    let app = links_app(
+        &t,
+        Crud::<Link>::new("/api/links")
+            .scope(|ctx| async move {
+                Ok(Filter::eq("owner_id", ctx.user_id()?)
+                    .and(Filter::is_in("status", ["open", "draft"])))
+            })
+            .authorize(|ctx, op| async move {
+                match op {
+                    Operation::Delete => Err(Error::new(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "{} may not delete links",
+                            ctx.require_user()?.email.clone().unwrap_or_default()
+                        ),
+                    )),
+                    _ => Ok(()),
+                }
+            }),
+    )
+    .await;
+    let carol = app.sign_in("carol@example.com").await;
+    let res = carol
+        .post_json("/api/links", &json!({"url": "c", "status": "closed"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "{}", res.text());
+    assert_eq!(
+        res.json::<Value>()["detail"],
+        "this link would be outside the records you may use"
+    );
+    let res = carol.post_json("/api/links", &json!({"url": "c"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>()["id"].as_str().unwrap().to_owned();
+    let list: Value = carol.get_json("/api/links").await.json();
+    assert_eq!(list["total"], 1, "the refused link was not kept");
+    let res = carol
+        .patch_json(&format!("/api/links/{id}"), &json!({"status": "closed"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = carol.delete(&format!("/api/links/{id}")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.json::<Value>()["detail"],
+        "carol@example.com may not delete links"
+    );
+    app.stop().await;
+}
+
+/// `signed_in`: every operation needs a user, records are shared; browsers are sent to sign in.
+async fn signed_in_only(t: TestStore) {
+    let app = links_app(
+        &t,
+        Crud::<Link>::new("/api/links")
+            .signed_in()
+            .create_with(|ctx, body: Value| async move {
+                Ok(Link {
+                    owner_id: ctx.user_id()?,
+                    url: body["url"].as_str().unwrap_or_default().to_owned(),
+                    tags: Vec::new(),
+                    clicks: 0,
+                    status: open(),
+                })
+            }),
+    )
+    .await;
+    let anonymous = app.client();
+    assert_eq!(
+        anonymous.get_json("/api/links").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let dave = app.sign_in("dave@example.com").await;
+    let erin = app.sign_in("erin@example.com").await;
+    let res = dave.post_json("/api/links", &json!({"url": "d"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text());
+    let list: Value = erin.get_json("/api/links").await.json();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["url"], "d");
+    app.stop().await;
+}
+
 on_both_backends!(
+    owned_records_stay_with_their_owner,
+    scopes_and_rules,
+    signed_in_only,
     create_read_update_delete,
     list_parameters,
     bad_requests_answer_422_naming_the_field,

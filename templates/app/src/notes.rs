@@ -1,13 +1,16 @@
-//! Example resource, "notes": a JSON API at `/api/notes` made by the CRUD factory, and an htmx
-//! page at `/notes` that lists, creates and deletes notes without a full page reload. It works
-//! on the embedded store and on MongoDB alike.
+//! Example resource, "notes": each signed-in user's own notes, as a JSON API at `/api/notes` made
+//! by the CRUD factory and an htmx page at `/notes` that lists, creates and deletes them without
+//! a full page reload. It works on the embedded store and on MongoDB alike.
 //!
-//! The list on `/notes` is live: it follows the `notes` SSE channel at `/notes/events`, and a
-//! note added on the page is broadcast there at once, so it appears in every browser (the one
-//! that added it too, in the same order as everywhere else). Every new note is also enriched in
-//! the background: the `enrich_note` task counts its words, stores the count and broadcasts the
-//! note again, updated in place. Without `REDIS_URL` the task runs inside `serve`; with it, run
-//! `cargo run -- worker` as well.
+//! It is also an example of safety: both need a signed-in user (the API answers 401, the page
+//! sends visitors to sign in), every read, change and delete is limited to the user's own notes
+//! (others' answer 404), and the owner and the word count are written by the server only.
+//!
+//! The list on `/notes` is live: it follows the user's own SSE channel at `/notes/events`, and a
+//! note added on the page is broadcast there at once, so it appears in each of that user's
+//! browsers. Every new note is also enriched in the background: the `enrich_note` task counts its
+//! words, stores the count and broadcasts the note again, updated in place. Without `REDIS_URL`
+//! the task runs inside `serve`; with it, run `cargo run -- worker` as well.
 //!
 //! To remove it: delete this file, `templates/frontend/notes.html.jinja` and `tests/notes.rs`,
 //! and the two lines that mention `notes` in `lib.rs`.
@@ -18,6 +21,8 @@ use vibetuner::render::Renderer;
 /// A note, stored in the `notes` collection.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Note {
+    /// The user who wrote it; set by the server.
+    pub owner_id: Id,
     /// Short title, required.
     pub title: String,
     /// Free text.
@@ -28,11 +33,14 @@ pub struct Note {
     pub word_count: Option<u32>,
 }
 
+/// Longest body kept, in characters.
+const MAX_BODY: usize = 10_000;
+
 impl Model for Note {
     const COLLECTION: &'static str = "notes";
 
     fn indexes() -> Vec<Index> {
-        vec![Index::on(["db_insert_dt"])]
+        vec![Index::on(["owner_id", "db_insert_dt"])]
     }
 
     fn validate(&self) -> Result<(), FieldError> {
@@ -42,6 +50,9 @@ impl Model for Note {
         if self.title.chars().count() > 200 {
             return Err(FieldError::new("title", "is longer than 200 characters"));
         }
+        if self.body.chars().count() > MAX_BODY {
+            return Err(FieldError::new("body", "is longer than 10000 characters"));
+        }
         Ok(())
     }
 }
@@ -50,6 +61,8 @@ impl Model for Note {
 pub fn register(app: App) -> App {
     app.crud(
         Crud::<Note>::new("/api/notes")
+            .owned_by("owner_id")
+            .read_only(["word_count"])
             .sortable(["title", "db_insert_dt"])
             .searchable(["title", "body"])
             .default_sort("-db_insert_dt")
@@ -60,20 +73,34 @@ pub fn register(app: App) -> App {
     )
     .named_route("notes_page", "/notes", get(page).post(create))
     .named_route("notes_item", "/notes/{id}", delete(remove))
-    .sse("/notes/events", "notes")
+    .route("/notes/events", get(events))
     .task(Task::new(ENRICH, enrich))
 }
 
 /// The task that counts a note's words and broadcasts it; its argument is the note's id.
 const ENRICH: TaskKey<Id> = TaskKey::new("enrich_note");
 
+/// The SSE channel of one user's notes.
+fn channel(owner: Id) -> String {
+    format!("notes:{owner}")
+}
+
 /// The list item of a note as every `/notes` page shows it (rendered without a request, since
-/// it goes to everyone).
+/// it goes to each of the owner's browsers).
 fn note_item(renderer: &Renderer, note: &Record<Note>) -> Result<String> {
     renderer.render_block("notes.html.jinja", "note_item", None, context! { note })
 }
 
-/// Stores the note's word count and sends the rendered note to every `/notes` page.
+/// Sends the rendered note to its owner's `/notes` pages.
+async fn publish(ctx: &AppContext, note: &Record<Note>) -> Result<()> {
+    let html = note_item(ctx.renderer(), note)?;
+    ctx.broadcaster()
+        .broadcast(&channel(note.owner_id), "message", html)
+        .await?;
+    Ok(())
+}
+
+/// Stores the note's word count and sends the updated note to its owner's pages.
 async fn enrich(ctx: TaskContext, id: Id) -> Result<()> {
     let notes = ctx.store().models::<Note>();
     let Some(mut note) = notes.get(id).await? else {
@@ -82,22 +109,25 @@ async fn enrich(ctx: TaskContext, id: Id) -> Result<()> {
     let words = note.title.split_whitespace().count() + note.body.split_whitespace().count();
     note.word_count = Some(words as u32);
     notes.save(&mut note).await?;
-    let html = note_item(ctx.renderer(), &note)?;
-    ctx.broadcaster().broadcast("notes", "message", html).await?;
-    Ok(())
+    publish(&ctx, &note).await
 }
 
-/// The 50 newest notes.
-async fn latest(store: &Store) -> Result<Vec<Record<Note>>> {
-    let query = vibetuner::store::Query::all()
+/// `GET /notes/events`: the signed-in user's live notes.
+async fn events(user: CurrentUser, sse: Sse) -> Result<Response> {
+    sse.channel(&channel(user.record_id()?)).await
+}
+
+/// The user's 50 newest notes.
+async fn latest(store: &Store, owner: Id) -> Result<Vec<Record<Note>>> {
+    let query = vibetuner::store::Query::filter(Filter::eq("owner_id", owner))
         .sort("db_insert_dt", Order::Desc)
         .limit(50);
     Ok(store.models::<Note>().find(&query).await?)
 }
 
 /// `GET /notes`: the page, or only the notes section for htmx.
-async fn page(render: Render, store: Store) -> Result<Html<String>> {
-    let notes = latest(&store).await?;
+async fn page(user: CurrentUser, render: Render, store: Store) -> Result<Html<String>> {
+    let notes = latest(&store, user.record_id()?).await?;
     render.page_or_block("notes.html.jinja", "notes_section", context! { notes })
 }
 
@@ -109,11 +139,17 @@ pub struct NoteForm {
     body: String,
 }
 
-/// `POST /notes`: stores the note, broadcasts it to every `/notes` page, enqueues its enrichment
-/// and answers with an empty form (422 with the form and its error when the note is invalid).
-/// Without htmx, redirects back to the page.
-async fn create(ctx: AppContext, render: Render, Form(form): Form<NoteForm>) -> Result<Response> {
+/// `POST /notes`: stores the note, broadcasts it to the user's `/notes` pages, enqueues its
+/// enrichment and answers with an empty form (422 with the form and its error when the note is
+/// invalid). Without htmx, redirects back to the page.
+async fn create(
+    user: CurrentUser,
+    ctx: AppContext,
+    render: Render,
+    Form(form): Form<NoteForm>,
+) -> Result<Response> {
     let note = Note {
+        owner_id: user.record_id()?,
         title: form.title.trim().to_owned(),
         body: form.body.trim().to_owned(),
         word_count: None,
@@ -128,9 +164,7 @@ async fn create(ctx: AppContext, render: Render, Form(form): Form<NoteForm>) -> 
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
     }
     let note = ctx.store().models::<Note>().insert(note).await?;
-    ctx.broadcaster()
-        .broadcast("notes", "message", note_item(ctx.renderer(), &note)?)
-        .await?;
+    publish(&ctx, &note).await?;
     ctx.jobs().enqueue(ENRICH, &note.id).await?;
     if !render.request().htmx {
         return Ok(Redirect::to("/notes").into_response());
@@ -140,9 +174,11 @@ async fn create(ctx: AppContext, render: Render, Form(form): Form<NoteForm>) -> 
         .into_response())
 }
 
-/// `DELETE /notes/{id}`: removes the note; htmx swaps its list item for the empty answer.
-async fn remove(store: Store, Path(id): Path<Id>) -> Result<Html<&'static str>> {
-    if store.models::<Note>().delete(id).await? {
+/// `DELETE /notes/{id}`: removes the user's note; htmx swaps its list item for the empty answer.
+/// Another user's note is "not found", like a missing one.
+async fn remove(user: CurrentUser, store: Store, Path(id): Path<Id>) -> Result<Html<&'static str>> {
+    let mine = Filter::eq("_id", id).and(Filter::eq("owner_id", user.record_id()?));
+    if store.models::<Note>().delete_many(mine).await? == 1 {
         Ok(Html(""))
     } else {
         Err(Error::not_found())

@@ -37,7 +37,7 @@ use crate::mail::Mailer;
 use crate::models::User;
 use crate::project::Project;
 use crate::ratelimit::{Rate, RateLimiter};
-use crate::store::Record;
+use crate::store::{Id, Record};
 
 pub use providers::{ProviderConfig, ProviderKind};
 pub use redirect::safe_next;
@@ -73,6 +73,13 @@ impl SessionUser {
             picture: user.data.picture.clone(),
             language: user.data.user_settings.language.clone(),
         }
+    }
+
+    /// The id of the user's record, for filters and owner fields (`id` is its hex form).
+    pub fn record_id(&self) -> Result<Id, Error> {
+        self.id
+            .parse()
+            .map_err(|_| Error::internal(format!("session user id {:?} is not an id", self.id)))
     }
 
     /// Name, else email, else "Account".
@@ -206,16 +213,21 @@ pub async fn require_user(request: Request, next: Next) -> Response {
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<SessionUser>);
 
-/// The rejection of [`CurrentUser`]: 303 to `/auth/login?next=<this page>`, or for htmx a 401
-/// with `HX-Redirect` so the whole page navigates.
+/// The rejection of [`CurrentUser`]: 303 to `/auth/login?next=<this page>` for browsers, for htmx
+/// a 401 with `HX-Redirect` so the whole page navigates, and for API clients (no `text/html` in
+/// `Accept`) a 401 with `{"detail": "Sign in first"}`.
 #[derive(Debug)]
 pub struct LoginRequired {
     next: String,
     htmx: bool,
+    api: bool,
 }
 
 impl IntoResponse for LoginRequired {
     fn into_response(self) -> Response {
+        if self.api {
+            return crate::Error::new(StatusCode::UNAUTHORIZED, "Sign in first").into_response();
+        }
         let target = format!("/auth/login?next={}", urlencode(&self.next));
         let location = HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/"));
         if self.htmx {
@@ -243,6 +255,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
             Some(user) => Ok(Self(user)),
             None => {
                 let htmx = parts.headers.contains_key("hx-request");
+                let api = !htmx && !crate::error::wants_html(&parts.headers);
                 let next = if htmx {
                     parts
                         .headers
@@ -260,7 +273,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
                         .path_and_query()
                         .map_or("/".into(), |p| p.as_str().to_owned())
                 };
-                Err(LoginRequired { next, htmx })
+                Err(LoginRequired { next, htmx, api })
             }
         }
     }
