@@ -78,9 +78,11 @@ pub struct GeneratedApp {
 }
 
 /// What a production server needs to start that a benchmark does not exercise: a long session
-/// key and a mail transport (production refuses to start without one; no mail is sent).
-pub const PROD_ENV: [(&str, &str); 3] = [
+/// key, a public origin and a mail transport (production refuses to start without them; no
+/// mail is sent).
+pub const PROD_ENV: [(&str, &str); 4] = [
     ("ENVIRONMENT", "prod"),
+    ("BASE_URL", "https://e2e.example.com"),
     (
         "SESSION_KEY",
         "bench-session-key-that-is-long-enough-0123456789",

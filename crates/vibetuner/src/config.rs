@@ -49,6 +49,11 @@ pub enum ConfigError {
         /// The system's message.
         reason: String,
     },
+    /// Production needs a public origin for the links it sends and the pages that name it.
+    #[error(
+        "no public origin while ENVIRONMENT=prod: emailed sign-in links and sitemap URLs would be built from whatever Host a request claims. Set BASE_URL (e.g. https://example.com) or fqdn in vibetuner.toml"
+    )]
+    NoPublicOrigin,
     /// A dotenv file exists but cannot be parsed.
     #[error("cannot read {path}: {reason}")]
     DotenvFile {

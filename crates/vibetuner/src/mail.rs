@@ -65,17 +65,30 @@ impl Mailer {
     /// Chooses the transport: `SMTP_URL` (e.g. `smtps://user:pass@smtp.example.com:465` or
     /// `smtp://host:587?tls=required`), else the dev outbox in `data_dir/outbox`. Production
     /// without `SMTP_URL` is an error: sign-in links would go nowhere.
+    /// Without `MAIL_FROM`, mail comes from `"{site_name}" <noreply@{domain}>` (the name quoted
+    /// as needed, whatever characters it holds).
     pub fn from_settings(
         settings: &Settings,
         data_dir: &Path,
-        default_from: &str,
+        site_name: &str,
+        domain: &str,
     ) -> anyhow::Result<Self> {
-        let from_text = settings.source.value("MAIL_FROM").unwrap_or(default_from);
-        let from: Mailbox = from_text.parse().map_err(|e| {
-            anyhow::anyhow!(
-                "MAIL_FROM {from_text:?} is not an email address ({e}); set it like `Acme <noreply@acme.com>`"
-            )
-        })?;
+        let from = match settings.source.value("MAIL_FROM") {
+            Some(text) => text.parse::<Mailbox>().map_err(|e| {
+                anyhow::anyhow!(
+                    "MAIL_FROM {text:?} is not an email address ({e}); set it like `Acme <noreply@acme.com>`"
+                )
+            })?,
+            None => {
+                let address = format!("noreply@{domain}").parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "noreply@{domain} (from fqdn in vibetuner.toml) is not an email address ({e}); set MAIL_FROM like `Acme <noreply@acme.com>`"
+                    )
+                })?;
+                let name = site_name.replace(['\r', '\n'], " ");
+                Mailbox::new(Some(name), address)
+            }
+        };
         let smtp_url = settings.source.value("SMTP_URL");
         let transport = match smtp_url {
             Some(url) => {

@@ -20,8 +20,9 @@ pub(crate) struct Meta {
     pub renderer: Arc<Renderer>,
     /// The app's favicon, if it ships one.
     pub favicon: Option<PathBuf>,
-    /// Public host name; the request's `Host` is used when empty.
-    pub fqdn: String,
+    /// The public origin (`BASE_URL` or `https://{fqdn}`; always set in prod); in dev without
+    /// one, the request's `Host` is used.
+    pub origin: Option<String>,
     /// Brand colour for the generated favicon, `#rrggbb`.
     pub brand_color: String,
 }
@@ -58,8 +59,8 @@ async fn text(
     content_type: &'static str,
 ) -> Result<Response, Error> {
     let (parts, _) = request.into_parts();
-    let host = if meta.fqdn.is_empty() {
-        parts
+    let origin = meta.origin.clone().unwrap_or_else(|| {
+        let host = parts
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -67,21 +68,14 @@ async fn text(
                 h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
             })
-            .unwrap_or("localhost")
-            .to_owned()
-    } else {
-        meta.fqdn.clone()
-    };
-    let scheme = if meta.fqdn.is_empty() {
-        "http"
-    } else {
-        "https"
-    };
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    });
     let info = RequestInfo::from_parts(&parts);
     let body = meta.renderer.render(
         template,
         Some(&info),
-        context! { base_url => minijinja::Value::from_safe_string(format!("{scheme}://{host}")) },
+        context! { base_url => minijinja::Value::from_safe_string(origin) },
     )?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],

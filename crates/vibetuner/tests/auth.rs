@@ -795,8 +795,19 @@ async fn prod_adds_hsts_secure_cookies_and_hides_the_outbox() {
         ("SESSION_KEY".to_owned(), "k".repeat(48)),
         ("SMTP_URL".to_owned(), "smtp://127.0.0.1:9".to_owned()),
         ("LOG_LEVEL".to_owned(), "error".to_owned()),
+        ("BASE_URL".to_owned(), "https://shop.example.com".to_owned()),
     ];
     let app = start(Sessions::Embedded, prod.clone()).await;
+    let sitemap = app
+        .client
+        .get(app.url("/sitemap.xml"))
+        .header("host", "evil.example")
+        .send();
+    let sitemap = sitemap.await.unwrap().text().await.unwrap();
+    assert!(
+        sitemap.contains("https://shop.example.com/") && !sitemap.contains("evil.example"),
+        "prod names its public origin, never the request's Host: {sitemap}"
+    );
     let res = app.get("/").await;
     assert!(
         res.headers()["strict-transport-security"]
@@ -819,10 +830,25 @@ async fn prod_adds_hsts_secure_cookies_and_hides_the_outbox() {
     let page = failed.text().await.unwrap();
     assert!(page.contains("could not be sent"), "{page}");
 
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let no_origin: Vec<(String, String)> = prod
+        .iter()
+        .filter(|(k, _)| k != "BASE_URL")
+        .cloned()
+        .collect();
+    let settings = Settings::from_source(Source::from_pairs(no_origin)).unwrap();
+    let err = match App::new(SOURCE).build(settings, &root).await {
+        Ok(_) => panic!("prod without a public origin must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("no public origin") && err.contains("Set BASE_URL"),
+        "{err}"
+    );
+
     let no_mail: Vec<(String, String)> =
         prod.into_iter().filter(|(k, _)| k != "SMTP_URL").collect();
     let settings = Settings::from_source(Source::from_pairs(no_mail)).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let err = match App::new(SOURCE).build(settings, &root).await {
         Ok(_) => panic!("prod without mail settings must not start"),
         Err(e) => e.to_string(),
@@ -894,10 +920,21 @@ async fn profile_edit_and_logout_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_outbox_lists_messages_with_their_links() {
     let app = start(Sessions::Embedded, vec![]).await;
-    let empty = app.get("/_dev/outbox").await.text().await.unwrap();
+    // Only this machine may read it: a request relayed by a proxy (the suite's client sends
+    // X-Forwarded-For) is refused.
+    assert_eq!(
+        app.get("/_dev/outbox").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let local = reqwest::Client::new();
+    let outbox = || async {
+        let res = local.get(app.url("/_dev/outbox")).send().await.unwrap();
+        res.text().await.unwrap()
+    };
+    let empty = outbox().await;
     assert!(empty.contains("outbox-empty"));
     let link = app.request_link("ivy@example.com", "/").await;
-    let page = app.get("/_dev/outbox").await.text().await.unwrap();
+    let page = outbox().await;
     assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
     assert!(page.contains("Sign in to Fixture"));
     let files: Vec<_> = std::fs::read_dir(app.outbox()).unwrap().flatten().collect();

@@ -170,10 +170,11 @@ impl App {
             checks,
         });
         let favicon = root.join("assets/statics/favicons/favicon.ico");
+        let auth_config = crate::auth::AuthConfig::from_settings(&settings, &project)?;
         let meta = Arc::new(Meta {
             renderer: renderer.clone(),
             favicon: favicon.is_file().then_some(favicon),
-            fqdn: project.fqdn.clone(),
+            origin: auth_config.base_url.clone(),
             brand_color: settings
                 .source
                 .get("BRAND_PRIMARY_COLOR")
@@ -185,13 +186,10 @@ impl App {
         let mailer = crate::mail::Mailer::from_settings(
             &settings,
             &data_dir,
-            &format!(
-                "{} <noreply@{}>",
-                project.project_name,
-                Some(project.fqdn.as_str())
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or("localhost")
-            ),
+            &project.project_name,
+            Some(project.fqdn.as_str())
+                .filter(|d| !d.is_empty())
+                .unwrap_or("localhost"),
         )?;
         let (sessions, limiter) = match redis {
             #[cfg(feature = "redis")]
@@ -208,7 +206,7 @@ impl App {
             ),
         };
         let auth = Arc::new(crate::auth::Auth::new(
-            crate::auth::AuthConfig::from_settings(&settings, &project)?,
+            auth_config,
             mailer.clone(),
             limiter,
         )?);

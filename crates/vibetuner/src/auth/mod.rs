@@ -296,7 +296,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// `BASE_URL`: the public origin used in emailed links and OAuth callbacks (default in prod
-    /// `https://{fqdn}`; in dev, the request's own host).
+    /// `https://{fqdn}`, and prod refuses to start with neither; in dev, the request's own host).
     pub base_url: Option<String>,
     /// `AUTH_RATE_LIMIT`: sign-in emails and OAuth starts per IP and per address (`5/minute`).
     pub rate: Rate,
@@ -319,15 +319,25 @@ impl AuthConfig {
             .value("BASE_URL")
             .map(|v| v.trim_end_matches('/').to_owned())
             .filter(|v| !v.is_empty())
-            .or_else(|| settings.is_prod().then(|| format!("https://{fqdn}")));
-        if let Some(url) = &base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::Invalid {
-                key: "BASE_URL".into(),
-                value: url.clone(),
-                expected: "an origin like https://example.com".into(),
+            .or_else(|| {
+                (settings.is_prod() && !fqdn.is_empty()).then(|| format!("https://{fqdn}"))
             });
+        if let Some(url) = &base_url {
+            let origin = url::Url::parse(url).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.path() == "/"
+                    && u.query().is_none()
+            });
+            if origin.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "BASE_URL".into(),
+                    value: url.clone(),
+                    expected: "an origin like https://example.com".into(),
+                });
+            }
+        } else if settings.is_prod() {
+            return Err(ConfigError::NoPublicOrigin);
         }
         let rate = match source.value("AUTH_RATE_LIMIT") {
             None => Rate {
@@ -420,6 +430,25 @@ impl Auth {
     }
 }
 
+/// Refuses (404) peers that are not on this machine: the dev outbox shows every sign-in link.
+async fn loopback_only(request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    // In-process requests (tests) have no peer address: they come from this machine. A
+    // forwarding header means a proxy relayed someone else's request.
+    let proxied = ["x-forwarded-for", "forwarded"]
+        .iter()
+        .any(|h| request.headers().contains_key(*h));
+    if peer.is_none_or(|ip| ip.is_loopback()) && !proxied {
+        next.run(request).await
+    } else {
+        tracing::warn!(peer = ?peer, "the dev outbox answers only this machine");
+        Error::not_found().into_response()
+    }
+}
+
 /// The account routes: `/auth/*` and `/user/*` (plus `/_dev/outbox` when mail goes there).
 pub(crate) fn router(auth: &Auth) -> Router {
     let mut router = Router::new()
@@ -440,7 +469,10 @@ pub(crate) fn router(auth: &Auth) -> Router {
             .route("/auth/provider/{provider}", get(oauth::callback));
     }
     if auth.mailer.outbox_dir().is_some() {
-        router = router.route("/_dev/outbox", get(crate::mail::outbox_page));
+        router = router.route(
+            "/_dev/outbox",
+            get(crate::mail::outbox_page).route_layer(axum::middleware::from_fn(loopback_only)),
+        );
     }
     router
 }
