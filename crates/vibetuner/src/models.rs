@@ -72,23 +72,17 @@ pub(crate) async fn user_by_email(
     }))
 }
 
-/// The user whose `oauth_accounts` links hold this account: the only link Vibetuner keeps
-/// (it never sets `user_id` on the account).
-pub(crate) async fn user_holding_account(
+/// The users whose `oauth_accounts` links hold this account, oldest first: the only link
+/// Vibetuner keeps (it never sets `user_id` on the account).
+pub(crate) async fn users_holding_account(
     store: &Store,
     account: Id,
-) -> Result<Option<Record<User>>, StoreError> {
+) -> Result<Vec<Record<User>>, StoreError> {
+    let link = Link::oauth_account(account).to_bson();
     store
         .models::<User>()
-        .find(
-            &Query::filter(Filter::contains(
-                "oauth_accounts",
-                Link::oauth_account(account).to_bson(),
-            ))
-            .sort("_id", Order::Asc),
-        )
+        .find(&Query::filter(Filter::contains("oauth_accounts", link)).sort("_id", Order::Asc))
         .await
-        .map(|users| users.into_iter().next())
 }
 
 /// A person who can sign in (`users`).

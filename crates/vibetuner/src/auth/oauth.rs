@@ -513,9 +513,11 @@ async fn link_account(
     // provider address changed (or who has none) and never gives one account to two users.
     let linked = match linked {
         Some(user) => Some(user),
-        None => crate::models::user_holding_account(store, account.id)
+        None => crate::models::users_holding_account(store, account.id)
             .await
-            .map_err(|e| e.to_http())?,
+            .map_err(|e| e.to_http())?
+            .into_iter()
+            .next(),
     };
     let new_user = || User {
         email: email.clone(),

@@ -170,8 +170,13 @@ impl Mongo {
                         .keys
                         .iter()
                         .map(|(field, dir)| {
-                            let desc = dir.as_f64().or_else(|| dir.as_i64().map(|n| n as f64));
-                            let order = if desc.is_some_and(|d| d < 0.0) {
+                            let direction = match dir {
+                                Bson::Int32(n) => f64::from(*n),
+                                Bson::Int64(n) => *n as f64,
+                                Bson::Double(n) => *n,
+                                _ => 1.0,
+                            };
+                            let order = if direction < 0.0 {
                                 Order::Desc
                             } else {
                                 Order::Asc
@@ -210,10 +215,12 @@ impl Mongo {
             .await
             .map_err(|e| match e.kind.as_ref() {
                 // The server's own words, not the driver's dump of its whole response.
-                mongodb::error::ErrorKind::Command(c) => StoreError::Backend(format!(
-                    "MongoDB refused index {index} on {coll}: {} ({}, code {})",
-                    c.message, c.code_name, c.code
-                )),
+                mongodb::error::ErrorKind::Command(c) if c.code != 11000 => {
+                    StoreError::Backend(format!(
+                        "MongoDB refused index {index} on {coll}: {} ({}, code {})",
+                        c.message, c.code_name, c.code
+                    ))
+                }
                 _ => write_error(e),
             })?;
         Ok(())
