@@ -6,7 +6,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{FieldError, Id, Index, Model, Timestamp};
+use crate::store::bson::{Bson, doc};
+use crate::store::{
+    FieldError, Filter, Id, Index, Model, Order, Query, Record, Store, StoreError, Timestamp,
+};
 
 /// A reference to a document in another collection, stored as a DBRef (Beanie's `Link`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -19,6 +22,20 @@ pub struct Link {
     pub id: Id,
 }
 
+impl Link {
+    /// The link to an OAuth account, as Vibetuner's users hold them.
+    pub fn oauth_account(id: Id) -> Self {
+        Self {
+            collection: OAuthAccount::COLLECTION.to_owned(),
+            id,
+        }
+    }
+
+    fn to_bson(&self) -> Bson {
+        Bson::Document(doc! { "$ref": self.collection.clone(), "$id": self.id })
+    }
+}
+
 /// Per-user preferences.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UserSettings {
@@ -27,10 +44,52 @@ pub struct UserSettings {
     pub language: Option<String>,
 }
 
+/// Whether Vibetuner's `LanguageAlpha2` accepts `code` (two lower-case ISO 639-1 letters).
+pub(crate) fn vibetuner_language(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// The user with this address ignoring case, oldest first when several match. Vibetuner kept
+/// the local part's case (`Bob.Mixed@example.com`); this framework stores new addresses
+/// lower-cased, so the exact (indexed) match is tried first.
+pub(crate) async fn user_by_email(
+    store: &Store,
+    email: &str,
+) -> Result<Option<Record<User>>, StoreError> {
+    let users = store.models::<User>();
+    let lower = email.to_lowercase();
+    if let Some(user) = users.find_one(Filter::eq("email", lower.clone())).await? {
+        return Ok(Some(user));
+    }
+    let candidates = users
+        .find(&Query::filter(Filter::search(["email"], lower.clone())).sort("_id", Order::Asc))
+        .await?;
+    Ok(candidates.into_iter().find(|u| {
+        u.data
+            .email
+            .as_deref()
+            .is_some_and(|e| e.to_lowercase() == lower)
+    }))
+}
+
+/// The users whose `oauth_accounts` links hold this account, oldest first: the only link
+/// Vibetuner keeps (it never sets `user_id` on the account).
+pub(crate) async fn users_holding_account(
+    store: &Store,
+    account: Id,
+) -> Result<Vec<Record<User>>, StoreError> {
+    let link = Link::oauth_account(account).to_bson();
+    store
+        .models::<User>()
+        .find(&Query::filter(Filter::contains("oauth_accounts", link)).sort("_id", Order::Asc))
+        .await
+}
+
 /// A person who can sign in (`users`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct User {
-    /// Email address (lower-cased), unique when present.
+    /// Email address, unique when present. New addresses are stored lower-cased; Vibetuner's
+    /// keep the case they were typed in, and lookups ignore case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Display name.
@@ -81,15 +140,19 @@ pub struct OAuthAccount {
 impl Model for OAuthAccount {
     const COLLECTION: &'static str = "oauth_accounts";
     fn indexes() -> Vec<Index> {
+        // Vibetuner has a plain `provider_1_provider_user_id_1`; MongoDB refuses a second index
+        // on the same key pattern with other options, so the unique one lists the keys the
+        // other way round.
         vec![
-            Index::on(["provider", "provider_user_id"]).unique(),
+            Index::on(["provider_user_id", "provider"]).unique(),
             Index::on(["user_id"]),
         ]
     }
 }
 
 /// A magic-link token (`email_verification_tokens`); `token` holds only a hash. Expired tokens
-/// are removed by a TTL index on `expires_at` (Vibetuner never purges them).
+/// are refused when read and removed by a TTL index on `expires_at` (Vibetuner never purges
+/// them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmailVerificationToken {
     /// The address the link was sent to.
@@ -106,10 +169,13 @@ pub struct EmailVerificationToken {
 impl Model for EmailVerificationToken {
     const COLLECTION: &'static str = "email_verification_tokens";
     fn indexes() -> Vec<Index> {
+        // Vibetuner declares plain `token_1`, `email_1` and `expires_at_1`; ours must not take
+        // those key patterns with other options. Tokens are 32 random bytes, so uniqueness needs
+        // no index; the TTL index is descending, a key pattern of its own.
         vec![
-            Index::on(["token"]).unique(),
+            Index::on(["token", "used"]),
             Index::on(["email"]),
-            Index::on(["expires_at"]).ttl(Duration::ZERO),
+            Index::on(["expires_at"]).desc().ttl(Duration::ZERO),
         ]
     }
 }

@@ -1181,3 +1181,79 @@ async fn custom_provider_without_credentials_fails_startup() {
     };
     assert!(err.contains("GITLAB_CLIENT_ID"), "{err}");
 }
+
+/// Vibetuner links accounts only through the user's `oauth_accounts` DBRefs: a provider sign-in
+/// whose address changed, or that has no verified address, finds that user, records the link on
+/// the account, and creates nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_follows_vibetuner_links() {
+    use vibetuner::store::bson::{doc, oid::ObjectId};
+    let provider = FakeProvider::start().await;
+    let app = oauth_app(&provider, Sessions::Embedded).await;
+    let store = app.store(None).await;
+    let mut planted = Vec::new();
+    for (sub, email) in [
+        ("sub-moved", "Moved@Example.com"),
+        ("sub-none", "none@example.com"),
+    ] {
+        let (user, account) = (ObjectId::new(), ObjectId::new());
+        let vibetuner_account =
+            doc! { "_id": account, "provider": "acme", "provider_user_id": sub, "email": email };
+        store
+            .collection("oauth_accounts")
+            .insert(vibetuner_account)
+            .await
+            .unwrap();
+        let vibetuner_user = doc! {
+            "_id": user, "email": email, "name": sub,
+            "oauth_accounts": [{ "$ref": "oauth_accounts", "$id": account }],
+            "user_settings": {},
+        };
+        store
+            .collection("users")
+            .insert(vibetuner_user)
+            .await
+            .unwrap();
+        planted.push((sub, user, account));
+    }
+    let users = store.models::<User>();
+    for ((sub, user, account), (email, verified)) in planted
+        .into_iter()
+        .zip([("changed@example.com", true), ("none@example.com", false)])
+    {
+        provider.set_user(FakeUser::new(sub, email, verified));
+        let res = oauth_sign_in(&app, "acme", "%2F").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{sub}");
+        assert_eq!(
+            app.get("/private").await.text().await.unwrap(),
+            format!("hello {sub}")
+        );
+        let profile = app.get("/user/").await.text().await.unwrap();
+        assert!(
+            profile.contains("acme"),
+            "the profile lists the account: {profile}"
+        );
+        let linked = store
+            .models::<OAuthAccount>()
+            .get(account.into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            linked.data.user_id,
+            Some(user.into()),
+            "user_id backfilled for {sub}"
+        );
+        assert_eq!(
+            users.count(&Filter::All).await.unwrap(),
+            2,
+            "nobody created for {sub}"
+        );
+        app.post("/auth/logout", &[]).await;
+    }
+    let holding = users.find(&Query::all()).await.unwrap();
+    assert!(
+        holding.iter().all(|u| u.data.oauth_accounts.len() == 1),
+        "one DBRef each"
+    );
+}

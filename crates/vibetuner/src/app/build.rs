@@ -18,13 +18,14 @@ use crate::meta::Meta;
 use crate::project::Project;
 use crate::render::{Render, Renderer};
 use crate::statics::{self, Statics};
-use crate::store::{Model, Store, StoreError};
+use crate::store::{Index, IndexConflict, Model, Store, StoreError, conflicts_report};
 use crate::urls::Urls;
 
 /// A registered model: its collection and how to create its indexes.
 #[derive(Clone)]
 pub(super) struct ModelEntry {
     pub(super) collection: &'static str,
+    indexes: fn() -> Vec<Index>,
     ensure_indexes: fn(Store) -> BoxFuture<Result<usize, StoreError>>,
 }
 
@@ -32,6 +33,7 @@ impl ModelEntry {
     pub(super) fn of<T: Model>() -> Self {
         Self {
             collection: T::COLLECTION,
+            indexes: T::indexes,
             ensure_indexes: |store| {
                 Box::pin(async move { store.models::<T>().ensure_indexes().await })
             },
@@ -74,7 +76,13 @@ impl std::ops::Deref for BuiltApp {
 
 impl BuiltApp {
     /// Creates the indexes of every registered model (framework and app); returns how many.
+    /// Existing indexes are never dropped or changed: when some stand in the way of declared
+    /// ones, nothing is created and the error lists every conflict with what to do.
     pub async fn ensure_indexes(&self) -> Result<usize, StoreError> {
+        let conflicts = self.index_conflicts().await?;
+        if !conflicts.is_empty() {
+            return Err(StoreError::Config(conflicts_report(&conflicts)));
+        }
         let mut total = 0;
         for model in &self.models {
             total += (model.ensure_indexes)(self.store().clone())
@@ -82,6 +90,20 @@ impl BuiltApp {
                 .map_err(|e| StoreError::Backend(format!("{}: {e}", model.collection)))?;
         }
         Ok(total)
+    }
+
+    /// The existing indexes that stop declared ones from being created, over every model.
+    pub(crate) async fn index_conflicts(&self) -> Result<Vec<IndexConflict>, StoreError> {
+        let mut conflicts = Vec::new();
+        for model in &self.models {
+            conflicts.extend(
+                self.store()
+                    .collection(model.collection)
+                    .index_conflicts(&(model.indexes)())
+                    .await?,
+            );
+        }
+        Ok(conflicts)
     }
 
     /// The collections of every registered model.

@@ -185,6 +185,26 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
                         store.kind()
                     );
                 }
+                DbCommand::AdoptVibetuner { check, apply } => {
+                    if apply {
+                        for line in built.adopt_vibetuner().await? {
+                            println!("done: {line}");
+                        }
+                    }
+                    let findings = built.vibetuner_findings().await?;
+                    for finding in &findings {
+                        println!("{finding}");
+                    }
+                    if findings.is_empty() {
+                        println!("ok: nothing stands in the way of taking over this database");
+                    } else if check {
+                        anyhow::bail!(
+                            "{} finding(s) above; fix them as each says (`db adopt-vibetuner \
+                             --apply` makes the reversible changes), then check again",
+                            findings.len()
+                        );
+                    }
+                }
                 DbCommand::Ping => {
                     store.ping().await.with_context(|| {
                         format!("the {} store at {location} does not answer", store.kind())
@@ -295,6 +315,17 @@ enum DbCommand {
     EnsureIndexes,
     /// Check that the database answers.
     Ping,
+    /// Report what taking over a Vibetuner database meets: conflicting indexes, addresses that
+    /// differ only in case, unlinked OAuth accounts, pending magic links, languages Vibetuner
+    /// rejects.
+    AdoptVibetuner {
+        /// Exit with status 1 when anything is found (for scripts and `doctor`).
+        #[arg(long, conflicts_with = "apply")]
+        check: bool,
+        /// Also make the reversible changes (link OAuth accounts to the users holding them).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 /// Command names must be `'static` in clap; the app's name lives for the whole process.

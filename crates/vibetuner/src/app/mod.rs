@@ -6,6 +6,7 @@
 //! - `cli`: the app binary's subcommands (`serve`, `worker`, `db`, ... and the app's own);
 //! - `serve`: listening, readiness, graceful shutdown.
 
+mod adopt;
 mod build;
 mod cli;
 pub mod context;
@@ -25,6 +26,7 @@ use minijinja::{Environment, Value};
 use serde::Serialize;
 use tower::{Layer, Service};
 
+pub use adopt::Finding;
 pub use build::BuiltApp;
 pub use context::AppContext;
 pub use serve::shutdown_signal;

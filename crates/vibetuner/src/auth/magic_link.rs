@@ -220,22 +220,35 @@ pub(super) async fn verify(
     Ok(Redirect::to(&next).into_response())
 }
 
-/// The user with this (verified) address, created on first sign-in with the address's local part
-/// as name (once, even when two sign-ins race: the email index is unique).
-pub(super) async fn find_or_create_user(
+/// The user with this (verified) address, ignoring case, created on first sign-in with the
+/// address's local part as name (once, even when two sign-ins race: the email index is unique).
+async fn find_or_create_user(store: &Store, email: &str) -> Result<crate::Record<User>, Error> {
+    let (user, _) = user_by_email_or_insert(store, email, |email| User {
+        name: email.split('@').next().map(str::to_owned),
+        email: Some(email),
+        ..User::default()
+    })
+    .await
+    .map_err(|e| e.to_http())?;
+    Ok(user)
+}
+
+/// The user with this address ignoring case, else the one `make` builds from the lower-cased
+/// address, inserted; `true` when inserted. Concurrent first sign-ins insert the same
+/// lower-cased address, so the unique email index keeps them to one user.
+pub(super) async fn user_by_email_or_insert(
     store: &Store,
     email: &str,
-) -> Result<crate::Record<User>, Error> {
-    let (user, _) = store
+    make: impl FnOnce(String) -> User,
+) -> Result<(crate::Record<User>, bool), crate::store::StoreError> {
+    if let Some(user) = crate::models::user_by_email(store, email).await? {
+        return Ok((user, false));
+    }
+    let lower = email.to_lowercase();
+    store
         .models::<User>()
-        .find_or_insert(Filter::eq("email", email.to_owned()), || User {
-            email: Some(email.to_owned()),
-            name: email.split('@').next().map(str::to_owned),
-            ..User::default()
-        })
+        .find_or_insert(Filter::eq("email", lower.clone()), || make(lower))
         .await
-        .map_err(|e| e.to_http())?;
-    Ok(user)
 }
 
 #[cfg(test)]

@@ -308,6 +308,9 @@ pub struct AuthConfig {
     pub site_name: String,
     /// Languages a user may choose.
     pub languages: Vec<String>,
+    /// `VIBETUNER_COMPAT`: write users that Vibetuner also accepts while both run on one
+    /// database (languages saved as two-letter codes).
+    pub vibetuner_compat: bool,
 }
 
 impl AuthConfig {
@@ -357,6 +360,7 @@ impl AuthConfig {
             providers: providers::providers_from_settings(settings)?,
             site_name: project.project_name.clone(),
             languages: project.languages(),
+            vibetuner_compat: source.bool("VIBETUNER_COMPAT")?.unwrap_or(false),
         })
     }
 }

@@ -22,7 +22,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::magic_link::{BaseUrl, NextQuery, login_response};
+use super::magic_link::{BaseUrl, NextQuery, login_response, user_by_email_or_insert};
 use super::providers::{ProviderConfig, ProviderKind};
 use super::{Auth, safe_next, sign_in};
 use crate::error::Error;
@@ -509,6 +509,16 @@ async fn link_account(
         Some(id) => users.get(id).await.map_err(|e| e.to_http())?,
         None => None,
     };
+    // Vibetuner links from the user's side only; following that link keeps a user whose
+    // provider address changed (or who has none) and never gives one account to two users.
+    let linked = match linked {
+        Some(user) => Some(user),
+        None => crate::models::users_holding_account(store, account.id)
+            .await
+            .map_err(|e| e.to_http())?
+            .into_iter()
+            .next(),
+    };
     let new_user = || User {
         email: email.clone(),
         name: identity.name.clone(),
@@ -517,8 +527,7 @@ async fn link_account(
     };
     let (mut user, created) = match (linked, &email) {
         (Some(user), _) => (user, false),
-        (None, Some(address)) => users
-            .find_or_insert(Filter::eq("email", address.clone()), new_user)
+        (None, Some(address)) => user_by_email_or_insert(store, address, |_| new_user())
             .await
             .map_err(|e| e.to_http())?,
         (None, None) => (
@@ -559,10 +568,9 @@ async fn link_account(
         }
     }
     if !user.data.oauth_accounts.iter().any(|l| l.id == account.id) {
-        user.data.oauth_accounts.push(Link {
-            collection: <OAuthAccount as crate::Model>::COLLECTION.to_owned(),
-            id: account.id,
-        });
+        user.data
+            .oauth_accounts
+            .push(Link::oauth_account(account.id));
         if user.data.picture.is_none() {
             user.data.picture = identity.picture;
         }

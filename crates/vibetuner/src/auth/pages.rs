@@ -39,9 +39,14 @@ pub(super) async fn profile(
     CurrentUser(me): CurrentUser,
 ) -> Result<Html<String>, Error> {
     let user = load_user(&store, &me).await?;
+    // Accounts linked either way: ours (`user_id`) and Vibetuner's (the user's DBRefs).
+    let linked = user.data.oauth_accounts.iter().map(|l| l.id);
     let accounts = store
         .models::<OAuthAccount>()
-        .find(&Query::filter(Filter::eq("user_id", user.id)))
+        .find(&Query::filter(Filter::Or(vec![
+            Filter::eq("user_id", user.id),
+            Filter::is_in("_id", linked),
+        ])))
         .await
         .map_err(|e| e.to_http())?
         .into_iter()
@@ -87,7 +92,7 @@ pub(super) async fn edit(
 ) -> Result<Response, Error> {
     let mut user = load_user(&store, &me).await?;
     let name = form.name.trim().to_owned();
-    let language = form.language.trim().to_owned();
+    let mut language = form.language.trim().to_owned();
     let error = if name.chars().count() > 100 {
         Some("Name must be at most 100 characters.")
     } else if name.chars().any(char::is_control) {
@@ -104,6 +109,14 @@ pub(super) async fn edit(
             context! { profile => user.data, error },
         )?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    if auth.config.vibetuner_compat {
+        // Vibetuner's `LanguageAlpha2` accepts two-letter codes only: `pt-BR` is saved as `pt`.
+        language = language
+            .split(['-', '_'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
     }
     user.data.name = (!name.is_empty()).then_some(name);
     user.data.user_settings.language = (!language.is_empty()).then_some(language);

@@ -29,6 +29,7 @@ pub use model::{CREATED, FieldError, Model, Models, Record, UPDATED};
 #[cfg(feature = "mongodb")]
 pub use mongo::Mongo;
 pub use query::{Cmp, Filter, Index, Order, Query, regex_escape, valid_collection, valid_field};
+pub(crate) use query::{IndexConflict, conflicts_report};
 pub use value::{Id, InvalidId, Timestamp, doc_to_api_json, to_api_json};
 
 /// What can go wrong in the store.
@@ -381,6 +382,35 @@ impl Collection {
         dispatch!(self,
             mongo(m) => m.delete(&self.name, &filter, true).await,
             embedded(conn, coll) => embedded::delete(conn, coll, &filter, true))
+    }
+
+    /// The indexes the collection has on MongoDB (none on the embedded store, which creates
+    /// indexes with `IF NOT EXISTS` and so never conflicts).
+    pub(crate) async fn existing_indexes(&self) -> Result<Vec<Index>, StoreError> {
+        dispatch!(self,
+            mongo(m) => m.indexes(&self.name).await,
+            embedded(_conn, _coll) => Ok(Vec::new()))
+    }
+
+    /// The declared indexes that existing ones stop from being created.
+    pub(crate) async fn index_conflicts(
+        &self,
+        wanted: &[Index],
+    ) -> Result<Vec<IndexConflict>, StoreError> {
+        let existing = self.existing_indexes().await?;
+        Ok(wanted
+            .iter()
+            .flat_map(|w| {
+                existing
+                    .iter()
+                    .filter(|e| e.blocks(w))
+                    .map(|e| IndexConflict {
+                        collection: self.name.clone(),
+                        existing: e.clone(),
+                        wanted: w.clone(),
+                    })
+            })
+            .collect())
     }
 
     /// Creates an index if it does not exist.

@@ -160,6 +160,15 @@ pub(crate) fn data_document<T: Serialize>(data: &T) -> Result<Document, StoreErr
         .map_err(|e| StoreError::Invalid(format!("cannot store this value: {e}")))
 }
 
+/// The top-level fields a model's schema declares.
+fn declared_fields<T: schemars::JsonSchema>() -> Vec<String> {
+    schemars::schema_for!(T)
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// The typed view of a model's collection.
 pub struct Models<T> {
     coll: Collection,
@@ -270,12 +279,17 @@ impl<T: Model> Models<T> {
             .transpose()
     }
 
-    /// Writes every field of the record's data and touches `db_update_dt`.
+    /// Writes every field of the record's data and touches `db_update_dt`; a field the data
+    /// leaves out (an `Option` skipped when `None`) is removed from the stored document.
     pub async fn save(&self, record: &mut Record<T>) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let mut set = data_document(&record.data)?;
+        let unset = declared_fields::<T>()
+            .into_iter()
+            .filter(|f| !set.contains_key(f))
+            .collect();
         set.insert(UPDATED, now);
-        match self.coll.update(record.id, Update::set(set)).await? {
+        match self.coll.update(record.id, Update { set, unset }).await? {
             Some(_) => {
                 record.updated = Some(now);
                 Ok(())

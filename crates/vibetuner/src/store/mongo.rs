@@ -152,6 +152,47 @@ impl Mongo {
         Ok(result.map_err(backend)?.deleted_count)
     }
 
+    /// The collection's indexes except `_id_` (none when the collection does not exist).
+    pub(super) async fn indexes(&self, coll: &str) -> Result<Vec<Index>, StoreError> {
+        let found: Vec<IndexModel> = match self.coll(coll).list_indexes().await {
+            Ok(cursor) => cursor.try_collect().await.map_err(backend)?,
+            // NamespaceNotFound: no collection, so no index.
+            Err(e) if command_code(&e) == Some(26) => return Ok(Vec::new()),
+            Err(e) => return Err(backend(e)),
+        };
+        Ok(found
+            .into_iter()
+            .filter_map(|model| {
+                let options = model.options.unwrap_or_default();
+                let name = options.name.clone()?;
+                (name != "_id_").then(|| Index {
+                    keys: model
+                        .keys
+                        .iter()
+                        .map(|(field, dir)| {
+                            let direction = match dir {
+                                Bson::Int32(n) => f64::from(*n),
+                                Bson::Int64(n) => *n as f64,
+                                Bson::Double(n) => *n,
+                                _ => 1.0,
+                            };
+                            let order = if direction < 0.0 {
+                                Order::Desc
+                            } else {
+                                Order::Asc
+                            };
+                            (field.clone(), order)
+                        })
+                        .collect(),
+                    unique: options.unique.unwrap_or(false),
+                    sparse: options.sparse.unwrap_or(false),
+                    ttl: options.expire_after,
+                    name: Some(name),
+                })
+            })
+            .collect())
+    }
+
     pub(super) async fn create_index(&self, coll: &str, index: &Index) -> Result<(), StoreError> {
         let keys: Document = index
             .keys
@@ -172,8 +213,24 @@ impl Mongo {
         self.coll(coll)
             .create_index(IndexModel::builder().keys(keys).options(options).build())
             .await
-            .map_err(write_error)?;
+            .map_err(|e| match e.kind.as_ref() {
+                // The server's own words, not the driver's dump of its whole response.
+                mongodb::error::ErrorKind::Command(c) if c.code != 11000 => {
+                    StoreError::Backend(format!(
+                        "MongoDB refused index {index} on {coll}: {} ({}, code {})",
+                        c.message, c.code_name, c.code
+                    ))
+                }
+                _ => write_error(e),
+            })?;
         Ok(())
+    }
+}
+
+fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
     }
 }
 

@@ -309,6 +309,15 @@ impl Index {
         self
     }
 
+    /// Makes every key descending (a distinct key pattern from the ascending one, so both can
+    /// exist with different options).
+    pub fn desc(mut self) -> Self {
+        for (_, order) in &mut self.keys {
+            *order = Order::Desc;
+        }
+        self
+    }
+
     /// Sets the index name.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -325,6 +334,84 @@ impl Index {
                 .join("_")
         })
     }
+}
+
+impl Index {
+    /// Whether `self` (an existing index) stops `wanted` from being created as declared: same
+    /// name or same key pattern, but not the same index (MongoDB refuses both).
+    pub(crate) fn blocks(&self, wanted: &Index) -> bool {
+        let same_name = self.index_name() == wanted.index_name();
+        let same_keys = self.keys == wanted.keys;
+        let same_options =
+            self.unique == wanted.unique && self.sparse == wanted.sparse && self.ttl == wanted.ttl;
+        (same_name || same_keys) && !(same_name && same_keys && same_options)
+    }
+}
+
+impl std::fmt::Display for Index {
+    /// `token_1 {token: 1} unique, sparse, TTL 0 s`: name, keys and options, for people.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self
+            .keys
+            .iter()
+            .map(|(k, o)| format!("{k}: {}", if *o == Order::Asc { 1 } else { -1 }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(f, "{} {{{keys}}}", self.index_name())?;
+        let mut options = Vec::new();
+        if self.unique {
+            options.push("unique".to_owned());
+        }
+        if self.sparse {
+            options.push("sparse".to_owned());
+        }
+        if let Some(ttl) = self.ttl {
+            options.push(format!("TTL {} s", ttl.as_secs()));
+        }
+        if options.is_empty() {
+            options.push("plain".to_owned());
+        }
+        write!(f, " {}", options.join(", "))
+    }
+}
+
+/// An existing index that stops a declared one from being created.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IndexConflict {
+    /// The collection.
+    pub(crate) collection: String,
+    /// The index in the database.
+    pub(crate) existing: Index,
+    /// The index the app declares.
+    pub(crate) wanted: Index,
+}
+
+impl std::fmt::Display for IndexConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the database has {}, the app declares {}",
+            self.collection, self.existing, self.wanted
+        )
+    }
+}
+
+/// The conflicts, then what to do, as one message.
+pub(crate) fn conflicts_report(conflicts: &[IndexConflict]) -> String {
+    let mut text = format!(
+        "{} index(es) in the database conflict with the ones the app declares (nothing was created, changed or dropped):",
+        conflicts.len()
+    );
+    for c in conflicts {
+        text.push_str(&format!("\n  - {c}"));
+    }
+    text.push_str(
+        "\nIf no other program (such as Vibetuner) relies on an existing index, drop it \
+         (mongosh: db.<collection>.dropIndex(\"<name>\")) and start again; otherwise give the \
+         model's index another name or key order in Model::indexes. `db adopt-vibetuner --check` \
+         reports what a Vibetuner database needs.",
+    );
+    text
 }
 
 /// Checks a field path: letters, digits and `_`, dot-separated, not starting with a digit or `$`.

@@ -31,16 +31,21 @@ pub struct TestStore {
 impl TestStore {
     /// A test app whose store is this one (same SQLite file or MongoDB database).
     pub fn test_app(&self, app: vibetuner::App) -> vibetuner::testing::TestAppBuilder {
-        let builder = vibetuner::testing::TestApp::builder(app);
+        let [(key, value)] = self.settings();
+        vibetuner::testing::TestApp::builder(app).setting(&key, value)
+    }
+
+    /// The setting that points an app at this store (`DATA_DIR` or `MONGODB_URL`).
+    pub fn settings(&self) -> [(String, String); 1] {
         match self.backend {
             Backend::Embedded => {
                 let dir = std::path::Path::new(&self.location).parent().unwrap();
-                builder.setting("DATA_DIR", dir.display().to_string())
+                [("DATA_DIR".into(), dir.display().to_string())]
             }
-            Backend::Mongo => builder.setting(
-                "MONGODB_URL",
+            Backend::Mongo => [(
+                "MONGODB_URL".into(),
                 format!("{}/{}", mongodb_url().trim_end_matches('/'), self.location),
-            ),
+            )],
         }
     }
 
