@@ -166,6 +166,7 @@ async fn notes_work_on_the_embedded_store_and_survive_a_restart() {
     exercise(&server).await;
     assert!(data.join("store.sqlite3").is_file());
     server.signal_and_wait("TERM").unwrap();
+    inspect_and_run_tasks(&app, &data);
     let server = Server::start(&app.binary, &app.dir, &env).unwrap();
     let c = server.sign_in("notes@example.com").await;
     let list: Value = get_json(&c, &format!("{}/api/notes", server.base)).await;
@@ -182,6 +183,65 @@ async fn notes_work_on_mongodb() {
     assert_eq!(
         health["services"]["mongodb"]["status"], "connected",
         "{health}"
+    );
+}
+
+/// Runs the app binary with `DATA_DIR` set; returns (success, stdout, stderr).
+fn app_cli(
+    app: &vibetuner_e2e::GeneratedApp,
+    data: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let out = std::process::Command::new(&app.binary)
+        .args(args)
+        .current_dir(&app.dir)
+        .env("DATA_DIR", data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `db find` prints what `exercise` stored; `task list` and `task run` drive the example's task.
+fn inspect_and_run_tasks(app: &vibetuner_e2e::GeneratedApp, data: &std::path::Path) {
+    let (ok, out, err) = app_cli(app, data, &["db", "find", "notes", "title=No JS"]);
+    assert!(ok, "{err}");
+    let note: Value = serde_json::from_str(out.lines().next().expect("one note")).unwrap();
+    assert_eq!(note["title"], "No JS");
+    assert!(err.contains("1 of 1 matching documents in notes"), "{err}");
+    let id = note["id"].as_str().unwrap().to_owned();
+    let (ok, out, _) = app_cli(
+        app,
+        data,
+        &["db", "find", "notes", "--sort=-title", "--limit", "1"],
+    );
+    assert!(ok && out.contains("No JS"), "{out}");
+    let (ok, _, err) = app_cli(app, data, &["db", "find", "notes", "owner_id=nope"]);
+    assert!(
+        !ok && err.contains("owner_id takes an id (24 hex digits)"),
+        "{err}"
+    );
+
+    let (ok, out, err) = app_cli(app, data, &["task", "list"]);
+    assert!(ok && out.contains("enrich_note  retries=3"), "{out}{err}");
+    let (ok, out, err) = app_cli(
+        app,
+        data,
+        &["task", "run", "enrich_note", "--args", &format!("\"{id}\"")],
+    );
+    assert!(ok && out.contains("ok: enrich_note finished"), "{out}{err}");
+    let (_, out, _) = app_cli(app, data, &["db", "find", "notes", &format!("id={id}")]);
+    let note: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(note["word_count"], 2, "the task ran: {note}");
+    let (ok, _, err) = app_cli(app, data, &["task", "run", "enrich_note", "--args", "42"]);
+    assert!(!ok && err.contains("cannot take these arguments"), "{err}");
+    let (ok, _, err) = app_cli(app, data, &["task", "run", "nope"]);
+    assert!(
+        !ok && err.contains("no task named \"nope\"; registered: enrich_note"),
+        "{err}"
     );
 }
 

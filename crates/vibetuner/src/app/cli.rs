@@ -205,6 +205,33 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
                         );
                     }
                 }
+                DbCommand::Find {
+                    collection,
+                    conditions,
+                    limit,
+                    sort,
+                } => {
+                    let query = find_query(&collection, &conditions, limit, sort.as_deref())?;
+                    let coll = store.collection(&collection);
+                    let (docs, total) =
+                        tokio::try_join!(coll.find(&query), coll.count(&query.filter))
+                            .with_context(|| {
+                                format!(
+                                    "cannot read {collection} in the {} store at {location}",
+                                    store.kind()
+                                )
+                            })?;
+                    for doc in &docs {
+                        println!(
+                            "{}",
+                            serde_json::Value::Object(crate::store::doc_to_api_json(doc))
+                        );
+                    }
+                    eprintln!(
+                        "{} of {total} matching documents in {collection}",
+                        docs.len()
+                    );
+                }
                 DbCommand::Ping => {
                     store.ping().await.with_context(|| {
                         format!("the {} store at {location} does not answer", store.kind())
@@ -241,6 +268,13 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
         Command::DeadLetters { command } => {
             let built = build(app).await?;
             crate::jobs::run_dead_letter_command(&built, command).await
+        }
+        Command::Task { command } => {
+            let built = build(app).await?;
+            built.start().await?;
+            let result = crate::jobs::run_task_command(&built, command).await;
+            built.stop().await;
+            result
         }
         Command::Serve { host, port } => {
             let root = app.root();
@@ -307,10 +341,30 @@ enum Command {
         #[command(subcommand)]
         command: crate::jobs::DeadLetterCommand,
     },
+    /// List the registered tasks, or run one now (cron tasks too).
+    Task {
+        #[command(subcommand)]
+        command: crate::jobs::TaskCommand,
+    },
 }
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// Print a collection's documents as JSON lines (ids as hex, dates as RFC 3339), on either
+    /// backend: `db find notes title="Buy milk" --sort=-db_insert_dt`.
+    Find {
+        /// The collection, e.g. `users` or `notes`.
+        collection: String,
+        /// Conditions FIELD=VALUE that must all hold. VALUE is JSON when it parses (`3`, `true`,
+        /// `"3"`), else text; for `id` and fields ending in `_id` it is an id (24 hex digits).
+        conditions: Vec<String>,
+        /// At most this many documents.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Order by FIELD, or -FIELD for descending (default: id order, oldest first).
+        #[arg(long, allow_hyphen_values = true)]
+        sort: Option<String>,
+    },
     /// Create the indexes every registered model declares (safe to repeat).
     EnsureIndexes,
     /// Check that the database answers.
@@ -326,6 +380,52 @@ enum DbCommand {
         #[arg(long)]
         apply: bool,
     },
+}
+
+/// The query of `db find`, refusing bad names and values with what to type instead.
+fn find_query(
+    collection: &str,
+    conditions: &[String],
+    limit: u64,
+    sort: Option<&str>,
+) -> anyhow::Result<crate::store::Query> {
+    use crate::store::{Filter, Id, Order, Query, valid_collection, valid_field};
+    anyhow::ensure!(
+        valid_collection(collection),
+        "{collection:?} is not a collection name (letters, digits and _ ; e.g. users)"
+    );
+    let mut filter = Filter::All;
+    for condition in conditions {
+        let (field, raw) = condition.split_once('=').with_context(|| {
+            format!("{condition:?} is not FIELD=VALUE (e.g. email=ada@example.com)")
+        })?;
+        let field = if field == "id" { "_id" } else { field };
+        anyhow::ensure!(valid_field(field), "{field:?} is not a field name");
+        let value = if field == "_id" || field.ends_with("_id") {
+            let id: Id = raw
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{field} takes an id (24 hex digits), got {raw:?}"))?;
+            bson::Bson::from(id)
+        } else {
+            match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(json) => bson::Bson::try_from(json)
+                    .map_err(|e| anyhow::anyhow!("{field}: {raw:?} has no stored form: {e}"))?,
+                Err(_) => bson::Bson::String(raw.to_owned()),
+            }
+        };
+        filter = filter.and(Filter::Eq(field.to_owned(), value));
+    }
+    let mut query = Query::filter(filter).limit(limit.max(1));
+    if let Some(spec) = sort {
+        let (field, order) = match spec.strip_prefix('-') {
+            Some(f) => (f, Order::Desc),
+            None => (spec, Order::Asc),
+        };
+        let field = if field == "id" { "_id" } else { field };
+        anyhow::ensure!(valid_field(field), "--sort {spec:?}: not a field name");
+        query = query.sort(field, order);
+    }
+    Ok(query)
 }
 
 /// Command names must be `'static` in clap; the app's name lives for the whole process.

@@ -36,6 +36,7 @@ mod queue;
 #[cfg(feature = "redis")]
 mod redis_queue;
 mod store_queue;
+mod task_command;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,7 @@ use crate::store::Store;
 pub use dead_letters::{DeadLetterCommand, run_dead_letter_command};
 pub(crate) use queue::Queue;
 pub use queue::QueueDepth;
+pub(crate) use task_command::{TaskCommand, run_task_command};
 #[cfg(feature = "testing")]
 pub(crate) use worker::spawn_background;
 pub(crate) use worker::spawn_in_process;
