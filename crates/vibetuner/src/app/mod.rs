@@ -9,6 +9,7 @@
 mod build;
 mod cli;
 pub mod context;
+mod listen;
 mod serve;
 
 use std::future::Future;
