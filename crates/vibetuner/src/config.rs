@@ -450,6 +450,14 @@ pub struct JobsSettings {
     pub sse_keepalive_secs: u64,
     /// `SSE_BUFFER_SIZE`: events kept per channel for `Last-Event-ID` replay (100).
     pub sse_buffer_size: usize,
+    /// `SSE_BUFFER_BYTES`: bytes of events kept per channel for replay, and queued for one
+    /// subscriber before it counts as too slow and is disconnected (1 MiB; the newest event is
+    /// kept even when larger).
+    pub sse_buffer_bytes: usize,
+    /// `SSE_MAX_SUBSCRIBERS`: SSE streams open at once in this process (5,000); more get 503.
+    pub sse_max_subscribers: usize,
+    /// `SSE_MAX_SUBSCRIBERS_PER_IP`: SSE streams open at once from one client address (32).
+    pub sse_max_subscribers_per_ip: usize,
 }
 
 impl JobsSettings {
@@ -464,6 +472,9 @@ impl JobsSettings {
             stall_timeout_secs: positive("WORKER_STALL_TIMEOUT", 60)?,
             sse_keepalive_secs: positive("SSE_KEEPALIVE", 30)?,
             sse_buffer_size: positive("SSE_BUFFER_SIZE", 100)? as usize,
+            sse_buffer_bytes: positive("SSE_BUFFER_BYTES", 1 << 20)? as usize,
+            sse_max_subscribers: positive("SSE_MAX_SUBSCRIBERS", 5_000)? as usize,
+            sse_max_subscribers_per_ip: positive("SSE_MAX_SUBSCRIBERS_PER_IP", 32)? as usize,
         })
     }
 

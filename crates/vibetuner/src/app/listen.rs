@@ -4,10 +4,9 @@
 //! instead of spinning. Graceful shutdown stops accepting, lets requests in flight finish and
 //! closes idle connections.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -26,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Settings;
+use crate::limits::{Counter, Slot};
 
 /// The connection limits of [`serve_connections`].
 #[derive(Debug, Clone)]
@@ -49,54 +49,6 @@ impl Limits {
                 .min(u32::MAX as usize),
             max_per_ip: settings.max_connections_per_ip,
             exempt,
-        }
-    }
-}
-
-/// The key a peer is counted under: its address, or its /64 for IPv6 (one host usually holds
-/// a whole /64).
-pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        v4 => v4,
-    }
-}
-
-/// Open connections per address.
-#[derive(Default)]
-struct PerIp {
-    counts: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection counted against its address; uncounted when dropped.
-struct IpSlot {
-    table: Arc<PerIp>,
-    key: IpAddr,
-}
-
-impl PerIp {
-    fn acquire(self: &Arc<Self>, key: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = self.counts.lock().expect("per-ip lock");
-        let count = counts.entry(key).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            table: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.table.counts.lock().expect("per-ip lock");
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
         }
     }
 }
@@ -249,7 +201,7 @@ pub(crate) async fn serve_connections(
 ) {
     let limits = Arc::new(limits);
     let global = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = Arc::new(PerIp::default());
+    let per_ip = Arc::new(Counter::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut refused_log = Throttled::new(Duration::from_secs(10));
     let mut error_log = Throttled::new(Duration::from_secs(10));
@@ -279,20 +231,12 @@ pub(crate) async fn serve_connections(
             refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
             continue;
         };
-        let slot = if limits
-            .exempt
-            .iter()
-            .any(|n| n.contains(&peer.ip().to_canonical()))
-        {
-            None
-        } else {
-            match per_ip.acquire(ip_key(peer.ip()), limits.max_per_ip) {
-                Some(slot) => Some(slot),
-                None => {
-                    refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS_PER_IP");
-                    continue;
-                }
-            }
+        let ip = peer.ip().to_canonical();
+        let counted = (!limits.exempt.iter().any(|n| n.contains(&ip))).then_some(ip);
+        // The total is the semaphore's: only the per-address cap can refuse here.
+        let Ok(slot) = per_ip.acquire(counted, usize::MAX, limits.max_per_ip) else {
+            refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS_PER_IP");
+            continue;
         };
         tokio::spawn(serve_connection(
             stream,
@@ -335,7 +279,7 @@ async fn serve_connection(
     router: axum::Router,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
-    _held: (OwnedSemaphorePermit, Option<IpSlot>),
+    _held: (OwnedSemaphorePermit, Slot),
 ) {
     let activity = Arc::new(Activity(Mutex::new(Phase::Head(Instant::now()))));
     let io = TokioIo::new(Watched {
