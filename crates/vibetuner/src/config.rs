@@ -271,6 +271,18 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// `STORE_TTL_INTERVAL`: seconds between sweeps of expired documents in the embedded store (60).
     pub store_ttl_interval_secs: u64,
+    /// `HEADER_READ_TIMEOUT`: seconds a client has to send a request's headers, counted from
+    /// the connection or from the request's first byte (10).
+    pub header_read_timeout_secs: u64,
+    /// `KEEPALIVE_TIMEOUT`: seconds an idle keep-alive connection stays open between requests
+    /// (75, longer than the usual proxy's 60 so the proxy closes first).
+    pub keepalive_timeout_secs: u64,
+    /// `MAX_CONNECTIONS`: open connections served at once; more are refused (10,000, or half
+    /// the process's open-file limit when that is lower).
+    pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_IP`: open connections from one address (IPv6: one /64) (100);
+    /// peers in `TRUSTED_PROXIES` are exempt, the proxy being many clients.
+    pub max_connections_per_ip: usize,
     /// Every key/value the settings were read from, for app-specific settings.
     pub source: Source,
 }
@@ -341,6 +353,11 @@ impl Settings {
             store_ttl_interval_secs: source
                 .parse("STORE_TTL_INTERVAL", "a number of seconds")?
                 .unwrap_or(60),
+            header_read_timeout_secs: positive(&source, "HEADER_READ_TIMEOUT", 10)?,
+            keepalive_timeout_secs: positive(&source, "KEEPALIVE_TIMEOUT", 75)?,
+            max_connections: positive(&source, "MAX_CONNECTIONS", default_max_connections())?
+                as usize,
+            max_connections_per_ip: positive(&source, "MAX_CONNECTIONS_PER_IP", 100)? as usize,
             source,
         };
         settings.check_session_key()?;
@@ -390,6 +407,33 @@ impl Settings {
     }
 }
 
+/// The whole number `key` (`default` when unset); 0 is refused.
+fn positive(source: &Source, key: &str, default: u64) -> Result<u64, ConfigError> {
+    let value = source
+        .parse::<u64>(key, "a positive whole number")?
+        .unwrap_or(default);
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            value: "0".into(),
+            expected: "a positive whole number".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// 10,000, or half the soft open-file limit (`/proc/self/limits`) when that is lower, so the
+/// connection cap is reached before `accept` fails for want of file descriptors.
+fn default_max_connections() -> u64 {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<u64>().ok()
+        });
+    soft.map_or(10_000, |soft| (soft / 2).clamp(64, 10_000))
+}
+
 /// Settings of background jobs, the worker and SSE, read from the same [`Source`] as
 /// [`Settings`] (`JobsSettings::from_source(&settings.source)`).
 #[derive(Debug, Clone, PartialEq)]
@@ -411,24 +455,20 @@ pub struct JobsSettings {
     pub sse_keepalive_secs: u64,
     /// `SSE_BUFFER_SIZE`: events kept per channel for `Last-Event-ID` replay (100).
     pub sse_buffer_size: usize,
+    /// `SSE_BUFFER_BYTES`: bytes of events kept per channel for replay, and queued for one
+    /// subscriber before it counts as too slow and is disconnected (1 MiB; the newest event is
+    /// kept even when larger).
+    pub sse_buffer_bytes: usize,
+    /// `SSE_MAX_SUBSCRIBERS`: SSE streams open at once in this process (5,000); more get 503.
+    pub sse_max_subscribers: usize,
+    /// `SSE_MAX_SUBSCRIBERS_PER_IP`: SSE streams open at once from one client address (32).
+    pub sse_max_subscribers_per_ip: usize,
 }
 
 impl JobsSettings {
     /// Reads and validates the jobs settings.
     pub fn from_source(source: &Source) -> Result<Self, ConfigError> {
-        let positive = |key: &str, default: u64| -> Result<u64, ConfigError> {
-            let value = source
-                .parse::<u64>(key, "a positive whole number")?
-                .unwrap_or(default);
-            if value == 0 {
-                return Err(ConfigError::Invalid {
-                    key: key.into(),
-                    value: "0".into(),
-                    expected: "a positive whole number".into(),
-                });
-            }
-            Ok(value)
-        };
+        let positive = |key: &str, default: u64| positive(source, key, default);
         Ok(Self {
             redis_key_prefix: source.get("REDIS_KEY_PREFIX").map(str::to_owned),
             worker_concurrency: positive("WORKER_CONCURRENCY", 16)? as usize,
@@ -437,6 +477,9 @@ impl JobsSettings {
             stall_timeout_secs: positive("WORKER_STALL_TIMEOUT", 60)?,
             sse_keepalive_secs: positive("SSE_KEEPALIVE", 30)?,
             sse_buffer_size: positive("SSE_BUFFER_SIZE", 100)? as usize,
+            sse_buffer_bytes: positive("SSE_BUFFER_BYTES", 1 << 20)? as usize,
+            sse_max_subscribers: positive("SSE_MAX_SUBSCRIBERS", 5_000)? as usize,
+            sse_max_subscribers_per_ip: positive("SSE_MAX_SUBSCRIBERS_PER_IP", 32)? as usize,
         })
     }
 
@@ -466,6 +509,12 @@ mod tests {
         assert!(s.template_reload);
         assert!(!s.log_json);
         assert!(s.session_key_warning().is_some());
+        assert_eq!(
+            (s.header_read_timeout_secs, s.keepalive_timeout_secs),
+            (10, 75)
+        );
+        assert!((64..=10_000).contains(&s.max_connections));
+        assert_eq!(s.max_connections_per_ip, 100);
     }
 
     #[test]
@@ -506,6 +555,8 @@ mod tests {
         );
         let err = settings(&[("ENVIRONMENT", "staging")]).unwrap_err();
         assert!(err.to_string().contains("dev or prod"), "{err}");
+        let err = settings(&[("MAX_CONNECTIONS_PER_IP", "0")]).unwrap_err();
+        assert!(err.to_string().contains("MAX_CONNECTIONS_PER_IP"), "{err}");
     }
 
     #[test]

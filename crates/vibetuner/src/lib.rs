@@ -30,6 +30,7 @@ pub mod error;
 pub mod filters;
 pub mod health;
 pub mod jobs;
+mod limits;
 mod logging;
 pub mod mail;
 mod meta;

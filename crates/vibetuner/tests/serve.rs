@@ -1,5 +1,6 @@
-//! The framework served in-process: graceful shutdown and panics, which a generated app
-//! has no route for.
+//! The framework served in-process over real TCP: graceful shutdown, panics (which a generated
+//! app has no route for), and the connection limits (header and keep-alive timeouts, global and
+//! per-address caps).
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,14 +34,19 @@ fn app() -> App {
 async fn start(
     shutdown: tokio::sync::oneshot::Receiver<()>,
 ) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    start_with(shutdown, &[]).await
+}
+
+async fn start_with(
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+    settings: &[(&str, &str)],
+) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let data = tempfile::tempdir().unwrap();
-    let settings = Settings::from_source(Source::from_pairs([(
-        "DATA_DIR",
-        data.path().to_str().unwrap(),
-    )]))
-    .unwrap();
+    let mut pairs = vec![("DATA_DIR", data.path().to_str().unwrap())];
+    pairs.extend_from_slice(settings);
+    let settings = Settings::from_source(Source::from_pairs(pairs)).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let server = tokio::spawn(async move {
         let _data = data;
@@ -109,4 +115,158 @@ async fn a_panicking_handler_answers_500_without_leaking_the_message() {
     assert_eq!(body, r#"{"detail":"Internal Server Error"}"#);
     let (status, _) = get_text(format!("{base}/health/ping")).await;
     assert_eq!(status, 200, "the server survives");
+}
+
+/// A connection to `base` from the loopback address `from` (127.0.0.2 is another client than
+/// 127.0.0.1 on Linux).
+async fn connect_from(base: &str, from: [u8; 4]) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Sends a request line and one header, never the end of the headers.
+async fn half_open(base: &str, from: [u8; 4]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = connect_from(base, from).await;
+    stream
+        .write_all(b"GET /health/ping HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes the connection (an error counts as closed).
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server closed the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /health/ping` from `from` on a fresh connection: the status line.
+async fn ping_from(base: &str, from: [u8; 4]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = connect_from(base, from).await;
+    stream
+        .write_all(b"GET /health/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let response = until_closed(&mut stream).await;
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[("HEADER_READ_TIMEOUT", "1"), ("KEEPALIVE_TIMEOUT", "1")],
+    )
+    .await;
+    let mut slow = half_open(&base, [127, 0, 0, 1]).await;
+    assert_eq!(
+        until_closed(&mut slow).await,
+        "",
+        "closed without an answer"
+    );
+
+    let mut silent = connect_from(&base, [127, 0, 0, 1]).await;
+    assert_eq!(
+        until_closed(&mut silent).await,
+        "",
+        "a silent connection too"
+    );
+
+    let mut idle = connect_from(&base, [127, 0, 0, 1]).await;
+    idle.write_all(b"GET /health/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let rest = until_closed(&mut idle).await;
+    assert!(
+        rest.ends_with("pong") || rest.contains("\r\n\r\n"),
+        "the answer, then the idle connection is closed: {rest:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_per_address_cap_refuses_extra_connections_and_others_are_served() {
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[
+            ("MAX_CONNECTIONS_PER_IP", "3"),
+            ("TRUSTED_PROXIES", ""),
+            ("HEADER_READ_TIMEOUT", "600"),
+        ],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(half_open(&base, [127, 0, 0, 1]).await);
+    }
+    let mut extra = half_open(&base, [127, 0, 0, 1]).await;
+    let refused = until_closed(&mut extra).await;
+    assert!(
+        refused.is_empty() || refused.starts_with("HTTP/1.1 503"),
+        "refused: {refused:?}"
+    );
+    assert_eq!(ping_from(&base, [127, 0, 0, 2]).await, "HTTP/1.1 200 OK");
+    drop(held.pop());
+    // The freed slot is reused once the server has seen the close.
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = ping_from(&base, [127, 0, 0, 1]).await;
+        if status == "HTTP/1.1 200 OK" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn trusted_proxies_are_exempt_from_the_per_address_cap_but_not_from_the_global_one() {
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[
+            ("MAX_CONNECTIONS_PER_IP", "1"),
+            ("MAX_CONNECTIONS", "3"),
+            ("HEADER_READ_TIMEOUT", "600"),
+        ],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(half_open(&base, [127, 0, 0, 1]).await);
+    }
+    assert_eq!(
+        ping_from(&base, [127, 0, 0, 1]).await,
+        "HTTP/1.1 200 OK",
+        "127.0.0.1 is a trusted proxy by default"
+    );
+    held.push(half_open(&base, [127, 0, 0, 1]).await);
+    let status = ping_from(&base, [127, 0, 0, 2]).await;
+    assert!(
+        status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
+        "MAX_CONNECTIONS reached: {status:?}"
+    );
 }

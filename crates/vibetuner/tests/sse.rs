@@ -261,3 +261,34 @@ async fn relay_reconnects_after_redis_restarts_and_catches_up() {
     assert_eq!(text.matches("data: during").count(), 1, "{text:?}");
     assert_eq!(text.matches("data: after").count(), 1, "{text:?}");
 }
+
+#[tokio::test]
+async fn the_subscriber_caps_answer_503_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = Settings::from_source(Source::from_pairs([
+        ("DATA_DIR", data.path().to_str().unwrap()),
+        ("SSE_MAX_SUBSCRIBERS_PER_IP", "2"),
+    ]))
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    let built = app().build(settings, &root).await.unwrap();
+    let first = open(&built, "/events", None).await;
+    let second = open(&built, "/rooms/a/events", None).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    for path in ["/events", "/countdown"] {
+        let refused = open(&built, path, None).await;
+        assert_eq!(refused.status(), 503, "{path}");
+        let body = refused.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("SSE_MAX_SUBSCRIBERS_PER_IP"), "{body}");
+    }
+    drop(first);
+    assert_eq!(
+        open(&built, "/events", None).await.status(),
+        200,
+        "a closed stream frees its place"
+    );
+}

@@ -10,6 +10,7 @@ mod adopt;
 mod build;
 mod cli;
 pub mod context;
+mod listen;
 mod serve;
 
 use std::future::Future;

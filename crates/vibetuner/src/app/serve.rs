@@ -2,11 +2,8 @@
 //! gracefully (in-flight requests finish, SSE streams end, the worker drains).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-
-use anyhow::Context as _;
 
 use super::App;
 use crate::config::Settings;
@@ -49,25 +46,20 @@ impl App {
             "listening on http://{addr}"
         );
         let broadcaster = built.broadcaster().clone();
-        let server = axum::serve(
-            listener,
-            built
-                .router
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stopping_tx.send(true);
-            broadcaster.close();
-        });
+        let limits = super::listen::Limits::new(settings, built.security().trusted_proxies.clone());
+        let server =
+            super::listen::serve_connections(listener, built.router.clone(), limits, async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = stopping_tx.send(true);
+                broadcaster.close();
+            });
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result.context("server failed")?,
+            () = server => {}
             () = deadline => tracing::warn!("requests still running after {}s; exiting anyway", grace.as_secs()),
         }
         if let Some(worker) = in_process_worker {

@@ -5,7 +5,17 @@
 //! Every stream sends a `: keepalive` comment every `SSE_KEEPALIVE` seconds and the headers
 //! `Cache-Control: no-cache` and `X-Accel-Buffering: no`. Each event has an id; a client that
 //! reconnects with `Last-Event-ID` first receives the events it missed (up to
-//! `SSE_BUFFER_SIZE` per channel).
+//! `SSE_BUFFER_SIZE` events and `SSE_BUFFER_BYTES` per channel, the newest kept).
+//!
+//! Bounds: an event is encoded once and shared by every subscriber; a subscriber that falls
+//! more than `SSE_BUFFER_BYTES` behind is disconnected (its browser reconnects and replays);
+//! at most `SSE_MAX_SUBSCRIBERS` streams are open in a process and `SSE_MAX_SUBSCRIBERS_PER_IP`
+//! from one client address (more get 503 with the reason).
+//!
+//! Items that can be deleted: broadcast their events with a key
+//! ([`broadcast_keyed`](Broadcaster::broadcast_keyed), say `note:42`); a later event with the
+//! same key (the deletion, or a newer version) replaces the earlier ones in the replay, so a
+//! reconnecting client is never sent a deleted item, only the event that deletes it.
 //!
 //! With `REDIS_URL`, a broadcast is appended to a capped Redis stream per channel (which gives
 //! the event its id and keeps the replay buffer, shared by every process) and published; each
@@ -26,27 +36,40 @@
 //!     Ok(())
 //! }
 //!
+//! async fn delete_message(broadcaster: Broadcaster, Path((room, id)): Path<(String, u64)>) -> Result<()> {
+//!     // Replaces the message's earlier events in the replay.
+//!     let html = format!(r#"<div id="msg-{id}" hx-swap-oob="delete"></div>"#);
+//!     broadcaster
+//!         .broadcast_keyed(&format!("room:{room}"), &format!("msg:{id}"), "message", html)
+//!         .await?;
+//!     Ok(())
+//! }
+//!
 //! # fn main() {
 //! App::new(vibetuner::project!())
 //!     .sse("/notes/events", "notes") // a fixed channel
 //!     .route("/rooms/{room}/events", get(room_events)) // a channel per request
-//!     .route("/rooms/{room}/messages", post(post_message));
+//!     .route("/rooms/{room}/messages", post(post_message))
+//!     .route("/rooms/{room}/messages/{id}", delete(delete_message));
 //! # }
 //! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
-use axum::http::header::CACHE_CONTROL;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::response::sse::{Event, KeepAlive};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
+
+use crate::limits::{Counter, Full, Slot};
 
 #[cfg(feature = "redis")]
 mod redis;
@@ -54,9 +77,8 @@ mod redis;
 mod redis {
     //! Without the `redis` feature there is no fan-out: a type with no values.
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use super::{Inner, SseEvent};
+    use super::{Encoded, Inner};
 
     pub(super) enum RedisFanout {}
 
@@ -65,9 +87,9 @@ mod redis {
             &self,
             _: &str,
             _: &str,
+            _: &str,
             _: String,
-            _: usize,
-            _: Duration,
+            _: &Inner,
         ) -> Result<String, crate::Error> {
             match *self {}
         }
@@ -80,8 +102,8 @@ mod redis {
             &self,
             _: &str,
             _: &str,
-            _: usize,
-        ) -> Result<Vec<SseEvent>, std::convert::Infallible> {
+            _: &Inner,
+        ) -> Result<Vec<Arc<Encoded>>, std::convert::Infallible> {
             match *self {}
         }
     }
@@ -89,11 +111,11 @@ mod redis {
 
 use redis::RedisFanout;
 
-/// Longest channel name.
+/// Longest channel name (and event key).
 pub const MAX_CHANNEL_LEN: usize = 128;
 
-/// Capacity of a channel's in-process fan-out; a subscriber further behind is disconnected and
-/// catches up through `Last-Event-ID` when its browser reconnects.
+/// Most events queued for one subscriber; one further behind is disconnected and catches up
+/// through `Last-Event-ID` when its browser reconnects.
 const FANOUT_CAPACITY: usize = 1024;
 
 /// How long a channel's replay buffer outlives its last event (in Redis and in-process).
@@ -123,17 +145,37 @@ impl SseEvent {
         }
     }
 
-    fn to_axum(&self) -> Event {
-        let data = self.data.replace("\r\n", "\n").replace('\r', "\n");
-        let mut event = Event::default().data(data);
-        if !self.id.is_empty() {
-            event = event.id(&self.id);
-        }
-        if !self.event.is_empty() && self.event != "message" {
-            event = event.event(&self.event);
-        }
-        event
+    fn encode(&self) -> Bytes {
+        encode(&self.id, &self.event, &self.data)
     }
+}
+
+/// The wire form of an event: `data:` lines (line breaks normalised), `id:`, `event:` unless
+/// it is `message`, and a blank line.
+fn encode(id: &str, event: &str, data: &str) -> Bytes {
+    let data: std::borrow::Cow<'_, str> = if data.contains('\r') {
+        data.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        data.into()
+    };
+    let mut out = String::with_capacity(data.len() + id.len() + event.len() + 32);
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !id.is_empty() {
+        out.push_str("id: ");
+        out.push_str(id);
+        out.push('\n');
+    }
+    if !event.is_empty() && event != "message" {
+        out.push_str("event: ");
+        out.push_str(event);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
 }
 
 /// True for names of 1 to 128 characters from `A-Z a-z 0-9 - : _ .`.
@@ -144,10 +186,10 @@ pub fn valid_channel(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_' | b'.'))
 }
 
-fn channel_error(name: &str) -> crate::Error {
+fn channel_error(what: &str, name: &str) -> crate::Error {
     let shown: String = name.chars().take(40).collect();
     crate::Error::bad_request(format!(
-        "invalid SSE channel name {shown:?}: use 1 to {MAX_CHANNEL_LEN} characters from A-Z a-z 0-9 - : _ ."
+        "invalid SSE {what} {shown:?}: use 1 to {MAX_CHANNEL_LEN} characters from A-Z a-z 0-9 - : _ ."
     ))
 }
 
@@ -162,9 +204,140 @@ impl EventId {
     }
 }
 
+/// A broadcast event, encoded once and shared by every subscriber and the replay buffer.
+struct Encoded {
+    id: Option<EventId>,
+    key: Option<Box<str>>,
+    wire: Bytes,
+}
+
+impl Encoded {
+    fn new(id: &str, event: &str, key: &str, data: &str) -> Arc<Self> {
+        Arc::new(Self {
+            id: EventId::parse(id),
+            key: (!key.is_empty()).then(|| key.into()),
+            wire: encode(id, event, data),
+        })
+    }
+}
+
+/// Events kept for replay, bounded in count and bytes (the newest kept even when larger), an
+/// event with a key replacing the earlier ones with that key.
+#[derive(Default)]
+struct Replay {
+    events: VecDeque<Arc<Encoded>>,
+    bytes: usize,
+}
+
+impl Replay {
+    fn push(&mut self, event: Arc<Encoded>, max_events: usize, max_bytes: usize) {
+        if let Some(key) = &event.key {
+            let before = self.events.len();
+            self.events.retain(|e| e.key.as_ref() != Some(key));
+            if self.events.len() != before {
+                self.bytes = self.events.iter().map(|e| e.wire.len()).sum();
+            }
+        }
+        self.bytes += event.wire.len();
+        self.events.push_back(event);
+        while self.events.len() > max_events.max(1)
+            || (self.bytes > max_bytes && self.events.len() > 1)
+        {
+            if let Some(old) = self.events.pop_front() {
+                self.bytes -= old.wire.len();
+            }
+        }
+    }
+}
+
+/// One subscriber's queue of live events.
+struct Subscriber {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Arc<Encoded>>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl Subscriber {
+    /// Queues `event`; false when the subscriber is gone, or too far behind (then it is closed
+    /// and its queue dropped).
+    fn push(&self, event: &Arc<Encoded>, max_bytes: usize) -> bool {
+        let mut queue = self.queue.lock().expect("subscriber lock");
+        if queue.closed {
+            return false;
+        }
+        let len = event.wire.len();
+        if !queue.events.is_empty()
+            && (queue.bytes + len > max_bytes || queue.events.len() >= FANOUT_CAPACITY)
+        {
+            tracing::warn!(
+                queued = queue.events.len(),
+                bytes = queue.bytes,
+                "SSE subscriber too slow; closing its stream so it reconnects and replays"
+            );
+            *queue = Queue {
+                closed: true,
+                ..Queue::default()
+            };
+            self.ready.notify_one();
+            return false;
+        }
+        queue.bytes += len;
+        queue.events.push_back(event.clone());
+        self.ready.notify_one();
+        true
+    }
+
+    fn is_open(&self) -> bool {
+        !self.queue.lock().expect("subscriber lock").closed
+    }
+
+    fn close(&self) {
+        *self.queue.lock().expect("subscriber lock") = Queue {
+            closed: true,
+            ..Queue::default()
+        };
+    }
+
+    /// The next queued event; `None` once closed.
+    async fn next(&self) -> Option<Arc<Encoded>> {
+        loop {
+            {
+                let mut queue = self.queue.lock().expect("subscriber lock");
+                if let Some(event) = queue.events.pop_front() {
+                    queue.bytes -= event.wire.len();
+                    return Some(event);
+                }
+                if queue.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// A subscription's stream state; unregisters the subscriber when dropped.
+struct Subscription {
+    replay: VecDeque<Arc<Encoded>>,
+    subscriber: Arc<Subscriber>,
+    high: Option<EventId>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.subscriber.close();
+    }
+}
+
 struct Channel {
-    tx: broadcast::Sender<Arc<SseEvent>>,
-    buffer: VecDeque<Arc<SseEvent>>,
+    subscribers: Vec<Arc<Subscriber>>,
+    replay: Replay,
     last: Option<EventId>,
     touched: Instant,
 }
@@ -172,10 +345,35 @@ struct Channel {
 impl Channel {
     fn new() -> Self {
         Self {
-            tx: broadcast::channel(FANOUT_CAPACITY).0,
-            buffer: VecDeque::new(),
+            subscribers: Vec::new(),
+            replay: Replay::default(),
             last: None,
             touched: Instant::now(),
+        }
+    }
+
+    fn followed(&mut self) -> bool {
+        self.subscribers.retain(|s| s.is_open());
+        !self.subscribers.is_empty()
+    }
+}
+
+/// The bounds of a [`Broadcaster`].
+#[derive(Debug, Clone)]
+pub(crate) struct SseLimits {
+    pub(crate) buffer_size: usize,
+    pub(crate) buffer_bytes: usize,
+    pub(crate) max_subscribers: usize,
+    pub(crate) max_per_ip: usize,
+}
+
+impl SseLimits {
+    fn from_settings(settings: &crate::config::JobsSettings) -> Self {
+        Self {
+            buffer_size: settings.sse_buffer_size,
+            buffer_bytes: settings.sse_buffer_bytes,
+            max_subscribers: settings.sse_max_subscribers,
+            max_per_ip: settings.sse_max_subscribers_per_ip,
         }
     }
 }
@@ -183,11 +381,13 @@ impl Channel {
 struct Inner {
     channels: Mutex<HashMap<String, Channel>>,
     redis: Option<RedisFanout>,
-    buffer_size: usize,
+    limits: SseLimits,
     keepalive: Duration,
     retention: Duration,
     sweep_every: Duration,
     swept: Mutex<Instant>,
+    /// Open streams, for the subscriber caps.
+    open: Arc<Counter>,
     /// Set when the server shuts down: open streams end so connections can close.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -207,37 +407,40 @@ impl Broadcaster {
         prefix: &str,
     ) -> anyhow::Result<Self> {
         let keepalive = Duration::from_secs(settings.sse_keepalive_secs);
+        let limits = SseLimits::from_settings(settings);
         match redis {
             #[cfg(feature = "redis")]
-            Some(redis) => Self::redis(
-                &redis.url,
-                redis.conn.clone(),
-                prefix,
-                settings.sse_buffer_size,
-                keepalive,
-            ),
+            Some(redis) => Self::redis(&redis.url, redis.conn.clone(), prefix, limits, keepalive),
             _ => {
                 let _ = prefix;
-                Ok(Self::local(settings.sse_buffer_size, keepalive))
+                Ok(Self::with(None, limits, keepalive))
             }
         }
     }
 
-    /// In-process delivery and replay (no Redis).
+    /// In-process delivery and replay (no Redis), keeping `buffer_size` events per channel and
+    /// the other bounds at their defaults.
     pub fn local(buffer_size: usize, keepalive: Duration) -> Self {
-        Self::with(None, buffer_size, keepalive)
+        let defaults = crate::config::JobsSettings::from_source(&crate::config::Source::default())
+            .expect("the defaults are valid");
+        let limits = SseLimits {
+            buffer_size,
+            ..SseLimits::from_settings(&defaults)
+        };
+        Self::with(None, limits, keepalive)
     }
 
-    fn with(redis: Option<RedisFanout>, buffer_size: usize, keepalive: Duration) -> Self {
+    fn with(redis: Option<RedisFanout>, limits: SseLimits, keepalive: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 channels: Mutex::new(HashMap::new()),
                 redis,
-                buffer_size: buffer_size.max(1),
+                limits,
                 keepalive,
                 retention: REPLAY_RETENTION,
                 sweep_every: SWEEP_INTERVAL,
                 swept: Mutex::new(Instant::now()),
+                open: Arc::new(Counter::default()),
                 closing: tokio::sync::watch::channel(false).0,
             }),
         }
@@ -262,115 +465,124 @@ impl Broadcaster {
         event: &str,
         data: impl Into<String>,
     ) -> Result<String, crate::Error> {
+        self.send(channel, "", event, data.into()).await
+    }
+
+    /// Like [`broadcast`](Self::broadcast), for an item with a key (such as `note:42`, same
+    /// characters as a channel name): this event replaces the earlier events with that key in
+    /// the replay, so broadcasting an item's deletion keeps the deleted item from being
+    /// replayed to clients that reconnect.
+    pub async fn broadcast_keyed(
+        &self,
+        channel: &str,
+        key: &str,
+        event: &str,
+        data: impl Into<String>,
+    ) -> Result<String, crate::Error> {
+        if !valid_channel(key) {
+            return Err(channel_error("event key", key));
+        }
+        self.send(channel, key, event, data.into()).await
+    }
+
+    async fn send(
+        &self,
+        channel: &str,
+        key: &str,
+        event: &str,
+        data: String,
+    ) -> Result<String, crate::Error> {
         if !valid_channel(channel) {
-            return Err(channel_error(channel));
+            return Err(channel_error("channel name", channel));
         }
         if event.is_empty() || event.contains(['\n', '\r']) {
             return Err(crate::Error::bad_request(format!(
                 "invalid SSE event name {event:?}: one non-empty line"
             )));
         }
-        let data = data.into();
-        match &self.inner.redis {
-            Some(fanout) => {
-                fanout
-                    .publish(
-                        channel,
-                        event,
-                        data,
-                        self.inner.buffer_size,
-                        self.inner.retention,
-                    )
-                    .await
-            }
-            None => {
-                let mut channels = self.inner.channels.lock().expect("channels lock");
-                self.inner.sweep(&mut channels);
-                let ch = channels
-                    .entry(channel.to_owned())
-                    .or_insert_with(Channel::new);
-                let now = crate::store::Timestamp::now().millis().max(0) as u64;
-                let id = match ch.last {
-                    Some(EventId(ms, seq)) if ms >= now => EventId(ms, seq + 1),
-                    _ => EventId(now, 0),
-                };
-                let event = SseEvent {
-                    id: format!("{}-{}", id.0, id.1),
-                    event: event.to_owned(),
-                    data,
-                };
-                let out = event.id.clone();
-                self.inner.deliver(ch, id, event);
-                Ok(out)
-            }
+        if let Some(fanout) = &self.inner.redis {
+            return fanout.publish(channel, event, key, data, &self.inner).await;
         }
+        let mut channels = self.inner.channels.lock().expect("channels lock");
+        self.inner.sweep(&mut channels);
+        let ch = channels
+            .entry(channel.to_owned())
+            .or_insert_with(Channel::new);
+        let now = crate::store::Timestamp::now().millis().max(0) as u64;
+        let id = match ch.last {
+            Some(EventId(ms, seq)) if ms >= now => EventId(ms, seq + 1),
+            _ => EventId(now, 0),
+        };
+        let id = format!("{}-{}", id.0, id.1);
+        self.inner.deliver(ch, Encoded::new(&id, event, key, &data));
+        Ok(id)
     }
 
     /// Subscribes to `channel`: the events after `last_event_id` (replay), then live ones.
-    pub async fn subscribe(
+    async fn subscribe(
         &self,
         channel: &str,
         last_event_id: Option<&str>,
-    ) -> Result<impl Stream<Item = Arc<SseEvent>> + Send + 'static, crate::Error> {
+    ) -> Result<impl Stream<Item = Arc<Encoded>> + Send + 'static, crate::Error> {
         if !valid_channel(channel) {
-            return Err(channel_error(channel));
+            return Err(channel_error("channel name", channel));
         }
         if let Some(fanout) = &self.inner.redis {
             fanout.start_relay(&self.inner).await;
         }
         let after = last_event_id.and_then(EventId::parse);
-        let (rx, mut replay) = {
+        let subscriber = Arc::new(Subscriber {
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+        });
+        let mut replay = {
             let mut channels = self.inner.channels.lock().expect("channels lock");
             self.inner.sweep(&mut channels);
             let ch = channels
                 .entry(channel.to_owned())
                 .or_insert_with(Channel::new);
-            let replay: VecDeque<Arc<SseEvent>> = match after {
+            ch.subscribers.push(subscriber.clone());
+            match after {
                 Some(after) if self.inner.redis.is_none() => ch
-                    .buffer
+                    .replay
+                    .events
                     .iter()
-                    .filter(|e| EventId::parse(&e.id).is_some_and(|id| id > after))
+                    .filter(|e| e.id.is_some_and(|id| id > after))
                     .cloned()
                     .collect(),
                 _ => VecDeque::new(),
-            };
-            (ch.tx.subscribe(), replay)
+            }
+        };
+        // Made before the fetch below so the subscriber is unregistered if that fails.
+        let mut subscription = Subscription {
+            replay: VecDeque::new(),
+            subscriber,
+            high: None,
         };
         if let (Some(fanout), Some(last)) =
             (&self.inner.redis, last_event_id.filter(|_| after.is_some()))
         {
             let missed = fanout
-                .since(channel, last, self.inner.buffer_size)
+                .since(channel, last, &self.inner)
                 .await
                 .map_err(|e| crate::Error::internal(format!("SSE replay from Redis: {e}")))?;
-            replay.extend(missed.into_iter().map(Arc::new));
+            replay.extend(missed);
         }
-        let high = replay.back().and_then(|e| EventId::parse(&e.id)).or(after);
+        subscription.high = replay.back().and_then(|e| e.id).or(after);
+        subscription.replay = replay;
         Ok(futures_util::stream::unfold(
-            (replay, rx, high),
-            |(mut replay, mut rx, mut high)| async move {
-                if let Some(event) = replay.pop_front() {
-                    return Some((event, (replay, rx, high)));
+            subscription,
+            |mut s| async move {
+                if let Some(event) = s.replay.pop_front() {
+                    return Some((event, s));
                 }
                 loop {
-                    match rx.recv().await {
-                        Ok(event) => {
-                            let id = EventId::parse(&event.id);
-                            if high.is_some() && id <= high {
-                                continue;
-                            }
-                            high = id.or(high);
-                            return Some((event, (replay, rx, high)));
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(
-                                skipped = n,
-                                "SSE subscriber too slow; closing its stream so it reconnects and replays"
-                            );
-                            return None;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
+                    let event = s.subscriber.next().await?;
+                    if s.high.is_some() && event.id <= s.high {
+                        continue;
                     }
+                    s.high = event.id.or(s.high);
+                    return Some((event, s));
                 }
             },
         ))
@@ -383,7 +595,25 @@ impl Broadcaster {
             .lock()
             .expect("channels lock")
             .get(channel)
-            .map_or(0, |c| c.tx.receiver_count())
+            .map_or(0, |c| c.subscribers.iter().filter(|s| s.is_open()).count())
+    }
+
+    /// Counts one more open stream from `client`, or the 503 that says which cap is reached.
+    fn admit(&self, client: IpAddr) -> Result<Slot, crate::Error> {
+        let limits = &self.inner.limits;
+        self.inner
+            .open
+            .acquire(Some(client), limits.max_subscribers, limits.max_per_ip)
+            .map_err(|full| {
+                crate::Error::unavailable(match full {
+                    Full::Total => {
+                        "Too many live update streams on this server (SSE_MAX_SUBSCRIBERS); try again later"
+                    }
+                    Full::PerIp => {
+                        "Too many live update streams from your address (SSE_MAX_SUBSCRIBERS_PER_IP); close some tabs"
+                    }
+                })
+            })
     }
 }
 
@@ -401,42 +631,53 @@ impl Inner {
             *swept = Instant::now();
         }
         channels.retain(|_, c| {
-            c.tx.receiver_count() > 0
-                || (local && !c.buffer.is_empty() && c.touched.elapsed() < self.retention)
+            c.followed()
+                || (local && !c.replay.events.is_empty() && c.touched.elapsed() < self.retention)
         });
     }
 
-    /// Hands an event to the channel's subscribers unless it was already delivered.
-    fn deliver(&self, ch: &mut Channel, id: EventId, event: SseEvent) {
+    /// Hands an event to the channel's subscribers unless it was already delivered (keeping it
+    /// for replay when there is no Redis).
+    fn deliver(&self, ch: &mut Channel, event: Arc<Encoded>) {
+        let Some(id) = event.id else { return };
         if ch.last.is_some_and(|last| id <= last) {
             return;
         }
         ch.last = Some(id);
         ch.touched = Instant::now();
-        let event = Arc::new(event);
         if self.redis.is_none() {
-            ch.buffer.push_back(event.clone());
-            while ch.buffer.len() > self.buffer_size {
-                ch.buffer.pop_front();
-            }
+            ch.replay.push(
+                event.clone(),
+                self.limits.buffer_size,
+                self.limits.buffer_bytes,
+            );
         }
-        let _ = ch.tx.send(event);
+        let max_bytes = self.limits.buffer_bytes;
+        ch.subscribers.retain(|s| s.push(&event, max_bytes));
     }
 
     /// An event relayed from Redis: delivered when this process has the channel.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fn relayed(&self, channel: &str, event: SseEvent) {
-        let Some(id) = EventId::parse(&event.id) else {
+    fn relayed(&self, channel: &str, event: Arc<Encoded>) {
+        let mut channels = self.channels.lock().expect("channels lock");
+        let Some(ch) = channels.get_mut(channel) else {
             return;
         };
-        let mut channels = self.channels.lock().expect("channels lock");
-        match channels.get_mut(channel) {
-            Some(ch) if ch.tx.receiver_count() == 0 => {
-                channels.remove(channel);
-            }
-            Some(ch) => self.deliver(ch, id, event),
-            None => {}
+        if ch.followed() {
+            self.deliver(ch, event);
+        } else {
+            channels.remove(channel);
         }
+    }
+
+    /// Bounds events fetched for a replay like the in-process buffer (count, bytes, keys).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn bounded(&self, events: impl IntoIterator<Item = Arc<Encoded>>) -> Vec<Arc<Encoded>> {
+        let mut replay = Replay::default();
+        for event in events {
+            replay.push(event, self.limits.buffer_size, self.limits.buffer_bytes);
+        }
+        replay.events.into()
     }
 
     /// After a reconnect: fetches what each known channel missed.
@@ -452,11 +693,7 @@ impl Inner {
             .collect();
         for (channel, last) in known {
             match fanout
-                .since(
-                    &channel,
-                    &format!("{}-{}", last.0, last.1),
-                    self.buffer_size,
-                )
+                .since(&channel, &format!("{}-{}", last.0, last.1), self)
                 .await
             {
                 Ok(events) => {
@@ -482,12 +719,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Broadcaster {
 pub struct Sse {
     broadcaster: Broadcaster,
     last_event_id: Option<String>,
+    client: IpAddr,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Sse {
     type Rejection = crate::Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(crate::security::ClientIp(client)) =
+            crate::security::ClientIp::from_request_parts(parts, state).await;
         Ok(Self {
             broadcaster: Broadcaster::from_request_parts(parts, state).await?,
             last_event_id: parts
@@ -495,6 +735,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Sse {
                 .get("last-event-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            client,
         })
     }
 }
@@ -505,44 +746,55 @@ impl Sse {
         self.last_event_id.as_deref()
     }
 
-    /// Streams `channel` (400 with the reason when the name is invalid).
+    /// Streams `channel` (400 with the reason when the name is invalid, 503 when the
+    /// subscriber caps are reached).
     pub async fn channel(self, channel: &str) -> Result<Response, crate::Error> {
-        let keepalive = self.broadcaster.keepalive();
+        let slot = self.broadcaster.admit(self.client)?;
         let events = self
             .broadcaster
             .subscribe(channel, self.last_event_id.as_deref())
             .await?;
         Ok(respond(
-            events.map(|e| e.to_axum()),
-            keepalive,
+            events.map(|e| e.wire.clone()),
             &self.broadcaster,
+            slot,
         ))
     }
 
-    /// Streams events a handler produces itself (with keepalives and the SSE headers).
+    /// Streams events a handler produces itself (with keepalives and the SSE headers); 503
+    /// when the subscriber caps are reached.
     pub fn stream(self, events: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
-        respond(
-            events.map(|e| e.to_axum()),
-            self.broadcaster.keepalive(),
-            &self.broadcaster,
-        )
+        match self.broadcaster.admit(self.client) {
+            Ok(slot) => respond(events.map(|e| e.encode()), &self.broadcaster, slot),
+            Err(e) => e.into_response(),
+        }
     }
 }
 
+/// The streaming response: `events`, a keepalive comment after each quiet interval, ending when
+/// the server shuts down; `slot` is held as long as the stream.
 fn respond(
-    events: impl Stream<Item = Event> + Send + 'static,
-    keepalive: Duration,
+    events: impl Stream<Item = Bytes> + Send + 'static,
     broadcaster: &Broadcaster,
+    slot: Slot,
 ) -> Response {
+    let keepalive = broadcaster.keepalive();
     let mut closing = broadcaster.inner.closing.subscribe();
     let closed = async move {
         let _ = closing.wait_for(|closing| *closing).await;
     };
-    let events = events.take_until(closed).map(Ok::<_, Infallible>);
-    let mut response = axum::response::Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(keepalive).text("keepalive"))
-        .into_response();
+    let events = Box::pin(events.take_until(closed));
+    let body = futures_util::stream::unfold((events, slot), move |(mut events, slot)| async move {
+        let next = match tokio::time::timeout(keepalive, events.next()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return None,
+            Err(_) => Bytes::from_static(b": keepalive\n\n"),
+        };
+        Some((Ok::<_, Infallible>(next), (events, slot)))
+    });
+    let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
@@ -587,9 +839,149 @@ mod tests {
             .await
             .unwrap()
             .take(n)
-            .map(|e| e.data.clone())
+            .map(|e| data(&e))
             .collect()
             .await
+    }
+
+    /// The data of an encoded event (one line).
+    fn data(event: &Encoded) -> String {
+        let text = std::str::from_utf8(&event.wire).unwrap();
+        text.strip_prefix("data: ")
+            .and_then(|t| t.split_once('\n'))
+            .map(|(d, _)| d.to_owned())
+            .unwrap()
+    }
+
+    fn bounded(buffer_size: usize, buffer_bytes: usize) -> Broadcaster {
+        Broadcaster::with(
+            None,
+            SseLimits {
+                buffer_size,
+                buffer_bytes,
+                max_subscribers: 10,
+                max_per_ip: 10,
+            },
+            Duration::from_secs(30),
+        )
+    }
+
+    #[test]
+    fn encoding_matches_the_sse_format() {
+        assert_eq!(
+            encode("1-0", "headline", "a\r\nb\rc"),
+            "data: a\ndata: b\ndata: c\nid: 1-0\nevent: headline\n\n"
+        );
+        assert_eq!(encode("", "message", ""), "data: \n\n");
+    }
+
+    #[tokio::test]
+    async fn replay_is_bounded_in_bytes_keeping_the_newest() {
+        // Each event's wire form is about 30 bytes: 100 bytes hold three.
+        let b = bounded(100, 100);
+        let first = b.broadcast("c", "message", "1").await.unwrap();
+        for n in 2..=5 {
+            b.broadcast("c", "message", n.to_string()).await.unwrap();
+        }
+        let kept = {
+            let channels = b.inner.channels.lock().unwrap();
+            let replay = &channels["c"].replay;
+            assert!(replay.bytes <= 100, "{}", replay.bytes);
+            replay.events.len()
+        };
+        assert!((1..5).contains(&kept), "{kept}");
+        let newest: Vec<String> = (6 - kept..=5).map(|n| n.to_string()).collect();
+        assert_eq!(replay(&b, "c", &first, kept).await, newest);
+        b.broadcast("c", "message", "x".repeat(1000)).await.unwrap();
+        let channels = b.inner.channels.lock().unwrap();
+        let kept = &channels["c"].replay;
+        assert_eq!(
+            kept.events.len(),
+            1,
+            "only the newest, larger than the bound"
+        );
+        assert_eq!(kept.bytes, kept.events[0].wire.len());
+    }
+
+    #[tokio::test]
+    async fn a_keyed_event_replaces_earlier_ones_with_its_key_in_the_replay() {
+        let b = bounded(100, 1 << 20);
+        b.broadcast_keyed("c", "note:1", "message", "created 1")
+            .await
+            .unwrap();
+        b.broadcast_keyed("c", "note:2", "message", "created 2")
+            .await
+            .unwrap();
+        b.broadcast_keyed("c", "note:1", "message", "deleted 1")
+            .await
+            .unwrap();
+        b.broadcast("c", "message", "unkeyed").await.unwrap();
+        assert_eq!(
+            replay(&b, "c", "0", 3).await,
+            ["created 2", "deleted 1", "unkeyed"]
+        );
+        assert!(b.broadcast_keyed("c", "a b", "message", "").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn subscribers_share_one_copy_of_each_event() {
+        let b = bounded(100, 1 << 20);
+        let mut one = Box::pin(b.subscribe("c", None).await.unwrap());
+        let mut two = Box::pin(b.subscribe("c", None).await.unwrap());
+        b.broadcast("c", "message", "x".repeat(10_000))
+            .await
+            .unwrap();
+        let (a, c) = (one.next().await.unwrap(), two.next().await.unwrap());
+        assert_eq!(a.wire.as_ptr(), c.wire.as_ptr(), "the same bytes");
+        let mut late = Box::pin(b.subscribe("c", Some("0")).await.unwrap());
+        assert_eq!(late.next().await.unwrap().wire.as_ptr(), a.wire.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_too_far_behind_is_disconnected() {
+        let b = bounded(100, 1000);
+        let mut slow = Box::pin(b.subscribe("c", None).await.unwrap());
+        let mut fast = Box::pin(b.subscribe("c", None).await.unwrap());
+        for n in 0..50 {
+            b.broadcast("c", "message", format!("{n:>40}"))
+                .await
+                .unwrap();
+            assert!(fast.next().await.is_some());
+        }
+        assert!(
+            slow.next().await.is_none(),
+            "its queue was dropped and its stream ends"
+        );
+        assert_eq!(b.subscribers("c"), 1, "the fast one stays");
+        b.broadcast("c", "message", "still").await.unwrap();
+        assert_eq!(data(&fast.next().await.unwrap()), "still");
+    }
+
+    #[test]
+    fn the_subscriber_caps_answer_503_with_the_setting() {
+        let b = Broadcaster::with(
+            None,
+            SseLimits {
+                buffer_size: 1,
+                buffer_bytes: 1,
+                max_subscribers: 2,
+                max_per_ip: 1,
+            },
+            Duration::from_secs(30),
+        );
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let held = b.admit(one).unwrap();
+        let err = b.admit(one).err().unwrap();
+        assert_eq!(err.status(), 503);
+        assert!(
+            err.detail().contains("SSE_MAX_SUBSCRIBERS_PER_IP"),
+            "{err:?}"
+        );
+        let _other = b.admit("10.0.0.2".parse().unwrap()).unwrap();
+        let err = b.admit("10.0.0.3".parse().unwrap()).err().unwrap();
+        assert!(err.detail().contains("SSE_MAX_SUBSCRIBERS)"), "{err:?}");
+        drop(held);
+        assert!(b.admit(one).is_ok());
     }
 
     #[tokio::test]

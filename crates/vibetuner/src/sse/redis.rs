@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Broadcaster, Inner, SseEvent};
+use super::{Broadcaster, Encoded, Inner, SseLimits};
 
 pub(super) struct RedisFanout {
     conn: redis::aio::ConnectionManager,
@@ -23,9 +23,9 @@ pub(super) struct RedisFanout {
 
 /// Appends the event to the channel's capped stream, publishes it, returns its id.
 const PUBLISH: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'd', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', KEYS[2], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'k', ARGV[3], 'd', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', KEYS[2], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])
 return id
 ";
 
@@ -38,31 +38,26 @@ impl RedisFanout {
         format!("{}sse:{channel}", self.prefix)
     }
 
-    /// Events of `channel` after `after`, oldest first.
+    /// Events of `channel` after `after`, oldest first, bounded like the in-process replay.
     pub(super) async fn since(
         &self,
         channel: &str,
         after: &str,
-        limit: usize,
-    ) -> Result<Vec<SseEvent>, redis::RedisError> {
+        inner: &Inner,
+    ) -> Result<Vec<Arc<Encoded>>, redis::RedisError> {
         let mut conn = self.conn.clone();
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(self.stream_key(channel))
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
-            .arg(limit)
+            .arg(inner.limits.buffer_size)
             .query_async(&mut conn)
             .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|entry| SseEvent {
-                event: entry.get("e").unwrap_or_default(),
-                data: entry.get("d").unwrap_or_default(),
-                id: entry.id,
-            })
-            .collect())
+        Ok(inner.bounded(reply.ids.into_iter().map(|entry| {
+            let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+            Encoded::new(&entry.id, &field("e"), &field("k"), &field("d"))
+        })))
     }
 
     /// Appends the event to the channel's stream and publishes it; returns its id.
@@ -70,19 +65,20 @@ impl RedisFanout {
         &self,
         channel: &str,
         event: &str,
+        key: &str,
         data: String,
-        buffer_size: usize,
-        retention: Duration,
+        inner: &Inner,
     ) -> Result<String, crate::Error> {
         let mut conn = self.conn.clone();
         let id: String = self
             .publish
             .key(self.stream_key(channel))
             .key(self.pubsub_channel(channel))
-            .arg(buffer_size)
+            .arg(inner.limits.buffer_size)
             .arg(event)
+            .arg(key)
             .arg(data)
-            .arg(retention.as_secs().max(1))
+            .arg(inner.retention.as_secs().max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| crate::Error::internal(format!("SSE broadcast to Redis: {e}")))?;
@@ -131,11 +127,11 @@ impl Broadcaster {
     /// its own), keys under `prefix`. Subscribes before returning when
     /// Redis answers within the connect timeout; otherwise the relay keeps trying in the
     /// background (and logs it).
-    pub fn redis(
+    pub(crate) fn redis(
         url: &str,
         conn: redis::aio::ConnectionManager,
         prefix: &str,
-        buffer_size: usize,
+        limits: SseLimits,
         keepalive: Duration,
     ) -> anyhow::Result<Self> {
         Ok(Self::with(
@@ -147,7 +143,7 @@ impl Broadcaster {
                 url: url.to_owned(),
                 relay: tokio::sync::OnceCell::new(),
             }),
-            buffer_size,
+            limits,
             keepalive,
         ))
     }
@@ -184,18 +180,11 @@ async fn relay(
                 let Ok(payload) = msg.get_payload::<String>() else {
                     continue;
                 };
-                let mut parts = payload.splitn(3, '\n');
-                if let (Some(id), Some(event), Some(data)) =
-                    (parts.next(), parts.next(), parts.next())
+                let mut parts = payload.splitn(4, '\n');
+                if let (Some(id), Some(event), Some(key), Some(data)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
                 {
-                    inner.relayed(
-                        channel,
-                        SseEvent {
-                            id: id.to_owned(),
-                            event: event.to_owned(),
-                            data: data.to_owned(),
-                        },
-                    );
+                    inner.relayed(channel, Encoded::new(id, event, key, data));
                 }
             }
             tracing::warn!(

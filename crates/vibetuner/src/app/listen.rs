@@ -1,0 +1,345 @@
+//! The accept loop: HTTP/1.1 connections under a global and a per-address cap, closed when
+//! their headers take longer than `HEADER_READ_TIMEOUT` or they sit idle longer than
+//! `KEEPALIVE_TIMEOUT`; accept errors (such as running out of file descriptors) back off
+//! instead of spinning. Graceful shutdown stops accepting, lets requests in flight finish and
+//! closes idle connections.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::config::Settings;
+use crate::limits::{Counter, Slot};
+
+/// The connection limits of [`serve_connections`].
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_per_ip: usize,
+    /// Peers exempt from the per-address cap (`TRUSTED_PROXIES`).
+    pub(crate) exempt: Vec<IpNet>,
+}
+
+impl Limits {
+    pub(crate) fn new(settings: &Settings, exempt: Vec<IpNet>) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
+            keepalive_timeout: Duration::from_secs(settings.keepalive_timeout_secs),
+            max_connections: settings
+                .max_connections
+                .min(Semaphore::MAX_PERMITS)
+                .min(u32::MAX as usize),
+            max_per_ip: settings.max_connections_per_ip,
+            exempt,
+        }
+    }
+}
+
+/// Logs at most once per interval, counting what it held back.
+pub(crate) struct Throttled {
+    every: Duration,
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttled {
+    pub(crate) fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// Calls `log` with the number of messages held back since the last one, or holds this one.
+    pub(crate) fn log(&mut self, log: impl FnOnce(u64)) {
+        if self.last.is_some_and(|last| last.elapsed() < self.every) {
+            self.held += 1;
+            return;
+        }
+        self.last = Some(Instant::now());
+        log(std::mem::take(&mut self.held));
+    }
+}
+
+/// What a connection is doing, for its timeouts.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Reading a request's headers since then (or waiting for the first request).
+    Head(Instant),
+    /// Requests in flight (their handlers run or their responses stream).
+    Busy(usize),
+    /// Between requests since then.
+    Idle(Instant),
+}
+
+struct Activity(Mutex<Phase>);
+
+impl Activity {
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.0.lock().expect("activity lock")
+    }
+
+    fn read_bytes(&self) {
+        let mut phase = self.phase();
+        if let Phase::Idle(_) = *phase {
+            *phase = Phase::Head(Instant::now());
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        let mut phase = self.phase();
+        *phase = match *phase {
+            Phase::Busy(n) => Phase::Busy(n + 1),
+            _ => Phase::Busy(1),
+        };
+        InFlight(self.clone())
+    }
+
+    /// When the connection is to be closed unless something happens first.
+    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        match *self.phase() {
+            Phase::Head(since) => Some(since + limits.header_read_timeout),
+            Phase::Idle(since) => Some(since + limits.keepalive_timeout),
+            Phase::Busy(_) => None,
+        }
+    }
+}
+
+/// A request in flight, until its response body is done.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut phase = self.0.phase();
+        *phase = match *phase {
+            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+            _ => Phase::Idle(Instant::now()),
+        };
+    }
+}
+
+/// The TCP stream, reporting reads to the connection's [`Activity`].
+struct Watched {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read_bytes();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Refused connections get this (written without waiting) before they are closed.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections";
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets requests
+/// in flight finish and returns once every connection is closed.
+pub(crate) async fn serve_connections(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let limits = Arc::new(limits);
+    let global = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(Counter::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut refused_log = Throttled::new(Duration::from_secs(10));
+    let mut error_log = Throttled::new(Duration::from_secs(10));
+    let mut backoff = Duration::ZERO;
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => {
+                    backoff = Duration::ZERO;
+                    accepted
+                }
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE and the like: retrying at once would spin.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    error_log.log(|held| {
+                        tracing::error!(held_back = held, "accept error: {e}; retrying in {}ms", backoff.as_millis());
+                    });
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = global.clone().try_acquire_owned() else {
+            refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
+            continue;
+        };
+        let ip = peer.ip().to_canonical();
+        let counted = (!limits.exempt.iter().any(|n| n.contains(&ip))).then_some(ip);
+        // The total is the semaphore's: only the per-address cap can refuse here.
+        let Ok(slot) = per_ip.acquire(counted, usize::MAX, limits.max_per_ip) else {
+            refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS_PER_IP");
+            continue;
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            limits.clone(),
+            stop_rx.clone(),
+            (permit, slot),
+        ));
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit: all of them back means all connections closed.
+    let _ = global.acquire_many(limits.max_connections as u32).await;
+}
+
+fn refuse(stream: TcpStream, log: &mut Throttled, peer: SocketAddr, setting: &str) {
+    let _ = stream.try_write(REFUSED);
+    log.log(|held| {
+        tracing::warn!(
+            %peer,
+            held_back = held,
+            "connection refused: {setting} reached"
+        );
+    });
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: axum::Router,
+    limits: Arc<Limits>,
+    mut stop: watch::Receiver<bool>,
+    _held: (OwnedSemaphorePermit, Slot),
+) {
+    let activity = Arc::new(Activity(Mutex::new(Phase::Head(Instant::now()))));
+    let io = TokioIo::new(Watched {
+        stream,
+        activity: activity.clone(),
+    });
+    let requests = activity.clone();
+    let service = router
+        .map_request(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.map(Body::new)
+        })
+        .map_future(move |response| {
+            let in_flight = requests.start();
+            async move {
+                let response: axum::response::Response = response.await?;
+                // The request stays in flight until its body (an SSE stream, say) is done.
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _still_in_flight = &in_flight;
+                        frame
+                    }))
+                }))
+            }
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The timeouts are ours (hyper's header timer would also cut idle keep-alive connections).
+    builder.header_read_timeout(None);
+    let mut conn = pin!(
+        builder
+            .serve_connection(io, TowerToHyperService::new(service))
+            .with_upgrades()
+    );
+    let mut stopping = false;
+    loop {
+        let deadline = activity.deadline(&limits);
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                // Busy: looked at again when the request is likely done.
+                None => tokio::time::sleep(limits.header_read_timeout).await,
+            }
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = timer => {
+                if activity.deadline(&limits).is_some_and(|at| at <= Instant::now()) {
+                    tracing::debug!(%peer, "closing a connection: headers too slow or idle too long");
+                    return;
+                }
+            }
+        }
+    }
+}
