@@ -324,6 +324,36 @@ async fn live_update(write: &Server, watch: &Server) {
     assert!(items[1].contains("5 words"), "{text}");
     let list: Value = get_json(&c, &format!("{}/api/notes", write.base)).await;
     assert_eq!(list["items"][0]["word_count"], 5, "{list}");
+
+    // Deleted, the note is no longer replayed to a page that reconnects from the start.
+    let id = list["items"][0]["id"].as_str().unwrap();
+    let r = c
+        .delete(format!("{}/api/notes/{id}", write.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut replay = c
+        .get(format!("{}/notes/events", watch.base))
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !text.contains("event: deleted") {
+            match replay.chunk().await.unwrap() {
+                Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                None => break,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no deletion in the replay; got {text:?}"));
+    assert!(
+        !text.contains("Live note"),
+        "the deleted note was replayed: {text}"
+    );
 }
 
 #[tokio::test]

@@ -69,7 +69,8 @@ pub fn register(app: App) -> App {
             .post_create(|ctx, note| async move {
                 ctx.jobs().enqueue(ENRICH, &note.id).await?;
                 Ok(())
-            }),
+            })
+            .post_delete(|ctx, note| async move { retract(&ctx, note.owner_id, note.id).await }),
     )
     .named_route("notes_page", "/notes", get(page).post(create))
     .named_route("notes_item", "/notes/{id}", delete(remove))
@@ -91,11 +92,36 @@ fn note_item(renderer: &Renderer, note: &Record<Note>) -> Result<String> {
     renderer.render_block("notes.html.jinja", "note_item", None, context! { note })
 }
 
+/// The key of a note's events: a later event with the same key replaces the earlier ones in
+/// the replay that reconnecting pages receive.
+fn event_key(note: Id) -> String {
+    format!("note:{note}")
+}
+
 /// Sends the rendered note to its owner's `/notes` pages.
 async fn publish(ctx: &AppContext, note: &Record<Note>) -> Result<()> {
     let html = note_item(ctx.renderer(), note)?;
     ctx.broadcaster()
-        .broadcast(&channel(note.owner_id), "message", html)
+        .broadcast_keyed(
+            &channel(note.owner_id),
+            &event_key(note.id),
+            "message",
+            html,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Tells the owner's pages a note is gone (pages ignore the `deleted` event; it keeps the note
+/// out of the replay).
+async fn retract(ctx: &AppContext, owner: Id, note: Id) -> Result<()> {
+    ctx.broadcaster()
+        .broadcast_keyed(
+            &channel(owner),
+            &event_key(note),
+            "deleted",
+            note.to_string(),
+        )
         .await?;
     Ok(())
 }
@@ -176,9 +202,15 @@ async fn create(
 
 /// `DELETE /notes/{id}`: removes the user's note; htmx swaps its list item for the empty answer.
 /// Another user's note is "not found", like a missing one.
-async fn remove(user: CurrentUser, store: Store, Path(id): Path<Id>) -> Result<Html<&'static str>> {
-    let mine = Filter::eq("_id", id).and(Filter::eq("owner_id", user.record_id()?));
-    if store.models::<Note>().delete_many(mine).await? == 1 {
+async fn remove(
+    user: CurrentUser,
+    ctx: AppContext,
+    Path(id): Path<Id>,
+) -> Result<Html<&'static str>> {
+    let owner = user.record_id()?;
+    let mine = Filter::eq("_id", id).and(Filter::eq("owner_id", owner));
+    if ctx.store().models::<Note>().delete_many(mine).await? == 1 {
+        retract(&ctx, owner, id).await?;
         Ok(Html(""))
     } else {
         Err(Error::not_found())
