@@ -62,6 +62,19 @@ pub use sse::{Broadcaster, Sse, SseEvent};
 pub use store::{Filter, Id, Index, Model, Query, Record, Store, Timestamp};
 pub use urls::Urls;
 
+/// Marks an async test, with the Tokio runtime vibetuner re-exports: an app's tests need no
+/// `tokio` dependency of their own (arguments pass through to `tokio::test`).
+///
+/// ```no_run
+/// # fn app() -> vibetuner::App { vibetuner::App::new(vibetuner::project!()) }
+/// #[vibetuner::test]
+/// async fn home_page_renders() {
+///     let app = vibetuner::testing::TestApp::new(app()).await;
+///     assert_eq!(app.client().get("/").await.status(), 200);
+/// }
+/// ```
+pub use vibetuner_macros::test;
+
 pub use anyhow;
 pub use axum;
 pub use clap;
@@ -75,7 +88,9 @@ pub use serde_json;
 pub use tokio;
 pub use tracing;
 
-/// The names most apps need.
+/// The names most apps need. Its `Query` is axum's query-string extractor; store queries start
+/// from a [`Filter`] (`Filter::eq("done", false).sort("title", Order::Asc).limit(20)`), or are
+/// [`vibetuner::Query`](crate::Query) when named.
 pub mod prelude {
     pub use crate::crud::{HookContext, Operation};
     pub use crate::store::{FieldError, Order, Update};

@@ -6,7 +6,7 @@
 //! use vibetuner::testing::TestApp;
 //!
 //! # fn app() -> vibetuner::App { vibetuner::App::new(vibetuner::project!()) }
-//! #[vibetuner::tokio::test(crate = "vibetuner::tokio")]
+//! #[vibetuner::test]
 //! async fn profile_needs_a_sign_in() {
 //!     let app = TestApp::new(app()).await;
 //!     let anonymous = app.client();

@@ -145,7 +145,7 @@ async fn events(user: CurrentUser, sse: Sse) -> Result<Response> {
 
 /// The user's 50 newest notes.
 async fn latest(store: &Store, owner: Id) -> Result<Vec<Record<Note>>> {
-    let query = vibetuner::store::Query::filter(Filter::eq("owner_id", owner))
+    let query = Filter::eq("owner_id", owner)
         .sort("db_insert_dt", Order::Desc)
         .limit(50);
     Ok(store.models::<Note>().find(&query).await?)

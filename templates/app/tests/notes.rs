@@ -4,7 +4,7 @@
 use vibetuner::serde_json::{Value, json};
 use vibetuner::testing::TestApp;
 
-#[vibetuner::tokio::test(crate = "vibetuner::tokio")]
+#[vibetuner::test]
 async fn the_api_creates_lists_and_enriches_notes() {
     let app = TestApp::new(app::app()).await;
     let client = app.sign_in("ada@example.com").await;
@@ -42,7 +42,7 @@ async fn the_api_creates_lists_and_enriches_notes() {
     );
 }
 
-#[vibetuner::tokio::test(crate = "vibetuner::tokio")]
+#[vibetuner::test]
 async fn the_page_adds_notes_and_explains_invalid_ones() {
     let app = TestApp::new(app::app()).await;
     let client = app.sign_in("ada@example.com").await;
@@ -83,7 +83,7 @@ async fn the_page_adds_notes_and_explains_invalid_ones() {
     );
 }
 
-#[vibetuner::tokio::test(crate = "vibetuner::tokio")]
+#[vibetuner::test]
 async fn notes_belong_to_their_author() {
     let app = TestApp::new(app::app()).await;
     let anonymous = app.client();
@@ -149,7 +149,7 @@ async fn notes_belong_to_their_author() {
     );
 }
 
-#[vibetuner::tokio::test(crate = "vibetuner::tokio")]
+#[vibetuner::test]
 async fn signed_in_visitors_see_their_profile() {
     let app = TestApp::new(app::app()).await;
     assert_eq!(

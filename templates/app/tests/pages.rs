@@ -3,7 +3,7 @@
 
 use vibetuner::testing::TestApp;
 
-#[vibetuner::tokio::test(crate = "vibetuner::tokio")]
+#[vibetuner::test]
 async fn the_home_and_hello_pages_render() {
     let app = TestApp::new(app::app()).await;
     let client = app.client();

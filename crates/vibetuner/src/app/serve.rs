@@ -23,6 +23,13 @@ impl App {
         if let Some(warning) = settings.session_key_warning() {
             tracing::warn!("{warning}");
         }
+        if !settings.is_prod() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                "DEVELOPMENT SERVER ON A NON-LOOPBACK ADDRESS ({addr}): other machines can reach it, \
+                 and in dev sign-in links follow the request's Host header. Bind 127.0.0.1, or \
+                 set ENVIRONMENT=prod for a server others use"
+            );
+        }
         let built = self.build(settings, root).await?;
         warn_if_bundle_missing(built.root());
         let indexes = built.start().await?;

@@ -141,6 +141,23 @@ impl Filter {
         }
     }
 
+    /// The matching documents ordered by `field`: a [`Query`] to refine with `.sort`, `.skip`
+    /// and `.limit`, without naming `Query` (the prelude's `Query` is axum's extractor).
+    ///
+    /// ```
+    /// use vibetuner::{Filter, store::Order};
+    /// let newest = Filter::eq("done", false).sort("db_insert_dt", Order::Desc).limit(50);
+    /// assert_eq!(newest.limit, Some(50));
+    /// ```
+    pub fn sort(self, field: impl Into<String>, order: Order) -> Query {
+        Query::filter(self).sort(field, order)
+    }
+
+    /// At most `n` matching documents, in id order: a [`Query`] (see [`Filter::sort`]).
+    pub fn limit(self, n: u64) -> Query {
+        Query::filter(self).limit(n)
+    }
+
     /// Every field name the filter mentions.
     pub fn fields(&self) -> Vec<&str> {
         match self {
