@@ -12,7 +12,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The framework with no optional feature (embedded store, in-process jobs and SSE, magic links).
 cargo clippy -p vibetuner --lib --no-default-features --locked -- -D warnings
-# The publish dry run: both crates package and build on their own (the CLI carries the template).
+# The publish dry run: every crate packages and builds on its own (the CLI carries the template).
 # Cargo treats the packaged crates like registry crates: it reuses their unpacked sources and
 # compiled artifacts while the version stays the same, so both are removed first, and the dry run
 # builds in a target folder of its own (its dependencies stay cached there).
