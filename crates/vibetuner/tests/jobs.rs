@@ -202,6 +202,63 @@ per_variant!(Kind, enqueue_run_result:
     mongodb_store_enqueue_run_result => Mongo,
 );
 
+/// Redis stops: enqueueing still succeeds (the run waits in the store), and once Redis is back
+/// the relay moves it over and a worker runs it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_enqueued_while_redis_is_down_runs_once_redis_is_back() {
+    let mut redis = support::OwnRedis::start();
+    let url = redis.url();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let app = App::new(SOURCE).task(Task::new("add", add));
+    let env = build_with(
+        app,
+        Kind::Redis,
+        data,
+        &unique_name("fallback"),
+        &[("REDIS_URL", &url)],
+    )
+    .await;
+    let worker = start_worker(&env);
+    redis.stop();
+    let args = Add {
+        key: "while-down".into(),
+        a: 20,
+        b: 22,
+    };
+    let id = env
+        .built
+        .jobs()
+        .enqueue("add", &args)
+        .await
+        .expect("enqueue succeeds");
+    let waiting = env.built.store().collection("task_queue");
+    assert_eq!(
+        waiting.count(&Filter::All).await.unwrap(),
+        1,
+        "the run waits in the store"
+    );
+
+    redis.restart();
+    let done = eventually(30, "the task run after Redis came back", || {
+        result(&env, "while-down")
+    })
+    .await;
+    assert_eq!(done.get("sum").and_then(number), Some(42));
+    assert_eq!(done.get_str("task_id").unwrap(), id);
+    // Relayed once: no second run, nothing left waiting.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let runs = env
+        .built
+        .store()
+        .collection("results")
+        .count(&Filter::All)
+        .await
+        .unwrap();
+    assert_eq!(runs, 1);
+    assert_eq!(waiting.count(&Filter::All).await.unwrap(), 0);
+    worker.stop().await;
+}
+
 async fn retries_then_dead_letter(kind: Kind) {
     let attempts = Arc::new(AtomicU32::new(0));
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<DeadLetter>();

@@ -192,47 +192,13 @@ async fn redis_fan_out_delivers_each_event_once() {
     }
 }
 
-/// A redis-server of the test's own on `port`, killed on drop.
-struct OwnRedis(std::process::Child);
-
-impl OwnRedis {
-    async fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/prerequisites.sh installs it)");
-        support::eventually(10, "redis-server to listen", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await;
-        Self(child)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_reconnects_after_redis_restarts_and_catches_up() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = OwnRedis::start(port).await;
+    let mut redis = support::OwnRedis::start();
     let data = tempfile::tempdir().unwrap();
     let settings = Settings::from_source(Source::from_pairs([
         ("DATA_DIR", data.path().display().to_string()),
-        ("REDIS_URL", format!("redis://127.0.0.1:{port}")),
+        ("REDIS_URL", redis.url()),
     ]))
     .unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
@@ -245,8 +211,16 @@ async fn relay_reconnects_after_redis_restarts_and_catches_up() {
         .unwrap();
     read_until(&mut body, |t| t.contains("data: before")).await;
 
-    drop(redis);
-    let _redis = OwnRedis::start(port).await;
+    // Redis stops: a broadcast still reaches this process's subscribers (and succeeds).
+    redis.stop();
+    built
+        .broadcaster()
+        .broadcast("news", "message", "while-down")
+        .await
+        .expect("a broadcast while Redis is down degrades to this process");
+    read_until(&mut body, |t| t.contains("data: while-down")).await;
+
+    redis.restart();
     for data in ["during", "after"] {
         support::eventually(15, "Redis to take broadcasts again", || async {
             built

@@ -453,12 +453,17 @@ impl Jobs {
         let visibility = Duration::from_secs(settings.visibility_timeout_secs);
         let queue = match redis {
             #[cfg(feature = "redis")]
-            Some(redis) => Queue::Redis(Arc::new(redis_queue::RedisQueue::new(
-                &redis.url,
-                redis.conn.clone(),
-                prefix,
-                visibility,
-            ))),
+            Some(redis) => {
+                let queue = Arc::new(redis_queue::RedisQueue::new(
+                    &redis.url,
+                    redis.conn.clone(),
+                    prefix,
+                    visibility,
+                    store_queue::StoreQueue::new(store, visibility),
+                ));
+                redis_queue::RedisQueue::spawn_relay(Arc::downgrade(&queue));
+                Queue::Redis(queue)
+            }
             _ => Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
         };
         Jobs::new(queue, registry)

@@ -1,8 +1,13 @@
 //! The Redis queue: a stream read by a consumer group (`XREADGROUP`), a sorted set of delayed
 //! runs promoted into the stream when due, `XAUTOCLAIM` to take over runs whose worker stopped
 //! renewing them (the visibility timeout), and acknowledgements batched into pipelines.
+//!
+//! A task enqueued while Redis does not answer is not lost and does not fail the request: it
+//! waits in the store's queue (the fallback) and a relay in every process moves it to Redis
+//! when Redis answers again, once (a marker key set with the push makes a repeated relay of the
+//! same task a no-op).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -10,6 +15,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::{OnceCell, mpsc};
 
 use super::queue::{Delivery, QueueDepth};
+use super::store_queue::StoreQueue;
 use super::{Envelope, JobError};
 
 /// Longest `XREADGROUP BLOCK`; the fetching connection's response timeout is longer.
@@ -40,6 +46,18 @@ end
 return 0
 ";
 
+/// Pushes a relayed run unless a marker says it was relayed already; 1 when pushed.
+const PUSH_ONCE: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then
+  redis.call('XADD', KEYS[2], '*', 'd', ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// How often the relay looks for runs waiting in the store.
+const RELAY_EVERY: Duration = Duration::from_secs(2);
+
 pub(crate) struct RedisQueue {
     url: String,
     conn: ConnectionManager,
@@ -50,6 +68,10 @@ pub(crate) struct RedisQueue {
     visibility: Duration,
     promote: redis::Script,
     fire_cron: redis::Script,
+    push_once: redis::Script,
+    relayed_prefix: String,
+    /// Where runs wait while Redis does not answer.
+    fallback: StoreQueue,
     maintenance: Mutex<Maintenance>,
     acks: Mutex<Option<mpsc::UnboundedSender<String>>>,
     acker: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -74,6 +96,7 @@ impl RedisQueue {
         conn: ConnectionManager,
         prefix: &str,
         visibility: Duration,
+        fallback: StoreQueue,
     ) -> Self {
         Self {
             url: url.to_owned(),
@@ -85,6 +108,9 @@ impl RedisQueue {
             visibility,
             promote: redis::Script::new(PROMOTE),
             fire_cron: redis::Script::new(FIRE_CRON),
+            push_once: redis::Script::new(PUSH_ONCE),
+            relayed_prefix: format!("{prefix}jobs:relayed:"),
+            fallback,
             maintenance: Mutex::new(Maintenance {
                 last_claim: None,
                 last_promote: None,
@@ -100,7 +126,24 @@ impl RedisQueue {
         self.conn.clone()
     }
 
+    /// Enqueues a run; while Redis does not answer, into the store's queue for the relay.
     pub(crate) async fn push(
+        &self,
+        envelope: &Envelope,
+        delay: Option<Duration>,
+    ) -> Result<(), JobError> {
+        if let Err(e) = self.push_to_redis(envelope, delay).await {
+            tracing::warn!(
+                task = %envelope.task,
+                id = %envelope.id,
+                "Redis does not answer ({e}): the task waits in the store and moves to Redis when it answers"
+            );
+            self.fallback.push(envelope, delay).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_to_redis(
         &self,
         envelope: &Envelope,
         delay: Option<Duration>,
@@ -129,6 +172,59 @@ impl RedisQueue {
             }
         }
         Ok(())
+    }
+
+    /// Moves the runs waiting in the store to Redis; returns how many moved. Stops at the first
+    /// push Redis refuses, leaving that run and the rest for the next round.
+    pub(crate) async fn relay_fallback(&self) -> Result<usize, JobError> {
+        let waiting = self.fallback.fetch("relay", 100, Duration::ZERO).await?;
+        let mut moved = 0;
+        for delivery in &waiting {
+            let mut envelope = delivery.envelope.clone();
+            // Taking a run over counts a try; a relay that died is not a failed run.
+            if delivery.reclaimed {
+                envelope.tries = envelope.tries.saturating_sub(1);
+            }
+            let data = serde_json::to_string(&envelope).expect("envelopes serialize");
+            let mut conn = self.conn.clone();
+            let pushed: Result<i64, redis::RedisError> = self
+                .push_once
+                .key(format!("{}{}", self.relayed_prefix, envelope.id))
+                .key(&self.stream)
+                .arg(data)
+                .invoke_async(&mut conn)
+                .await;
+            match pushed {
+                Ok(_) => {
+                    self.fallback.complete(&delivery.receipt).await?;
+                    moved += 1;
+                }
+                Err(e) => {
+                    for left in waiting.iter().skip(moved) {
+                        self.fallback.release(left).await?;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Relays runs waiting in the store every [`RELAY_EVERY`] for as long as the queue lives.
+    pub(crate) fn spawn_relay(queue: Weak<Self>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RELAY_EVERY).await;
+                let Some(queue) = queue.upgrade() else {
+                    return;
+                };
+                match queue.relay_fallback().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("moved {n} task(s) that waited in the store to Redis"),
+                    Err(e) => tracing::debug!("tasks wait in the store: {e}"),
+                }
+            }
+        });
     }
 
     async fn fetch_connection(&self) -> Result<ConnectionManager, JobError> {

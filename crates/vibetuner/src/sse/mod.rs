@@ -21,8 +21,9 @@
 //! the event its id and keeps the replay buffer, shared by every process) and published; each
 //! process relays what it receives to its own subscribers, skipping ids it has already
 //! delivered, so each subscriber gets each event once. After losing Redis, the relay reconnects
-//! with backoff (1 s doubling to 30 s) and fetches what it missed. Without Redis, delivery and
-//! replay are in-process.
+//! with backoff (1 s doubling to 30 s) and fetches what it missed. A broadcast while Redis does
+//! not answer reaches this process's subscribers only (logged), rather than failing the request
+//! that made it. Without Redis, delivery and replay are in-process.
 //!
 //! ```no_run
 //! use vibetuner::prelude::*;
@@ -88,7 +89,7 @@ mod redis {
             _: &str,
             _: &str,
             _: &str,
-            _: String,
+            _: &str,
             _: &Inner,
         ) -> Result<String, crate::Error> {
             match *self {}
@@ -501,7 +502,18 @@ impl Broadcaster {
             )));
         }
         if let Some(fanout) = &self.inner.redis {
-            return fanout.publish(channel, event, key, data, &self.inner).await;
+            match fanout
+                .publish(channel, event, key, &data, &self.inner)
+                .await
+            {
+                Ok(id) => return Ok(id),
+                // Live updates degrade rather than fail the write that triggered them.
+                Err(e) => tracing::warn!(
+                    channel,
+                    "Redis does not answer ({}): the event reaches this process's subscribers only",
+                    e.detail()
+                ),
+            }
         }
         let mut channels = self.inner.channels.lock().expect("channels lock");
         self.inner.sweep(&mut channels);

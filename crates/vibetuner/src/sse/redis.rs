@@ -66,7 +66,7 @@ impl RedisFanout {
         channel: &str,
         event: &str,
         key: &str,
-        data: String,
+        data: &str,
         inner: &Inner,
     ) -> Result<String, crate::Error> {
         let mut conn = self.conn.clone();
