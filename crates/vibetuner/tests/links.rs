@@ -97,6 +97,13 @@ fn app() -> App {
         )
         .task(Task::new(FILL_TITLE, fill_title))
         .cron("0 3 * * *", Task::new("purge_archived", purge_archived))
+        .route("/limits", get(limits))
+}
+
+/// `GET /limits`: the app's own setting, read by a handler.
+async fn limits(settings: Settings) -> Result<String> {
+    let max: u64 = settings.get("MAX_LINKS_PER_USER")?.unwrap_or(100);
+    Ok(format!("{max} links per user"))
 }
 
 fn urls(list: &Value) -> Vec<&str> {
@@ -117,6 +124,7 @@ async fn links_app(t: TestStore) {
         .await;
     let ada = app.sign_in("ada@example.com").await;
     let bob = app.sign_in("bob@example.com").await;
+    assert_eq!(ada.get("/limits").await.text(), "2 links per user");
 
     for (url, tags) in [
         ("https://rust-lang.org/learn", json!(["rust", "web"])),

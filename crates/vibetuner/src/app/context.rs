@@ -165,6 +165,16 @@ impl<S: Send + Sync> FromRequestParts<S> for AppContext {
     }
 }
 
+/// Handlers may take the settings directly (a copy; `AppContext::settings` borrows them):
+/// `async fn h(settings: Settings) { let days: u32 = settings.get("RETENTION_DAYS")?... }`.
+impl<S: Send + Sync> FromRequestParts<S> for Settings {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(AppContext::from_parts(parts)?.settings().clone())
+    }
+}
+
 impl AppContext {
     /// The context a framework-built router put on the request.
     pub(crate) fn from_parts(parts: &Parts) -> Result<&Self, Error> {
