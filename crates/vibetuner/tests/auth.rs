@@ -1257,3 +1257,47 @@ async fn oauth_follows_vibetuner_links() {
         "one DBRef each"
     );
 }
+
+/// With `VIBETUNER_COMPAT`, a regional language is stored as the two-letter code Vibetuner's
+/// `LanguageAlpha2` accepts; without it, as chosen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vibetuner_compat_stores_two_letter_languages() {
+    const REGIONAL: ProjectSource = ProjectSource {
+        answers: "[project]\nproject_name = \"Fixture\"\nproject_slug = \"fixture\"\nsupported_languages = [\"pt-BR\"]\n",
+        version: "1.0.0",
+        manifest_dir: env!("CARGO_MANIFEST_DIR"),
+    };
+    for (compat, stored) in [("true", "pt"), ("false", "pt-BR")] {
+        let app = vibetuner::testing::TestApp::builder(App::new(REGIONAL))
+            .setting("VIBETUNER_COMPAT", compat)
+            .start()
+            .await;
+        let ada = app.sign_in("ada@example.com").await;
+        let saved = ada
+            .request(vibetuner::axum::http::Method::POST, "/user/edit")
+            .html()
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("name", "Ada"), ("language", "pt-BR")])
+            .send()
+            .await;
+        assert!(
+            saved.status().is_redirection(),
+            "{}: {}",
+            saved.status(),
+            saved.text()
+        );
+        let user = app
+            .store()
+            .models::<User>()
+            .find_one(Filter::eq("email", "ada@example.com"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            user.data.user_settings.language.as_deref(),
+            Some(stored),
+            "VIBETUNER_COMPAT={compat}"
+        );
+        app.stop().await;
+    }
+}
