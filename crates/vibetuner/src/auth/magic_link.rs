@@ -95,7 +95,8 @@ fn normalize_email(raw: &str) -> Option<String> {
 }
 
 /// `POST /auth/magic-link-login` (`email`, `next`): emails a sign-in link. The page shown is the
-/// same whether or not an account exists.
+/// same whether or not an account exists, and whether or not the address is over its limit.
+/// Earlier links stay valid: using any one of them invalidates the others.
 pub(super) async fn send_link(
     render: Render,
     AuthState(auth): AuthState,
@@ -115,19 +116,28 @@ pub(super) async fn send_link(
             form.email.trim(),
         ));
     };
-    auth.limit(&[format!("auth:ip:{ip}"), format!("auth:email:{email}")])
-        .await?;
+    auth.limit(&[format!("auth:ip:{ip}")]).await?;
+    let sent_page = |email: &str| -> Result<Response, Error> {
+        Ok(render
+            .page("auth/email_sent.html.jinja", context! { email, next })?
+            .into_response())
+    };
+    // Over the per-address limit, nothing is sent but the answer is the usual one: a 429 would
+    // tell whoever asks that the address is busy and lock its owner out, while the links already
+    // sent stay valid until one of them is used.
+    let per_address = format!("auth:email:{email}");
+    if auth
+        .limiter
+        .hit(&per_address, auth.config.rate)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%email, "sign-in link not sent: too many requested for this address");
+        return sent_page(&email);
+    }
 
     let token = random_token(32);
     let tokens = store.models::<EmailVerificationToken>();
-    tokens
-        .collection()
-        .update_many(
-            Filter::eq("email", email.clone()).and(Filter::eq("used", false)),
-            Update::set(bson::doc! { "used": true }),
-        )
-        .await
-        .map_err(|e| e.to_http())?;
     let expires_at =
         Timestamp::from_millis(Timestamp::now().millis() + auth.config.token_minutes * 60 * 1000);
     tokens
@@ -161,9 +171,7 @@ pub(super) async fn send_link(
             "The sign-in email could not be sent. Please try again in a few minutes.",
         ));
     }
-    Ok(render
-        .page("auth/email_sent.html.jinja", context! { email, next })?
-        .into_response())
+    sent_page(&email)
 }
 
 /// `GET /auth/email-verify/{token}?next=`: signs in with an unused, unexpired link (creating the
@@ -214,6 +222,15 @@ pub(super) async fn verify(
     if claimed.is_none() {
         return invalid();
     }
+    // One link used: the address's other links die with it.
+    tokens
+        .collection()
+        .update_many(
+            Filter::eq("email", found.data.email.clone()).and(Filter::eq("used", false)),
+            Update::set(bson::doc! { "used": true }),
+        )
+        .await
+        .map_err(|e| e.to_http())?;
     let user = find_or_create_user(&store, &found.data.email).await?;
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), "signed in with a magic link");
