@@ -230,9 +230,45 @@ impl TestApp {
     }
 }
 
-/// Opens a sign-in link with `client` as a person would, and returns the answer.
+/// Opens a sign-in link with `client` as a person would: the confirmation page, then its
+/// button. Returns the button's answer, or the link's when it shows no confirmation.
 async fn open_link(client: &reqwest::Client, link: &str) -> reqwest::Response {
-    client.get(link).send().await.unwrap()
+    open_link_with(client, link, HeaderMap::new()).await
+}
+
+/// [`open_link`] sending `headers` with both requests.
+async fn open_link_with(
+    client: &reqwest::Client,
+    link: &str,
+    headers: HeaderMap,
+) -> reqwest::Response {
+    let page = client
+        .get(link)
+        .headers(headers.clone())
+        .send()
+        .await
+        .unwrap();
+    if page.status() != StatusCode::OK {
+        return page;
+    }
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Sign in as"), "a confirmation page: {body}");
+    client
+        .post(link)
+        .headers(headers)
+        .form(&[("replace", form_value(&body, "replace"))])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `value` of the form field `name` in `page`.
+fn form_value(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no field {name}: {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 fn location(res: &reqwest::Response) -> String {
@@ -372,15 +408,12 @@ async fn session_id_rotates_at_sign_in(sessions: Sessions) {
     };
     let first_link = app.request_link("rot@example.com", "/").await;
     let planted = client(&app.ip, false);
-    let res = planted.get(&first_link).send().await.unwrap();
+    let res = open_link(&planted, &first_link).await;
     let fixed = raw_cookie(&res).expect("a session cookie");
     let second_link = app.request_link("rot@example.com", "/").await;
-    let res = planted
-        .get(&second_link)
-        .header("cookie", &fixed)
-        .send()
-        .await
-        .unwrap();
+    let mut cookie = HeaderMap::new();
+    cookie.insert("cookie", HeaderValue::from_str(&fixed).unwrap());
+    let res = open_link_with(&planted, &second_link, cookie).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed in");
     let rotated = raw_cookie(&res).expect("a new session cookie at sign-in");
     assert_ne!(rotated, fixed, "signing in issues a new session id");
@@ -549,6 +582,104 @@ async fn bad_tokens_are_refused_with_a_readable_page() {
         .await
         .unwrap();
     assert_eq!(users, 1, "the account was created on first sign-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_asks_before_signing_in() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let link = app.request_link("ann@example.com", "/private").await;
+    // A mail scanner fetching the link, twice: a page each time, nothing used up.
+    for _ in 0..2 {
+        let page = app.client.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap();
+        let body = page.text().await.unwrap();
+        assert!(body.contains(&format!("nonce=\"{nonce}\"")), "{body}");
+        assert!(body.contains("<form method=\"post\""), "{body}");
+        assert!(body.contains("Sign in as ann@example.com"), "{body}");
+        assert!(!body.contains("id=\"signed-in-as\""), "{body}");
+    }
+    assert_eq!(
+        app.get("/private").await.status(),
+        StatusCode::SEE_OTHER,
+        "opening the link signs nobody in"
+    );
+    let forged = app
+        .client
+        .post(&link)
+        .header("origin", "http://evil.test")
+        .form(&[("replace", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        StatusCode::FORBIDDEN,
+        "another site cannot press the button"
+    );
+    let res = app.client.post(&link).form(&[("replace", "")]).send().await;
+    let res = res.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/private");
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello ann");
+    assert_eq!(
+        app.client.get(&link).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST,
+        "a used link shows no confirmation"
+    );
+    let again = app.client.post(&link).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::BAD_REQUEST,
+        "nor signs in again"
+    );
+
+    // Someone else's link opened while signed in: the page says so and asks.
+    let bens = app.request_link("ben@example.com", "/").await;
+    let page = app.client.get(&bens).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("You are signed in as <strong>ann@example.com</strong>"),
+        "{body}"
+    );
+    assert!(body.contains("Sign in as ben@example.com"), "{body}");
+    // A POST that was not offered to replace ann (a bare one, or from a page shown before she
+    // signed in) keeps her session and leaves the link unused.
+    for bare in [
+        app.client.post(&bens).send().await.unwrap(),
+        app.client
+            .post(&bens)
+            .form(&[("replace", "")])
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(bare.status(), StatusCode::CONFLICT);
+        let text = bare.text().await.unwrap();
+        assert!(text.contains("id=\"signed-in-as\""), "{text}");
+    }
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello ann");
+    let res = app
+        .client
+        .post(&bens)
+        .form(&[("replace", form_value(&body, "replace"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "confirmed on the page");
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello ben");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
