@@ -869,14 +869,19 @@ async fn cross_site_posts_are_refused() {
     app.sign_in("csrf@example.com").await;
     let host = app.base.trim_start_matches("http://").to_owned();
     for (name, value) in [
-        ("origin", "http://evil.test"),
-        ("sec-fetch-site", "cross-site"),
-        ("sec-fetch-site", "same-site"),
+        ("origin", "http://evil.test".to_owned()),
+        ("sec-fetch-site", "cross-site".to_owned()),
+        ("sec-fetch-site", "same-site".to_owned()),
+        // Present but not an origin: refused, not taken for absent.
+        ("origin", "null".to_owned()),
+        ("origin", host.clone()),
+        ("origin", format!("http://{host}/auth")),
+        ("origin", format!("http://x@{host}")),
     ] {
         let res = app
             .client
             .post(app.url("/auth/logout"))
-            .header(name, value)
+            .header(name, &value)
             .send()
             .await
             .unwrap();
@@ -899,6 +904,35 @@ async fn cross_site_posts_are_refused() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "same origin passes");
     assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_origin_scheme_is_compared() {
+    let app = start(
+        Sessions::Embedded,
+        vec![("BASE_URL".into(), "https://app.example".into())],
+    )
+    .await;
+    let post = |origin: &'static str| {
+        app.client
+            .post(app.url("/auth/logout"))
+            .header("host", "app.example")
+            .header("origin", origin)
+            .send()
+    };
+    let res = post("http://app.example").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "the same host over plain http is another site"
+    );
+    assert!(res.text().await.unwrap().contains("https://app.example"));
+    let res = post("https://app.example").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the public origin passes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
