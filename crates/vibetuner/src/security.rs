@@ -286,6 +286,9 @@ impl ClientIp {
             return Self(IpAddr::from([127, 0, 0, 1]));
         };
         if !config.trusts(peer) {
+            if headers.contains_key("x-forwarded-for") {
+                warn_untrusted_forwarding(peer);
+            }
             return Self(peer.to_canonical());
         }
         let forwarded = headers
@@ -309,6 +312,36 @@ impl ClientIp {
         }
         Self(client)
     }
+}
+
+impl ClientIp {
+    /// The key rate limits count this client under: an IPv4 address as it is, an IPv6 address
+    /// by its /64 (one host or one subscriber line usually holds a whole /64, so counting per
+    /// address would hand it countless fresh buckets).
+    pub fn rate_key(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{}/64", std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        }
+    }
+}
+
+/// Logs once per process that a peer outside `TRUSTED_PROXIES` sent `X-Forwarded-For`: behind
+/// such a proxy every client shares the proxy's address, and so its rate limits.
+fn warn_untrusted_forwarding(peer: IpAddr) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            %peer,
+            "X-Forwarded-For from {peer}, which is not in TRUSTED_PROXIES, is ignored: every \
+             client behind that proxy counts as {peer} (one rate-limit bucket for all). Add the \
+             proxy to TRUSTED_PROXIES, and make it overwrite (or append to) the header rather \
+             than pass a client's own through"
+        );
+    });
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -496,6 +529,15 @@ mod tests {
                 .to_string()
                 .contains("TRUSTED_PROXIES")
         );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let key = |ip: &str| ClientIp(ip.parse().unwrap()).rate_key();
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::7"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 
     #[test]

@@ -807,6 +807,37 @@ async fn rate_limits(sessions: Sessions) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_share_a_limit_per_64() {
+    early_in_a_minute().await;
+    let app = start(Sessions::Embedded, vec![]).await;
+    let n = uuid::Uuid::new_v4().as_bytes()[..2].to_vec();
+    let net = format!("2001:db8:{:x}:{:x}", n[0], n[1]);
+    let ask = |ip: String, i: usize| {
+        let url = app.url("/auth/magic-link-login");
+        async move {
+            client(&ip, false)
+                .post(url)
+                .form(&[("email", format!("six{i}@example.com"))])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for i in 0..5 {
+        let status = ask(format!("{net}::{:x}", i + 1), i).await;
+        assert_eq!(status, StatusCode::OK, "request {i} from the /64");
+    }
+    assert_eq!(
+        ask(format!("{net}:abcd::99"), 5).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "another address in the same /64 shares its limit"
+    );
+    let other = format!("2001:db9:{:x}:{:x}::1", n[0], n[1]);
+    assert_eq!(ask(other, 7).await, StatusCode::OK, "another /64 is not");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requesting_links_for_someone_does_not_lock_them_out() {
     early_in_a_minute().await;
     let app = start(Sessions::Embedded, vec![]).await;

@@ -102,7 +102,7 @@ pub(super) async fn send_link(
     render: Render,
     AuthState(auth): AuthState,
     store: Store,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     BaseUrl(base): BaseUrl,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, Error> {
@@ -117,7 +117,8 @@ pub(super) async fn send_link(
             form.email.trim(),
         ));
     };
-    auth.limit(&[format!("auth:ip:{ip}")]).await?;
+    auth.limit(&[format!("auth:ip:{}", client.rate_key())])
+        .await?;
     let sent_page = |email: &str| -> Result<Response, Error> {
         Ok(render
             .page("auth/email_sent.html.jinja", context! { email, next })?
