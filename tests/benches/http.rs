@@ -177,7 +177,18 @@ fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
         .take_while(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(*c))
         .collect();
     let opened = send(port, "GET", &link, "Accept: text/html\r\n", "");
-    let cookies: Vec<&str> = opened
+    assert!(
+        opened.starts_with("HTTP/1.1 200"),
+        "opening the link shows a confirmation: {opened}"
+    );
+    let confirmed = send(
+        port,
+        "POST",
+        &link,
+        "Accept: text/html\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        "replace=",
+    );
+    let cookies: Vec<&str> = confirmed
         .lines()
         .filter_map(|l| {
             l.strip_prefix("set-cookie: ")
@@ -187,7 +198,7 @@ fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
         .collect();
     assert!(
         !cookies.is_empty(),
-        "no session cookie after opening the link: {opened}"
+        "no session cookie after confirming the link: {confirmed}"
     );
     cookies.join("; ")
 }

@@ -274,8 +274,8 @@ impl Server {
         bail!("server did not listen within 30s; log:\n{}", self.log())
     }
 
-    /// A client signed in as `email` through the login form and the dev outbox, as a person
-    /// would (it keeps cookies and does not follow redirects).
+    /// A client signed in as `email` through the login form, the dev outbox and the link's
+    /// confirmation page, as a person would (it keeps cookies and does not follow redirects).
     ///
     /// # Panics
     /// When any step of the sign-in fails.
@@ -313,16 +313,26 @@ impl Server {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(*c))
             .collect();
+        // The link opens a confirmation page whose button POSTs to the same address.
+        let url = format!("{}{link}", self.base);
         let opened = client
-            .get(format!("{}{link}", self.base))
+            .get(&url)
             .header("accept", "text/html")
             .send()
             .await
             .expect("the sign-in link answers");
+        assert_eq!(opened.status(), reqwest::StatusCode::OK, "opening {link}");
+        let confirmed = client
+            .post(&url)
+            .header("accept", "text/html")
+            .form(&[("replace", "")])
+            .send()
+            .await
+            .expect("the confirmation answers");
         assert_eq!(
-            opened.status(),
+            confirmed.status(),
             reqwest::StatusCode::SEE_OTHER,
-            "opening {link}"
+            "confirming {link}"
         );
         client
     }

@@ -95,6 +95,7 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
             .await?
             .click()
             .await?;
+        confirm_sign_in(&browser, "browser@example.com").await?;
         let email = browser
             .wait()
             .for_element(Locator::Id("profile-email"))
@@ -131,11 +132,23 @@ async fn sign_in(
         .await?
         .click()
         .await?;
+    confirm_sign_in(browser, email).await?;
     browser
         .wait()
         .for_element(Locator::Id("profile-email"))
         .await?;
     Ok(())
+}
+
+/// On the page a sign-in link opens, checks the button names `email` and presses it.
+async fn confirm_sign_in(browser: &fantoccini::Client, email: &str) -> Result<(), CmdError> {
+    let button = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id("confirm-sign-in"))
+        .await?;
+    assert_eq!(button.text().await?, format!("Sign in as {email}"));
+    button.click().await
 }
 
 /// Opens a headless Chromium session on `driver`.

@@ -55,7 +55,37 @@ enum Backend {
         conn: redis::aio::ConnectionManager,
         prefix: String,
     },
-    Memory(Arc<Mutex<HashMap<String, (u64, u32)>>>),
+    Memory(Arc<Mutex<MemoryCounts>>),
+}
+
+/// The in-process counts: per key, when its window ends (ms since the epoch) and its hits.
+#[derive(Debug, Default)]
+struct MemoryCounts {
+    entries: HashMap<String, (u64, u32)>,
+    /// No sweep before this time (ms): sweeps are timed, not run on every hit.
+    next_sweep_ms: u64,
+}
+
+impl MemoryCounts {
+    /// Above this many keys, ended windows are swept out, at most once a second.
+    const SWEEP_ABOVE: usize = 10_000;
+
+    /// Counts a hit on `key` at `now_ms` in a window ending at `window_end_ms`; the hits so far.
+    fn hit(&mut self, key: &str, now_ms: u64, window_end_ms: u64) -> u32 {
+        if self.entries.len() > Self::SWEEP_ABOVE && now_ms >= self.next_sweep_ms {
+            self.entries.retain(|_, (end, _)| *end > now_ms);
+            self.next_sweep_ms = now_ms + 1_000;
+        }
+        let entry = self
+            .entries
+            .entry(key.to_owned())
+            .or_insert((window_end_ms, 0));
+        if entry.0 <= now_ms {
+            *entry = (window_end_ms, 0);
+        }
+        entry.1 += 1;
+        entry.1
+    }
 }
 
 /// Counts hits per key; cheap to clone.
@@ -118,18 +148,11 @@ impl RateLimiter {
                     }
                 }
             }
-            Backend::Memory(map) => {
-                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-                if map.len() > 10_000 {
-                    map.retain(|_, (w, _)| *w == window);
-                }
-                let entry = map.entry(key.to_owned()).or_insert((window, 0));
-                if entry.0 != window {
-                    *entry = (window, 0);
-                }
-                entry.1 += 1;
-                entry.1
-            }
+            Backend::Memory(counts) => counts.lock().unwrap_or_else(|p| p.into_inner()).hit(
+                key,
+                now_ms,
+                (window + 1) * per_ms,
+            ),
         };
         if count > rate.max {
             Err(Limited { retry_after })
@@ -160,6 +183,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn memory_sweeps_are_timed_and_keep_live_windows() {
+        let mut counts = MemoryCounts::default();
+        let hour = 3_600_000;
+        assert_eq!(counts.hit("slow", 0, hour), 1);
+        for i in 0..=MemoryCounts::SWEEP_ABOVE {
+            counts.hit(&format!("k{i}"), 0, 1_000);
+        }
+        // Past the short windows: one sweep drops them and keeps the hour-long one.
+        assert_eq!(counts.hit("slow", 5_000, hour), 2);
+        assert_eq!(counts.entries.len(), 1);
+        for i in 0..=MemoryCounts::SWEEP_ABOVE {
+            counts.hit(&format!("m{i}"), 5_000, 5_500);
+        }
+        counts.hit("slow", 5_600, hour);
+        assert!(
+            counts.entries.len() > MemoryCounts::SWEEP_ABOVE,
+            "no second sweep within a second, however many hits"
+        );
+        assert_eq!(counts.hit("slow", 6_000, hour), 4, "the count survived");
+        assert_eq!(counts.entries.len(), 1, "then the next sweep runs");
     }
 
     #[tokio::test]

@@ -41,6 +41,9 @@ pub struct SecurityConfig {
     pub trusted_origins: Vec<String>,
     /// `CONTENT_SECURITY_POLICY`: replaces [`DEFAULT_CSP`]; `{nonce}` is substituted.
     pub csp: String,
+    /// The site's public origin (`BASE_URL`, else `https://{fqdn}` in prod), when known: a
+    /// state-changing request from this host must then also come from its scheme.
+    pub public_origin: Option<String>,
 }
 
 impl SecurityConfig {
@@ -79,6 +82,7 @@ impl SecurityConfig {
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or(DEFAULT_CSP)
                 .to_owned(),
+            public_origin: None,
         })
     }
 
@@ -187,11 +191,20 @@ pub fn check_origin(
         return Ok(());
     }
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let origin = text("origin").map(|o| o.trim_end_matches('/').to_ascii_lowercase());
-    let trusted = |origin: &Option<String>| {
+    // A present Origin must be one: an unreadable one is refused, never taken for absent.
+    let origin = match headers.get(header::ORIGIN) {
+        None => None,
+        Some(raw) => Some(Origin::parse(raw.as_bytes()).ok_or_else(|| {
+            format!(
+                "Request refused: its Origin header ({}) is not an origin like https://example.com.",
+                String::from_utf8_lossy(raw.as_bytes()).escape_debug()
+            )
+        })?),
+    };
+    let trusted = |origin: &Option<Origin>| {
         origin
             .as_ref()
-            .is_some_and(|o| config.trusted_origins.contains(o))
+            .is_some_and(|o| config.trusted_origins.contains(&o.serialized()))
     };
     match text("sec-fetch-site") {
         Some("same-origin") | Some("none") => return Ok(()),
@@ -209,13 +222,56 @@ pub fn check_origin(
         return Ok(());
     }
     let host = text("host").unwrap_or_default().to_ascii_lowercase();
-    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-    if !host.is_empty() && origin_host == host {
-        return Ok(());
+    if host.is_empty() || origin.authority != host {
+        return Err(format!(
+            "Cross-origin request refused: Origin {} does not match this site ({host}). Add it to CSRF_TRUSTED_ORIGINS if it is yours.",
+            origin.serialized()
+        ));
     }
-    Err(format!(
-        "Cross-origin request refused: Origin {origin} does not match this site ({host}). Add it to CSRF_TRUSTED_ORIGINS if it is yours."
-    ))
+    // The same host over the other scheme (a page served over plain http, say) is another site.
+    let public = config
+        .public_origin
+        .as_deref()
+        .and_then(|p| Origin::parse(p.as_bytes()));
+    match public {
+        Some(public) if public.authority == host && public.scheme != origin.scheme => Err(format!(
+            "Cross-origin request refused: Origin {} is not this site's {}.",
+            origin.serialized(),
+            public.serialized()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A parsed `Origin` header: `scheme://host[:port]`, lower-cased, nothing more.
+#[derive(Debug, Clone, PartialEq)]
+struct Origin {
+    scheme: String,
+    /// `host[:port]`, as a `Host` header carries it.
+    authority: String,
+}
+
+impl Origin {
+    /// `http(s)://host[:port]` exactly (a trailing `/` tolerated); `None` for anything else,
+    /// including `null`, paths, credentials and bytes that are not ASCII.
+    fn parse(raw: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(raw).ok()?.trim();
+        let text = text.strip_suffix('/').unwrap_or(text).to_ascii_lowercase();
+        let url = url::Url::parse(&text).ok()?;
+        let origin = url.origin();
+        if !matches!(url.scheme(), "http" | "https") || origin.ascii_serialization() != text {
+            return None;
+        }
+        let (scheme, rest) = text.split_once("://")?;
+        Some(Self {
+            scheme: scheme.to_owned(),
+            authority: rest.to_owned(),
+        })
+    }
+
+    fn serialized(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
 }
 
 /// The client's IP address: the peer, or — when the peer is a trusted proxy — the nearest
@@ -230,6 +286,9 @@ impl ClientIp {
             return Self(IpAddr::from([127, 0, 0, 1]));
         };
         if !config.trusts(peer) {
+            if headers.contains_key("x-forwarded-for") {
+                warn_untrusted_forwarding(peer);
+            }
             return Self(peer.to_canonical());
         }
         let forwarded = headers
@@ -255,6 +314,36 @@ impl ClientIp {
     }
 }
 
+impl ClientIp {
+    /// The key rate limits count this client under: an IPv4 address as it is, an IPv6 address
+    /// by its /64 (one host or one subscriber line usually holds a whole /64, so counting per
+    /// address would hand it countless fresh buckets).
+    pub fn rate_key(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{}/64", std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        }
+    }
+}
+
+/// Logs once per process that a peer outside `TRUSTED_PROXIES` sent `X-Forwarded-For`: behind
+/// such a proxy every client shares the proxy's address, and so its rate limits.
+fn warn_untrusted_forwarding(peer: IpAddr) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            %peer,
+            "X-Forwarded-For from {peer}, which is not in TRUSTED_PROXIES, is ignored: every \
+             client behind that proxy counts as {peer} (one rate-limit bucket for all). Add the \
+             proxy to TRUSTED_PROXIES, and make it overwrite (or append to) the header rather \
+             than pass a client's own through"
+        );
+    });
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
@@ -268,6 +357,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             trusted_proxies: Vec::new(),
             trusted_origins: Vec::new(),
             csp: String::new(),
+            public_origin: None,
         };
         let config = parts
             .extensions
@@ -345,6 +435,50 @@ mod tests {
         ]));
         assert!(!ok(&[("origin", "http://evil.test"), ("host", "app.test")]));
         assert!(!ok(&[("origin", "null"), ("host", "app.test")]));
+        for unreadable in [
+            "app.test",
+            "http://app.test/path",
+            "http://user@app.test",
+            "ftp://app.test",
+            "http://app.test:80",
+            "http://",
+            " ",
+        ] {
+            assert!(
+                !ok(&[("origin", unreadable), ("host", "app.test")]),
+                "{unreadable:?}"
+            );
+        }
+        let mut bytes = HeaderMap::new();
+        bytes.insert(
+            "origin",
+            HeaderValue::from_bytes(b"http://app.t\xc3\xa9st").unwrap(),
+        );
+        let reason = check_origin(&c, &post, &bytes).unwrap_err();
+        assert!(
+            reason.contains("not an origin"),
+            "an Origin that is not text is not taken for absent: {reason}"
+        );
+        assert!(ok(&[("origin", "HTTP://App.Test/"), ("host", "app.test")]));
+        let mut known = c.clone();
+        known.public_origin = Some("https://app.test".into());
+        let known_ok =
+            |h: &[(&'static str, &str)]| check_origin(&known, &post, &headers(h)).is_ok();
+        assert!(known_ok(&[
+            ("origin", "https://app.test"),
+            ("host", "app.test")
+        ]));
+        assert!(
+            !known_ok(&[("origin", "http://app.test"), ("host", "app.test")]),
+            "the same host over plain http is another site"
+        );
+        assert!(
+            known_ok(&[
+                ("origin", "http://10.0.0.5:8000"),
+                ("host", "10.0.0.5:8000")
+            ]),
+            "a host other than the public origin's is compared by host only"
+        );
         assert!(
             check_origin(
                 &c,
@@ -395,6 +529,15 @@ mod tests {
                 .to_string()
                 .contains("TRUSTED_PROXIES")
         );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let key = |ip: &str| ClientIp(ip.parse().unwrap()).rate_key();
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::7"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 
     #[test]

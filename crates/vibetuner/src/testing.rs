@@ -160,8 +160,8 @@ impl TestApp {
         }
     }
 
-    /// A new client signed in as `email` through the magic-link flow (the account is created
-    /// on first sign-in, as for a real visitor).
+    /// A new client signed in as `email` through the magic-link flow: the link's confirmation
+    /// page, then its button (the account is created on first sign-in, as for a real visitor).
     ///
     /// # Panics
     /// When any step of the sign-in fails.
@@ -187,11 +187,19 @@ impl TestApp {
             .iter()
             .find_map(|l| l.find("/auth/email-verify/").map(|at| l[at..].to_owned()))
             .unwrap_or_else(|| panic!("the sign-in mail has no link: {}", mail.text));
-        let signed_in = client.get(&link).await;
+        // The link opens a confirmation page whose button POSTs to the same address.
+        let page = client.get(&link).await;
+        assert!(
+            page.status() == StatusCode::OK && page.text().contains("Sign in as"),
+            "opening the sign-in link answered {}: {}",
+            page.status(),
+            page.text()
+        );
+        let signed_in = client.post_form(&link, &[]).await;
         assert_eq!(
             signed_in.status(),
             StatusCode::SEE_OTHER,
-            "opening the sign-in link answered {}: {}",
+            "confirming the sign-in link answered {}: {}",
             signed_in.status(),
             signed_in.text()
         );

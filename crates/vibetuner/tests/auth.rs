@@ -225,9 +225,50 @@ impl TestApp {
 
     async fn sign_in(&self, email: &str) {
         let link = self.request_link(email, "/").await;
-        let res = self.client.get(&link).send().await.unwrap();
+        let res = open_link(&self.client, &link).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{link}");
     }
+}
+
+/// Opens a sign-in link with `client` as a person would: the confirmation page, then its
+/// button. Returns the button's answer, or the link's when it shows no confirmation.
+async fn open_link(client: &reqwest::Client, link: &str) -> reqwest::Response {
+    open_link_with(client, link, HeaderMap::new()).await
+}
+
+/// [`open_link`] sending `headers` with both requests.
+async fn open_link_with(
+    client: &reqwest::Client,
+    link: &str,
+    headers: HeaderMap,
+) -> reqwest::Response {
+    let page = client
+        .get(link)
+        .headers(headers.clone())
+        .send()
+        .await
+        .unwrap();
+    if page.status() != StatusCode::OK {
+        return page;
+    }
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Sign in as"), "a confirmation page: {body}");
+    client
+        .post(link)
+        .headers(headers)
+        .form(&[("replace", form_value(&body, "replace"))])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `value` of the form field `name` in `page`.
+fn form_value(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no field {name}: {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 fn location(res: &reqwest::Response) -> String {
@@ -284,7 +325,7 @@ async fn magic_link_round_trip(sessions: Sessions) {
         "absolute link to this site: {link}"
     );
     assert!(link.ends_with("?next=%2Fprivate"), "{link}");
-    let res = app.client.get(&link).send().await.unwrap();
+    let res = open_link(&app.client, &link).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/private");
     let cookie = res
@@ -328,7 +369,7 @@ async fn magic_link_round_trip(sessions: Sessions) {
         "error pages show the signed-in user too: {missing}"
     );
 
-    let reused = app.client.get(&link).send().await.unwrap();
+    let reused = open_link(&app.client, &link).await;
     assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
     assert!(reused.text().await.unwrap().contains("already used"));
 
@@ -367,15 +408,12 @@ async fn session_id_rotates_at_sign_in(sessions: Sessions) {
     };
     let first_link = app.request_link("rot@example.com", "/").await;
     let planted = client(&app.ip, false);
-    let res = planted.get(&first_link).send().await.unwrap();
+    let res = open_link(&planted, &first_link).await;
     let fixed = raw_cookie(&res).expect("a session cookie");
     let second_link = app.request_link("rot@example.com", "/").await;
-    let res = planted
-        .get(&second_link)
-        .header("cookie", &fixed)
-        .send()
-        .await
-        .unwrap();
+    let mut cookie = HeaderMap::new();
+    cookie.insert("cookie", HeaderValue::from_str(&fixed).unwrap());
+    let res = open_link_with(&planted, &second_link, cookie).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed in");
     let rotated = raw_cookie(&res).expect("a new session cookie at sign-in");
     assert_ne!(rotated, fixed, "signing in issues a new session id");
@@ -471,20 +509,8 @@ async fn bad_tokens_are_refused_with_a_readable_page() {
     let app = start(Sessions::Embedded, vec![]).await;
     let store = app.store(None).await;
 
-    let first = app.request_link("bob@example.com", "/").await;
+    app.request_link("bob@example.com", "/").await;
     let second = app.request_link("bob@example.com", "/").await;
-    let invalidated = app.client.get(&first).send().await.unwrap();
-    assert_eq!(
-        invalidated.status(),
-        StatusCode::BAD_REQUEST,
-        "a new link invalidates the earlier ones"
-    );
-    let body = invalidated.text().await.unwrap();
-    assert!(
-        body.contains("invalid, has expired or was already used"),
-        "{body}"
-    );
-
     let raw = token_of(&second);
     let stored = store
         .models::<EmailVerificationToken>()
@@ -512,6 +538,11 @@ async fn bad_tokens_are_refused_with_a_readable_page() {
     ] {
         let res = app.get(&format!("/auth/email-verify/{forged}")).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{forged}");
+        let body = res.text().await.unwrap();
+        assert!(
+            body.contains("invalid, has expired or was already used"),
+            "{body}"
+        );
     }
 
     let third = app.request_link("bob@example.com", "/").await;
@@ -523,12 +554,12 @@ async fn bad_tokens_are_refused_with_a_readable_page() {
         )
         .await
         .unwrap();
-    let expired = app.client.get(&third).send().await.unwrap();
+    let expired = open_link(&app.client, &third).await;
     assert_eq!(expired.status(), StatusCode::BAD_REQUEST, "expired link");
 
     let carol = app.request_link("carol@example.com", "/").await;
     let dave = app.request_link("dave@example.com", "/").await;
-    let res = app.client.get(&carol).send().await.unwrap();
+    let res = open_link(&app.client, &carol).await;
     assert_eq!(
         res.status(),
         StatusCode::SEE_OTHER,
@@ -538,7 +569,7 @@ async fn bad_tokens_are_refused_with_a_readable_page() {
         app.get("/private").await.text().await.unwrap(),
         "hello carol"
     );
-    let res = app.client.get(&dave).send().await.unwrap();
+    let res = open_link(&app.client, &dave).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         app.get("/private").await.text().await.unwrap(),
@@ -551,6 +582,104 @@ async fn bad_tokens_are_refused_with_a_readable_page() {
         .await
         .unwrap();
     assert_eq!(users, 1, "the account was created on first sign-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_asks_before_signing_in() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let link = app.request_link("ann@example.com", "/private").await;
+    // A mail scanner fetching the link, twice: a page each time, nothing used up.
+    for _ in 0..2 {
+        let page = app.client.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap();
+        let body = page.text().await.unwrap();
+        assert!(body.contains(&format!("nonce=\"{nonce}\"")), "{body}");
+        assert!(body.contains("<form method=\"post\""), "{body}");
+        assert!(body.contains("Sign in as ann@example.com"), "{body}");
+        assert!(!body.contains("id=\"signed-in-as\""), "{body}");
+    }
+    assert_eq!(
+        app.get("/private").await.status(),
+        StatusCode::SEE_OTHER,
+        "opening the link signs nobody in"
+    );
+    let forged = app
+        .client
+        .post(&link)
+        .header("origin", "http://evil.test")
+        .form(&[("replace", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        StatusCode::FORBIDDEN,
+        "another site cannot press the button"
+    );
+    let res = app.client.post(&link).form(&[("replace", "")]).send().await;
+    let res = res.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/private");
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello ann");
+    assert_eq!(
+        app.client.get(&link).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST,
+        "a used link shows no confirmation"
+    );
+    let again = app.client.post(&link).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::BAD_REQUEST,
+        "nor signs in again"
+    );
+
+    // Someone else's link opened while signed in: the page says so and asks.
+    let bens = app.request_link("ben@example.com", "/").await;
+    let page = app.client.get(&bens).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("You are signed in as <strong>ann@example.com</strong>"),
+        "{body}"
+    );
+    assert!(body.contains("Sign in as ben@example.com"), "{body}");
+    // A POST that was not offered to replace ann (a bare one, or from a page shown before she
+    // signed in) keeps her session and leaves the link unused.
+    for bare in [
+        app.client.post(&bens).send().await.unwrap(),
+        app.client
+            .post(&bens)
+            .form(&[("replace", "")])
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(bare.status(), StatusCode::CONFLICT);
+        let text = bare.text().await.unwrap();
+        assert!(text.contains("id=\"signed-in-as\""), "{text}");
+    }
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello ann");
+    let res = app
+        .client
+        .post(&bens)
+        .form(&[("replace", form_value(&body, "replace"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "confirmed on the page");
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello ben");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,7 +710,7 @@ async fn next_only_follows_local_paths() {
             link.split('?').next().unwrap(),
             url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
         );
-        let res = app.client.get(&forced).send().await.unwrap();
+        let res = open_link(&app.client, &forced).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         assert_eq!(location(&res), "/", "{bad:?} must not be followed");
         let signed_in = app
@@ -595,7 +724,7 @@ async fn next_only_follows_local_paths() {
     let link = app
         .request_link("eve@example.com", "/user/edit?tab=1")
         .await;
-    let res = app.client.get(&link).send().await.unwrap();
+    let res = open_link(&app.client, &link).await;
     assert_eq!(location(&res), "/user/edit?tab=1");
 }
 
@@ -604,13 +733,17 @@ per_variant!(Sessions, rate_limits:
     rate_limits_are_shared_through_redis => Redis,
 );
 
-async fn rate_limits(sessions: Sessions) {
-    // The limiter's windows are clock minutes: start early in one so that every request of
-    // this test falls into the same window even on a slow machine.
+/// Waits, if need be, for a new clock minute (the limiter's window) to start, so that every
+/// request of a test falls into one window even on a slow machine.
+async fn early_in_a_minute() {
     let second = chrono::Utc::now().timestamp_millis() % 60_000;
     if second > 40_000 {
         tokio::time::sleep(Duration::from_millis((60_100 - second) as u64)).await;
     }
+}
+
+async fn rate_limits(sessions: Sessions) {
+    early_in_a_minute().await;
     let app = start(sessions, vec![]).await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     for i in 0..5 {
@@ -637,35 +770,110 @@ async fn rate_limits(sessions: Sessions) {
     assert!(body.contains("Too many sign-in attempts"), "{body}");
     assert!(body.contains("<html"), "a readable page");
 
-    let victim = format!("victim-{tag}@example.com");
-    for i in 0..6 {
-        let res = client(&random_ip(), false)
-            .post(app.url("/auth/magic-link-login"))
-            .form(&[("email", victim.as_str())])
-            .send()
-            .await
-            .unwrap();
-        let expected = if i < 5 {
-            StatusCode::OK
-        } else {
-            StatusCode::TOO_MANY_REQUESTS
-        };
-        assert_eq!(
-            res.status(),
-            expected,
-            "request {i} for one address from many IPs"
-        );
-    }
-    let json = client(&random_ip(), false)
+    let json = app
+        .client
         .post(app.url("/auth/magic-link-login"))
         .header("accept", "application/json")
-        .form(&[("email", victim.as_str())])
+        .form(&[("email", format!("p9-{tag}@example.com"))])
         .send()
         .await
         .unwrap();
     assert_eq!(json.status(), StatusCode::TOO_MANY_REQUESTS);
     let detail: serde_json::Value = json.json().await.unwrap();
     assert!(detail["detail"].as_str().unwrap().contains("seconds"));
+
+    // One address asked for from many IPs: the usual page every time, but only 5 mails.
+    let victim = format!("victim-{tag}@example.com");
+    for i in 0..7 {
+        let res = client(&random_ip(), false)
+            .post(app.url("/auth/magic-link-login"))
+            .form(&[("email", victim.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "request {i} for one address from many IPs"
+        );
+        let body = res.text().await.unwrap();
+        assert!(body.contains("Check your email"), "{body}");
+    }
+    let sent = vibetuner::mail::read_outbox(&app.outbox())
+        .into_iter()
+        .filter(|m| m.to == victim)
+        .count();
+    assert_eq!(sent, 5, "nothing is sent over the per-address limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_share_a_limit_per_64() {
+    early_in_a_minute().await;
+    let app = start(Sessions::Embedded, vec![]).await;
+    let n = uuid::Uuid::new_v4().as_bytes()[..2].to_vec();
+    let net = format!("2001:db8:{:x}:{:x}", n[0], n[1]);
+    let ask = |ip: String, i: usize| {
+        let url = app.url("/auth/magic-link-login");
+        async move {
+            client(&ip, false)
+                .post(url)
+                .form(&[("email", format!("six{i}@example.com"))])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for i in 0..5 {
+        let status = ask(format!("{net}::{:x}", i + 1), i).await;
+        assert_eq!(status, StatusCode::OK, "request {i} from the /64");
+    }
+    assert_eq!(
+        ask(format!("{net}:abcd::99"), 5).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "another address in the same /64 shares its limit"
+    );
+    let other = format!("2001:db9:{:x}:{:x}::1", n[0], n[1]);
+    assert_eq!(ask(other, 7).await, StatusCode::OK, "another /64 is not");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requesting_links_for_someone_does_not_lock_them_out() {
+    early_in_a_minute().await;
+    let app = start(Sessions::Embedded, vec![]).await;
+    let mine = app.request_link("vic@example.com", "/private").await;
+    // Someone else asks for links for the same address, past its limit, from many IPs.
+    for _ in 0..8 {
+        let res = client(&random_ip(), false)
+            .post(app.url("/auth/magic-link-login"))
+            .form(&[("email", "vic@example.com")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let others: Vec<String> = vibetuner::mail::read_outbox(&app.outbox())
+        .into_iter()
+        .map(|m| m.links[0].clone())
+        .filter(|l| *l != mine)
+        .collect();
+    assert_eq!(others.len(), 4, "5 links in all for the address");
+    let res = open_link(&app.client, &mine).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the earlier link still signs in"
+    );
+    assert_eq!(location(&res), "/private");
+    assert_eq!(app.get("/private").await.text().await.unwrap(), "hello vic");
+    for link in others {
+        let res = open_link(&client(&random_ip(), true), &link).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::BAD_REQUEST,
+            "using one link invalidates the address's others: {link}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,14 +900,19 @@ async fn cross_site_posts_are_refused() {
     app.sign_in("csrf@example.com").await;
     let host = app.base.trim_start_matches("http://").to_owned();
     for (name, value) in [
-        ("origin", "http://evil.test"),
-        ("sec-fetch-site", "cross-site"),
-        ("sec-fetch-site", "same-site"),
+        ("origin", "http://evil.test".to_owned()),
+        ("sec-fetch-site", "cross-site".to_owned()),
+        ("sec-fetch-site", "same-site".to_owned()),
+        // Present but not an origin: refused, not taken for absent.
+        ("origin", "null".to_owned()),
+        ("origin", host.clone()),
+        ("origin", format!("http://{host}/auth")),
+        ("origin", format!("http://x@{host}")),
     ] {
         let res = app
             .client
             .post(app.url("/auth/logout"))
-            .header(name, value)
+            .header(name, &value)
             .send()
             .await
             .unwrap();
@@ -722,6 +935,35 @@ async fn cross_site_posts_are_refused() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "same origin passes");
     assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_origin_scheme_is_compared() {
+    let app = start(
+        Sessions::Embedded,
+        vec![("BASE_URL".into(), "https://app.example".into())],
+    )
+    .await;
+    let post = |origin: &'static str| {
+        app.client
+            .post(app.url("/auth/logout"))
+            .header("host", "app.example")
+            .header("origin", origin)
+            .send()
+    };
+    let res = post("http://app.example").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "the same host over plain http is another site"
+    );
+    assert!(res.text().await.unwrap().contains("https://app.example"));
+    let res = post("https://app.example").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the public origin passes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,10 @@ impl App {
                 .unwrap_or("#5b2333")
                 .to_owned(),
         });
-        let security = Arc::new(crate::security::SecurityConfig::from_settings(&settings)?);
+        let security = Arc::new(crate::security::SecurityConfig {
+            public_origin: auth_config.base_url.clone(),
+            ..crate::security::SecurityConfig::from_settings(&settings)?
+        });
         let data_dir = crate::store::data_dir(&settings, root);
         let mailer = crate::mail::Mailer::from_settings(
             &settings,

@@ -1,15 +1,16 @@
 //! Magic-link sign-in: the login page, sending a link, and following it.
 
 use super::AuthState;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, FromRequestParts, Path, Query};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{Auth, MaybeUser, safe_next, sign_in};
+use super::{Auth, MaybeUser, SessionUser, safe_next, sign_in};
 use crate::error::Error;
 use crate::mail::Mail;
 use crate::models::{EmailVerificationToken, User};
@@ -95,12 +96,13 @@ fn normalize_email(raw: &str) -> Option<String> {
 }
 
 /// `POST /auth/magic-link-login` (`email`, `next`): emails a sign-in link. The page shown is the
-/// same whether or not an account exists.
+/// same whether or not an account exists, and whether or not the address is over its limit.
+/// Earlier links stay valid: using any one of them invalidates the others.
 pub(super) async fn send_link(
     render: Render,
     AuthState(auth): AuthState,
     store: Store,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     BaseUrl(base): BaseUrl,
     Form(form): Form<LinkForm>,
 ) -> Result<Response, Error> {
@@ -115,19 +117,29 @@ pub(super) async fn send_link(
             form.email.trim(),
         ));
     };
-    auth.limit(&[format!("auth:ip:{ip}"), format!("auth:email:{email}")])
+    auth.limit(&[format!("auth:ip:{}", client.rate_key())])
         .await?;
+    let sent_page = |email: &str| -> Result<Response, Error> {
+        Ok(render
+            .page("auth/email_sent.html.jinja", context! { email, next })?
+            .into_response())
+    };
+    // Over the per-address limit, nothing is sent but the answer is the usual one: a 429 would
+    // tell whoever asks that the address is busy and lock its owner out, while the links already
+    // sent stay valid until one of them is used.
+    let per_address = format!("auth:email:{email}");
+    if auth
+        .limiter
+        .hit(&per_address, auth.config.rate)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%email, "sign-in link not sent: too many requested for this address");
+        return sent_page(&email);
+    }
 
     let token = random_token(32);
     let tokens = store.models::<EmailVerificationToken>();
-    tokens
-        .collection()
-        .update_many(
-            Filter::eq("email", email.clone()).and(Filter::eq("used", false)),
-            Update::set(bson::doc! { "used": true }),
-        )
-        .await
-        .map_err(|e| e.to_http())?;
     let expires_at =
         Timestamp::from_millis(Timestamp::now().millis() + auth.config.token_minutes * 60 * 1000);
     tokens
@@ -140,11 +152,7 @@ pub(super) async fn send_link(
         .await
         .map_err(|e| e.to_http())?;
 
-    let mut link = format!("{base}/auth/email-verify/{token}");
-    if next != "/" {
-        link.push_str("?next=");
-        link.push_str(&super::urlencode(&next));
-    }
+    let link = format!("{base}{}", verify_path(&token, &next));
     let ctx = context! { link, email, minutes => auth.config.token_minutes };
     let html = render.page("email/magic_link.html.jinja", ctx.clone())?.0;
     let text = render.page("email/magic_link.txt.jinja", ctx)?.0;
@@ -161,48 +169,164 @@ pub(super) async fn send_link(
             "The sign-in email could not be sent. Please try again in a few minutes.",
         ));
     }
-    Ok(render
-        .page("auth/email_sent.html.jinja", context! { email, next })?
-        .into_response())
+    sent_page(&email)
 }
 
-/// `GET /auth/email-verify/{token}?next=`: signs in with an unused, unexpired link (creating the
-/// account on first use), then goes to a safe `next`.
+/// A sign-in link's token and its safe `next`, from `/auth/email-verify/{token}?next=`.
+pub(super) struct LinkParams {
+    token: String,
+    next: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LinkParams {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(token) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Query(query) = Query::<NextQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            token,
+            next: safe_next(query.next.as_deref()),
+        })
+    }
+}
+
+/// The path a sign-in link opens, and its confirmation form posts to.
+fn verify_path(token: &str, next: &str) -> String {
+    let mut path = format!("/auth/email-verify/{token}");
+    if next != "/" {
+        path.push_str("?next=");
+        path.push_str(&super::urlencode(next));
+    }
+    path
+}
+
+/// The answer to a link that is unknown, expired or used: the login page with a message.
+fn invalid_link(render: &Render, auth: &Auth, next: &str) -> Response {
+    login_response(
+        render,
+        auth,
+        next,
+        StatusCode::BAD_REQUEST,
+        Some(
+            "This sign-in link is invalid, has expired or was already used. Enter your email to get a new one.",
+        ),
+        "",
+    )
+}
+
+/// The stored token a link carries, if it is unused and unexpired.
+async fn live_token(
+    store: &Store,
+    token: &str,
+) -> Result<Option<crate::Record<EmailVerificationToken>>, Error> {
+    if token.len() != 43 {
+        return Ok(None);
+    }
+    let found = store
+        .models::<EmailVerificationToken>()
+        .find_one(Filter::eq("token", sha256_hex(token)))
+        .await
+        .map_err(|e| e.to_http())?;
+    Ok(found.filter(|t| !t.data.used && t.data.expires_at > Timestamp::now()))
+}
+
+/// The signed-in user when it is someone other than `email`: signing in would replace them.
+fn other_user(user: Option<SessionUser>, email: &str) -> Option<SessionUser> {
+    user.filter(|u| {
+        !u.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+    })
+}
+
+/// The confirmation page for a live link (`status`), never cached: its form holds the token.
+fn confirm_page(
+    render: &Render,
+    status: StatusCode,
+    token: &str,
+    next: &str,
+    email: &str,
+    other: Option<&SessionUser>,
+) -> Result<Response, Error> {
+    let page = render.page(
+        "auth/confirm_sign_in.html.jinja",
+        context! {
+            email,
+            action => verify_path(token, next),
+            signed_in_as => other.map(|u| u.email.as_deref().unwrap_or(u.display_name())),
+            replace => other.map(|u| u.id.as_str()).unwrap_or_default(),
+        },
+    )?;
+    Ok((status, [(header::CACHE_CONTROL, "no-store")], page).into_response())
+}
+
+/// `GET /auth/email-verify/{token}?next=`: for a live link, a page whose button signs in as the
+/// link's address (saying so when someone else is signed in). Nothing is used up: mail scanners
+/// that fetch links burn nothing, and a link opened by accident signs nobody in.
+pub(super) async fn verify_page(
+    render: Render,
+    AuthState(auth): AuthState,
+    store: Store,
+    MaybeUser(user): MaybeUser,
+    LinkParams { token, next }: LinkParams,
+) -> Result<Response, Error> {
+    let Some(found) = live_token(&store, &token).await? else {
+        return Ok(invalid_link(&render, &auth, &next));
+    };
+    let other = other_user(user, &found.data.email);
+    confirm_page(
+        &render,
+        StatusCode::OK,
+        &token,
+        &next,
+        &found.data.email,
+        other.as_ref(),
+    )
+}
+
+/// The confirmation form: `replace` is the id of the signed-in user the page offered to replace.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ConfirmForm {
+    #[serde(default)]
+    replace: String,
+}
+
+/// `POST /auth/email-verify/{token}?next=`: signs in with an unused, unexpired link (creating the
+/// account on first use; the address's other links die), then goes to a safe `next`. When a
+/// different user is signed in and the form did not offer to replace that user, the confirmation
+/// page comes back (409) and the link stays unused.
 pub(super) async fn verify(
     render: Render,
     session: Session,
     AuthState(auth): AuthState,
     store: Store,
-    Path(token): Path<String>,
-    Query(query): Query<NextQuery>,
+    MaybeUser(user): MaybeUser,
+    LinkParams { token, next }: LinkParams,
+    form: Result<Form<ConfirmForm>, FormRejection>,
 ) -> Result<Response, Error> {
-    let next = safe_next(query.next.as_deref());
-    let invalid = || {
-        Ok(login_response(
-            &render,
-            &auth,
-            &next,
-            StatusCode::BAD_REQUEST,
-            Some(
-                "This sign-in link is invalid, has expired or was already used. Enter your email to get a new one.",
-            ),
-            "",
-        ))
+    // A bare POST (no body) is a confirmation that replaces nobody.
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let Some(found) = live_token(&store, &token).await? else {
+        return Ok(invalid_link(&render, &auth, &next));
     };
-    if token.len() != 43 {
-        return invalid();
+    if let Some(other) = other_user(user, &found.data.email)
+        && other.id != form.replace
+    {
+        return confirm_page(
+            &render,
+            StatusCode::CONFLICT,
+            &token,
+            &next,
+            &found.data.email,
+            Some(&other),
+        );
     }
     let tokens = store.models::<EmailVerificationToken>();
-    let Some(found) = tokens
-        .find_one(Filter::eq("token", sha256_hex(&token)))
-        .await
-        .map_err(|e| e.to_http())?
-    else {
-        return invalid();
-    };
-    if found.data.used || found.data.expires_at <= Timestamp::now() {
-        return invalid();
-    }
     let claimed = tokens
         .collection()
         .update_one(
@@ -212,8 +336,17 @@ pub(super) async fn verify(
         .await
         .map_err(|e| e.to_http())?;
     if claimed.is_none() {
-        return invalid();
+        return Ok(invalid_link(&render, &auth, &next));
     }
+    // One link used: the address's other links die with it.
+    tokens
+        .collection()
+        .update_many(
+            Filter::eq("email", found.data.email.clone()).and(Filter::eq("used", false)),
+            Update::set(bson::doc! { "used": true }),
+        )
+        .await
+        .map_err(|e| e.to_http())?;
     let user = find_or_create_user(&store, &found.data.email).await?;
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), "signed in with a magic link");

@@ -461,7 +461,10 @@ pub(crate) fn router(auth: &Auth) -> Router {
             "/auth/magic-link-login",
             axum::routing::post(magic_link::send_link),
         )
-        .route("/auth/email-verify/{token}", get(magic_link::verify))
+        .route(
+            "/auth/email-verify/{token}",
+            get(magic_link::verify_page).post(magic_link::verify),
+        )
         .route("/auth/logout", get(pages::logout_page).post(pages::logout))
         .route("/user/", get(pages::profile))
         .route("/user", get(pages::profile))

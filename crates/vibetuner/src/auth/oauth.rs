@@ -172,7 +172,7 @@ pub(super) async fn start(
     render: Render,
     session: Session,
     AuthState(auth): AuthState,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     BaseUrl(base): BaseUrl,
     Path(provider): Path<String>,
     Query(query): Query<NextQuery>,
@@ -184,7 +184,8 @@ pub(super) async fn start(
             format!("There is no sign-in provider called {provider:?} on this site."),
         ));
     };
-    auth.limit(&[format!("auth:ip:{ip}")]).await?;
+    auth.limit(&[format!("auth:ip:{}", client.rate_key())])
+        .await?;
     let redirect = format!("{base}/auth/provider/{provider}");
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let scopes = config.scopes.iter().map(|s| Scope::new(s.clone()));
