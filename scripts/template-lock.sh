@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Writes templates/app/Cargo.lock: the workspace's Cargo.lock trimmed to what the app template
 # needs, so a generated app pins the same dependency versions the framework is tested with.
-# The framework itself appears as a source-less entry (the form a path dependency takes); a
-# project depending on the git tag gets the tag's commit added on its first `cargo build`, and
+# The framework's crates (vibetuner, vibetuner-macros) appear as source-less entries (the form a
+# path dependency takes); a project depending on the git tag gets the tag's commit added to each
+# on its first `cargo build`, and
 # `nix build` (mkVibetunerApp) serves it from the flake input. Run it after Cargo.lock changes;
 # the e2e test `generated_project_builds_with_plain_cargo` fails with a pointer here when the
 # two drift apart.

@@ -249,7 +249,7 @@ fn framework_repository(dest: &Path) {
 /// the canonical repository resolves (here redirected, by git's `insteadOf`, to a repository
 /// made from this checkout, since CI cannot reach GitHub) with every other crate pinned by the
 /// shipped Cargo.lock, with the crates registry unreachable. The first build adds only the
-/// tag's commit to Cargo.lock.
+/// tag's commit to Cargo.lock (on each framework crate: `vibetuner` and `vibetuner-macros`).
 #[test]
 fn generated_project_builds_with_plain_cargo() {
     let base = scratch_dir("nix-cargo");
@@ -295,7 +295,19 @@ fn generated_project_builds_with_plain_cargo() {
         env!("CARGO_PKG_VERSION")
     );
     let added: Vec<_> = after.lines().filter(|l| l.starts_with(&source)).collect();
-    assert_eq!(added.len(), 1, "the framework's commit is locked:\n{after}");
+    let framework_crates = shipped
+        .lines()
+        .filter(|l| l.starts_with("name = \"vibetuner"))
+        .count();
+    assert_eq!(
+        framework_crates, 2,
+        "vibetuner and vibetuner-macros:\n{shipped}"
+    );
+    assert_eq!(
+        added.len(),
+        framework_crates,
+        "the framework's commit is locked on each framework crate:\n{after}"
+    );
     let without: Vec<_> = after.lines().filter(|l| !l.starts_with(&source)).collect();
     assert!(
         without == shipped.lines().collect::<Vec<_>>(),
