@@ -81,21 +81,7 @@ async fn signs_in_through_the_login_form_and_the_dev_outbox() {
             "the bundle ran under the CSP (nonce accepted)"
         );
 
-        fill(&browser, "input[name=email]", "browser@example.com").await?;
-        click(&browser, "form[action='/auth/magic-link-login'] button").await?;
-        // Wait for the next page's heading: the login page has an h1 too.
-        wait_for(&browser, "//h1[normalize-space()='Check your email']").await?;
-
-        browser
-            .goto(&format!("{}/_dev/outbox", server.base))
-            .await?;
-        browser
-            .wait()
-            .for_element(Locator::Css("a.outbox-link"))
-            .await?
-            .click()
-            .await?;
-        confirm_sign_in(&browser, "browser@example.com").await?;
+        submit_sign_in(&browser, &server, "browser@example.com").await?;
         let email = browser
             .wait()
             .for_element(Locator::Id("profile-email"))
@@ -120,8 +106,23 @@ async fn sign_in(
 ) -> Result<(), CmdError> {
     // The profile asks for a sign-in and is where the link leads back to.
     browser.goto(&format!("{}/user/", server.base)).await?;
+    submit_sign_in(browser, server, email).await?;
+    browser
+        .wait()
+        .for_element(Locator::Id("profile-email"))
+        .await?;
+    Ok(())
+}
+
+/// On the login page: asks for a link for `email`, opens it from the dev outbox and confirms.
+async fn submit_sign_in(
+    browser: &fantoccini::Client,
+    server: &Server,
+    email: &str,
+) -> Result<(), CmdError> {
     fill(browser, "input[name=email]", email).await?;
     click(browser, "form[action='/auth/magic-link-login'] button").await?;
+    // Wait for the next page's heading: the login page has an h1 too.
     wait_for(browser, "//h1[normalize-space()='Check your email']").await?;
     browser
         .goto(&format!("{}/_dev/outbox", server.base))
@@ -132,12 +133,7 @@ async fn sign_in(
         .await?
         .click()
         .await?;
-    confirm_sign_in(browser, email).await?;
-    browser
-        .wait()
-        .for_element(Locator::Id("profile-email"))
-        .await?;
-    Ok(())
+    confirm_sign_in(browser, email).await
 }
 
 /// On the page a sign-in link opens, checks the button names `email` and presses it.

@@ -597,13 +597,7 @@ async fn a_link_asks_before_signing_in() {
             .to_str()
             .unwrap()
             .to_owned();
-        let nonce = csp
-            .split("'nonce-")
-            .nth(1)
-            .unwrap()
-            .split('\'')
-            .next()
-            .unwrap();
+        let nonce = csp_nonce(&csp);
         let body = page.text().await.unwrap();
         assert!(body.contains(&format!("nonce=\"{nonce}\"")), "{body}");
         assert!(body.contains("<form method=\"post\""), "{body}");
@@ -977,14 +971,7 @@ async fn pages_carry_security_headers_with_a_fresh_nonce() {
             .to_str()
             .unwrap()
             .to_owned();
-        let nonce = csp
-            .split("'nonce-")
-            .nth(1)
-            .unwrap()
-            .split('\'')
-            .next()
-            .unwrap()
-            .to_owned();
+        let nonce = csp_nonce(&csp);
         assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"));
         let body = res.text().await.unwrap();
         assert!(
@@ -1017,13 +1004,7 @@ async fn pages_carry_security_headers_with_a_fresh_nonce() {
         .unwrap()
         .to_owned();
     let body = missing.text().await.unwrap();
-    let nonce = csp
-        .split("'nonce-")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
+    let nonce = csp_nonce(&csp);
     assert!(
         body.contains(&format!("nonce=\"{nonce}\"")),
         "error pages too"
@@ -1542,4 +1523,14 @@ async fn vibetuner_compat_stores_two_letter_languages() {
         );
         app.stop().await;
     }
+}
+
+/// The nonce a `Content-Security-Policy` header allows scripts with.
+fn csp_nonce(csp: &str) -> String {
+    let after = csp.split("'nonce-").nth(1).expect("a nonce in the CSP");
+    after
+        .split('\'')
+        .next()
+        .expect("a closing quote")
+        .to_owned()
 }

@@ -160,13 +160,26 @@ pub(crate) fn data_document<T: Serialize>(data: &T) -> Result<Document, StoreErr
         .map_err(|e| StoreError::Invalid(format!("cannot store this value: {e}")))
 }
 
-/// The top-level fields a model's schema declares.
-fn declared_fields<T: schemars::JsonSchema>() -> Vec<String> {
-    schemars::schema_for!(T)
+/// The top-level fields a model's schema declares, computed once per type (`save` is a hot path).
+fn declared_fields<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<[String]> {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, RwLock};
+    static FIELDS: LazyLock<RwLock<HashMap<TypeId, Arc<[String]>>>> =
+        LazyLock::new(Default::default);
+    if let Some(known) = FIELDS.read().expect("fields lock").get(&TypeId::of::<T>()) {
+        return known.clone();
+    }
+    let fields: Arc<[String]> = schemars::schema_for!(T)
         .get("properties")
         .and_then(Value::as_object)
         .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    FIELDS
+        .write()
+        .expect("fields lock")
+        .insert(TypeId::of::<T>(), fields.clone());
+    fields
 }
 
 /// The typed view of a model's collection.
@@ -285,8 +298,9 @@ impl<T: Model> Models<T> {
         let now = Timestamp::now();
         let mut set = data_document(&record.data)?;
         let unset = declared_fields::<T>()
-            .into_iter()
-            .filter(|f| !set.contains_key(f))
+            .iter()
+            .filter(|f| !set.contains_key(f.as_str()))
+            .cloned()
             .collect();
         set.insert(UPDATED, now);
         match self.coll.update(record.id, Update { set, unset }).await? {
