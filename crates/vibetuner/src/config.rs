@@ -274,6 +274,9 @@ pub struct Settings {
     /// `HEADER_READ_TIMEOUT`: seconds a client has to send a request's headers, counted from
     /// the connection or from the request's first byte (10).
     pub header_read_timeout_secs: u64,
+    /// `BODY_READ_TIMEOUT`: seconds a request body may pause between two parts before the
+    /// request is refused and its connection closed (15).
+    pub body_read_timeout_secs: u64,
     /// `KEEPALIVE_TIMEOUT`: seconds an idle keep-alive connection stays open between requests
     /// (75, longer than the usual proxy's 60 so the proxy closes first).
     pub keepalive_timeout_secs: u64,
@@ -354,6 +357,7 @@ impl Settings {
                 .parse("STORE_TTL_INTERVAL", "a number of seconds")?
                 .unwrap_or(60),
             header_read_timeout_secs: positive(&source, "HEADER_READ_TIMEOUT", 10)?,
+            body_read_timeout_secs: positive(&source, "BODY_READ_TIMEOUT", 15)?,
             keepalive_timeout_secs: positive(&source, "KEEPALIVE_TIMEOUT", 75)?,
             max_connections: positive(&source, "MAX_CONNECTIONS", default_max_connections())?
                 as usize,

@@ -1,5 +1,7 @@
 //! Fixed-window rate limits: shared by every process through Redis (`INCR` + `PEXPIRE` in one
-//! transaction) when `REDIS_URL` is set, else kept in this process's memory.
+//! transaction) when `REDIS_URL` is set, else kept in this process's memory. While Redis fails,
+//! hits are counted in this process's memory, so an outage neither opens the limits nor locks
+//! anyone out. The in-memory counts hold at most [`MemoryCounts::MAX_KEYS`] keys.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -54,6 +56,8 @@ enum Backend {
     Redis {
         conn: redis::aio::ConnectionManager,
         prefix: String,
+        /// Counts hits while Redis fails.
+        fallback: Arc<Mutex<MemoryCounts>>,
     },
     Memory(Arc<Mutex<MemoryCounts>>),
 }
@@ -69,6 +73,12 @@ struct MemoryCounts {
 impl MemoryCounts {
     /// Above this many keys, ended windows are swept out, at most once a second.
     const SWEEP_ABOVE: usize = 10_000;
+    /// The most keys kept. When live windows fill it, new keys share one bucket
+    /// ([`Self::OVERFLOW`]): memory stays bounded and a flood of fresh keys (addresses) cannot
+    /// escape the limit; known keys keep their own counts.
+    const MAX_KEYS: usize = 100_000;
+    /// The bucket new keys share while the map is full.
+    const OVERFLOW: &'static str = "\0overflow";
 
     /// Counts a hit on `key` at `now_ms` in a window ending at `window_end_ms`; the hits so far.
     fn hit(&mut self, key: &str, now_ms: u64, window_end_ms: u64) -> u32 {
@@ -76,6 +86,15 @@ impl MemoryCounts {
             self.entries.retain(|_, (end, _)| *end > now_ms);
             self.next_sweep_ms = now_ms + 1_000;
         }
+        let key = if self.entries.len() >= Self::MAX_KEYS && !self.entries.contains_key(key) {
+            tracing::warn!(
+                "rate limiter holds {} live keys: new keys share one bucket",
+                Self::MAX_KEYS
+            );
+            Self::OVERFLOW
+        } else {
+            key
+        };
         let entry = self
             .entries
             .entry(key.to_owned())
@@ -119,12 +138,13 @@ impl RateLimiter {
             backend: Backend::Redis {
                 conn,
                 prefix: prefix.to_owned(),
+                fallback: Arc::default(),
             },
         }
     }
 
-    /// Records a hit on `key`; `Err` when it goes over `rate`. A Redis failure lets the hit
-    /// through (logged): an outage must not lock everyone out.
+    /// Records a hit on `key`; `Err` when it goes over `rate`. While Redis fails (logged), the
+    /// hit is counted in this process instead.
     pub async fn hit(&self, key: &str, rate: Rate) -> Result<(), Limited> {
         let per_ms = rate.per.as_millis().max(1) as u64;
         let now_ms = crate::store::Timestamp::now().millis().max(0) as u64;
@@ -132,7 +152,11 @@ impl RateLimiter {
         let retry_after = ((window + 1) * per_ms - now_ms).div_ceil(1000);
         let count = match &self.backend {
             #[cfg(feature = "redis")]
-            Backend::Redis { conn, prefix } => {
+            Backend::Redis {
+                conn,
+                prefix,
+                fallback,
+            } => {
                 let k = format!("{prefix}ratelimit:{key}:{window}");
                 let result: redis::RedisResult<(u32, ())> = redis::pipe()
                     .atomic()
@@ -143,16 +167,12 @@ impl RateLimiter {
                 match result {
                     Ok((count, ())) => count,
                     Err(e) => {
-                        tracing::warn!("rate limit check skipped, Redis failed: {e}");
-                        return Ok(());
+                        tracing::warn!("rate limit counted in this process, Redis failed: {e}");
+                        count_in(fallback, key, now_ms, (window + 1) * per_ms)
                     }
                 }
             }
-            Backend::Memory(counts) => counts.lock().unwrap_or_else(|p| p.into_inner()).hit(
-                key,
-                now_ms,
-                (window + 1) * per_ms,
-            ),
+            Backend::Memory(counts) => count_in(counts, key, now_ms, (window + 1) * per_ms),
         };
         if count > rate.max {
             Err(Limited { retry_after })
@@ -160,6 +180,14 @@ impl RateLimiter {
             Ok(())
         }
     }
+}
+
+/// Counts a hit in `counts`, whatever a panicking holder left behind.
+fn count_in(counts: &Mutex<MemoryCounts>, key: &str, now_ms: u64, window_end_ms: u64) -> u32 {
+    counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .hit(key, now_ms, window_end_ms)
 }
 
 #[cfg(test)]
@@ -206,6 +234,30 @@ mod tests {
         );
         assert_eq!(counts.hit("slow", 6_000, hour), 4, "the count survived");
         assert_eq!(counts.entries.len(), 1, "then the next sweep runs");
+    }
+
+    #[test]
+    fn memory_keys_are_capped_and_new_keys_share_a_bucket() {
+        let mut counts = MemoryCounts::default();
+        let hour = 3_600_000;
+        for i in 0..MemoryCounts::MAX_KEYS {
+            counts.hit(&format!("k{i}"), 0, hour);
+        }
+        assert_eq!(counts.hit("fresh-1", 10, hour), 1);
+        assert_eq!(
+            counts.hit("fresh-2", 10, hour),
+            2,
+            "fresh keys share one bucket"
+        );
+        assert_eq!(
+            counts.hit("k7", 10, hour),
+            2,
+            "known keys keep their own count"
+        );
+        assert_eq!(counts.entries.len(), MemoryCounts::MAX_KEYS + 1);
+        // Once the windows end, the forced sweep frees room and fresh keys count on their own.
+        assert_eq!(counts.hit("fresh-3", hour, 2 * hour), 1);
+        assert_eq!(counts.entries.len(), 1);
     }
 
     #[tokio::test]

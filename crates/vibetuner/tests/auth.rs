@@ -736,6 +736,29 @@ async fn early_in_a_minute() {
     }
 }
 
+/// Redis stops: the limits are counted in this process instead of letting every hit through,
+/// and sign-in links are still sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_while_redis_is_down() {
+    let mut redis = support::OwnRedis::start();
+    early_in_a_minute().await;
+    let app = start(Sessions::Redis, vec![("REDIS_URL".into(), redis.url())]).await;
+    redis.stop();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let res = app
+            .client
+            .post(app.url("/auth/magic-link-login"))
+            .form(&[("email", format!("down{i}-{tag}@example.com"))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429], "6th from one IP");
+}
+
 async fn rate_limits(sessions: Sessions) {
     early_in_a_minute().await;
     let app = start(sessions, vec![]).await;

@@ -29,6 +29,10 @@ fn app() -> App {
             }),
         )
         .route("/panic", get(|| async { panic!("boom") as &'static str }))
+        .route(
+            "/echo",
+            vibetuner::axum::routing::post(|body: String| async move { body.len().to_string() }),
+        )
 }
 
 async fn start(
@@ -203,6 +207,34 @@ async fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
     assert!(
         rest.ends_with("pong") || rest.contains("\r\n\r\n"),
         "the answer, then the idle connection is closed: {rest:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_body_that_stalls_is_refused_and_its_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(rx, &[("BODY_READ_TIMEOUT", "1")]).await;
+    let mut stream = connect_from(&base, [127, 0, 0, 1]).await;
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nten bytes.")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut stream).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("timeout"),
+        "refused with the reason: {answer}"
+    );
+
+    let mut whole = connect_from(&base, [127, 0, 0, 1]).await;
+    whole
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut whole).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\n5"),
+        "{answer}"
     );
 }
 

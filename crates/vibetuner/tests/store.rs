@@ -715,6 +715,45 @@ async fn lists_in_older_store_files_are_found() {
     assert_eq!(c.count(&Filter::eq("tags", "web")).await.unwrap(), 1);
 }
 
+/// Reads use connections of their own: a write waiting for the file's write lock (held here by
+/// another process's transaction) holds none of them up, and they see the write once it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_do_not_wait_for_a_blocked_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite3");
+    let store = vibetuner::Store::embedded(&path).unwrap();
+    let c = store.collection("notes");
+    let id = c.insert(doc! { "n": 1 }).await.unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let write = tokio::spawn({
+        let c = c.clone();
+        async move { c.insert(doc! { "n": 2 }).await }
+    });
+    // The write takes the store's writing connection and waits for the file's lock.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..8 {
+        let doc = c.get(id).await.unwrap().unwrap();
+        assert_eq!(doc.get_i32("n").unwrap(), 1);
+        assert_eq!(c.count(&Filter::All).await.unwrap(), 1);
+        assert_eq!(c.find(&Query::all()).await.unwrap().len(), 1);
+    }
+    assert!(!write.is_finished(), "the write still waits for the lock");
+    other.execute_batch("COMMIT").unwrap();
+    write.await.unwrap().unwrap();
+    assert_eq!(
+        c.count(&Filter::All).await.unwrap(),
+        2,
+        "readers see it at once"
+    );
+    let fresh = store.collection("never_written");
+    assert_eq!(
+        fresh.count(&Filter::All).await.unwrap(),
+        0,
+        "an unseen collection reads as empty"
+    );
+}
+
 on_both_backends!(
     crud_round_trip,
     filters_sort_and_pages,

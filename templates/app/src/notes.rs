@@ -74,7 +74,9 @@ pub fn register(app: App) -> App {
     )
     .named_route("notes_page", "/notes", get(page).post(create))
     .named_route("notes_item", "/notes/{id}", delete(remove))
-    .route("/notes/events", get(events))
+    .sse_for("/notes/events", |user: CurrentUser| async move {
+        Ok(channel(user.record_id()?))
+    })
     .task(Task::new(ENRICH, enrich))
 }
 
@@ -136,11 +138,6 @@ async fn enrich(ctx: TaskContext, id: Id) -> Result<()> {
     note.word_count = Some(words as u32);
     notes.save(&mut note).await?;
     publish(&ctx, &note).await
-}
-
-/// `GET /notes/events`: the signed-in user's live notes.
-async fn events(user: CurrentUser, sse: Sse) -> Result<Response> {
-    sse.channel(&channel(user.record_id()?)).await
 }
 
 /// The user's 50 newest notes.

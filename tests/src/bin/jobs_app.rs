@@ -1,7 +1,7 @@
 //! A small vibetuner app for the worker and SSE end-to-end tests and the jobs benchmark:
 //! tasks that record their progress in the store, sleep, block their thread, crash the worker
 //! or do nothing,
-//! and routes to enqueue them, read their marks and broadcast SSE events.
+//! and routes to enqueue them, write and read marks and broadcast SSE events.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         .task(Task::new("crash", |_ctx, ()| async { std::process::abort() }).max_retries(1))
         .sse("/events", "demo")
         .route("/enqueue/{task}", post(enqueue))
-        .route("/marks/{key}", get(marks))
+        .route("/marks/{key}", get(marks).post(write_mark))
         .route("/broadcast/{channel}", post(broadcast))
         .run()
 }
@@ -82,6 +82,15 @@ async fn marks(store: Store, Path(key): Path<String>) -> Result<Json<serde_json:
             })
             .collect(),
     )))
+}
+
+/// `POST /marks/{key}`: stores a `written` mark; its id once it is stored.
+async fn write_mark(store: Store, Path(key): Path<String>) -> Result<String> {
+    let id = store
+        .collection("marks")
+        .insert(doc! { "key": key, "stage": "written", "pid": std::process::id() as i64 })
+        .await?;
+    Ok(id.to_string())
 }
 
 /// `POST /broadcast/{channel}` with the data as body: the event id.

@@ -305,7 +305,8 @@ impl App {
         self
     }
 
-    /// Adds an SSE endpoint streaming a fixed channel.
+    /// Adds a public SSE endpoint streaming a fixed channel: anyone who can reach `path`
+    /// subscribes. For channels that belong to someone, use [`App::sse_for`].
     ///
     /// # Panics
     /// When the channel name is invalid (see [`crate::sse::valid_channel`]).
@@ -315,11 +316,37 @@ impl App {
             "invalid SSE channel name {channel:?}: use 1 to 128 characters from A-Z a-z 0-9 - : _ ."
         );
         let channel = channel.to_owned();
+        self.sse_for(path, move |(): ()| {
+            let channel = channel.clone();
+            async move { Ok(channel) }
+        })
+    }
+
+    /// Adds an SSE endpoint whose channel `authorize` picks per request from its extractors
+    /// (the signed-in user, path parameters, ...), or refuses with an error (for example
+    /// [`crate::auth::CurrentUser`]'s 401 or redirect). Nothing streams before it answers.
+    ///
+    /// ```no_run
+    /// use vibetuner::prelude::*;
+    ///
+    /// fn register(app: App) -> App {
+    ///     // Each user follows their own channel; anonymous clients are refused.
+    ///     app.sse_for("/inbox/events", |user: CurrentUser| async move {
+    ///         Ok(format!("inbox:{}", user.record_id()?))
+    ///     })
+    /// }
+    /// ```
+    pub fn sse_for<E, F, Fut>(self, path: &str, authorize: F) -> Self
+    where
+        E: axum::extract::FromRequestParts<()> + Send + 'static,
+        F: Fn(E) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, crate::Error>> + Send + 'static,
+    {
         self.route(
             path,
-            axum::routing::get(move |sse: crate::sse::Sse| {
-                let channel = channel.clone();
-                async move { sse.channel(&channel).await }
+            axum::routing::get(move |sse: crate::sse::Sse, allowed: E| async move {
+                let channel = authorize(allowed).await?;
+                sse.channel(&channel).await
             }),
         )
     }

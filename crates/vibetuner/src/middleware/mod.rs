@@ -3,7 +3,7 @@
 //! 1. routes (the app's, auth, the home fallback) inside the app's own [`App::layer`]s;
 //! 2. the [`AppContext`] extension, the signed-in user (`auth::load_user`), the session, CSRF;
 //! 3. meta files and statics join here: they need no session;
-//! 4. body limits, panic catching, error pages, security headers, the access log;
+//! 4. body limits and the body read timeout, panic catching, error pages, security headers, the access log;
 //! 5. health probes join here (no logs or error pages on their hot path); request ids outermost.
 //!
 //! [`App::layer`]: crate::App::layer
@@ -19,6 +19,7 @@ use axum::middleware;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::app::AppContext;
 
@@ -46,6 +47,9 @@ pub(crate) fn stack(routes: Router, ctx: &AppContext, outer: Outer) -> Router {
         .merge(crate::statics::router(outer.statics))
         .layer(DefaultBodyLimit::max(settings.max_body_size))
         .layer(RequestBodyLimitLayer::new(settings.max_body_size))
+        .layer(RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(settings.body_read_timeout_secs),
+        ))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn_with_state(
             ctx.clone(),

@@ -12,24 +12,31 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bson::oid::ObjectId;
 use bson::{Bson, Document};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
 
 use super::query::{Cmp, Filter, Index, Order, Query, valid_collection, valid_field};
 use super::value::{Timestamp, doc_from_stored_json, doc_to_stored_json, to_stored_json};
 use super::{StoreError, Update};
 
-/// An open SQLite store, shared by every request.
+/// An open SQLite store, shared by every request: one connection writes, a few read-only ones
+/// read in parallel (WAL lets readers see every committed write and never wait for the writer).
 pub struct Embedded {
     path: PathBuf,
     conn: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
     tables: Mutex<HashSet<String>>,
 }
+
+/// Read-only connections kept open next to the writer.
+const READERS: usize = 4;
 
 impl Embedded {
     /// Opens (creating if needed) the store file and its folder.
@@ -42,18 +49,18 @@ impl Embedded {
                 ))
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| {
+        let cannot_open = |e: rusqlite::Error| {
             StoreError::Config(format!(
                 "cannot open the embedded store {}: {e}",
                 path.display()
             ))
-        })?;
+        };
+        let conn = Connection::open(path).map_err(cannot_open)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
+        prepare(&conn)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS _vt_ttl (collection TEXT NOT NULL, field TEXT NOT NULL, \
              seconds INTEGER NOT NULL, PRIMARY KEY (collection, field)) WITHOUT ROWID; \
@@ -61,30 +68,22 @@ impl Embedded {
              PRIMARY KEY (collection, path)) WITHOUT ROWID",
         )
         .map_err(sql)?;
-        conn.create_scalar_function(
-            "vt_array_path",
-            1,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-            |ctx| Ok(array_path(ctx.get_raw(0).as_str().unwrap_or_default())),
-        )
-        .map_err(sql)?;
-        conn.create_scalar_function(
-            "vt_icontains",
-            2,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-            |ctx| {
-                let hay = ctx.get_raw(0).as_str().ok();
-                let needle = ctx.get_raw(1).as_str().ok();
-                Ok(match (hay, needle) {
-                    (Some(h), Some(n)) => h.to_lowercase().contains(&n.to_lowercase()),
-                    _ => false,
-                })
-            },
-        )
-        .map_err(sql)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(cannot_open)?;
+                prepare(&reader)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(Self {
             path: path.to_owned(),
             conn: Mutex::new(conn),
+            readers,
+            next_reader: AtomicUsize::new(0),
             tables: Mutex::new(HashSet::new()),
         })
     }
@@ -94,19 +93,15 @@ impl Embedded {
         &self.path
     }
 
-    /// Runs `f` with the connection on a blocking thread, creating the collection's table first.
+    /// Runs `f` with the writing connection on a blocking thread, creating the collection's
+    /// table first.
     pub(super) async fn with<R: Send + 'static>(
         self: &Arc<Self>,
         coll: &str,
         f: impl FnOnce(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        if !valid_collection(coll) {
-            return Err(StoreError::Invalid(format!(
-                "invalid collection name {coll:?} (letters, digits and _; not starting with _vt or sqlite_)"
-            )));
-        }
+        let coll = checked(coll)?;
         let this = self.clone();
-        let coll = coll.to_owned();
         tokio::task::spawn_blocking(move || {
             let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
             this.ensure_table(&conn, &coll)?;
@@ -114,6 +109,42 @@ impl Embedded {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Runs the read `f` on a read-only connection (a free one if any) on a blocking thread; the
+    /// writer creates the collection's table first if this process has not seen it yet.
+    pub(super) async fn read<R: Send + 'static>(
+        self: &Arc<Self>,
+        coll: &str,
+        f: impl FnOnce(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let coll = checked(coll)?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if !this.known(&coll) {
+                let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
+                this.ensure_table(&conn, &coll)?;
+            }
+            let start = this.next_reader.fetch_add(1, Ordering::Relaxed);
+            let n = this.readers.len();
+            let reader = (0..n)
+                .find_map(|i| this.readers[(start + i) % n].try_lock().ok())
+                .unwrap_or_else(|| {
+                    this.readers[start % n]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                });
+            f(&reader, &coll)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    fn known(&self, coll: &str) -> bool {
+        self.tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(coll)
     }
 
     fn ensure_table(&self, conn: &Connection, coll: &str) -> Result<(), StoreError> {
@@ -166,6 +197,44 @@ impl Embedded {
             purged += deleted as u64;
         }
         Ok(purged)
+    }
+}
+
+/// Sets up a connection: its busy timeout and the SQL functions queries use.
+fn prepare(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    conn.create_scalar_function(
+        "vt_array_path",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(array_path(ctx.get_raw(0).as_str().unwrap_or_default())),
+    )
+    .map_err(sql)?;
+    conn.create_scalar_function(
+        "vt_icontains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let hay = ctx.get_raw(0).as_str().ok();
+            let needle = ctx.get_raw(1).as_str().ok();
+            Ok(match (hay, needle) {
+                (Some(h), Some(n)) => h.to_lowercase().contains(&n.to_lowercase()),
+                _ => false,
+            })
+        },
+    )
+    .map_err(sql)
+}
+
+/// The collection name, if it is one a store may hold.
+fn checked(coll: &str) -> Result<String, StoreError> {
+    if valid_collection(coll) {
+        Ok(coll.to_owned())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "invalid collection name {coll:?} (letters, digits and _; not starting with _vt or sqlite_)"
+        )))
     }
 }
 

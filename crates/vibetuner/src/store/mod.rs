@@ -259,12 +259,20 @@ pub struct Collection {
     name: String,
 }
 
+/// Runs an operation on the collection's backend; `read` ones use the embedded store's
+/// read-only connections.
 macro_rules! dispatch {
     ($self:ident, mongo($m:ident) => $mongo:expr, embedded($conn:ident, $coll:ident) => $emb:expr) => {
+        dispatch!(@ with, $self, $m, $mongo, $conn, $coll, $emb)
+    };
+    ($self:ident, mongo($m:ident) => $mongo:expr, read($conn:ident, $coll:ident) => $emb:expr) => {
+        dispatch!(@ read, $self, $m, $mongo, $conn, $coll, $emb)
+    };
+    (@ $run:ident, $self:ident, $m:ident, $mongo:expr, $conn:ident, $coll:ident, $emb:expr) => {
         match &*$self.store.backend {
             #[cfg(feature = "mongodb")]
             Backend::Mongo($m) => $mongo,
-            Backend::Embedded(e) => e.with(&$self.name, move |$conn, $coll| $emb).await,
+            Backend::Embedded(e) => e.$run(&$self.name, move |$conn, $coll| $emb).await,
         }
     };
 }
@@ -299,7 +307,7 @@ impl Collection {
     pub async fn get(&self, id: Id) -> Result<Option<Document>, StoreError> {
         dispatch!(self,
             mongo(m) => Ok(m.find(&self.name, &Query::filter(Filter::eq("_id", id)).limit(1)).await?.pop()),
-            embedded(conn, coll) => embedded::get(conn, coll, &id.0))
+            read(conn, coll) => embedded::get(conn, coll, &id.0))
     }
 
     /// Documents matching the query, sorted, skipped and limited.
@@ -308,7 +316,7 @@ impl Collection {
         let query = query.clone();
         dispatch!(self,
             mongo(m) => m.find(&self.name, &query).await,
-            embedded(conn, coll) => embedded::find(conn, coll, &query))
+            read(conn, coll) => embedded::find(conn, coll, &query))
     }
 
     /// The first document matching `filter` (in id order).
@@ -322,7 +330,7 @@ impl Collection {
         let filter = filter.clone();
         dispatch!(self,
             mongo(m) => m.count(&self.name, &filter).await,
-            embedded(conn, coll) => embedded::count(conn, coll, &filter))
+            read(conn, coll) => embedded::count(conn, coll, &filter))
     }
 
     /// Applies `update` to the document with this id; returns it as updated, or `None`.
