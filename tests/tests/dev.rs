@@ -397,7 +397,7 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     // Prod: no reload script, no /_dev/reload (even when DEV_RELOAD is set).
     let binary = target_dir().join("debug/dev-loop");
     let mut env = PROD_ENV.to_vec();
-    env.push(("DEV_RELOAD", "true"));
+    env.extend([("DEV_RELOAD", "true"), ("HOST", "127.0.0.1")]);
     let server = Server::start(&binary, &dir, &env).unwrap();
     let home = client().get(&server.base).send().await.unwrap();
     assert_eq!(home.status(), 200);

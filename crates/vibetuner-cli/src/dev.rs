@@ -368,8 +368,8 @@ impl Dev {
                 };
                 match next {
                     Next::Change(Some(path)) => {
-                        // A save often touches several files: take them all.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // A save often touches several files (and one file several times).
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         while changes.try_recv().is_ok() {}
                         out.line(
                             Source::Dev,
@@ -407,24 +407,26 @@ impl Dev {
         let _ = std::fs::remove_file(self.root.join(vibetuner::dev::BUILD_ERROR_FILE));
     }
 
-    /// Watches `src/`, `Cargo.toml` and `build.rs`; sends each changed path.
+    /// Watches `src/`, `Cargo.toml` and `build.rs`; sends each created, changed or removed
+    /// path (not reads: cargo opens Cargo.toml on every build).
     fn watch(
         &self,
         changes: mpsc::UnboundedSender<PathBuf>,
-    ) -> anyhow::Result<
-        notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
-    > {
-        use notify_debouncer_mini::notify::RecursiveMode;
-        let mut debouncer = notify_debouncer_mini::new_debouncer(
-            Duration::from_millis(100),
-            move |events: notify_debouncer_mini::DebounceEventResult| {
-                for event in events.into_iter().flatten() {
-                    let _ = changes.send(event.path);
+    ) -> anyhow::Result<notify::RecommendedWatcher> {
+        use notify::{EventKind, RecursiveMode, Watcher};
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                if matches!(
+                    event.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) {
+                    for path in event.paths {
+                        let _ = changes.send(path);
+                    }
                 }
-            },
-        )
-        .context("cannot watch the project's files")?;
-        let watcher = debouncer.watcher();
+            })
+            .context("cannot watch the project's files")?;
         watcher
             .watch(&self.root.join("src"), RecursiveMode::Recursive)
             .context("cannot watch src/")?;
@@ -436,7 +438,7 @@ impl Dev {
                     .with_context(|| format!("cannot watch {file}"))?;
             }
         }
-        Ok(debouncer)
+        Ok(watcher)
     }
 
     /// `cargo build`: the app's binary, or the compiler's errors.
