@@ -16,6 +16,15 @@ use vibetuner_e2e::{PROD_ENV, Server, cli, free_port, scratch_dir, target_dir};
 /// Generates `Dev Loop` with a `/probe` route answering `one`.
 fn generate() -> PathBuf {
     let base = scratch_dir("dev");
+    // An earlier run's copy (same package, same target dir) still on disk would let cargo take
+    // its build as fresh for this one.
+    let mine = base.file_name().unwrap().to_owned();
+    for entry in std::fs::read_dir(base.parent().unwrap()).unwrap().flatten() {
+        let name = entry.file_name();
+        if name != mine && name.to_string_lossy().starts_with("dev-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let out = Command::new(cli())
         .args([
             "new",
@@ -128,10 +137,12 @@ impl Dev {
 
 impl Drop for Dev {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
     }
 }
 
