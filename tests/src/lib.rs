@@ -215,12 +215,23 @@ impl Server {
     /// Starts `binary serve` in `dir` with only `env` (and PATH) in its environment; `DATA_DIR`
     /// defaults to a fresh folder so servers do not share an embedded store.
     pub fn start(binary: &Path, dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(binary, dir, env, &[])
+    }
+
+    /// [`Server::start`] with more arguments to `serve` (`--worker`).
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let name = unique_name("server");
         let log = std::env::temp_dir().join(format!("vibetuner-e2e-{name}.log"));
         let mut cmd = Command::new(binary);
         // Port 0: the server binds a free port itself and logs it, so no other process can
         // take the port between choosing and binding it.
         cmd.args(["serve", "--port", "0"])
+            .args(args)
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -335,6 +346,11 @@ impl Server {
             "confirming {link}"
         );
         client
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server's stdout so far.

@@ -2,7 +2,8 @@
 //! (`TEST_MONGODB_URL`), driven through the `jobs_app` test binary: a worker killed mid-task
 //! leaves the task to another, `worker-health` follows a worker up, stalled and stopped, the
 //! watchdog ends a stalled worker, and an SSE broadcast made on one server reaches a client of
-//! another exactly once and is replayed after a reconnect.
+//! another exactly once and is replayed after a reconnect; `serve --worker` runs the tasks in
+//! the server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -348,4 +349,20 @@ async fn sse_broadcast_on_one_server_reaches_another_once_and_replays() {
         .unwrap();
     let text = read_until(&mut replay, |t| t.contains("marker")).await;
     assert!(!text.contains("hello"), "{text:?}");
+}
+
+#[tokio::test]
+async fn serve_with_worker_runs_redis_tasks_in_the_server() {
+    let env = Env::new("serve-worker");
+    let server = Server::start_with(Path::new(BIN), &env.dir, &env.pairs(), &["--worker"])
+        .expect("the server starts");
+    enqueue(&server, "slow", json!({ "key": "w", "ms": 10 })).await;
+    let done = until(30, "the server's worker to finish the task", async || {
+        marks(&server, "w")
+            .await
+            .into_iter()
+            .find(|(s, _)| s == "done")
+    })
+    .await;
+    assert_eq!(done.1, server.pid(), "the task ran outside the server");
 }

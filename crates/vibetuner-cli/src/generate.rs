@@ -126,9 +126,47 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-/// The parsed substitution spec.
-fn spec() -> anyhow::Result<Spec> {
-    toml::from_str(SPEC).context("templates/app.toml is invalid")
+/// Paths of `templates/app` that are built or installed there, never part of the template.
+pub const NOT_TEMPLATE: [&str; 6] = [
+    "node_modules/",
+    "target/",
+    ".vibetuner/",
+    "assets/statics/css/bundle.css",
+    "assets/statics/js/bundle.js",
+    "bun.lock",
+];
+
+/// The files of a template folder on disk (`templates/app` of a checkout), as
+/// [`template_files`] gives the embedded one.
+pub fn read_template_dir(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let name = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            if NOT_TEMPLATE
+                .iter()
+                .any(|n| name == n.trim_end_matches('/') || name.starts_with(n))
+            {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let data = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                files.insert(name, data);
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Renders every file of the project in memory: relative path → contents.
@@ -136,7 +174,23 @@ pub fn render(
     project: &Project,
     framework: &Framework,
 ) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-    let mut files = template_files();
+    render_from(
+        template_files(),
+        SPEC,
+        env!("CARGO_PKG_VERSION"),
+        project,
+        framework,
+    )
+}
+
+/// Renders `files` (a template, version `version`) by the substitution spec `spec`.
+pub fn render_from(
+    mut files: BTreeMap<String, Vec<u8>>,
+    spec: &str,
+    version: &str,
+    project: &Project,
+    framework: &Framework,
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_keep_trailing_newline(true);
@@ -150,7 +204,7 @@ pub fn render(
         framework_dependency_testing => framework.dependency(optional, &["testing"]),
         ..ctx
     };
-    let spec = spec()?;
+    let spec: Spec = toml::from_str(spec).context("templates/app.toml is invalid")?;
     for rule in spec.replace {
         let Some(bytes) = files.get_mut(&rule.file) else {
             bail!(
@@ -188,7 +242,7 @@ pub fn render(
     let answers = AnswersFile {
         template: TemplateInfo {
             name: "app".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: version.into(),
         },
         project: project.clone(),
     };
@@ -293,16 +347,8 @@ mod tests {
         let mut on_disk = Vec::new();
         walk(&root, &root, &mut on_disk);
         let embedded = template_files();
-        let ignored = [
-            "node_modules/",
-            "target/",
-            ".vibetuner/",
-            "assets/statics/css/bundle.css",
-            "assets/statics/js/bundle.js",
-            "bun.lock",
-        ];
         for name in on_disk {
-            if ignored.iter().any(|i| name.starts_with(i)) {
+            if NOT_TEMPLATE.iter().any(|i| name.starts_with(i)) {
                 continue;
             }
             let top = name.split('/').next().unwrap();
@@ -327,6 +373,20 @@ mod tests {
         for (linked, _) in RENAMED {
             assert!(!embedded.contains_key(linked), "{linked} is not renamed");
         }
+    }
+
+    /// A checkout's template folder reads as the embedded template (what `update --template`
+    /// renders is what `new` would).
+    #[test]
+    fn template_dir_reads_as_the_embedded_template() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/app");
+        let on_disk = read_template_dir(&root).unwrap();
+        let embedded = template_files();
+        assert_eq!(
+            on_disk.keys().collect::<Vec<_>>(),
+            embedded.keys().collect::<Vec<_>>()
+        );
+        assert!(on_disk == embedded, "a file's contents differ");
     }
 
     /// The template's git dependency names the canonical repository at this version's tag,

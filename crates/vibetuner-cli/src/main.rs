@@ -2,7 +2,9 @@
 //! Runtime commands (`serve`, `check`, ...) belong to each app's own binary.
 
 mod answers;
+mod dev;
 mod generate;
+mod update;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -31,6 +33,15 @@ struct Cli {
 enum Command {
     /// Create a new app project in DIR (asks questions on a terminal).
     New(NewArgs),
+    /// Build, run and live-reload the app of the project you are in: rebuilds and restarts it
+    /// when its Rust sources change (keeping the socket, so no request is refused), runs the
+    /// CSS/JS watch and reloads the browser.
+    Dev(dev::DevArgs),
+    /// Bring the project you are in to the template of this CLI (or of --template) by a
+    /// 3-way merge; conflicts get markers and exit status 1.
+    Update(update::UpdateArgs),
+    /// Write vibetuner.toml (the answers `vibetuner update` needs) into an existing project.
+    Adopt(AdoptArgs),
     /// Key management.
     Crypto {
         #[command(subcommand)]
@@ -57,6 +68,26 @@ struct NewArgs {
     framework_version: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct AdoptArgs {
+    /// The project folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Take the default for every question not given with --data (no prompts).
+    #[arg(short, long)]
+    defaults: bool,
+    /// Answer a question: --data project_slug=my-app (repeatable).
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    data: Vec<String>,
+    /// Template version the project matches (default: this CLI's); `vibetuner update` merges
+    /// from the template at that version.
+    #[arg(long, value_name = "VERSION")]
+    template_version: Option<String>,
+    /// Replace an existing vibetuner.toml.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Subcommand)]
 enum CryptoCommand {
     /// Print a new random key for SESSION_KEY (URL-safe base64).
@@ -71,6 +102,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::New(args) => new_project(args),
+        Command::Dev(args) => dev::run(args),
+        Command::Update(args) => match update::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Adopt(args) => adopt(args),
         Command::Crypto {
             command: CryptoCommand::GenerateKey { length },
         } => generate_key(length.into()),
@@ -145,6 +183,49 @@ fn new_project(args: NewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn adopt(args: AdoptArgs) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("{} does not exist", args.dir.display()))?;
+    let path = dir.join(vibetuner::project::ANSWERS_FILE);
+    if path.exists() && !args.force {
+        bail!(
+            "{} exists already (pass --force to replace it)",
+            path.display()
+        );
+    }
+    let data = parse_data(&args.data).map_err(anyhow::Error::msg)?;
+    let interactive = !args.defaults;
+    if interactive && !std::io::stdin().is_terminal() {
+        bail!(
+            "standard input is not a terminal, so questions cannot be asked: pass --defaults (and --data key=value for the answers you want)"
+        );
+    }
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let answers = collect_answers(&folder, data, interactive)?;
+    let file = vibetuner::project::AnswersFile {
+        template: vibetuner::project::TemplateInfo {
+            name: "app".into(),
+            version: args
+                .template_version
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+        },
+        project: to_project(&answers),
+    };
+    std::fs::write(&path, file.to_toml())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {}: `vibetuner update` now merges newer templates into this project (from the template at v{})",
+        path.display(),
+        file.template.version
+    );
+    Ok(())
+}
+
 fn collect_answers(
     folder: &str,
     data: BTreeMap<String, String>,
@@ -176,7 +257,8 @@ fn collect_answers(
 
 fn print_next_steps(dir: &Path, name: &str, slug: &str) {
     println!(
-        "Created {name} in {dir}\n\nNext steps:\n  cd {dir}\n  cargo build                          # compiles the app ({slug})\n  npm install && npm run build         # CSS and JS bundles (or: bun install && bun run build)\n  cargo run -- serve                   # http://127.0.0.1:8000\n\nThe app starts with no services: set MONGODB_URL or REDIS_URL in .env when you want them.",
-        dir = dir.display()
+        "Created {name} in {dir}\n\nNext steps:\n  cd {dir}\n  cargo build                          # compiles the app ({slug})\n  npm install && npm run build         # CSS and JS bundles (or: bun install && bun run build)\n  cargo run -- serve                   # http://127.0.0.1:8000\n\nOr, after npm install, all at once with live reload:\n  vibetuner dev                        # http://127.0.0.1:{port}\n\nThe app starts with no services: set MONGODB_URL or REDIS_URL in .env when you want them.",
+        dir = dir.display(),
+        port = dev::stable_port(slug)
     );
 }

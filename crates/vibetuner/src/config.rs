@@ -265,6 +265,9 @@ pub struct Settings {
     pub max_body_size: usize,
     /// `TEMPLATE_RELOAD`: re-read templates on every render (on in dev).
     pub template_reload: bool,
+    /// `DEV_RELOAD`: serve `/_dev/reload` and put the live-reload script on pages (set by
+    /// `vibetuner dev`; never in prod).
+    pub dev_reload: bool,
     /// `SHUTDOWN_TIMEOUT`: seconds to let in-flight requests finish after SIGTERM (30).
     pub shutdown_timeout_secs: u64,
     /// `DATA_DIR`: folder for the embedded store and other local data (`<root>/data`).
@@ -346,6 +349,7 @@ impl Settings {
                 .parse("MAX_BODY_SIZE", "a size in bytes")?
                 .unwrap_or(2 * 1024 * 1024),
             template_reload: source.bool("TEMPLATE_RELOAD")?.unwrap_or(!prod),
+            dev_reload: !prod && source.bool("DEV_RELOAD")?.unwrap_or(false),
             shutdown_timeout_secs: source
                 .parse("SHUTDOWN_TIMEOUT", "a number of seconds")?
                 .unwrap_or(30),

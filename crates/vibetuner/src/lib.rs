@@ -26,6 +26,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod crud;
+pub mod dev;
 pub mod error;
 pub mod filters;
 pub mod health;

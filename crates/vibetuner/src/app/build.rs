@@ -236,10 +236,15 @@ impl App {
             limiter,
         )?);
 
-        let mut routes = self
-            .routes
-            .merge(crate::auth::router(&auth))
-            .fallback(home_or_not_found);
+        let mut routes = self.routes.merge(crate::auth::router(&auth));
+        if settings.dev_reload {
+            routes = routes.route(
+                "/_dev/reload",
+                axum::routing::get(crate::dev::reload)
+                    .route_layer(axum::middleware::from_fn(crate::auth::loopback_only)),
+            );
+        }
+        let mut routes = routes.fallback(home_or_not_found);
         for layer in self.layers {
             routes = layer(routes);
         }
@@ -342,6 +347,7 @@ fn base_context(
         ("version".into(), Value::from(version)),
         ("v_hash".into(), Value::from(v_hash)),
         ("DEBUG".into(), Value::from(settings.debug)),
+        ("dev_reload".into(), Value::from(settings.dev_reload)),
         (
             "environment".into(),
             Value::from(settings.environment.to_string()),

@@ -276,7 +276,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
             built.stop().await;
             result
         }
-        Command::Serve { host, port } => {
+        Command::Serve { host, port, worker } => {
             let root = app.root();
             let mut settings = Settings::load(&root)?;
             crate::logging::init(&settings);
@@ -286,12 +286,26 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
             if let Some(port) = port {
                 settings.port = port;
             }
-            let addr = format!("{}:{}", settings.host, settings.port);
-            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
-                format!("cannot listen on {addr} (is another server using the port? pick one with --port)")
-            })?;
-            app.serve(listener, settings, &root, super::serve::shutdown_signal())
-                .await
+            let listener = match super::serve::inherited_listener()? {
+                Some(listener) => {
+                    tracing::info!("serving on the inherited socket (LISTEN_FDS)");
+                    listener
+                }
+                None => {
+                    let addr = format!("{}:{}", settings.host, settings.port);
+                    tokio::net::TcpListener::bind(&addr).await.with_context(|| {
+                        format!("cannot listen on {addr} (is another server using the port? pick one with --port)")
+                    })?
+                }
+            };
+            app.serve_with(
+                listener,
+                settings,
+                &root,
+                super::serve::shutdown_signal(),
+                worker,
+            )
+            .await
         }
     }
 }
@@ -304,7 +318,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the web server (HOST/PORT settings, 127.0.0.1:8000 in dev).
+    /// Start the web server (HOST/PORT settings, 127.0.0.1:8000 in dev; a socket passed in
+    /// LISTEN_FDS, as systemd and `vibetuner dev` do, instead).
     Serve {
         /// Address to bind, e.g. 0.0.0.0 (default: HOST, else 127.0.0.1 in dev, 0.0.0.0 in prod).
         #[arg(long)]
@@ -312,6 +327,10 @@ enum Command {
         /// Port to bind, 0 for any free port (default: PORT, else 8000).
         #[arg(long)]
         port: Option<u16>,
+        /// Also run the task worker in this process when the queue is Redis (REDIS_URL); with
+        /// the embedded queue it runs here anyway.
+        #[arg(long)]
+        worker: bool,
     },
     /// Validate settings and compile every template, then exit (0 when all is well).
     Check,

@@ -14,9 +14,23 @@ impl App {
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        settings: Settings,
+        root: &Path,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve_with(listener, settings, root, shutdown, false)
+            .await
+    }
+
+    /// [`App::serve`], running the worker in this process whatever the queue when `worker`
+    /// (with the store's queue it runs here anyway).
+    pub(super) async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
         mut settings: Settings,
         root: &Path,
         shutdown: impl Future<Output = ()> + Send + 'static,
+        worker: bool,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         settings.port = addr.port();
@@ -40,9 +54,16 @@ impl App {
         tracing::info!(store = built.store().kind(), indexes, "database ready");
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let mut worker_stopping = stopping_rx.clone();
-        let in_process_worker = crate::jobs::spawn_in_process(&built, async move {
-            let _ = worker_stopping.wait_for(|stopping| *stopping).await;
-        });
+        let in_process_worker = crate::jobs::spawn_in_process(
+            &built,
+            async move {
+                let _ = worker_stopping.wait_for(|stopping| *stopping).await;
+            },
+            worker,
+        );
+        if worker && in_process_worker.is_none() {
+            tracing::info!("--worker: the app registers no tasks, so there is no worker to run");
+        }
         notify_systemd();
         let grace = Duration::from_secs(settings.shutdown_timeout_secs);
         tracing::info!(
@@ -76,6 +97,20 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The listening socket handed over by the process that started this one (`LISTEN_FDS`, as
+/// systemd socket activation, `systemfd` and `vibetuner dev` pass it), if any.
+pub(super) fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let Some(listener) = fds
+        .take_tcp_listener(0)
+        .map_err(|e| anyhow::anyhow!("LISTEN_FDS is set but fd 3 is not a TCP listener: {e}"))?
+    else {
+        return Ok(None);
+    };
+    listener.set_nonblocking(true)?;
+    Ok(Some(tokio::net::TcpListener::from_std(listener)?))
 }
 
 /// Tells systemd (`Type=notify`) the server is ready and, when `WatchdogSec` is set, keeps

@@ -434,8 +434,9 @@ impl Auth {
     }
 }
 
-/// Refuses (404) peers that are not on this machine: the dev outbox shows every sign-in link.
-async fn loopback_only(request: Request, next: Next) -> Response {
+/// Refuses (404) peers that are not on this machine: the dev outbox shows every sign-in link,
+/// the dev reload stream the compiler's errors.
+pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

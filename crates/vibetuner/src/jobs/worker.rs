@@ -344,14 +344,16 @@ impl InProcessWorker {
     }
 }
 
-/// Starts the in-process worker when the queue is in the store and the app has tasks. It stops
+/// Starts the in-process worker when the app has tasks and the queue is in the store (or
+/// whatever the queue, with `any_queue`: `serve --worker` with Redis). It stops
 /// when `stopping` resolves (the server begins its shutdown, so both drain at once) or at
 /// [`InProcessWorker::stop`].
 pub(crate) fn spawn_in_process(
     built: &crate::BuiltApp,
     stopping: impl Future<Output = ()> + Send + 'static,
+    any_queue: bool,
 ) -> Option<InProcessWorker> {
-    if !matches!(built.jobs().queue, Queue::Store(_)) {
+    if !any_queue && !matches!(built.jobs().queue, Queue::Store(_)) {
         return None;
     }
     spawn(built, stopping)
