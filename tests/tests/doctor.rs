@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use vibetuner_e2e::{cli, free_port, generated_app, run_cli, scratch_dir, target_dir};
+use vibetuner_e2e::{cli, fixed_dir, free_port, generated_app, run_cli, target_dir};
 
 fn service(var: &str, what: &str) -> String {
     std::env::var(var).ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
@@ -39,7 +39,7 @@ const CLEARED: [&str; 12] = [
 /// nor another test's) with the shared app's built bundles copied in.
 fn project(slug: &str) -> PathBuf {
     let shared = generated_app();
-    let base = scratch_dir(slug);
+    let base = fixed_dir(slug);
     let out = run_cli(&base, &["new", slug, "--defaults"]);
     assert!(
         out.status.success(),
@@ -51,7 +51,9 @@ fn project(slug: &str) -> PathBuf {
         "assets/statics/css/bundle.css",
         "assets/statics/js/bundle.js",
     ] {
-        std::fs::copy(shared.dir.join(bundle), dir.join(bundle)).expect("the shared bundles");
+        let target = dir.join(bundle);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(shared.dir.join(bundle), target).expect("the shared bundles");
     }
     dir
 }
@@ -267,6 +269,43 @@ fn run_forwards_to_the_app_binary_from_a_subfolder() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The app's `routes`: what the builder and the framework recorded, with names and layers.
+    let out = in_project(&dir, &["run", "routes"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let routes = String::from_utf8_lossy(&out.stdout);
+    let has_row = |tokens: &[&str]| {
+        routes
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().starts_with(tokens))
+    };
+    for row in [
+        &["METHOD", "PATH", "NAME", "LAYERS"][..],
+        &["GET", "/hello", "app"],
+        &["GET,POST", "/notes", "notes_page", "app"],
+        &["DELETE", "/notes/{id}", "notes_item", "app"],
+        &[
+            "GET",
+            "/api/notes",
+            "notes_list",
+            "crud",
+            "owned_by(owner_id),",
+            "app",
+        ],
+        &["PATCH", "/api/notes/{id}", "notes_update", "crud"],
+        &["POST", "/auth/magic-link-login", "session,", "csrf,"],
+        &["GET", "/_dev/outbox", "loopback", "only,", "session,"],
+        &["GET", "/static/{*path}", "body", "limit,"],
+        &["GET", "/health/ping", "request", "id"],
+        &["ANY", "*", "fallback:"],
+    ] {
+        assert!(has_row(row), "no row {row:?} in:\n{routes}");
+    }
+    assert!(!routes.contains("not listed"), "{routes}");
+
     let out = in_project(&dir, &["run", "db", "find", "bad name"], &[]);
     assert_eq!(
         out.status.code(),

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use vibetuner_e2e::{cli, run_cli, scratch_dir, target_dir};
+use vibetuner_e2e::{cli, fixed_dir, run_cli, target_dir};
 
 fn text(out: &Output) -> String {
     format!(
@@ -39,7 +39,7 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn generated_resources_build_pass_clippy_and_their_tests() {
-    let base = scratch_dir("scaffold");
+    let base = fixed_dir("scaffold");
     let out = run_cli(&base, &["new", "blogger", "--defaults"]);
     assert!(out.status.success(), "{}", text(&out));
     let dir = base.join("blogger");
