@@ -184,6 +184,16 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// An empty folder `target/e2e/<tag>` that keeps its name across runs: an app built there
+/// reuses its compiled artifacts instead of adding new ones (cargo treats a new path as a new
+/// package). For one test at a time, like the shared app.
+pub fn fixed_dir(tag: &str) -> PathBuf {
+    let dir = target_dir().join("e2e").join(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
 /// A name no other test run uses (databases, Redis key prefixes): `tag`, the process id and the
 /// time, so that services left running between runs never show a test an earlier run's data.
 pub fn unique_name(tag: &str) -> String {

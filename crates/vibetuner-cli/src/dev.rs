@@ -41,20 +41,6 @@ pub struct DevArgs {
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The project root: the nearest folder from the current one up holding `vibetuner.toml`.
-pub fn project_root() -> anyhow::Result<PathBuf> {
-    let cwd = std::env::current_dir().context("cannot read the current folder")?;
-    cwd.ancestors()
-        .find(|dir| dir.join(ANSWERS_FILE).is_file())
-        .map(Path::to_owned)
-        .with_context(|| {
-            format!(
-                "no {ANSWERS_FILE} in {} or above: run this inside a vibetuner project (or `vibetuner adopt` one)",
-                cwd.display()
-            )
-        })
-}
-
 /// The project's answers file.
 pub fn read_answers(root: &Path) -> anyhow::Result<AnswersFile> {
     let path = root.join(ANSWERS_FILE);
@@ -73,7 +59,7 @@ pub fn stable_port(slug: &str) -> u16 {
 
 /// Runs `vibetuner dev` until Ctrl-C.
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
-    let root = project_root()?;
+    let root = crate::project::root()?;
     let answers = read_answers(&root)?;
     let slug = answers.project.project_slug;
     let port = match args.port {

@@ -3,7 +3,10 @@
 
 mod answers;
 mod dev;
+mod doctor;
 mod generate;
+mod project;
+mod scaffold;
 mod update;
 
 use std::collections::BTreeMap;
@@ -42,6 +45,24 @@ enum Command {
     Update(update::UpdateArgs),
     /// Write vibetuner.toml (the answers `vibetuner update` needs) into an existing project.
     Adopt(AdoptArgs),
+    /// Check the project around this folder: toolchain, files, settings, services, bundles, port.
+    Doctor(doctor::DoctorArgs),
+    /// Generate code in the project: a resource (scaffold) or a model.
+    Generate {
+        #[command(subcommand)]
+        command: scaffold::GenerateCommand,
+    },
+    /// Copy a framework template into the app's templates/frontend/ to edit it (the app's copy
+    /// wins); without TEMPLATE, list them.
+    Eject(scaffold::EjectArgs),
+    /// Run the app binary with ARGS from anywhere in the project (`cargo run --quiet -- ARGS`),
+    /// e.g. `vibetuner run routes` or `vibetuner run db ping`.
+    Run {
+        /// The app binary's subcommand and its arguments (`vibetuner run --help` for this help,
+        /// `vibetuner run help` for the app's).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Key management.
     Crypto {
         #[command(subcommand)]
@@ -109,12 +130,35 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Adopt(args) => adopt(args),
+        Command::Doctor(args) => doctor::run(&args),
+        Command::Generate { command } => scaffold::generate(&command),
+        Command::Eject(args) => scaffold::eject(&args),
+        Command::Run { args } => return run_app(&args),
         Command::Crypto {
             command: CryptoCommand::GenerateKey { length },
         } => generate_key(length.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the app binary in the project root, passing its exit code through.
+fn run_app(args: &[String]) -> ExitCode {
+    let status = project::root().and_then(|root| {
+        project::app_command(&root, args)
+            .status()
+            .context("cannot run cargo: install Rust with rustup (https://rustup.rs)")
+    });
+    match status {
+        Ok(status) => status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .map_or(ExitCode::FAILURE, ExitCode::from),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -254,7 +254,7 @@ fn side_file(name: &str) -> String {
 
 /// Runs `vibetuner update`; exit status 1 (after writing everything) on conflicts.
 pub fn run(args: UpdateArgs) -> anyhow::Result<bool> {
-    let root = crate::dev::project_root()?;
+    let root = crate::project::root()?;
     if !args.allow_dirty {
         check_clean(&root)?;
     }

@@ -160,6 +160,8 @@ struct Access {
     guards: Vec<Guard>,
     scope: Option<ScopeFn>,
     read_only: Vec<String>,
+    /// The field `owned_by` scopes on.
+    owner: Option<String>,
 }
 
 impl Access {
@@ -276,6 +278,7 @@ impl<T: Model> Crud<T> {
         Fut: Future<Output = Result<Filter, Error>> + Send + 'static,
     {
         self.access.scope = Some(Arc::new(move |ctx| Box::pin(filter(ctx))));
+        self.access.owner = None;
         self
     }
 
@@ -285,10 +288,13 @@ impl<T: Model> Crud<T> {
     pub fn owned_by(mut self, field: impl Into<String>) -> Self {
         let field = field.into();
         self.access.read_only.push(field.clone());
-        self.scope(move |ctx| {
+        let owner = field.clone();
+        let mut crud = self.scope(move |ctx| {
             let field = field.clone();
             async move { Ok(Filter::eq(field, ctx.user_id()?)) }
-        })
+        });
+        crud.access.owner = Some(owner);
+        crud
     }
 
     /// Fields only the server writes (counters, results of background work): a create or update
@@ -501,6 +507,43 @@ impl<T: Model> Crud<T> {
         } else {
             self.prefix.clone()
         }
+    }
+
+    /// The routes [`Crud::into_router`] adds, for the `routes` command.
+    pub(crate) fn route_table(&self) -> Vec<crate::app::RouteInfo> {
+        let access = if self.access.public {
+            "public".to_owned()
+        } else {
+            let mut parts = Vec::new();
+            if let Some(owner) = &self.access.owner {
+                parts.push(format!("owned_by({owner})"));
+            } else if self.access.scope.is_some() {
+                parts.push("scoped".to_owned());
+            }
+            if !self.access.guards.is_empty() {
+                parts.push(format!("{} access rule(s)", self.access.guards.len()));
+            }
+            parts.join(" + ")
+        };
+        let mut layers = format!("crud {access}");
+        if !self.layers.is_empty() {
+            layers = format!("{} crud layer(s), {layers}", self.layers.len());
+        }
+        self.route_names()
+            .into_iter()
+            .zip(&self.operations)
+            .map(|((name, path), op)| {
+                let method = match op {
+                    Operation::List | Operation::Read => "GET",
+                    Operation::Create => "POST",
+                    Operation::Update => "PATCH",
+                    Operation::Delete => "DELETE",
+                };
+                let mut info = crate::app::RouteInfo::new(method, &path, format!("{layers}, app"));
+                info.name = Some(name);
+                info
+            })
+            .collect()
     }
 
     /// Builds the router. Panics when nobody said who may use the routes, or, naming the field,

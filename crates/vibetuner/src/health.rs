@@ -177,7 +177,12 @@ struct DetailedQuery {
 
 /// The `/health/*` routes.
 pub fn router(health: Arc<Health>) -> Router {
-    Router::new()
+    recorded(health).0
+}
+
+/// The `/health/*` routes, with their table for the `routes` command.
+pub(crate) fn recorded(health: Arc<Health>) -> (Router, Vec<crate::app::RouteInfo>) {
+    let (router, table) = crate::app::Recorder::new(crate::app::HEALTH_LAYERS)
         .route(
             "/health/ping",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -185,7 +190,8 @@ pub fn router(health: Arc<Health>) -> Router {
         .route("/health", get(health_summary))
         .route("/health/ready", get(ready))
         .route("/health/id", get(identity))
-        .with_state(health)
+        .into_parts();
+    (router.with_state(health), table)
 }
 
 async fn health_summary(

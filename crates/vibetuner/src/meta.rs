@@ -27,9 +27,9 @@ pub(crate) struct Meta {
     pub brand_color: String,
 }
 
-/// The meta routes.
-pub(crate) fn router(meta: Arc<Meta>) -> Router {
-    Router::new()
+/// The meta routes, with their table for the `routes` command.
+pub(crate) fn router(meta: Arc<Meta>) -> (Router, Vec<crate::app::RouteInfo>) {
+    let (router, table) = crate::app::Recorder::new(crate::app::OUTER_LAYERS)
         .route(
             "/robots.txt",
             templated("meta/robots.txt.jinja", "text/plain; charset=utf-8"),
@@ -43,7 +43,8 @@ pub(crate) fn router(meta: Arc<Meta>) -> Router {
             templated("meta/site.webmanifest.jinja", "application/manifest+json"),
         )
         .route("/favicon.ico", get(favicon))
-        .with_state(meta)
+        .into_parts();
+    (router.with_state(meta), table)
 }
 
 fn templated(template: &'static str, content_type: &'static str) -> MethodRouter<Arc<Meta>> {

@@ -52,11 +52,12 @@ impl Statics {
     }
 }
 
-/// The `/static/...` route.
-pub(crate) fn router(statics: Arc<Statics>) -> Router {
-    Router::new()
+/// The `/static/...` route, with its table for the `routes` command.
+pub(crate) fn router(statics: Arc<Statics>) -> (Router, Vec<crate::app::RouteInfo>) {
+    let (router, table) = crate::app::Recorder::new(crate::app::OUTER_LAYERS)
         .route("/static/{*path}", get(serve_static))
-        .with_state(statics)
+        .into_parts();
+    (router.with_state(statics), table)
 }
 
 /// Strips a `v{8 chars}/` prefix of another version, if any.

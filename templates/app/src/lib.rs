@@ -4,13 +4,15 @@
 
 mod notes;
 mod routes;
+// vibetuner:modules (`vibetuner generate` adds its `mod` lines above this one)
 
 use vibetuner::prelude::*;
 
 /// The whole app, ready to run or test.
 pub fn app() -> App {
-    let app = App::new(vibetuner::project!())
+    App::new(vibetuner::project!())
         .route("/hello", get(routes::hello))
-        .templates(|env| env.add_filter("shout", |s: String| s.to_uppercase()));
-    notes::register(app)
+        .templates(|env| env.add_filter("shout", |s: String| s.to_uppercase()))
+        .apply(notes::register)
+    // vibetuner:register (`vibetuner generate` adds its `.apply(...)` lines above this one)
 }

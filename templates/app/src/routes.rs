@@ -10,6 +10,9 @@ pub struct HelloQuery {
 
 /// `GET /hello?name=...`
 pub async fn hello(render: Render, Query(query): Query<HelloQuery>) -> Result<Html<String>> {
-    let name = query.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "world".into());
+    let name = query
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "world".into());
     render.page_or_block("hello.html.jinja", "greeting", context! { name })
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{Environment, Value};
 
 use super::context::{AppContext, Inner};
+use super::routes::{APP_LAYERS, RouteInfo, render};
 use super::{App, BoxFuture, Hook};
 use crate::config::Settings;
 use crate::error::Error;
@@ -64,6 +65,14 @@ pub struct BuiltApp {
     models: Vec<ModelEntry>,
     on_startup: Vec<Hook>,
     on_shutdown: Vec<Hook>,
+    routes: RouteTable,
+}
+
+/// What the `routes` command prints.
+struct RouteTable {
+    table: Vec<RouteInfo>,
+    opaque: usize,
+    app_layers: usize,
 }
 
 impl std::ops::Deref for BuiltApp {
@@ -104,6 +113,16 @@ impl BuiltApp {
             );
         }
         Ok(conflicts)
+    }
+
+    /// The route table the `routes` command prints: every route the builder and the framework
+    /// recorded, and a note on routers merged whole.
+    pub(crate) fn route_table(&self) -> String {
+        render(
+            &self.routes.table,
+            self.routes.opaque,
+            self.routes.app_layers,
+        )
     }
 
     /// The collections of every registered model.
@@ -236,14 +255,28 @@ impl App {
             limiter,
         )?);
 
-        let mut routes = self.routes.merge(crate::auth::router(&auth));
+        let (auth_routes, auth_table) = crate::auth::router(&auth);
+        let mut table = self.table;
+        table.extend(auth_table);
+        let mut routes = self.routes.merge(auth_routes);
         if settings.dev_reload {
             routes = routes.route(
                 "/_dev/reload",
                 axum::routing::get(crate::dev::reload)
                     .route_layer(axum::middleware::from_fn(crate::auth::loopback_only)),
             );
+            table.push(RouteInfo::new(
+                "GET",
+                "/_dev/reload",
+                format!("dev live reload (DEV_RELOAD), loopback only; {APP_LAYERS}"),
+            ));
         }
+        table.push(RouteInfo::new(
+            "ANY",
+            "*",
+            format!("fallback: the home page at /, else 404; {APP_LAYERS}"),
+        ));
+        let app_layers = self.layers.len();
         let mut routes = routes.fallback(home_or_not_found);
         for layer in self.layers {
             routes = layer(routes);
@@ -273,6 +306,7 @@ impl App {
                 statics,
                 health,
             },
+            &mut table,
         );
         Ok(BuiltApp {
             router,
@@ -280,6 +314,11 @@ impl App {
             models: self.models,
             on_startup: self.on_startup,
             on_shutdown: self.on_shutdown,
+            routes: RouteTable {
+                table,
+                opaque: self.opaque,
+                app_layers,
+            },
         })
     }
 }

@@ -142,6 +142,11 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
             );
             Ok(())
         }
+        Command::Routes => {
+            let built = build(app).await?;
+            print!("{}", built.route_table());
+            Ok(())
+        }
         Command::ExportTemplates { dir } => {
             let count = export_templates(&dir)?;
             println!("wrote {count} framework templates to {}", dir.display());
@@ -334,6 +339,8 @@ enum Command {
     },
     /// Validate settings and compile every template, then exit (0 when all is well).
     Check,
+    /// List the routes: method, path, name (for `url_for`) and the layers around each.
+    Routes,
     /// Write the framework's embedded templates to DIR so Tailwind scans the classes they use.
     ExportTemplates {
         /// Target folder; replaced on every export.

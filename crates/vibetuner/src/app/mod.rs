@@ -11,6 +11,7 @@ mod build;
 mod cli;
 pub mod context;
 mod listen;
+mod routes;
 mod serve;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ use tower::{Layer, Service};
 pub use adopt::Finding;
 pub use build::BuiltApp;
 pub use context::AppContext;
+pub(crate) use routes::{APP_LAYERS, HEALTH_LAYERS, OUTER_LAYERS, Recorder, RouteInfo};
 pub use serve::shutdown_signal;
 
 use crate::health::ServiceCheck;
@@ -95,6 +97,8 @@ pub struct App {
     on_startup: Vec<Hook>,
     on_shutdown: Vec<Hook>,
     commands: Vec<cli::AppCommand>,
+    table: Vec<routes::RouteInfo>,
+    opaque: usize,
 }
 
 impl App {
@@ -114,7 +118,15 @@ impl App {
             on_startup: Vec::new(),
             on_shutdown: Vec::new(),
             commands: Vec::new(),
+            table: Vec::new(),
+            opaque: 0,
         }
+    }
+
+    /// Passes the builder through `register`, a module's registration function, so an app
+    /// stays one chain: `.apply(notes::register)`.
+    pub fn apply(self, register: impl FnOnce(Self) -> Self) -> Self {
+        register(self)
     }
 
     /// Registers a model: its indexes are created at startup and by `db ensure-indexes`.
@@ -128,6 +140,7 @@ impl App {
     /// Adds a model's CRUD routes (and registers the model and the routes' names).
     pub fn crud<T: Model>(mut self, crud: crate::Crud<T>) -> Self {
         self.names.extend(crud.route_names());
+        self.table.extend(crud.route_table());
         self.routes = self.routes.merge(crud.into_router());
         self.model::<T>()
     }
@@ -135,17 +148,28 @@ impl App {
     /// Adds a route with a name, for `url_for(name, ...)` in templates and [`crate::Urls`] in handlers.
     pub fn named_route(mut self, name: &str, path: &str, method_router: MethodRouter) -> Self {
         self.names.push((name.to_owned(), path.to_owned()));
-        self.route(path, method_router)
+        let mut app = self.route(path, method_router);
+        if let Some(last) = app.table.last_mut() {
+            last.name = Some(name.to_owned());
+        }
+        app
     }
 
     /// Adds a route. Registering `/` replaces the framework's home page.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.table.push(routes::RouteInfo::new(
+            routes::methods(&method_router),
+            path,
+            "app",
+        ));
         self.routes = self.routes.route(path, method_router);
         self
     }
 
-    /// Merges a whole router (its routes keep their paths).
+    /// Merges a whole router (its routes keep their paths; `routes` counts it but cannot list
+    /// its routes).
     pub fn merge(mut self, router: Router) -> Self {
+        self.opaque += 1;
         self.routes = self.routes.merge(router);
         self
     }

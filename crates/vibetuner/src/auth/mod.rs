@@ -454,9 +454,10 @@ pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
     }
 }
 
-/// The account routes: `/auth/*` and `/user/*` (plus `/_dev/outbox` when mail goes there).
-pub(crate) fn router(auth: &Auth) -> Router {
-    let mut router = Router::new()
+/// The account routes: `/auth/*` and `/user/*` (plus `/_dev/outbox` when mail goes there),
+/// with their table for the `routes` command.
+pub(crate) fn router(auth: &Auth) -> (Router, Vec<crate::app::RouteInfo>) {
+    let mut router = crate::app::Recorder::new(crate::app::APP_LAYERS)
         .route("/auth/login", get(magic_link::login_page))
         .route(
             "/auth/magic-link-login",
@@ -477,10 +478,12 @@ pub(crate) fn router(auth: &Auth) -> Router {
             .route("/auth/provider/{provider}", get(oauth::callback));
     }
     if auth.mailer.outbox_dir().is_some() {
-        router = router.route(
-            "/_dev/outbox",
-            get(crate::mail::outbox_page).route_layer(axum::middleware::from_fn(loopback_only)),
-        );
+        router = router
+            .route(
+                "/_dev/outbox",
+                get(crate::mail::outbox_page).route_layer(axum::middleware::from_fn(loopback_only)),
+            )
+            .note("loopback only");
     }
-    router
+    router.into_parts()
 }

@@ -31,10 +31,22 @@ pub(crate) struct Outer {
     pub(crate) health: Arc<crate::health::Health>,
 }
 
-/// Wraps `routes` in every framework layer and adds the meta, static and health routes.
-pub(crate) fn stack(routes: Router, ctx: &AppContext, outer: Outer) -> Router {
+/// Wraps `routes` in every framework layer and adds the meta, static and health routes
+/// (recorded in `table`).
+pub(crate) fn stack(
+    routes: Router,
+    ctx: &AppContext,
+    outer: Outer,
+    table: &mut Vec<crate::app::RouteInfo>,
+) -> Router {
     let settings = ctx.settings();
     let security = ctx.security().clone();
+    let (meta, meta_table) = crate::meta::router(outer.meta);
+    let (statics, statics_table) = crate::statics::router(outer.statics);
+    let (health, health_table) = crate::health::recorded(outer.health);
+    table.extend(meta_table);
+    table.extend(statics_table);
+    table.extend(health_table);
     routes
         .layer(axum::Extension(ctx.clone()))
         .layer(middleware::from_fn(crate::auth::load_user))
@@ -43,8 +55,8 @@ pub(crate) fn stack(routes: Router, ctx: &AppContext, outer: Outer) -> Router {
             security.clone(),
             crate::security::csrf_protection,
         ))
-        .merge(crate::meta::router(outer.meta))
-        .merge(crate::statics::router(outer.statics))
+        .merge(meta)
+        .merge(statics)
         .layer(DefaultBodyLimit::max(settings.max_body_size))
         .layer(RequestBodyLimitLayer::new(settings.max_body_size))
         .layer(RequestBodyTimeoutLayer::new(
@@ -63,7 +75,7 @@ pub(crate) fn stack(routes: Router, ctx: &AppContext, outer: Outer) -> Router {
             ctx.clone(),
             access_log::access_log,
         ))
-        .merge(crate::health::router(outer.health))
+        .merge(health)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
