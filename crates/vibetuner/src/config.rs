@@ -326,9 +326,9 @@ impl Brand {
             None => None,
             Some(raw) => {
                 let url = raw.starts_with("https://") || raw.starts_with("http://");
-                let safe = raw.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"-._~/:%?=&+@".contains(&b)
-                });
+                let safe = raw
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~/:%?=&+@".contains(&b));
                 let relative = !raw.starts_with('/') && !raw.split('/').any(|p| p == "..");
                 if !(safe && (url || raw.starts_with('/') || relative)) {
                     return Err(invalid(
@@ -681,7 +681,8 @@ mod tests {
         ] {
             let err = settings(&[(key, value)]).unwrap_err();
             assert!(
-                err.to_string().starts_with(&format!("invalid value for {key}")),
+                err.to_string()
+                    .starts_with(&format!("invalid value for {key}")),
                 "{err}"
             );
         }

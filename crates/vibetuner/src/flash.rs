@@ -122,10 +122,12 @@ pub(crate) async fn carry(mut request: Request, next: Next) -> Response {
     let Some(session) = request.extensions().get::<Session>().cloned() else {
         return next.run(request).await;
     };
-    let htmx = request.headers().get("hx-request").is_some_and(|v| v == "true");
-    let page = !htmx
-        && request.method() == Method::GET
-        && crate::error::wants_html(request.headers());
+    let htmx = request
+        .headers()
+        .get("hx-request")
+        .is_some_and(|v| v == "true");
+    let page =
+        !htmx && request.method() == Method::GET && crate::error::wants_html(request.headers());
     let mut taken = Vec::new();
     if (page || htmx) && session.id().is_some() {
         taken = session
@@ -231,7 +233,11 @@ mod tests {
         )
             .into_response();
         let flash = response.extensions().get::<Flash>().unwrap();
-        let texts: Vec<_> = flash.messages().iter().map(|m| m.message.as_str()).collect();
+        let texts: Vec<_> = flash
+            .messages()
+            .iter()
+            .map(|m| m.message.as_str())
+            .collect();
         assert_eq!(texts, ["one", "two", "three"]);
     }
 

@@ -97,9 +97,9 @@ pub mod prelude {
     pub use crate::crud::{HookContext, Operation};
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
-        App, AppContext, Broadcaster, Crud, CurrentUser, Error, Filter, Flash, Id, Index, Jobs, MaybeUser,
-        Model, Record, Render, RequestInfo, Result, Service, ServiceCheck, Settings, Sse, SseEvent,
-        Store, Task, TaskContext, TaskKey, Timestamp, context,
+        App, AppContext, Broadcaster, Crud, CurrentUser, Error, Filter, Flash, Id, Index, Jobs,
+        MaybeUser, Model, Record, Render, RequestInfo, Result, Service, ServiceCheck, Settings,
+        Sse, SseEvent, Store, Task, TaskContext, TaskKey, Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::http::StatusCode;

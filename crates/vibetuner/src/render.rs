@@ -111,9 +111,7 @@ pub(crate) fn theme_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
         .find(|name| {
             !name.is_empty()
                 && name.len() <= 40
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
         .map(str::to_owned)
 }
@@ -164,7 +162,11 @@ impl Renderer {
         let themes = base
             .get("themes")
             .and_then(|t| t.try_iter().ok())
-            .map(|names| names.filter_map(|n| n.as_str().map(str::to_owned)).collect())
+            .map(|names| {
+                names
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             env,

@@ -62,7 +62,10 @@ async fn the_theme_cookie_is_rendered_and_unknown_themes_follow_the_system() {
     };
     let dark = with_cookie("theme=dark").await;
     assert_eq!(html_tag(&dark), r#"<html lang="en" data-theme="dark">"#);
-    assert!(dark.contains(r#"data-theme-choice="dark""#), "the switcher shows the choice");
+    assert!(
+        dark.contains(r#"data-theme-choice="dark""#),
+        "the switcher shows the choice"
+    );
     let light = with_cookie("other=1; theme=light").await;
     assert_eq!(html_tag(&light), r#"<html lang="en" data-theme="light">"#);
     for unknown in ["theme=neon", "theme=\"><script>", "theme="] {
@@ -93,8 +96,14 @@ async fn the_theme_cookie_is_rendered_and_unknown_themes_follow_the_system() {
 async fn the_header_marks_the_current_page_and_holds_the_user_menu() {
     let app = TestApp::new(app()).await;
     let anonymous = page(&app.client(), "/").await;
-    assert!(anonymous.contains(r#"id="nav-login" href="/auth/login""#), "{anonymous}");
-    assert!(anonymous.contains(r#"<a href="/" aria-current="page""#), "{anonymous}");
+    assert!(
+        anonymous.contains(r#"id="nav-login" href="/auth/login""#),
+        "{anonymous}"
+    );
+    assert!(
+        anonymous.contains(r#"<a href="/" aria-current="page""#),
+        "{anonymous}"
+    );
     let login = page(&app.client(), "/auth/login").await;
     assert!(
         login.contains(r#"href="/auth/login" class="btn btn-primary" aria-current="page""#),
@@ -120,7 +129,10 @@ async fn flashes_show_once_on_the_page_after_sign_in_profile_and_sign_out() {
     let home = page(&client, "/").await;
     assert!(home.contains("Signed in as flash."), "{home}");
     assert!(home.contains(r#"class="alert alert-success shadow-lg" data-flash"#));
-    assert!(!page(&client, "/").await.contains("Signed in as"), "shown once");
+    assert!(
+        !page(&client, "/").await.contains("Signed in as"),
+        "shown once"
+    );
 
     let saved = client
         .post_form("/user/edit", &[("name", "Flo"), ("language", "")])
@@ -136,7 +148,10 @@ async fn flashes_show_once_on_the_page_after_sign_in_profile_and_sign_out() {
     let bounced = client.request(Method::GET, "/bounce").html().send().await;
     assert_eq!(bounced.status(), 303);
     let home = page(&client, "/").await;
-    assert!(home.contains("Bounced.") && home.contains("alert-warning"), "{home}");
+    assert!(
+        home.contains("Bounced.") && home.contains("alert-warning"),
+        "{home}"
+    );
 
     let out = client.post_form("/auth/logout", &[]).await;
     assert_eq!(out.status(), 303);
@@ -199,7 +214,10 @@ async fn brand_settings_reach_pages_the_manifest_and_emails() {
     assert!(home.contains(r#"<img src="/static/v"#) && home.contains(r#"/img/logo.svg" alt="""#));
     let manifest = client.get("/site.webmanifest").await.text();
     assert!(manifest.contains(r#""name": "Acme Tools""#), "{manifest}");
-    assert!(manifest.contains(r##""theme_color": "#ffee00""##), "{manifest}");
+    assert!(
+        manifest.contains(r##""theme_color": "#ffee00""##),
+        "{manifest}"
+    );
 
     client
         .post_form("/auth/magic-link-login", &[("email", "brand@example.com")])
