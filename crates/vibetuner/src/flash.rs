@@ -129,15 +129,21 @@ pub(crate) async fn carry(mut request: Request, next: Next) -> Response {
     let page =
         !htmx && request.method() == Method::GET && crate::error::wants_html(request.headers());
     let mut taken = Vec::new();
+    // Read first: removing marks the session changed, and it is written only when it is.
     if (page || htmx) && session.id().is_some() {
         taken = session
-            .remove::<Vec<FlashMessage>>(FLASH_KEY)
+            .get::<Vec<FlashMessage>>(FLASH_KEY)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!("cannot read flash messages: {e}");
                 None
             })
             .unwrap_or_default();
+        if !taken.is_empty()
+            && let Err(e) = session.remove_value(FLASH_KEY).await
+        {
+            tracing::warn!("cannot clear flash messages: {e}");
+        }
     }
     if page && !taken.is_empty() {
         request.extensions_mut().insert(Shown(taken.clone()));

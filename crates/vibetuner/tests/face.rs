@@ -133,6 +133,12 @@ async fn flashes_show_once_on_the_page_after_sign_in_profile_and_sign_out() {
         !page(&client, "/").await.contains("Signed in as"),
         "shown once"
     );
+    let quiet = client.request(Method::GET, "/").html().send().await;
+    assert_eq!(
+        quiet.header("set-cookie"),
+        None,
+        "a page with no flash leaves the session unwritten"
+    );
 
     let saved = client
         .post_form("/user/edit", &[("name", "Flo"), ("language", "")])
