@@ -387,3 +387,221 @@ async fn form_errors_show_in_the_page_and_other_errors_as_a_toast() {
     result.expect("the error display flow");
     drop(server);
 }
+
+/// Layout facts of the page shown, measured in the browser: the header's height and whether its
+/// items share one row, horizontal overflow, the focus ring of the header's home link when
+/// focused from the keyboard, and the worst contrast of the page's text (WCAG: text colour,
+/// opacity included, over the backgrounds composited beneath it, read back through a canvas so
+/// any CSS colour, oklch included, converts to sRGB).
+const LAYOUT_FACTS: &str = r##"
+const canvas = document.createElement("canvas");
+canvas.width = canvas.height = 1;
+const paint = canvas.getContext("2d", { willReadFrequently: true });
+const rgba = (color) => {
+  paint.clearRect(0, 0, 1, 1);
+  paint.fillStyle = "#000";
+  paint.fillStyle = color;
+  paint.fillRect(0, 0, 1, 1);
+  const [r, g, b, a] = paint.getImageData(0, 0, 1, 1).data;
+  return [r, g, b, a / 255];
+};
+const over = (top, below) => [0, 1, 2].map((i) => top[i] * top[3] + below[i] * (1 - top[3]));
+const luminance = (rgb) => {
+  const [r, g, b] = rgb.map((c) => {
+    c /= 255;
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const contrast = (a, b) => {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+};
+const visible = (el) => {
+  const box = el.getBoundingClientRect();
+  const style = getComputedStyle(el);
+  return box.width > 0 && box.height > 0 && style.visibility !== "hidden" && style.display !== "none";
+};
+let worst = { ratio: 99, text: "", needed: 4.5 };
+for (const el of document.querySelectorAll("body *")) {
+  const own = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
+  if (!own || !visible(el) || el.closest("[hidden], template, script, style, details:not([open]) > :not(summary)")) continue;
+  const chain = [];
+  let opacity = 1;
+  for (let node = el; node; node = node.parentElement) {
+    chain.unshift(node);
+    opacity *= parseFloat(getComputedStyle(node).opacity);
+  }
+  let background = [255, 255, 255];
+  for (const node of chain) background = over(rgba(getComputedStyle(node).backgroundColor), background);
+  const style = getComputedStyle(el);
+  const color = rgba(style.color);
+  color[3] *= opacity;
+  const ratio = contrast(over(color, background), background);
+  const size = parseFloat(style.fontSize);
+  const large = size >= 24 || (size >= 18.66 && parseInt(style.fontWeight) >= 700);
+  const needed = large ? 3 : 4.5;
+  if (ratio / needed < worst.ratio / worst.needed) worst = { ratio, text: own.slice(0, 60), needed };
+}
+const header = document.querySelector("body > header");
+const items = [...header.querySelectorAll(":scope > *")].filter(visible);
+const middles = items.map((el) => { const b = el.getBoundingClientRect(); return (b.top + b.bottom) / 2; });
+const home = document.getElementById("nav-home");
+home.focus();
+const ring = getComputedStyle(home);
+const focus_visible = home.matches(":focus-visible");
+const outline = `${ring.outlineStyle} ${ring.outlineWidth}`;
+home.blur();
+return {
+  width: document.documentElement.clientWidth,
+  header_height: header.getBoundingClientRect().height,
+  header_rows_spread: Math.max(...middles) - Math.min(...middles),
+  scroll_width: document.documentElement.scrollWidth,
+  focus_visible,
+  outline,
+  contrast: worst,
+  theme: document.documentElement.dataset.theme ?? null,
+  dark: matchMedia("(prefers-color-scheme: dark)").matches,
+};
+"##;
+
+/// Checks the layout facts of the page shown and saves its screenshot as `face-NAME`.
+async fn check_layout(browser: &fantoccini::Client, name: &str) -> Result<(), CmdError> {
+    let facts = browser.execute(LAYOUT_FACTS, vec![]).await?;
+    let number = |key: &str| facts[key].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        number("header_height") <= 72.0 && number("header_rows_spread") <= 4.0,
+        "{name}: the header is one row: {facts}"
+    );
+    assert!(
+        number("scroll_width") <= number("width"),
+        "{name}: no horizontal scroll (the page is no wider than the viewport): {facts}"
+    );
+    let outline = facts["outline"].as_str().unwrap_or_default();
+    assert!(
+        facts["focus_visible"] == true
+            && !outline.starts_with("none")
+            && !outline.ends_with(" 0px"),
+        "{name}: a focused link shows its focus ring: {facts}"
+    );
+    let contrast = &facts["contrast"];
+    assert!(
+        contrast["ratio"].as_f64().unwrap_or(0.0) >= contrast["needed"].as_f64().unwrap_or(4.5),
+        "{name}: text contrast: {facts}"
+    );
+    screenshot(browser, &format!("face-{name}")).await
+}
+
+/// Resizes the window so the page's viewport is `width` CSS pixels wide.
+async fn viewport(browser: &fantoccini::Client, width: u32) -> Result<(), CmdError> {
+    browser.set_window_size(width, 900).await?;
+    let inner = browser.execute("return innerWidth", vec![]).await?;
+    assert_eq!(
+        inner.as_u64(),
+        Some(u64::from(width)),
+        "the viewport's width"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_keep_their_layout_at_every_width_in_light_and_dark() {
+    let app = generated_app();
+    let server = Server::start(&app.binary, &app.dir, &[]).expect("the app starts");
+    let driver = Driver::start();
+    let browser = open_browser(&driver).await;
+    let result = async {
+        let home = format!("{}/", server.base);
+        browser.goto(&home).await?;
+        // The switcher cycles system → light → dark → system; the cookie brings the choice
+        // back from the server on the next page.
+        let theme = "return document.documentElement.dataset.theme ?? null";
+        assert_eq!(
+            browser.execute(theme, vec![]).await?,
+            serde_json::Value::Null
+        );
+        click(&browser, "#vt-theme").await?;
+        assert_eq!(browser.execute(theme, vec![]).await?, "light");
+        click(&browser, "#vt-theme").await?;
+        assert_eq!(browser.execute(theme, vec![]).await?, "dark");
+        browser.goto(&home).await?;
+        assert_eq!(
+            browser.execute(theme, vec![]).await?,
+            "dark",
+            "rendered by the server"
+        );
+        click(&browser, "#vt-theme").await?;
+        assert_eq!(
+            browser.execute(theme, vec![]).await?,
+            serde_json::Value::Null
+        );
+        browser.goto(&home).await?;
+        assert_eq!(
+            browser.execute(theme, vec![]).await?,
+            serde_json::Value::Null
+        );
+
+        let pages = |signed_in: bool| {
+            if signed_in {
+                vec![
+                    ("home-user", "/"),
+                    ("notes", "/notes"),
+                    ("profile", "/user/"),
+                    ("404", "/no-such-page"),
+                ]
+            } else {
+                vec![("home", "/"), ("login", "/auth/login")]
+            }
+        };
+        for signed_in in [false, true] {
+            if signed_in {
+                sign_in(&browser, &server, "face@example.com").await?;
+                let flash = browser
+                    .execute(
+                        "return document.getElementById('vt-toasts').textContent.trim()",
+                        vec![],
+                    )
+                    .await?;
+                assert!(
+                    flash
+                        .as_str()
+                        .is_some_and(|f| f.starts_with("Signed in as face.")),
+                    "the flash after sign-in: {flash}"
+                );
+            }
+            for theme in ["light", "dark"] {
+                browser
+                    .execute(
+                        "document.cookie = `theme=${arguments[0]}; Path=/; SameSite=Lax`",
+                        vec![serde_json::json!(theme)],
+                    )
+                    .await?;
+                for width in [1280, 390] {
+                    viewport(&browser, width).await?;
+                    for (name, path) in pages(signed_in) {
+                        browser.goto(&format!("{}{path}", server.base)).await?;
+                        check_layout(&browser, &format!("{name}-{width}-{theme}")).await?;
+                    }
+                }
+            }
+        }
+        // On a small screen the links live in the menu, which opens and closes.
+        viewport(&browser, 390).await?;
+        browser.goto(&home).await?;
+        click(&browser, "header details summary").await?;
+        let open = "return document.querySelector('header details').open";
+        assert_eq!(browser.execute(open, vec![]).await?, true);
+        let link = browser
+            .find(Locator::Css("header details a[aria-current=page]"))
+            .await?;
+        assert_eq!(link.text().await?, "Home");
+        screenshot(&browser, "face-menu-390").await?;
+        click(&browser, "main h1").await?;
+        assert_eq!(browser.execute(open, vec![]).await?, false);
+        Ok::<(), CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    result.expect("the layout checks");
+    drop(server);
+}

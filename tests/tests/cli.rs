@@ -204,6 +204,15 @@ fn app_check_validates_settings_and_templates() {
         "{}",
         stderr(&out)
     );
+    for command in [&["check"][..], &["serve", "--port", "0"]] {
+        let out = app_command(command, &[("BRAND_PRIMARY_COLOR", "crimson")]);
+        assert_eq!(out.status.code(), Some(1), "{command:?}");
+        assert!(
+            stderr(&out).contains("invalid value for BRAND_PRIMARY_COLOR: \"crimson\""),
+            "{command:?}: {}",
+            stderr(&out)
+        );
+    }
     let out = app_command(&["--help"], &[]);
     let help = String::from_utf8_lossy(&out.stdout);
     for command in ["serve", "check", "export-templates", "version"] {
@@ -278,6 +287,13 @@ fn generated_projects_pass_their_own_tests() {
     assert!(out.status.success(), "{}", stderr(&out));
     let plain = base.join("plain");
     assert!(!plain.join("tests/notes.rs").exists());
+    for page in [
+        "templates/frontend/index.html.jinja",
+        "templates/frontend/base/nav.html.jinja",
+    ] {
+        let text = std::fs::read_to_string(plain.join(page)).unwrap();
+        assert!(!text.contains("/notes"), "{page} links no notes: {text}");
+    }
     let manifest = std::fs::read_to_string(plain.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("default-features = false"), "{manifest}");
     let without_example = passed_tests(&cargo_test(&plain));

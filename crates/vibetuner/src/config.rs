@@ -289,8 +289,104 @@ pub struct Settings {
     /// `MAX_CONNECTIONS_PER_IP`: open connections from one address (IPv6: one /64) (100);
     /// peers in `TRUSTED_PROXIES` are exempt, the proxy being many clients.
     pub max_connections_per_ip: usize,
+    /// `BRAND_*`: the name, colour and logo that pages, the favicon and emails show.
+    pub brand: Brand,
+    /// `THEMES`: the daisyUI themes the header's switcher offers, comma-separated
+    /// (`light,dark`); each must be built into the app's CSS (`assets/config.css`).
+    pub themes: Vec<String>,
     /// Every key/value the settings were read from, for app-specific settings.
     pub source: Source,
+}
+
+/// The `BRAND_*` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Brand {
+    /// `BRAND_NAME`: the name in the header, page titles and emails (the project's name).
+    pub name: Option<String>,
+    /// `BRAND_PRIMARY_COLOR`: `#rrggbb` (or `#rgb`) for buttons and links in both themes,
+    /// emails and the generated favicon; unset keeps the themes' own primary colour.
+    pub primary_color: Option<String>,
+    /// `BRAND_LOGO`: the header's logo, a URL (`https://...`, `/...`) or a file under
+    /// `assets/statics` (`img/logo.svg`).
+    pub logo: Option<String>,
+}
+
+impl Brand {
+    fn from_source(source: &Source) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, value: &str, expected: &str| ConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            expected: expected.into(),
+        };
+        let primary_color = match source.value("BRAND_PRIMARY_COLOR") {
+            None => None,
+            Some(raw) => Some(hex_color(raw).ok_or_else(|| {
+                invalid(
+                    "BRAND_PRIMARY_COLOR",
+                    raw,
+                    "a hex colour such as #5b2333 or #e63",
+                )
+            })?),
+        };
+        let logo = match source.value("BRAND_LOGO") {
+            None => None,
+            Some(raw) => {
+                let url = raw.starts_with("https://") || raw.starts_with("http://");
+                let safe = raw
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~/:%?=&+@".contains(&b));
+                let relative = !raw.starts_with('/') && !raw.split('/').any(|p| p == "..");
+                if !(safe && (url || raw.starts_with('/') || relative)) {
+                    return Err(invalid(
+                        "BRAND_LOGO",
+                        raw,
+                        "a URL or a path under assets/statics such as img/logo.svg",
+                    ));
+                }
+                Some(raw.to_owned())
+            }
+        };
+        Ok(Self {
+            name: source.value("BRAND_NAME").map(str::to_owned),
+            primary_color,
+            logo,
+        })
+    }
+}
+
+/// `#rgb` or `#rrggbb` as lower-case `#rrggbb`.
+fn hex_color(raw: &str) -> Option<String> {
+    let hex = raw.strip_prefix('#')?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let full = match hex.len() {
+        3 => hex.chars().flat_map(|c| [c, c]).collect(),
+        6 => hex.to_owned(),
+        _ => return None,
+    };
+    Some(format!("#{}", full.to_ascii_lowercase()))
+}
+
+/// `THEMES`: comma-separated theme names (letters, digits, `-`), `light,dark` when unset.
+fn themes(source: &Source) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = source.value("THEMES") else {
+        return Ok(vec!["light".into(), "dark".into()]);
+    };
+    let names: Vec<String> = raw
+        .split(',')
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let valid = |n: &String| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if names.is_empty() || !names.iter().all(valid) {
+        return Err(ConfigError::Invalid {
+            key: "THEMES".into(),
+            value: raw.to_owned(),
+            expected: "comma-separated daisyUI theme names such as light,dark".into(),
+        });
+    }
+    Ok(names)
 }
 
 impl Settings {
@@ -366,6 +462,8 @@ impl Settings {
             max_connections: positive(&source, "MAX_CONNECTIONS", default_max_connections())?
                 as usize,
             max_connections_per_ip: positive(&source, "MAX_CONNECTIONS_PER_IP", 100)? as usize,
+            brand: Brand::from_source(&source)?,
+            themes: themes(&source)?,
             source,
         };
         settings.check_session_key()?;
@@ -565,6 +663,37 @@ mod tests {
         assert!(err.to_string().contains("dev or prod"), "{err}");
         let err = settings(&[("MAX_CONNECTIONS_PER_IP", "0")]).unwrap_err();
         assert!(err.to_string().contains("MAX_CONNECTIONS_PER_IP"), "{err}");
+    }
+
+    #[test]
+    fn brand_settings_are_checked_and_normalised() {
+        let s = settings(&[
+            ("BRAND_NAME", "Acme"),
+            ("BRAND_PRIMARY_COLOR", "#E63"),
+            ("BRAND_LOGO", "img/logo.svg"),
+            ("THEMES", "light, dark, cupcake"),
+        ])
+        .unwrap();
+        assert_eq!(s.brand.name.as_deref(), Some("Acme"));
+        assert_eq!(s.brand.primary_color.as_deref(), Some("#ee6633"));
+        assert_eq!(s.brand.logo.as_deref(), Some("img/logo.svg"));
+        assert_eq!(s.themes, ["light", "dark", "cupcake"]);
+        assert_eq!(settings(&[]).unwrap().themes, ["light", "dark"]);
+        for (key, value) in [
+            ("BRAND_PRIMARY_COLOR", "red"),
+            ("BRAND_PRIMARY_COLOR", "#12345"),
+            ("BRAND_PRIMARY_COLOR", "#gggggg"),
+            ("BRAND_LOGO", "../secret.png"),
+            ("BRAND_LOGO", "javascript:alert(1)\""),
+            ("THEMES", "light;dark"),
+        ] {
+            let err = settings(&[(key, value)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid value for {key}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

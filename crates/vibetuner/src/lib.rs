@@ -29,6 +29,7 @@ pub mod crud;
 pub mod dev;
 pub mod error;
 pub mod filters;
+pub mod flash;
 pub mod health;
 pub mod jobs;
 mod limits;
@@ -55,6 +56,7 @@ pub use auth::{CurrentUser, MaybeUser, SessionUser};
 pub use config::{Environment, Settings};
 pub use crud::Crud;
 pub use error::{Error, Result};
+pub use flash::Flash;
 pub use health::ServiceCheck;
 pub use jobs::{Jobs, Task, TaskContext, TaskKey};
 pub use project::Project;
@@ -96,9 +98,9 @@ pub mod prelude {
     pub use crate::crud::{HookContext, Operation};
     pub use crate::store::{FieldError, Order, Update};
     pub use crate::{
-        App, AppContext, Broadcaster, Crud, CurrentUser, Error, Filter, Id, Index, Jobs, MaybeUser,
-        Model, Record, Render, RequestInfo, Result, Service, ServiceCheck, Settings, Sse, SseEvent,
-        Store, Task, TaskContext, TaskKey, Timestamp, context,
+        App, AppContext, Broadcaster, Crud, CurrentUser, Error, Filter, Flash, Id, Index, Jobs,
+        MaybeUser, Model, Record, Render, RequestInfo, Result, Service, ServiceCheck, Settings,
+        Sse, SseEvent, Store, Task, TaskContext, TaskKey, Timestamp, context,
     };
     pub use axum::extract::{Form, Json, Path, Query};
     pub use axum::http::StatusCode;

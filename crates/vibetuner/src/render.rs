@@ -42,6 +42,13 @@ pub struct RequestInfo {
     /// The signed-in user, if any (templates get it as `user`, not under `request`).
     #[serde(skip)]
     pub user: Option<crate::auth::SessionUser>,
+    /// The theme chosen with the header's switcher (the `theme` cookie); `None` follows the
+    /// system's preference. Templates get it as `theme` when it names one of `THEMES`.
+    #[serde(skip)]
+    pub theme: Option<String>,
+    /// Flash messages this page shows once (templates get them as `flashes`).
+    #[serde(skip)]
+    pub flashes: Vec<crate::flash::FlashMessage>,
 }
 
 impl RequestInfo {
@@ -58,6 +65,12 @@ impl RequestInfo {
             .extensions
             .get::<crate::auth::LoadedUser>()
             .and_then(|u| u.0.clone());
+        info.theme = theme_cookie(&parts.headers);
+        info.flashes = parts
+            .extensions
+            .get::<crate::flash::Shown>()
+            .map(|shown| shown.0.clone())
+            .unwrap_or_default();
         info
     }
 
@@ -81,8 +94,26 @@ impl RequestInfo {
             request_id: text(request_id),
             csp_nonce: String::new(),
             user: None,
+            theme: None,
+            flashes: Vec::new(),
         }
     }
+}
+
+/// The `theme` cookie's value when it looks like a theme name (letters, digits, `-`).
+pub(crate) fn theme_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix("theme="))
+        .find(|name| {
+            !name.is_empty()
+                && name.len() <= 40
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_owned)
 }
 
 /// The request's CSP nonce, or an empty string outside the security middleware.
@@ -105,6 +136,8 @@ pub struct Renderer {
     reload: bool,
     base: BTreeMap<String, Value>,
     providers: Vec<ContextProvider>,
+    /// The theme names a `theme` cookie may choose (the base context's `themes`).
+    themes: Vec<String>,
 }
 
 impl Renderer {
@@ -126,11 +159,21 @@ impl Renderer {
         for hook in hooks {
             hook(&mut env);
         }
+        let themes = base
+            .get("themes")
+            .and_then(|t| t.try_iter().ok())
+            .map(|names| {
+                names
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             env,
             reload,
             base,
             providers,
+            themes,
         }
     }
 
@@ -153,6 +196,10 @@ impl Renderer {
             merged.insert("request".into(), Value::from_serialize(req));
             merged.insert("csp_nonce".into(), Value::from(req.csp_nonce.as_str()));
             merged.insert("user".into(), Value::from_serialize(&req.user));
+            merged.insert("flashes".into(), Value::from_serialize(&req.flashes));
+            if let Some(theme) = req.theme.as_ref().filter(|t| self.themes.contains(t)) {
+                merged.insert("theme".into(), Value::from(theme.as_str()));
+            }
         }
         merge_into(&mut merged, ctx);
         Value::from(merged)
@@ -381,6 +428,8 @@ mod tests {
             request_id: "rid".into(),
             csp_nonce: String::new(),
             user: None,
+            theme: None,
+            flashes: Vec::new(),
         }
     }
 

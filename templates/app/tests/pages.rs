@@ -11,6 +11,11 @@ async fn the_home_and_hello_pages_render() {
     let home = client.get("/").await;
     assert_eq!(home.status(), 200);
     assert!(home.text().contains("<!DOCTYPE html>") || home.text().contains("<!doctype html>"));
+    assert!(
+        home.text().contains(r#"href="/auth/login""#),
+        "links to sign-in"
+    );
+    assert!(home.text().contains("Next steps"), "the dev panel");
 
     let hello = client.get("/hello?name=Ada").await;
     assert_eq!(hello.status(), 200);

@@ -176,17 +176,16 @@ impl App {
         if !settings.is_prod() && settings.app_version.is_none() {
             version.push_str("-dev");
         }
-        let v_hash = statics::version_hash(&version);
         let existing = |p: PathBuf| p.is_dir().then_some(p);
         let statics = Arc::new(Statics {
             dir: existing(root.join("assets/statics")),
-            v_hash: v_hash.clone(),
+            v_hash: statics::version_hash(&version),
             immutable: settings.is_prod(),
         });
         let renderer = Arc::new(Renderer::new(
             existing(root.join("templates/frontend")),
             settings.template_reload,
-            base_context(&project, &settings, &version, &v_hash),
+            base_context(&project, &settings, &version, &statics),
             &template_hooks(self.hooks, &statics, &urls),
             self.providers,
         ));
@@ -216,11 +215,7 @@ impl App {
             renderer: renderer.clone(),
             favicon: favicon.is_file().then_some(favicon),
             origin: auth_config.base_url.clone(),
-            brand_color: settings
-                .source
-                .get("BRAND_PRIMARY_COLOR")
-                .unwrap_or("#5b2333")
-                .to_owned(),
+            brand_color: brand_color(&settings).to_owned(),
         });
         let security = Arc::new(crate::security::SecurityConfig {
             public_origin: auth_config.base_url.clone(),
@@ -230,7 +225,7 @@ impl App {
         let mailer = crate::mail::Mailer::from_settings(
             &settings,
             &data_dir,
-            &project.project_name,
+            &auth_config.site_name,
             Some(project.fqdn.as_str())
                 .filter(|d| !d.is_empty())
                 .unwrap_or("localhost"),
@@ -350,15 +345,72 @@ fn template_hooks(
     hooks
 }
 
+/// The brand colour of emails, the favicon and the browser's UI: `BRAND_PRIMARY_COLOR`, else
+/// the framework's wine red.
+fn brand_color(settings: &Settings) -> &str {
+    settings.brand.primary_color.as_deref().unwrap_or("#5b2333")
+}
+
+/// Black or white, whichever reads better on `color` (`#rrggbb`), by WCAG contrast.
+fn readable_on(color: &str) -> &'static str {
+    let channel = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&color[i..i + 2], 16).unwrap_or(0)) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
+    // Contrast with black is (L + 0.05) / 0.05, with white 1.05 / (L + 0.05).
+    if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) {
+        "#000000"
+    } else {
+        "#ffffff"
+    }
+}
+
 fn base_context(
     project: &Project,
     settings: &Settings,
     version: &str,
-    v_hash: &str,
+    statics: &Statics,
 ) -> BTreeMap<String, Value> {
     use chrono::Datelike;
     let year = chrono::Utc::now().year();
+    let brand = &settings.brand;
+    let logo = brand.logo.as_ref().map(|logo| {
+        if logo.starts_with('/') || logo.contains("://") {
+            logo.clone()
+        } else {
+            statics.url(logo)
+        }
+    });
     BTreeMap::from([
+        (
+            "brand_name".into(),
+            Value::from(
+                brand
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| project.project_name.clone()),
+            ),
+        ),
+        ("brand_color".into(), Value::from(brand_color(settings))),
+        (
+            "brand_text_color".into(),
+            Value::from(readable_on(brand_color(settings))),
+        ),
+        (
+            "brand_primary_color".into(),
+            Value::from(brand.primary_color.clone()),
+        ),
+        (
+            "brand_primary_content".into(),
+            Value::from(brand.primary_color.as_deref().map(readable_on)),
+        ),
+        ("brand_logo".into(), Value::from(logo)),
+        ("themes".into(), Value::from(settings.themes.clone())),
         ("project".into(), Value::from_serialize(project)),
         (
             "project_name".into(),
@@ -384,7 +436,7 @@ fn base_context(
         ("languages".into(), Value::from(project.languages())),
         ("copyright".into(), Value::from(project.copyright(year))),
         ("version".into(), Value::from(version)),
-        ("v_hash".into(), Value::from(v_hash)),
+        ("v_hash".into(), Value::from(statics.v_hash.clone())),
         ("DEBUG".into(), Value::from(settings.debug)),
         ("dev_reload".into(), Value::from(settings.dev_reload)),
         (
@@ -401,4 +453,14 @@ async fn home_or_not_found(render: Render, method: Method) -> Result<Response, E
             .map(IntoResponse::into_response);
     }
     Err(Error::not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_on_a_brand_colour_is_black_or_white_whichever_contrasts_more() {
+        assert_eq!(super::readable_on("#5b2333"), "#ffffff");
+        assert_eq!(super::readable_on("#ffee00"), "#000000");
+        assert_eq!(super::readable_on("#000000"), "#ffffff");
+    }
 }

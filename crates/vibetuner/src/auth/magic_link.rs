@@ -350,7 +350,7 @@ pub(super) async fn verify(
     let user = find_or_create_user(&store, &found.data.email).await?;
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), "signed in with a magic link");
-    Ok(Redirect::to(&next).into_response())
+    Ok((super::signed_in_flash(&user), Redirect::to(&next)).into_response())
 }
 
 /// The user with this (verified) address, ignoring case, created on first sign-in with the

@@ -105,6 +105,12 @@ pub async fn sign_in(session: &Session, user: &Record<User>) -> Result<(), Error
         .map_err(session_error)
 }
 
+/// "Signed in as ...", shown on the page a sign-in leads to.
+fn signed_in_flash(user: &Record<User>) -> crate::flash::Flash {
+    let who = SessionUser::from_record(user);
+    crate::flash::Flash::success(format!("Signed in as {}.", who.display_name()))
+}
+
 fn session_error(e: tower_sessions::session::Error) -> Error {
     tracing::error!("session store failed: {e}");
     Error::unavailable("The session store is unavailable; try again in a moment.")
@@ -304,7 +310,7 @@ pub struct AuthConfig {
     pub token_minutes: i64,
     /// The configured OAuth providers.
     pub providers: Vec<ProviderConfig>,
-    /// The project's name, for email subjects.
+    /// The brand name (`BRAND_NAME`, else the project's), for email subjects and the sender.
     pub site_name: String,
     /// Languages a user may choose.
     pub languages: Vec<String>,
@@ -358,7 +364,11 @@ impl AuthConfig {
             rate,
             token_minutes: 15,
             providers: providers::providers_from_settings(settings)?,
-            site_name: project.project_name.clone(),
+            site_name: settings
+                .brand
+                .name
+                .clone()
+                .unwrap_or_else(|| project.project_name.clone()),
             languages: project.languages(),
             vibetuner_compat: source.bool("VIBETUNER_COMPAT")?.unwrap_or(false),
         })

@@ -340,7 +340,7 @@ pub(super) async fn callback(
     };
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), provider, "signed in with OAuth");
-    Ok(Redirect::to(&pending.next).into_response())
+    Ok((super::signed_in_flash(&user), Redirect::to(&pending.next)).into_response())
 }
 
 async fn identify(

@@ -10,6 +10,7 @@ use tower_sessions::Session;
 
 use super::{CurrentUser, MaybeUser, SessionUser, USER_KEY, session_error};
 use crate::error::Error;
+use crate::flash::Flash;
 use crate::models::{OAuthAccount, User};
 use crate::render::Render;
 use crate::store::{Filter, Id, Query, Record, Store};
@@ -129,7 +130,7 @@ pub(super) async fn edit(
         .insert(USER_KEY, SessionUser::from_record(&user))
         .await
         .map_err(session_error)?;
-    Ok(Redirect::to("/user/").into_response())
+    Ok((Flash::success("Profile saved."), Redirect::to("/user/")).into_response())
 }
 
 /// `GET /auth/logout`: a confirmation page whose button POSTs.
@@ -148,5 +149,5 @@ pub(super) async fn logout_page(
 /// `POST /auth/logout`: deletes the session server-side and clears the cookie; 303 home.
 pub(super) async fn logout(session: Session) -> Result<Response, Error> {
     session.flush().await.map_err(session_error)?;
-    Ok(Redirect::to("/").into_response())
+    Ok((Flash::success("You are signed out."), Redirect::to("/")).into_response())
 }

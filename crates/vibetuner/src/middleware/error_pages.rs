@@ -24,6 +24,7 @@ pub(crate) async fn error_pages(
     let uri = request.uri().clone();
     let htmx = request.headers().get("hx-request").cloned();
     let request_id = request.headers().get("x-request-id").cloned();
+    let theme = crate::render::theme_cookie(request.headers());
     let nonce = request
         .extensions()
         .get::<crate::security::CspNonce>()
@@ -35,6 +36,7 @@ pub(crate) async fn error_pages(
     }
     let mut info = RequestInfo::new(&method, &uri, htmx.as_ref(), request_id.as_ref());
     info.csp_nonce = nonce.map(|n| n.0.to_string()).unwrap_or_default();
+    info.theme = theme;
     let (mut head, body) = response.into_parts();
     // The page's header shows who is signed in (`load_user` hands the user back on errors).
     info.user = head

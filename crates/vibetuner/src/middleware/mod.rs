@@ -1,7 +1,8 @@
 //! The framework's middleware stack, in one place and in order (outermost last):
 //!
 //! 1. routes (the app's, auth, the home fallback) inside the app's own [`App::layer`]s;
-//! 2. the [`AppContext`] extension, the signed-in user (`auth::load_user`), the session, CSRF;
+//! 2. the [`AppContext`] extension, the signed-in user (`auth::load_user`), flash messages,
+//!    the session, CSRF;
 //! 3. meta files and statics join here: they need no session;
 //! 4. body limits and the body read timeout, panic catching, error pages, security headers, the access log;
 //! 5. health probes join here (no logs or error pages on their hot path); request ids outermost.
@@ -50,6 +51,7 @@ pub(crate) fn stack(
     routes
         .layer(axum::Extension(ctx.clone()))
         .layer(middleware::from_fn(crate::auth::load_user))
+        .layer(middleware::from_fn(crate::flash::carry))
         .layer(crate::auth::session::layer(outer.sessions, settings))
         .layer(middleware::from_fn_with_state(
             security.clone(),
