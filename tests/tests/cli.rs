@@ -145,6 +145,15 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["new", "--help"],
         vec!["crypto", "generate-key", "--help"],
+        vec!["dev", "--help"],
+        vec!["doctor", "--help"],
+        vec!["generate", "--help"],
+        vec!["generate", "scaffold", "--help"],
+        vec!["generate", "model", "--help"],
+        vec!["eject", "--help"],
+        vec!["run", "--help"],
+        vec!["update", "--help"],
+        vec!["adopt", "--help"],
     ] {
         let out = run_cli(&workspace_root(), &args);
         assert!(out.status.success(), "{args:?}");
