@@ -69,6 +69,23 @@ pub fn run_cli(dir: &Path, args: &[&str]) -> Output {
         .expect("the CLI starts")
 }
 
+/// Rewrites the file at `path` with `change`.
+///
+/// # Panics
+/// When the file cannot be read or written, or `change` leaves it as it was (an edit a test
+/// relies on must change something).
+pub fn edit_file(path: &Path, change: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = change(text.clone());
+    assert_ne!(
+        text,
+        changed,
+        "the edit of {} changed nothing",
+        path.display()
+    );
+    std::fs::write(path, changed).unwrap();
+}
+
 /// A generated, compiled app with its assets built.
 pub struct GeneratedApp {
     /// Project folder.

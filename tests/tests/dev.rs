@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vibetuner_e2e::{PROD_ENV, Server, cli, free_port, scratch_dir, target_dir};
+use vibetuner_e2e::{PROD_ENV, Server, cli, edit_file, free_port, scratch_dir, target_dir};
 
 /// Generates `Dev Loop` with a `/probe` route answering `one`.
 fn generate() -> PathBuf {
@@ -43,28 +43,16 @@ fn generate() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     let dir = base.join("devapp");
-    edit(&dir.join("src/lib.rs"), |s| {
+    edit_file(&dir.join("src/lib.rs"), |s| {
         s.replace(
             ".route(\"/hello\", get(routes::hello))",
             ".route(\"/hello\", get(routes::hello))\n        .route(\"/probe\", get(routes::probe))",
         )
     });
-    edit(&dir.join("src/routes.rs"), |s| {
+    edit_file(&dir.join("src/routes.rs"), |s| {
         format!("{s}\n/// Test probe.\npub async fn probe() -> &'static str {{\n    \"one\"\n}}\n")
     });
     dir
-}
-
-fn edit(path: &Path, change: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let changed = change(text.clone());
-    assert_ne!(
-        text,
-        changed,
-        "the edit of {} changed nothing",
-        path.display()
-    );
-    std::fs::write(path, changed).unwrap();
 }
 
 /// `vibetuner dev` in its own process group, its output collected.
@@ -321,7 +309,7 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
 
     // A Rust edit: the new response arrives with no refused connection on the way.
     let poller = Poller::start(&base);
-    edit(&dir.join("src/routes.rs"), |s| {
+    edit_file(&dir.join("src/routes.rs"), |s| {
         s.replace("\"one\"", "\"two\"")
     });
     wait_for_body(&base, "/probe", "two", &dev).await;
@@ -335,7 +323,7 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
 
     // A broken build: the old server keeps answering and the stream carries the error.
     let poller = Poller::start(&base);
-    edit(&dir.join("src/routes.rs"), |s| {
+    edit_file(&dir.join("src/routes.rs"), |s| {
         s.replace("\"two\"", "undefined_thing")
     });
     let error = events.next("build-error").await;
@@ -360,7 +348,7 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     assert!(fresh.next("build-error").await.contains("undefined_thing"));
 
     // Fixed: the new code serves and the error is gone (a new stream starts without it).
-    edit(&dir.join("src/routes.rs"), |s| {
+    edit_file(&dir.join("src/routes.rs"), |s| {
         s.replace("undefined_thing", "\"three\"")
     });
     wait_for_body(&base, "/probe", "three", &dev).await;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use vibetuner_e2e::{cli, fixed_dir, run_cli, target_dir};
+use vibetuner_e2e::{fixed_dir, run_cli, target_dir};
 
 fn text(out: &Output) -> String {
     format!(
@@ -14,15 +14,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn vibetuner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(cli())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the CLI starts")
 }
 
 fn cargo(dir: &Path, args: &[&str]) -> Output {
@@ -44,7 +35,7 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
     assert!(out.status.success(), "{}", text(&out));
     let dir = base.join("blogger");
 
-    let out = vibetuner(
+    let out = run_cli(
         &dir.join("src"),
         &[
             "generate",
@@ -72,14 +63,14 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
 
     // Again: refused, nothing changed; with --force: written, registered once.
     std::fs::write(dir.join("src/posts.rs"), "// edited\n").unwrap();
-    let again = vibetuner(&dir, &["generate", "scaffold", "post", "title:string"]);
+    let again = run_cli(&dir, &["generate", "scaffold", "post", "title:string"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again).contains("pass --force"), "{}", text(&again));
     assert_eq!(
         std::fs::read_to_string(dir.join("src/posts.rs")).unwrap(),
         "// edited\n"
     );
-    let forced = vibetuner(
+    let forced = run_cli(
         &dir,
         &[
             "generate",
@@ -122,7 +113,7 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
     ] {
         let mut all = vec!["generate"];
         all.extend(args.iter().copied());
-        let out = vibetuner(&dir, &all);
+        let out = run_cli(&dir, &all);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
     assert!(!dir.join("templates/frontend/scores.html.jinja").exists());
@@ -142,30 +133,30 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
         ),
         (vec!["generate", "scaffold", "note", "a:string"], "taken"),
     ] {
-        let out = vibetuner(&dir, &args);
+        let out = run_cli(&dir, &args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(text(&out).contains(reason), "{args:?}: {}", text(&out));
     }
     assert!(!dir.join("src/things.rs").exists());
 
     // Eject: the list, a copy, a refusal to overwrite, an unknown name.
-    let list = vibetuner(&dir, &["eject"]);
+    let list = run_cli(&dir, &["eject"]);
     assert!(
         String::from_utf8_lossy(&list.stdout).contains("base/skeleton.html.jinja"),
         "{}",
         text(&list)
     );
-    let out = vibetuner(&dir, &["eject", "base/skeleton.html.jinja"]);
+    let out = run_cli(&dir, &["eject", "base/skeleton.html.jinja"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         std::fs::read_to_string(dir.join("templates/frontend/base/skeleton.html.jinja"))
             .unwrap()
             .contains("<html")
     );
-    let out = vibetuner(&dir, &["eject", "base/skeleton.html.jinja"]);
+    let out = run_cli(&dir, &["eject", "base/skeleton.html.jinja"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("--force"), "{}", text(&out));
-    let out = vibetuner(&dir, &["eject", "nope.html.jinja"]);
+    let out = run_cli(&dir, &["eject", "nope.html.jinja"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains("no framework template") && text(&out).contains("base/"),
@@ -202,7 +193,7 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
         lib.replace("// vibetuner:register", "// gone"),
     )
     .unwrap();
-    let out = vibetuner(&dir, &["generate", "scaffold", "tag", "label:string"]);
+    let out = run_cli(&dir, &["generate", "scaffold", "tag", "label:string"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains("`.apply(tags::register)`"),

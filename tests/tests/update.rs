@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use vibetuner_e2e::{run_cli, scratch_dir, workspace_root};
+use vibetuner_e2e::{edit_file, run_cli, scratch_dir, workspace_root};
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -45,20 +45,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn edit(path: &Path, change: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let changed = change(text.clone());
-    assert_ne!(
-        text,
-        changed,
-        "the edit of {} changed nothing",
-        path.display()
-    );
-    std::fs::write(path, changed).unwrap();
-}
-
 fn set_version(checkout: &Path, version: &str) {
-    edit(&checkout.join("Cargo.toml"), |s| {
+    edit_file(&checkout.join("Cargo.toml"), |s| {
         let current = format!("version = \"{}\"", env!("CARGO_PKG_VERSION"));
         let start = s.find("[workspace.package]").unwrap();
         let at = start + s[start..].find(&current).unwrap();
@@ -111,11 +99,11 @@ fn setup(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
 fn update_merges_a_newer_template_and_refuses_a_dirty_tree() {
     let (checkout, project) = setup("update-clean");
     // The project edits the end of routes.rs; the template its first line and adds a file.
-    edit(&project.join("src/routes.rs"), |s| {
+    edit_file(&project.join("src/routes.rs"), |s| {
         format!("{s}\n/// Ours.\npub fn ours() {{}}\n")
     });
     commit_all(&project, "our edit");
-    edit(&checkout.join("templates/app/src/routes.rs"), |s| {
+    edit_file(&checkout.join("templates/app/src/routes.rs"), |s| {
         s.replacen("//! Example page:", "//! Example page (new template):", 1)
     });
     std::fs::write(checkout.join("templates/app/NEWS.md"), "# News\n").unwrap();
@@ -160,11 +148,11 @@ fn update_merges_a_newer_template_and_refuses_a_dirty_tree() {
 #[test]
 fn update_conflicts_keep_both_sides_and_fail() {
     let (checkout, project) = setup("update-conflict");
-    edit(&project.join("src/routes.rs"), |s| {
+    edit_file(&project.join("src/routes.rs"), |s| {
         s.replacen("//! Example page:", "//! Our page:", 1)
     });
     commit_all(&project, "our edit");
-    edit(&checkout.join("templates/app/src/routes.rs"), |s| {
+    edit_file(&checkout.join("templates/app/src/routes.rs"), |s| {
         s.replacen("//! Example page:", "//! Their page:", 1)
     });
     commit_all(&checkout, "template B");

@@ -8,6 +8,7 @@
 //! the compiler's errors to [`vibetuner::dev::BUILD_ERROR_FILE`], which the app's
 //! `/_dev/reload` stream shows as an overlay in the browser.
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
@@ -610,61 +611,101 @@ impl Dev {
         env: &mut Vec<(String, String)>,
         started: &mut Vec<Group>,
     ) -> anyhow::Result<()> {
-        let out = self.out;
         let base = self.root.join(".vibetuner/services");
-        match which("redis-server") {
-            Some(redis) => {
-                let dir = base.join("redis");
-                std::fs::create_dir_all(&dir)?;
-                let port = free_port()?;
-                let mut command = Command::new(redis);
-                command
-                    .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "60 1"])
-                    .arg("--dir")
-                    .arg(&dir)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                let mut group = Group::spawn(command, "redis-server")?;
-                out.follow(Source::Services, group.child.stdout.take().expect("piped"), None);
-                out.follow(Source::Services, group.child.stderr.take().expect("piped"), None);
-                started.push(group);
-                wait_port(port, "redis-server").await?;
-                let url = format!("redis://127.0.0.1:{port}");
-                out.line(Source::Services, &format!("Redis on {url} (data in {})", dir.display()));
-                env.push(("REDIS_URL".into(), url));
-            }
-            None => out.line(
-                Source::Services,
-                "redis-server not found: Redis not started (enter the dev shell with `nix develop`, or install Redis)",
-            ),
-        }
-        match which("mongod") {
-            Some(mongod) => {
-                let dir = base.join("mongodb");
-                std::fs::create_dir_all(&dir)?;
-                let port = free_port()?;
-                let mut command = Command::new(mongod);
-                command
-                    .args(["--bind_ip", "127.0.0.1", "--port", &port.to_string(), "--quiet"])
-                    .arg("--dbpath")
-                    .arg(&dir)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
-                let mut group = Group::spawn(command, "mongod")?;
-                out.follow(Source::Services, group.child.stderr.take().expect("piped"), None);
-                started.push(group);
-                wait_port(port, "mongod").await?;
-                let url = format!("mongodb://127.0.0.1:{port}");
-                out.line(Source::Services, &format!("MongoDB on {url} (data in {})", dir.display()));
-                env.push(("MONGODB_URL".into(), url));
-            }
-            None => out.line(
-                Source::Services,
-                "mongod not found: MongoDB not started, the app uses its embedded store (install MongoDB, or use the dev shell)",
-            ),
-        }
+        let redis = Service {
+            program: "redis-server",
+            name: "Redis",
+            folder: "redis",
+            scheme: "redis",
+            var: "REDIS_URL",
+            missing: "redis-server not found: Redis not started (enter the dev shell with `nix develop`, or install Redis)",
+        };
+        let redis_args = |port: &str, dir: &Path| {
+            let mut args: Vec<OsString> = [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--save",
+                "60 1",
+                "--dir",
+            ]
+            .map(OsString::from)
+            .into();
+            args.push(dir.into());
+            args
+        };
+        self.start_service(&redis, &base, redis_args, env, started)
+            .await?;
+        let mongodb = Service {
+            program: "mongod",
+            name: "MongoDB",
+            folder: "mongodb",
+            scheme: "mongodb",
+            var: "MONGODB_URL",
+            missing: "mongod not found: MongoDB not started, the app uses its embedded store (install MongoDB, or use the dev shell)",
+        };
+        let mongod_args = |port: &str, dir: &Path| {
+            let mut args: Vec<OsString> = [
+                "--bind_ip",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--quiet",
+                "--dbpath",
+            ]
+            .map(OsString::from)
+            .into();
+            args.push(dir.into());
+            args
+        };
+        self.start_service(&mongodb, &base, mongod_args, env, started)
+            .await
+    }
+
+    /// Starts `service` on a free port with its data under `base`, its output prefixed
+    /// `[services]`, and adds its URL to `env`; says so when its program is missing.
+    async fn start_service(
+        &self,
+        service: &Service,
+        base: &Path,
+        args: impl Fn(&str, &Path) -> Vec<OsString>,
+        env: &mut Vec<(String, String)>,
+        started: &mut Vec<Group>,
+    ) -> anyhow::Result<()> {
+        let out = self.out;
+        let Some(program) = which(service.program) else {
+            out.line(Source::Services, service.missing);
+            return Ok(());
+        };
+        let dir = base.join(service.folder);
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        let mut command = Command::new(program);
+        command
+            .args(args(&port.to_string(), &dir))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut group = Group::spawn(command, service.program)?;
+        out.follow(
+            Source::Services,
+            group.child.stdout.take().expect("piped"),
+            None,
+        );
+        out.follow(
+            Source::Services,
+            group.child.stderr.take().expect("piped"),
+            None,
+        );
+        started.push(group);
+        wait_port(port, service.program).await?;
+        let url = format!("{}://127.0.0.1:{port}", service.scheme);
+        out.line(
+            Source::Services,
+            &format!("{} on {url} (data in {})", service.name, dir.display()),
+        );
+        env.push((service.var.into(), url));
         Ok(())
     }
 }
@@ -675,6 +716,16 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// A service `vibetuner dev --services` starts.
+struct Service {
+    program: &'static str,
+    name: &'static str,
+    folder: &'static str,
+    scheme: &'static str,
+    var: &'static str,
+    missing: &'static str,
 }
 
 fn display(root: &Path, path: &Path) -> String {

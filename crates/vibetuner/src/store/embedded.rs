@@ -100,15 +100,12 @@ impl Embedded {
         coll: &str,
         f: impl FnOnce(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let coll = checked(coll)?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking(coll, move |this, coll| {
             let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
-            this.ensure_table(&conn, &coll)?;
-            f(&conn, &coll)
+            this.ensure_table(&conn, coll)?;
+            f(&conn, coll)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
     /// Runs the read `f` on a read-only connection (a free one if any) on a blocking thread; the
@@ -118,12 +115,10 @@ impl Embedded {
         coll: &str,
         f: impl FnOnce(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let coll = checked(coll)?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if !this.known(&coll) {
+        self.blocking(coll, move |this, coll| {
+            if !this.known(coll) {
                 let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
-                this.ensure_table(&conn, &coll)?;
+                this.ensure_table(&conn, coll)?;
             }
             let start = this.next_reader.fetch_add(1, Ordering::Relaxed);
             let n = this.readers.len();
@@ -134,10 +129,27 @@ impl Embedded {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                 });
-            f(&reader, &coll)
+            f(&reader, coll)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` on a blocking thread for a valid collection name.
+    async fn blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        coll: &str,
+        f: impl FnOnce(&Self, &str) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        if !valid_collection(coll) {
+            return Err(StoreError::Invalid(format!(
+                "invalid collection name {coll:?} (letters, digits and _; not starting with _vt or sqlite_)"
+            )));
+        }
+        let this = self.clone();
+        let coll = coll.to_owned();
+        tokio::task::spawn_blocking(move || f(&this, &coll))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
     fn known(&self, coll: &str) -> bool {
@@ -225,17 +237,6 @@ fn prepare(conn: &Connection) -> Result<(), StoreError> {
         },
     )
     .map_err(sql)
-}
-
-/// The collection name, if it is one a store may hold.
-fn checked(coll: &str) -> Result<String, StoreError> {
-    if valid_collection(coll) {
-        Ok(coll.to_owned())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "invalid collection name {coll:?} (letters, digits and _; not starting with _vt or sqlite_)"
-        )))
-    }
 }
 
 /// Records once per collection the array paths of documents written before `_vt_arrays` existed
