@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use serde::Serialize;
 use vibetuner::config::Source;
-use vibetuner::health::{redact, service_address};
+use vibetuner::health::{CheckError, redact, service_address};
 
 /// How long a service may take to answer.
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -450,7 +450,7 @@ async fn redis(url: Option<&str>) -> Check {
 
 /// The SMTP server's `host:port`, with lettre's default ports (465 for `smtps`, 587 with
 /// `tls=required` or `opportunistic`, else 25).
-fn smtp_address(url: &str) -> Result<String, String> {
+fn smtp_address(url: &str) -> Result<String, CheckError> {
     let default_port = if url.starts_with("smtps://") {
         465
     } else if url.contains("tls=required") || url.contains("tls=opportunistic") {
@@ -472,7 +472,7 @@ async fn smtp(url: Option<&str>) -> Check {
         Ok(addr) => timed(vibetuner::tokio::net::TcpStream::connect(addr.clone()))
             .await
             .map(|_| addr),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     match answered {
         Ok(addr) => Check::ok("smtp", format!("{addr} accepts connections")),

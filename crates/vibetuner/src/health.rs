@@ -20,7 +20,28 @@ use serde_json::{Value, json};
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A boxed asynchronous check: `Ok` with details (JSON object or null) when the service answers.
-pub type CheckFuture = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
+pub type CheckFuture = Pin<Box<dyn Future<Output = Result<Value, CheckError>> + Send>>;
+
+/// Why a service check failed; shown in the health JSON as `<name>: service unavailable (<why>)`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The service answered with an error, or not as expected.
+    #[error("{0}")]
+    Failed(String),
+    /// No answer within the check's timeout.
+    #[error("timed out after {}s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The service URL names no host to reach.
+    #[error("no host in {0}")]
+    NoHost(String),
+}
+
+impl CheckError {
+    /// A failure with the reason as the service (or its client) gave it.
+    pub fn failed(reason: impl std::fmt::Display) -> Self {
+        Self::Failed(reason.to_string())
+    }
+}
 
 /// A named service check shown under `services` in the health JSON.
 #[derive(Clone)]
@@ -31,11 +52,22 @@ pub struct ServiceCheck {
 }
 
 impl ServiceCheck {
-    /// A check from an async closure.
-    pub fn new<F, Fut>(name: impl Into<String>, check: F) -> Self
+    /// A check from an async closure; its error (any error type, or a message) is the reason
+    /// shown when the service is unavailable.
+    ///
+    /// ```no_run
+    /// # use vibetuner::{App, ServiceCheck};
+    /// # fn app(app: App) -> App {
+    /// app.health_check(ServiceCheck::new("search", || async {
+    ///     std::fs::metadata("/var/lib/search/index").map(drop)
+    /// }))
+    /// # }
+    /// ```
+    pub fn new<F, Fut, E>(name: impl Into<String>, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
     {
         Self::with_details(name, move || {
             let answered = check();
@@ -44,14 +76,18 @@ impl ServiceCheck {
     }
 
     /// A check whose success carries details (a JSON object) merged into its report.
-    pub fn with_details<F, Fut>(name: impl Into<String>, check: F) -> Self
+    pub fn with_details<F, Fut, E>(name: impl Into<String>, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, String>> + Send + 'static,
+        Fut: Future<Output = Result<Value, E>> + Send + 'static,
+        E: std::fmt::Display,
     {
         Self {
             name: name.into(),
-            check: Arc::new(move || Box::pin(check())),
+            check: Arc::new(move || {
+                let answered = check();
+                Box::pin(async move { answered.await.map_err(CheckError::failed) })
+            }),
         }
     }
 
@@ -66,7 +102,7 @@ impl ServiceCheck {
                 tokio::net::TcpStream::connect(&addr)
                     .await
                     .map(drop)
-                    .map_err(|e| format!("{addr}: {e}"))
+                    .map_err(|e| CheckError::failed(format_args!("{addr}: {e}")))
             }
         })
     }
@@ -76,7 +112,7 @@ impl ServiceCheck {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(CHECK_TIMEOUT, (self.check)()).await {
             Ok(result) => result,
-            Err(_) => Err(format!("timed out after {}s", CHECK_TIMEOUT.as_secs())),
+            Err(_) => Err(CheckError::TimedOut(CHECK_TIMEOUT)),
         };
         match outcome {
             Ok(details) => {
@@ -96,7 +132,7 @@ impl ServiceCheck {
 }
 
 /// `host:port` of the first host in a service URL.
-pub fn service_address(url: &str, default_port: u16) -> Result<String, String> {
+pub fn service_address(url: &str, default_port: u16) -> Result<String, CheckError> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let hosts = authority
@@ -104,7 +140,7 @@ pub fn service_address(url: &str, default_port: u16) -> Result<String, String> {
         .map_or(authority, |(_, hosts)| hosts);
     let first = hosts.split(',').next().unwrap_or_default();
     if first.is_empty() {
-        return Err(format!("no host in {}", redact(url)));
+        return Err(CheckError::NoHost(redact(url)));
     }
     let has_port = if first.starts_with('[') {
         first.contains("]:")

@@ -17,13 +17,17 @@ pub struct Rate {
     pub per: Duration,
 }
 
+/// A rate that does not read as `N/unit`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a rate like 5/minute (units: second, minute, hour, day)")]
+pub struct RateError(String);
+
 impl FromStr for Rate {
-    type Err = String;
+    type Err = RateError;
 
     /// Parses `N/second`, `N/minute`, `N/hour` or `N/day`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{s:?} is not a rate like 5/minute (units: second, minute, hour, day)");
+    fn from_str(s: &str) -> Result<Self, RateError> {
+        let bad = || RateError(s.to_owned());
         let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
         let max = n.trim().parse::<u32>().map_err(|_| bad())?;
         let secs = match unit.trim().trim_end_matches('s') {
@@ -207,7 +211,10 @@ mod tests {
         assert_eq!("2/hour".parse::<Rate>().unwrap().per.as_secs(), 3600);
         for bad in ["5", "x/minute", "5/fortnight", "0/minute"] {
             assert!(
-                bad.parse::<Rate>().unwrap_err().contains("5/minute"),
+                bad.parse::<Rate>()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("5/minute"),
                 "{bad}"
             );
         }

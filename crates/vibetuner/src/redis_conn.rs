@@ -48,6 +48,8 @@ mod enabled {
 
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+    use crate::health::CheckError;
+
     /// Response timeout of ordinary (non-blocking) commands.
     pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -88,15 +90,17 @@ mod enabled {
     pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
     /// Sends `PING` and checks the answer (within [`PING_TIMEOUT`]).
-    pub(crate) async fn ping(conn: &mut ConnectionManager) -> Result<(), String> {
+    pub(crate) async fn ping(conn: &mut ConnectionManager) -> Result<(), CheckError> {
         let pong: String = tokio::time::timeout(PING_TIMEOUT, redis::cmd("PING").query_async(conn))
             .await
-            .map_err(|_| format!("no answer to PING within {}s", PING_TIMEOUT.as_secs()))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| CheckError::TimedOut(PING_TIMEOUT))?
+            .map_err(CheckError::failed)?;
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(format!("unexpected PING answer {pong:?}"))
+            Err(CheckError::failed(format_args!(
+                "unexpected PING answer {pong:?}"
+            )))
         }
     }
 }

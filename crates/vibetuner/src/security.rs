@@ -173,17 +173,48 @@ pub async fn csrf_protection(
             path = %request.uri().path(),
             "{reason}"
         );
-        return Err(Error::new(StatusCode::FORBIDDEN, reason));
+        return Err(Error::new(StatusCode::FORBIDDEN, reason.to_string()));
     }
     Ok(next.run(request).await)
 }
 
-/// The CSRF decision for one request: `Err` carries the reason shown to the client.
+/// Why a state-changing request was refused as cross-site; the text is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrfRefusal {
+    /// An `Origin` header is present but is not an origin.
+    #[error("Request refused: its Origin header ({0}) is not an origin like https://example.com.")]
+    UnreadableOrigin(String),
+    /// The browser says the request comes from another site (`Sec-Fetch-Site`).
+    #[error(
+        "Cross-site request refused (Sec-Fetch-Site: {0}). Submit the form from this site, or add the sending origin to CSRF_TRUSTED_ORIGINS."
+    )]
+    CrossSite(String),
+    /// The `Origin` names another host than the request's `Host`.
+    #[error(
+        "Cross-origin request refused: Origin {origin} does not match this site ({host}). Add it to CSRF_TRUSTED_ORIGINS if it is yours."
+    )]
+    OtherHost {
+        /// The request's origin.
+        origin: String,
+        /// The request's `Host`.
+        host: String,
+    },
+    /// The `Origin` is this host over the other scheme than the public origin's.
+    #[error("Cross-origin request refused: Origin {origin} is not this site's {public}.")]
+    OtherScheme {
+        /// The request's origin.
+        origin: String,
+        /// The site's public origin.
+        public: String,
+    },
+}
+
+/// The CSRF decision for one request: `Err` says why it is refused.
 pub fn check_origin(
     config: &SecurityConfig,
     method: &Method,
     headers: &HeaderMap,
-) -> Result<(), String> {
+) -> Result<(), CsrfRefusal> {
     if matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -195,9 +226,10 @@ pub fn check_origin(
     let origin = match headers.get(header::ORIGIN) {
         None => None,
         Some(raw) => Some(Origin::parse(raw.as_bytes()).ok_or_else(|| {
-            format!(
-                "Request refused: its Origin header ({}) is not an origin like https://example.com.",
-                String::from_utf8_lossy(raw.as_bytes()).escape_debug()
+            CsrfRefusal::UnreadableOrigin(
+                String::from_utf8_lossy(raw.as_bytes())
+                    .escape_debug()
+                    .to_string(),
             )
         })?),
     };
@@ -209,9 +241,7 @@ pub fn check_origin(
     match text("sec-fetch-site") {
         Some("same-origin") | Some("none") => return Ok(()),
         Some(site) if !trusted(&origin) => {
-            return Err(format!(
-                "Cross-site request refused (Sec-Fetch-Site: {site}). Submit the form from this site, or add the sending origin to CSRF_TRUSTED_ORIGINS."
-            ));
+            return Err(CsrfRefusal::CrossSite(site.to_owned()));
         }
         _ => {}
     }
@@ -223,10 +253,10 @@ pub fn check_origin(
     }
     let host = text("host").unwrap_or_default().to_ascii_lowercase();
     if host.is_empty() || origin.authority != host {
-        return Err(format!(
-            "Cross-origin request refused: Origin {} does not match this site ({host}). Add it to CSRF_TRUSTED_ORIGINS if it is yours.",
-            origin.serialized()
-        ));
+        return Err(CsrfRefusal::OtherHost {
+            origin: origin.serialized(),
+            host,
+        });
     }
     // The same host over the other scheme (a page served over plain http, say) is another site.
     let public = config
@@ -234,11 +264,12 @@ pub fn check_origin(
         .as_deref()
         .and_then(|p| Origin::parse(p.as_bytes()));
     match public {
-        Some(public) if public.authority == host && public.scheme != origin.scheme => Err(format!(
-            "Cross-origin request refused: Origin {} is not this site's {}.",
-            origin.serialized(),
-            public.serialized()
-        )),
+        Some(public) if public.authority == host && public.scheme != origin.scheme => {
+            Err(CsrfRefusal::OtherScheme {
+                origin: origin.serialized(),
+                public: public.serialized(),
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -456,7 +487,7 @@ mod tests {
         );
         let reason = check_origin(&c, &post, &bytes).unwrap_err();
         assert!(
-            reason.contains("not an origin"),
+            reason.to_string().contains("not an origin"),
             "an Origin that is not text is not taken for absent: {reason}"
         );
         assert!(ok(&[("origin", "HTTP://App.Test/"), ("host", "app.test")]));
@@ -493,7 +524,10 @@ mod tests {
             &headers(&[("sec-fetch-site", "cross-site")]),
         )
         .unwrap_err();
-        assert!(reason.contains("CSRF_TRUSTED_ORIGINS"), "{reason}");
+        assert!(
+            reason.to_string().contains("CSRF_TRUSTED_ORIGINS"),
+            "{reason}"
+        );
     }
 
     #[test]

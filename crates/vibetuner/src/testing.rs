@@ -376,6 +376,12 @@ impl TestRequest {
         self.header("content-type", "application/x-www-form-urlencoded")
     }
 
+    /// A raw body with its content type, for bodies the other builders refuse to make.
+    pub fn body(mut self, content_type: &str, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self.header("content-type", content_type)
+    }
+
     /// A JSON body (and `Accept: application/json`).
     ///
     /// # Panics

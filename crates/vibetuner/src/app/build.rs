@@ -195,7 +195,7 @@ impl App {
             let db = store.clone();
             checks.push(ServiceCheck::new("mongodb", move || {
                 let db = db.clone();
-                async move { db.ping().await.map_err(|e| e.to_string()) }
+                async move { db.ping().await }
             }));
         }
         checks.extend(crate::jobs::health_checks(&jobs));

@@ -353,11 +353,14 @@ impl AuthConfig {
                 max: 5,
                 per: std::time::Duration::from_secs(60),
             },
-            Some(raw) => raw.parse().map_err(|reason: String| ConfigError::Invalid {
-                key: "AUTH_RATE_LIMIT".into(),
-                value: raw.to_owned(),
-                expected: reason,
-            })?,
+            Some(raw) => {
+                raw.parse()
+                    .map_err(|reason: crate::ratelimit::RateError| ConfigError::Invalid {
+                        key: "AUTH_RATE_LIMIT".into(),
+                        value: raw.to_owned(),
+                        expected: reason.to_string(),
+                    })?
+            }
         };
         Ok(Self {
             base_url,

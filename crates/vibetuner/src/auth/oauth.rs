@@ -86,12 +86,12 @@ impl Providers {
             openidconnect::EndpointMaybeSet,
             openidconnect::EndpointMaybeSet,
         >,
-        String,
+        ProviderError,
     > {
         let cell = self
             .discovered
             .get(&config.id)
-            .ok_or("provider not configured")?;
+            .ok_or(ProviderError::NotConfigured)?;
         let cached = cell
             .lock()
             .expect("discovery lock")
@@ -101,10 +101,10 @@ impl Providers {
         let metadata = match cached {
             Some(metadata) => metadata,
             None => {
-                let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
+                let issuer = IssuerUrl::new(issuer.to_owned())?;
                 let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
                     .await
-                    .map_err(|e| format!("OpenID discovery failed: {}", error_chain(&e)))?;
+                    .map_err(|e| ProviderError::Discovery(error_chain(&e)))?;
                 *cell.lock().expect("discovery lock") = Some((Instant::now(), metadata.clone()));
                 metadata
             }
@@ -114,7 +114,7 @@ impl Providers {
             ClientId::new(config.client_id.clone()),
             Some(ClientSecret::new(config.client_secret.clone())),
         )
-        .set_redirect_uri(RedirectUrl::new(redirect.to_owned()).map_err(|e| e.to_string())?))
+        .set_redirect_uri(RedirectUrl::new(redirect.to_owned())?))
     }
 
     fn oauth2_client(
@@ -130,18 +130,39 @@ impl Providers {
             oauth2::EndpointNotSet,
             oauth2::EndpointSet,
         >,
-        String,
+        ProviderError,
     > {
         Ok(
             oauth2::basic::BasicClient::new(ClientId::new(config.client_id.clone()))
                 .set_client_secret(ClientSecret::new(config.client_secret.clone()))
-                .set_auth_uri(AuthUrl::new(authorize_url.to_owned()).map_err(|e| e.to_string())?)
-                .set_token_uri(TokenUrl::new(token_url.to_owned()).map_err(|e| e.to_string())?)
-                .set_redirect_uri(
-                    RedirectUrl::new(redirect.to_owned()).map_err(|e| e.to_string())?,
-                ),
+                .set_auth_uri(AuthUrl::new(authorize_url.to_owned())?)
+                .set_token_uri(TokenUrl::new(token_url.to_owned())?)
+                .set_redirect_uri(RedirectUrl::new(redirect.to_owned())?),
         )
     }
+}
+
+/// Why signing in with a provider failed: logged, and the person is asked to try again.
+#[derive(Debug, thiserror::Error)]
+enum ProviderError {
+    #[error("provider not configured")]
+    NotConfigured,
+    #[error("bad provider URL: {0}")]
+    Url(#[from] openidconnect::url::ParseError),
+    #[error("OpenID discovery failed: {0}")]
+    Discovery(String),
+    #[error("cannot exchange the code: {0}")]
+    Configuration(#[from] openidconnect::ConfigurationError),
+    #[error("token exchange failed: {0}")]
+    Exchange(String),
+    #[error("the provider sent no ID token")]
+    NoIdToken,
+    #[error("ID token rejected: {0}")]
+    IdToken(#[from] openidconnect::ClaimsVerificationError),
+    #[error("userinfo has no id")]
+    NoSubject,
+    #[error("{url}: {reason}")]
+    Http { url: String, reason: String },
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -332,7 +353,7 @@ pub(super) async fn callback(
     let redirect = format!("{base}/auth/provider/{provider}");
     let identity = match identify(&auth, config, &redirect, code, &pending).await {
         Ok(identity) => identity,
-        Err(reason) => return fail(reason),
+        Err(reason) => return fail(reason.to_string()),
     };
     let user = match link_account(&store, &provider, identity).await {
         Ok(user) => user,
@@ -349,26 +370,23 @@ async fn identify(
     redirect: &str,
     code: String,
     pending: &PendingLogin,
-) -> Result<Identity, String> {
+) -> Result<Identity, ProviderError> {
     let http = &auth.oauth.http;
     let verifier = PkceCodeVerifier::new(pending.pkce_verifier.clone());
     match &config.kind {
         ProviderKind::Oidc { issuer } => {
             let client = auth.oauth.oidc_client(config, issuer, redirect).await?;
             let token = client
-                .exchange_code(AuthorizationCode::new(code))
-                .map_err(|e| e.to_string())?
+                .exchange_code(AuthorizationCode::new(code))?
                 .set_pkce_verifier(verifier)
                 .request_async(http)
                 .await
-                .map_err(|e| format!("token exchange failed: {}", error_chain(&e)))?;
-            let id_token = token.id_token().ok_or("the provider sent no ID token")?;
-            let claims = id_token
-                .claims(
-                    &client.id_token_verifier(),
-                    &Nonce::new(pending.nonce.clone()),
-                )
-                .map_err(|e| format!("ID token rejected: {e}"))?;
+                .map_err(|e| ProviderError::Exchange(error_chain(&e)))?;
+            let id_token = token.id_token().ok_or(ProviderError::NoIdToken)?;
+            let claims = id_token.claims(
+                &client.id_token_verifier(),
+                &Nonce::new(pending.nonce.clone()),
+            )?;
             Ok(Identity {
                 subject: claims.subject().as_str().to_owned(),
                 email: claims.email().map(|e| e.as_str().to_lowercase()),
@@ -395,7 +413,7 @@ async fn identify(
                 .set_pkce_verifier(verifier)
                 .request_async(http)
                 .await
-                .map_err(|e| format!("token exchange failed: {}", error_chain(&e)))?;
+                .map_err(|e| ProviderError::Exchange(error_chain(&e)))?;
             let access = token.access_token().secret();
             let info: serde_json::Value = get_json(http, userinfo_url, access).await?;
             let text = |keys: &[&str]| {
@@ -405,7 +423,7 @@ async fn identify(
                     _ => None,
                 })
             };
-            let subject = text(&["sub", "id"]).ok_or("userinfo has no id")?;
+            let subject = text(&["sub", "id"]).ok_or(ProviderError::NoSubject)?;
             let mut email = text(&["email"]).map(|e| e.to_lowercase());
             let mut email_verified = info["email_verified"].as_bool().unwrap_or(false);
             if let Some(url) = emails_url {
@@ -443,21 +461,25 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
     access: &str,
-) -> Result<T, String> {
+) -> Result<T, ProviderError> {
+    let http_error = |reason: String| ProviderError::Http {
+        url: url.to_owned(),
+        reason,
+    };
     let response = http
         .get(url)
         .bearer_auth(access)
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        .map_err(|e| http_error(error_chain(&e)))?;
     if !response.status().is_success() {
-        return Err(format!("{url} answered {}", response.status()));
+        return Err(http_error(format!("answered {}", response.status())));
     }
     response
         .json()
         .await
-        .map_err(|e| format!("{url}: unexpected answer: {e}"))
+        .map_err(|e| http_error(format!("unexpected answer: {e}")))
 }
 
 /// Finds the account by (provider, subject); else links it to the user with the same verified

@@ -52,6 +52,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppContext;
+use crate::health::CheckError;
 use crate::models::DeadLetter;
 use crate::store::Store;
 
@@ -490,9 +491,9 @@ pub(crate) fn health_checks(jobs: &Jobs) -> Vec<crate::ServiceCheck> {
         async move {
             let depth = tokio::time::timeout(DEPTH_TIMEOUT, queue.depth())
                 .await
-                .map_err(|_| "no answer within 1s".to_owned())?
-                .map_err(|e| e.to_string())?;
-            Ok(serde_json::json!({ "backend": queue.backend(), "depth": depth }))
+                .map_err(|_| CheckError::TimedOut(DEPTH_TIMEOUT))?
+                .map_err(CheckError::failed)?;
+            Ok::<_, CheckError>(serde_json::json!({ "backend": queue.backend(), "depth": depth }))
         }
     }));
     checks

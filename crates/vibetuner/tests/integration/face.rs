@@ -3,16 +3,11 @@
 //! or sent to htmx in `HX-Trigger`, the header's links and user menu, and the `BRAND_*`
 //! settings in pages, the favicon's colour and emails.
 
+use crate::support::SOURCE;
 use serde_json::{Value, json};
 use vibetuner::axum::http::Method;
 use vibetuner::prelude::*;
 use vibetuner::testing::{TestApp, TestClient};
-
-const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
 
 /// `GET /save` answers a page with a flash (shown on the next page, or a toast for htmx);
 /// `GET /bounce` redirects home with one.

@@ -2,18 +2,13 @@
 //! app has no route for), and the connection limits (header and keep-alive timeouts, global and
 //! per-address caps).
 
+use crate::support::SOURCE;
 use std::path::Path;
 use std::time::Duration;
 
 use vibetuner::axum::routing::get;
 use vibetuner::config::Source;
-use vibetuner::{App, ProjectSource, Settings};
-
-const SOURCE: ProjectSource = ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
+use vibetuner::{App, Settings};
 
 /// Signalled when `/slow` starts handling a request.
 static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();

@@ -115,7 +115,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::support::store(super::support::Backend::Embedded).await).await
+                    super::$name($crate::support::store($crate::support::Backend::Embedded).await).await
                 }
             )*
         }
@@ -123,7 +123,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::support::store(super::support::Backend::Mongo).await).await
+                    super::$name($crate::support::store($crate::support::Backend::Mongo).await).await
                 }
             )*
         }
@@ -233,3 +233,10 @@ impl Drop for OwnRedis {
         self.stop();
     }
 }
+
+/// The fixture project (`tests/fixture`) every suite's app is built on.
+pub const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
+    answers: include_str!("../../fixture/vibetuner.toml"),
+    version: "1.2.3",
+    manifest_dir: env!("CARGO_MANIFEST_DIR"),
+};

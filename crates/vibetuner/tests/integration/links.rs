@@ -4,17 +4,10 @@
 //! link's title, a daily cron purges archived links after a retention period (another app
 //! setting), and list fields filter the same on both stores. The whole app is `app()` below.
 
-mod support;
-
+use crate::support::SOURCE;
+use crate::support::TestStore;
 use serde_json::{Value, json};
-use support::TestStore;
 use vibetuner::prelude::*;
-
-const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
 
 /// A saved link; the owner and the title are the server's to write.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -3,8 +3,8 @@
 //! one `AppContext` that handlers, tasks and CRUD hooks share; and the kit itself (cookies,
 //! sign-in through the outbox, waiting for tasks) on the embedded store, MongoDB and Redis.
 
-mod support;
-
+use crate::support;
+use crate::support::SOURCE;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,12 +16,6 @@ use vibetuner::crud::HookContext;
 use vibetuner::prelude::*;
 use vibetuner::store::FieldError;
 use vibetuner::testing::{TestApp, TestAppBuilder};
-
-const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
 
 /// An app service: a greeting and a counter of startup/shutdown hook runs.
 struct Greeter {

@@ -3,21 +3,15 @@
 //! users whatever the case of their address, leaves Vibetuner's indexes as they were, and
 //! `db adopt-vibetuner` reports every planted problem.
 
-mod support;
-
+use crate::support;
+use crate::support::SOURCE;
 use std::process::ExitCode;
 
-use support::{Backend, TestStore};
+use crate::support::{Backend, TestStore};
 use vibetuner::models::User;
 use vibetuner::store::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use vibetuner::store::{Filter, Id};
-use vibetuner::{App, ProjectSource, Store};
-
-const SOURCE: ProjectSource = ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
+use vibetuner::{App, Store};
 
 /// What the fixture planted.
 struct Planted {

@@ -27,9 +27,9 @@ use sha2::Digest as _;
 
 pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-secret";
-const KEY_PEM: &str = include_str!("../fixture/oidc-test-key.pem");
+const KEY_PEM: &str = include_str!("../../fixture/oidc-test-key.pem");
 /// A key the JWKS does not publish, for forged ID tokens.
-const FORGED_KEY_PEM: &str = include_str!("../fixture/oidc-forged-key.pem");
+const FORGED_KEY_PEM: &str = include_str!("../../fixture/oidc-forged-key.pem");
 
 /// Who the provider says signs in next, and how it misbehaves.
 #[derive(Debug, Clone)]

@@ -2,25 +2,19 @@
 //! MongoDB and in Redis), every bad token and redirect, rate limits, CSRF, security headers,
 //! profile pages, the dev outbox, and OAuth against a provider these tests run on 127.0.0.1.
 
-mod support;
-
+use crate::support;
+use crate::support::{SOURCE, redis_url};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::oauth_provider::{FakeProvider, FakeUser};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
-use support::oauth_provider::{FakeProvider, FakeUser};
 use vibetuner::axum::routing::get;
 use vibetuner::config::Source;
 use vibetuner::models::{EmailVerificationToken, OAuthAccount, User};
 use vibetuner::store::{Filter, Query, Update};
 use vibetuner::{App, CurrentUser, ProjectSource, Settings, Store};
-
-const SOURCE: ProjectSource = ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
 
 /// Where sessions (and the store) live for a test.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,20 +25,6 @@ enum Sessions {
     Mongo,
     /// Redis sessions and rate limits (`TEST_REDIS_URL`), embedded store.
     Redis,
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "TEST_REDIS_URL is not set, so the Redis session tests have no server. Run the \
-                 tests with scripts/test.sh (it starts redis-server), or start one yourself: \
-                 `redis-server --port 6390 --save '' --appendonly no` then \
-                 `export TEST_REDIS_URL=redis://127.0.0.1:6390`"
-            )
-        })
 }
 
 struct TestApp {

@@ -1,12 +1,11 @@
 //! The store API, one behavioural suite run on both backends (embedded SQLite and MongoDB).
 
-mod support;
-
+use crate::support;
 use std::time::{Duration, Instant};
 
+use crate::support::TestStore;
 use bson::{Bson, doc};
 use serde::{Deserialize, Serialize};
-use support::TestStore;
 use vibetuner::models::{OAuthAccount, User};
 use vibetuner::store::{Filter, Index, Model, Order, Query, StoreError, Timestamp, Update, bson};
 
@@ -778,7 +777,7 @@ on_both_backends!(
 /// Random documents and random queries: both backends must return the same documents in the
 /// same order (same count too), so an app can move between them.
 mod equivalence {
-    use super::support::{Backend, store};
+    use crate::support::{Backend, store};
     use bson::{Bson, Document};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};

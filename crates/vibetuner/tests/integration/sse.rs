@@ -1,8 +1,8 @@
 //! SSE endpoints in-process: headers, keepalive, channel validation, `Last-Event-ID` replay
 //! (in-process and through Redis), and Redis fan-out between two apps delivering once.
 
-mod support;
-
+use crate::support;
+use crate::support::SOURCE;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,15 +13,9 @@ use vibetuner::axum::extract::Path as UrlPath;
 use vibetuner::axum::http::Request;
 use vibetuner::axum::routing::get;
 use vibetuner::config::Source;
-use vibetuner::{App, BuiltApp, ProjectSource, Settings, Sse, SseEvent};
+use vibetuner::{App, BuiltApp, Settings, Sse, SseEvent};
 
-use support::{redis_url, unique_name};
-
-const SOURCE: ProjectSource = ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.0.0",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
+use crate::support::{redis_url, unique_name};
 
 fn app() -> App {
     App::new(SOURCE)

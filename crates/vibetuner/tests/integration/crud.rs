@@ -1,21 +1,19 @@
 //! The CRUD route factory driven in-process on both backends: every query parameter, every 4xx,
 //! hooks that modify or reject, unique violations, layers and route names.
 
-mod support;
-
-use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use support::TestStore;
 use tower::ServiceExt;
 use vibetuner::Error;
 use vibetuner::crud::{Crud, Operation};
 use vibetuner::store::{FieldError, Filter, Index, Model};
+use vibetuner::testing::{TestClient, TestResponse};
+
+use crate::support::{SOURCE, TestStore};
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 struct Note {
@@ -51,45 +49,43 @@ fn crud() -> Crud<Note> {
         .searchable(["title", "body"])
 }
 
-const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.2.3",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
-
-/// The CRUD routes inside a whole app (every framework layer) on the test's store.
-async fn app(t: &TestStore, crud: Crud<Note>) -> Router {
+/// A client of the CRUD routes inside a whole app (every framework layer) on the test's store.
+async fn app(t: &TestStore, crud: Crud<Note>) -> TestClient {
     t.test_app(vibetuner::App::new(SOURCE).crud(crud))
         .start()
         .await
-        .router()
+        .client()
 }
 
-async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let value = if bytes.is_empty() {
+/// Status and JSON body (`null` when empty) of one request, with an optional JSON body.
+async fn call(
+    app: &TestClient,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = app.request(method.parse().expect("an HTTP method"), uri);
+    if let Some(v) = body {
+        req = req.json(&v);
+    }
+    let res = req.send().await;
+    (res.status(), json_or_null(&res))
+}
+
+fn json_or_null(res: &TestResponse) -> Value {
+    let text = res.text();
+    if text.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (status, value)
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
 }
 
 fn detail(v: &Value) -> &str {
     v["detail"].as_str().unwrap_or_default()
 }
 
-async fn seed(app: &Router) -> Vec<String> {
+async fn seed(app: &TestClient) -> Vec<String> {
     let mut ids = Vec::new();
     for (title, body, done, priority) in [
         ("Buy milk", "semi-skimmed", false, 2),
@@ -320,23 +316,14 @@ async fn bad_requests_answer_422_naming_the_field(t: TestStore) {
         "a refused update changes nothing"
     );
 
-    let raw = |ct: &'static str, body: &'static str| {
-        Request::post("/api/notes")
-            .header("content-type", ct)
-            .body(Body::from(body))
-            .unwrap()
+    let raw = |ct: &str, body: &'static str| {
+        app.request(Method::POST, "/api/notes")
+            .body(ct, body)
+            .send()
     };
-    let res = app
-        .clone()
-        .oneshot(raw("text/plain", r#"{"title":"x"}"#))
-        .await
-        .unwrap();
+    let res = raw("text/plain", r#"{"title":"x"}"#).await;
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let res = app
-        .clone()
-        .oneshot(raw("application/json", r#"{"title":"#))
-        .await
-        .unwrap();
+    let res = raw("application/json", r#"{"title":"#).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -424,15 +411,14 @@ async fn hooks_modify_and_reject(t: TestStore) {
             Ok(())
         });
     let app = app(&t, crud).await;
-    let req = Request::post("/api/notes")
-        .header("content-type", "application/json")
+    let res = app
+        .request(Method::POST, "/api/notes")
         .header("x-user", "ana")
-        .body(Body::from(r#"{"title": "  spaced  "}"#))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
+        .body("application/json", r#"{"title": "  spaced  "}"#)
+        .send()
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let created: Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let created: Value = res.json();
     assert_eq!(
         (created["title"].as_str(), created["owner"].as_str()),
         (Some("spaced"), Some("ana"))
@@ -589,23 +575,19 @@ async fn separate_types_subsets_layers_and_names(t: TestStore) {
     );
     let app = app(&t, crud).await;
     let send = |method: &'static str, uri: String, body: Option<Value>, key: bool| {
-        let app = app.clone();
+        let mut req = app
+            .request(method.parse().expect("an HTTP method"), &uri)
+            .header("content-type", "application/json");
+        if key {
+            req = req.header("x-api-key", "k");
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
         async move {
-            let mut req = Request::builder()
-                .method(method)
-                .uri(uri)
-                .header("content-type", "application/json");
-            if key {
-                req = req.header("x-api-key", "k");
-            }
-            let body = body.map_or(Body::empty(), |b| Body::from(b.to_string()));
-            let res = app.oneshot(req.body(body).unwrap()).await.unwrap();
-            let status = res.status();
-            let bytes = res.into_body().collect().await.unwrap().to_bytes();
-            (
-                status,
-                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
-            )
+            let res = req.send().await;
+            let body = serde_json::from_str(&res.text()).unwrap_or(Value::Null);
+            (res.status(), body)
         }
     };
     let (status, _) = send("GET", "/api/short".into(), None, false).await;
@@ -718,8 +700,9 @@ fn misconfigured_read_only_fields_fail_at_startup() {
 #[tokio::test]
 async fn the_store_must_be_installed() {
     let app = Crud::<Note>::new("/api/notes").public().into_router();
-    let (status, _) = call(&app, "GET", "/api/notes", None).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let req = Request::get("/api/notes").body(Body::empty()).unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
 
 /// A model owned by a user, with a server-written counter and a status scopes can limit.

@@ -1,8 +1,8 @@
 //! Background jobs in-process against real backends: the Redis queue (`TEST_REDIS_URL`), and the
 //! store queue on the embedded store and MongoDB (`TEST_MONGODB_URL`).
 
-mod support;
-
+use crate::support;
+use crate::support::SOURCE;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,15 +14,9 @@ use vibetuner::config::Source;
 use vibetuner::jobs::{DeadLetterCommand, Worker, run_dead_letter_command, worker_health};
 use vibetuner::models::DeadLetter;
 use vibetuner::store::bson::doc;
-use vibetuner::{App, BuiltApp, Filter, ProjectSource, Settings, Task, TaskContext};
+use vibetuner::{App, BuiltApp, Filter, Settings, Task, TaskContext};
 
-use support::{eventually, mongodb_url, redis_url, unique_name};
-
-const SOURCE: ProjectSource = ProjectSource {
-    answers: include_str!("fixture/vibetuner.toml"),
-    version: "1.0.0",
-    manifest_dir: env!("CARGO_MANIFEST_DIR"),
-};
+use crate::support::{eventually, mongodb_url, redis_url, unique_name};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
