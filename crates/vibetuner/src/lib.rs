@@ -30,6 +30,9 @@ pub mod dev;
 pub mod error;
 pub mod filters;
 pub mod flash;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod jobs;
 mod limits;

@@ -83,7 +83,14 @@ async fn serve_static(
 ) -> Result<Response, Error> {
     let current = format!("v{}/", statics.v_hash);
     let Some(rest) = path.strip_prefix(&current) else {
-        let mut target = statics.url(strip_stale_hash(&path));
+        // The path as sent (still percent-encoded): a decoded one may hold bytes a Location
+        // header cannot carry.
+        let sent = request
+            .uri()
+            .path()
+            .strip_prefix("/static/")
+            .unwrap_or_default();
+        let mut target = statics.url(strip_stale_hash(sent));
         if let Some(q) = request.uri().query() {
             target = format!("{target}?{q}");
         }

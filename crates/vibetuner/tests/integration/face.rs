@@ -248,3 +248,17 @@ async fn brand_settings_reach_pages_the_manifest_and_emails() {
 fn app_plain() -> App {
     App::new(SOURCE)
 }
+
+/// An unversioned static URL redirects to the current version with its path as sent (the
+/// `request` fuzz target found that a decoded control character turned the redirect into a 500).
+#[tokio::test]
+async fn unversioned_statics_redirect_with_the_path_as_sent() {
+    let app = TestApp::new(app_plain()).await;
+    let res = app.client().get("/static/img/..%1Fx%0A.png?v=1").await;
+    assert_eq!(res.status(), 307);
+    let location = res.location().unwrap();
+    assert!(
+        location.starts_with("/static/v") && location.ends_with("/img/..%1Fx%0A.png?v=1"),
+        "{location}"
+    );
+}
