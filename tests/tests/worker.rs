@@ -3,7 +3,7 @@
 //! leaves the task to another, `worker-health` follows a worker up, stalled and stopped, the
 //! watchdog ends a stalled worker, and an SSE broadcast made on one server reaches a client of
 //! another exactly once and is replayed after a reconnect; `serve --worker` runs the tasks in
-//! the server.
+//! the server; Redis killed and restarted under load loses no task and runs none twice.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -60,6 +60,16 @@ impl Env {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
+    }
+
+    /// Uses the Redis at `url` instead of `TEST_REDIS_URL`.
+    fn redis(mut self, url: String) -> Self {
+        for (key, value) in &mut self.vars {
+            if key == "REDIS_URL" {
+                *value = url.clone();
+            }
+        }
+        self
     }
 
     fn server(&self) -> Server {
@@ -365,4 +375,60 @@ async fn serve_with_worker_runs_redis_tasks_in_the_server() {
     })
     .await;
     assert_eq!(done.1, server.pid(), "the task ran outside the server");
+}
+
+/// Redis SIGKILLed and restarted (with its append-only file, as deployed) while a client keeps
+/// enqueueing and pinging: every ping and every enqueue answers 2xx throughout (tasks enqueued
+/// meanwhile wait in the store's outbox), and once Redis is back every task runs exactly once.
+#[tokio::test]
+async fn redis_killed_under_load_loses_no_task_and_runs_none_twice() {
+    let mut redis = vibetuner::testing::OwnRedis::persistent();
+    let env = Env::new("redis-fault").redis(redis.url());
+    let server = env.server();
+    let _worker = env.worker(&[]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = server.base.clone();
+    let load = tokio::spawn(async move {
+        let mut keys = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(12) {
+            let key = format!("r{}", keys.len());
+            let enqueued = client
+                .post(format!("{base}/enqueue/slow"))
+                .json(&json!({ "key": key, "ms": 10 }))
+                .send()
+                .await
+                .map(|r| r.status());
+            assert!(
+                matches!(enqueued, Ok(s) if s.is_success()),
+                "enqueue {key}: {enqueued:?}"
+            );
+            keys.push(key);
+            let ping = client.get(format!("{base}/health/ping")).send().await;
+            assert!(
+                matches!(&ping, Ok(r) if r.status() == 200),
+                "/health/ping: {ping:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        keys
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    redis.restart();
+    let keys = load.await.expect("the load ran without a failed request");
+    assert!(keys.len() > 20, "only {} tasks enqueued", keys.len());
+    for key in &keys {
+        let stages = until(60, &format!("task {key} to finish"), async || {
+            let stages = marks(&server, key).await;
+            stages.iter().any(|(s, _)| s == "done").then_some(stages)
+        })
+        .await;
+        let runs: Vec<&str> = stages.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(runs, ["started", "done"], "task {key} ran once");
+    }
 }

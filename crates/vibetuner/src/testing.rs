@@ -499,6 +499,99 @@ pub fn service_url(variable: &str) -> String {
         })
 }
 
+/// A `redis-server` of the test's own on a free loopback port, to stop and start again on the
+/// same port: for tests of what an app does while Redis is away. Killed when dropped.
+///
+/// # Panics
+/// When `redis-server` is not installed or does not listen within 10 s.
+pub struct OwnRedis {
+    port: u16,
+    persistent: bool,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// Starts one that keeps nothing on disk (a restart empties it).
+    pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Starts one with an append-only file written on every command, as a deployment keeps
+    /// Redis: a restart (even after a kill) brings its data back.
+    pub fn persistent() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(persistent: bool) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self {
+            port,
+            persistent,
+            dir: tempfile::tempdir().expect("a temporary folder for Redis"),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Starts it (again) on its port, waiting until it listens.
+    pub fn restart(&mut self) {
+        let persistence: &[&str] = if self.persistent {
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]
+        } else {
+            &["--save", "", "--appendonly", "no"]
+        };
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(persistence)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/prerequisites.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it (SIGKILL, as a crash would); [`restart`](Self::restart) brings it back.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn with_database(url: &str, name: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {

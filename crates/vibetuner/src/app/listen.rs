@@ -137,10 +137,13 @@ impl Drop for InFlight {
     }
 }
 
-/// The TCP stream, reporting reads to the connection's [`Activity`].
+/// The TCP stream, reporting reads to the connection's [`Activity`]. It holds the connection's
+/// place under the caps, so an upgraded connection (a WebSocket, which outlives the HTTP
+/// connection that handed it over) keeps counting until it is closed.
 struct Watched {
     stream: TcpStream,
     activity: Arc<Activity>,
+    _held: (OwnedSemaphorePermit, Slot),
 }
 
 impl AsyncRead for Watched {
@@ -279,12 +282,13 @@ async fn serve_connection(
     router: axum::Router,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
-    _held: (OwnedSemaphorePermit, Slot),
+    held: (OwnedSemaphorePermit, Slot),
 ) {
     let activity = Arc::new(Activity(Mutex::new(Phase::Head(Instant::now()))));
     let io = TokioIo::new(Watched {
         stream,
         activity: activity.clone(),
+        _held: held,
     });
     let requests = activity.clone();
     let service = router

@@ -28,6 +28,34 @@ fn app() -> App {
             "/echo",
             vibetuner::axum::routing::post(|body: String| async move { body.len().to_string() }),
         )
+        .route("/upgrade", get(upgrade))
+}
+
+/// Switches the connection to a line echo protocol (as a WebSocket handler would): the upgraded
+/// stream outlives the HTTP connection that handed it over.
+async fn upgrade(
+    mut request: vibetuner::axum::extract::Request,
+) -> vibetuner::axum::response::Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = io.read(&mut buf).await {
+            if io.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    vibetuner::axum::response::Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(vibetuner::axum::body::Body::empty())
+        .expect("a response")
 }
 
 async fn start(
@@ -267,6 +295,67 @@ async fn the_per_address_cap_refuses_extra_connections_and_others_are_served() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+/// An upgraded connection keeps its place under the per-address cap until it closes.
+#[tokio::test]
+async fn upgraded_connections_count_against_the_caps_until_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[("MAX_CONNECTIONS_PER_IP", "2"), ("TRUSTED_PROXIES", "")],
+    )
+    .await;
+    let mut upgraded = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from(&base, [127, 0, 0, 1]).await;
+        stream
+            .write_all(
+                b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                stream.read(&mut byte).await.unwrap(),
+                1,
+                "closed before the 101"
+            );
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        stream.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        stream.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
+        upgraded.push(stream);
+    }
+    let status = ping_from(&base, [127, 0, 0, 1]).await;
+    assert!(
+        status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
+        "two upgraded connections fill a cap of two: {status:?}"
+    );
+    assert_eq!(ping_from(&base, [127, 0, 0, 2]).await, "HTTP/1.1 200 OK");
+    drop(upgraded.pop());
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = ping_from(&base, [127, 0, 0, 1]).await;
+        if status == "HTTP/1.1 200 OK" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status, "HTTP/1.1 200 OK",
+        "a closed upgraded connection frees its place"
+    );
 }
 
 #[tokio::test]
