@@ -1,0 +1,152 @@
+//! Developer-loop benchmark (`scripts/bench-dev.sh [--cold]`, i.e. `cargo bench --profile dev
+//! -p vibetuner-e2e --bench dev_loop [-- --cold]`): on a generated project under `vibetuner dev`, the median of several
+//! runs of
+//!
+//! 1. template edit → the `template` event on `/_dev/reload` and the page served again with the
+//!    new text (what the browser's reload waits for);
+//! 2. CSS bundle written → the `css` event (the page then swaps its stylesheet);
+//! 3. Rust handler edit → the new response served (rebuild, start, socket handover);
+//! 4. `vibetuner new` → the first 200 from `vibetuner dev`, with the dependencies already
+//!    compiled in the shared target directory (warm); with `--cold`, once more into an empty
+//!    target directory (the cargo registry stays cached).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vibetuner_e2e::{Dev, Events, dev_project, edit_file, free_port, scratch_dir};
+
+const RUNS: usize = 7;
+const RUST_RUNS: usize = 3;
+
+/// Polls `GET base+path` until the body contains `want`.
+async fn until_body(client: &reqwest::Client, url: &str, want: &str, dev: &Dev) {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        if let Ok(resp) = client.get(url).send().await
+            && resp.status().is_success()
+            && resp.text().await.is_ok_and(|body| body.contains(want))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never answered with {want:?}; dev output:\n{}",
+            dev.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn median(mut runs: Vec<Duration>) -> Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+fn row(what: &str, runs: Vec<Duration>, target: &str) {
+    let n = runs.len();
+    let (min, max) = (runs.iter().min().copied(), runs.iter().max().copied());
+    println!(
+        "| {what} | {:.0} ms | {:.0}–{:.0} ms | {n} | {target} |",
+        median(runs).as_secs_f64() * 1000.0,
+        min.unwrap_or_default().as_secs_f64() * 1000.0,
+        max.unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+}
+
+/// `vibetuner new` then `vibetuner dev` until `/` answers 200, building into `target`.
+async fn new_to_first_200(client: &reqwest::Client, tag: &str, target: &Path) -> Duration {
+    let start = Instant::now();
+    let dir = dev_project(tag, "Bench Dev");
+    let port = free_port();
+    let dev = Dev::start_with_target(&dir, port, target);
+    until_body(client, &format!("http://127.0.0.1:{port}/"), "<html", &dev).await;
+    start.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let cold = std::env::args().any(|a| a == "--cold");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a client");
+
+    // Warm-up: the project every edit below happens in (its first build fills the cache).
+    let dir = dev_project("bench-dev", "Bench Dev");
+    let css = dir.join("assets/statics/css/bundle.css");
+    std::fs::create_dir_all(css.parent().unwrap()).unwrap();
+    std::fs::write(&css, "body { margin: 0 }\n").unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev = Dev::start(&dir, port);
+    until_body(&client, &format!("{base}/hello"), "Hello, world!", &dev).await;
+
+    let mut template = Vec::new();
+    let mut events = Events::open(&base).await;
+    events.next("hello").await;
+    let page = dir.join("templates/frontend/hello.html.jinja");
+    let mut shown = "!".to_owned();
+    for i in 0..RUNS {
+        let next = format!("! ({i})");
+        let start = Instant::now();
+        edit_file(&page, |s| {
+            s.replace(&format!("{shown}</h1>"), &format!("{next}</h1>"))
+        });
+        shown = next;
+        events.next("template").await;
+        until_body(&client, &format!("{base}/hello"), &format!("! ({i})"), &dev).await;
+        template.push(start.elapsed());
+        // Let the stream's next poll see a settled tree.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let mut styles = Vec::new();
+    for i in 0..RUNS {
+        let start = Instant::now();
+        std::fs::write(&css, format!("body {{ margin: {i}px }}\n")).unwrap();
+        events.next("css").await;
+        styles.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let mut rust = Vec::new();
+    let routes = dir.join("src/routes.rs");
+    let mut word = "world".to_owned();
+    for i in 0..RUST_RUNS {
+        let next = format!("world{i}");
+        let start = Instant::now();
+        edit_file(&routes, |s| {
+            s.replace(&format!("\"{word}\".into()"), &format!("\"{next}\".into()"))
+        });
+        until_body(
+            &client,
+            &format!("{base}/hello"),
+            &format!("Hello, {next}!"),
+            &dev,
+        )
+        .await;
+        rust.push(start.elapsed());
+        word = next;
+    }
+    drop(events);
+    drop(dev);
+
+    let warm = vec![new_to_first_200(&client, "bench-new", &vibetuner_e2e::target_dir()).await];
+    let cold = if cold {
+        let target = scratch_dir("bench-cold-target");
+        let took = new_to_first_200(&client, "bench-cold", &target).await;
+        let _ = std::fs::remove_dir_all(&target);
+        Some(took)
+    } else {
+        None
+    };
+
+    println!("\n| step | median | range | runs | target |\n| --- | --- | --- | --- | --- |");
+    row("template edit → page served again", template, "≤ 300 ms");
+    row("CSS bundle written → css event", styles, "≤ 1 s");
+    row("Rust handler edit → new response", rust, "≤ 8 s");
+    row("`vibetuner new` → first 200 (warm)", warm, "≤ 30 s");
+    if let Some(took) = cold {
+        row("`vibetuner new` → first 200 (cold)", vec![took], "reported");
+    }
+}
