@@ -26,7 +26,7 @@ pub struct PageArgs {
 #[derive(clap::Args)]
 pub struct TaskArgs {
     /// The task's name in snake_case, e.g. send_digest: module src/NAME.rs with the key
-    /// NAME in capitals (`TaskKey<ARG>`), test tests/NAME.rs.
+    /// NAME in capitals (`TaskKey<ARG_TYPE>`), test tests/NAME.rs.
     #[arg(value_parser = snake_name)]
     name: String,
     /// The argument's type: string, text, int, float, bool, datetime or id (String, i64, f64,
