@@ -13,33 +13,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vibetuner_e2e::{Dev, Events, dev_project, edit_file, free_port, scratch_dir};
+use vibetuner_e2e::{Dev, Events, dev_project, dev_serving, edit_file, free_port, scratch_dir};
 
 const RUNS: usize = 9;
+/// How often a step polls for the new page: short, since it is measured.
+const POLL: Duration = Duration::from_millis(5);
 const RUST_RUNS: usize = 5;
 
 /// A pause between runs that varies, so edits do not lock onto the stream's 100 ms polls.
 fn settle(run: usize) -> Duration {
     Duration::from_millis(300 + (run as u64 * 37) % 100)
-}
-
-/// Polls `GET base+path` until the body contains `want`.
-async fn until_body(client: &reqwest::Client, url: &str, want: &str, dev: &Dev) {
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    loop {
-        if let Ok(resp) = client.get(url).send().await
-            && resp.status().is_success()
-            && resp.text().await.is_ok_and(|body| body.contains(want))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never answered with {want:?}; dev output:\n{}",
-            dev.log()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn median(mut runs: Vec<Duration>) -> Duration {
@@ -66,7 +49,8 @@ async fn new_to_first_200(client: &reqwest::Client, tag: &str, target: &Path) ->
     let dir = dev_project(tag, "Bench New");
     let port = free_port();
     let dev = Dev::start_with_target(&dir, port, target);
-    until_body(client, &format!("http://127.0.0.1:{port}/"), "<html", &dev).await;
+    dev.until_body(client, &format!("http://127.0.0.1:{port}/"), "<html", POLL)
+        .await;
     start.elapsed()
 }
 
@@ -79,14 +63,8 @@ async fn main() {
         .expect("a client");
 
     // Warm-up: the project every edit below happens in (its first build fills the cache).
-    let dir = dev_project("bench-dev", "Bench Dev");
+    let (dir, base, dev) = dev_serving("bench-dev", "Bench Dev").await;
     let css = dir.join("assets/statics/css/bundle.css");
-    std::fs::create_dir_all(css.parent().unwrap()).unwrap();
-    std::fs::write(&css, "body { margin: 0 }\n").unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev = Dev::start(&dir, port);
-    until_body(&client, &format!("{base}/hello"), "Hello, world!", &dev).await;
 
     let mut template = Vec::new();
     let mut events = Events::open(&base).await;
@@ -101,7 +79,8 @@ async fn main() {
         });
         shown = next;
         events.next("template").await;
-        until_body(&client, &format!("{base}/hello"), &format!("! ({i})"), &dev).await;
+        dev.until_body(&client, &format!("{base}/hello"), &format!("! ({i})"), POLL)
+            .await;
         template.push(start.elapsed());
         tokio::time::sleep(settle(i)).await;
     }
@@ -124,11 +103,11 @@ async fn main() {
         edit_file(&routes, |s| {
             s.replace(&format!("\"{word}\".into()"), &format!("\"{next}\".into()"))
         });
-        until_body(
+        dev.until_body(
             &client,
             &format!("{base}/hello"),
             &format!("Hello, {next}!"),
-            &dev,
+            POLL,
         )
         .await;
         rust.push(start.elapsed());

@@ -278,6 +278,34 @@ impl Dev {
         self.log.lock().unwrap().clone()
     }
 
+    /// Polls `GET url` with `client` every `every` until a 2xx body contains `want`.
+    ///
+    /// # Panics
+    /// After 30 minutes (first builds included), showing what `vibetuner dev` printed.
+    pub async fn until_body(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        want: &str,
+        every: Duration,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            if let Ok(resp) = client.get(url).send().await
+                && resp.status().is_success()
+                && resp.text().await.is_ok_and(|body| body.contains(want))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} never answered with {want:?}; dev output:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Every process below `vibetuner dev`.
     pub fn descendants(&self) -> Vec<u32> {
         let mut found = Vec::new();
@@ -312,6 +340,27 @@ impl Drop for Dev {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A project from [`dev_project`] with a CSS bundle, served by `vibetuner dev` on a free port:
+/// its folder, `http://127.0.0.1:PORT` and the dev process, once `/hello` answers.
+pub async fn dev_serving(tag: &str, name: &str) -> (PathBuf, String, Dev) {
+    let dir = dev_project(tag, name);
+    let css = dir.join("assets/statics/css/bundle.css");
+    std::fs::create_dir_all(css.parent().expect("a folder")).expect("assets/statics/css");
+    std::fs::write(&css, "body { margin: 0 }\n").expect("the CSS bundle");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev = Dev::start(&dir, port);
+    let client = reqwest::Client::new();
+    dev.until_body(
+        &client,
+        &format!("{base}/hello"),
+        "Hello, world!",
+        Duration::from_millis(100),
+    )
+    .await;
+    (dir, base, dev)
 }
 
 /// A `/_dev/reload` stream (`vibetuner dev`'s live-reload events), read event by event.

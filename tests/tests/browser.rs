@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::error::CmdError;
 use fantoccini::{ClientBuilder, Locator};
-use vibetuner_e2e::{Dev, Server, dev_project, edit_file, free_port, generated_app};
+use vibetuner_e2e::{Dev, Server, dev_serving, edit_file, free_port, generated_app};
 
 /// A chromedriver process on a free port, killed on drop.
 struct Driver {
@@ -649,25 +649,8 @@ async fn live_reload_follows_template_css_and_rust_changes() {
     // Builds happen here: a first build of the app, a broken one and a fixed one.
     const BUILD: Duration = Duration::from_secs(900);
     const EVENT: Duration = Duration::from_secs(30);
-    let dir = dev_project("reload", "Reload Browser");
+    let (dir, base, dev) = dev_serving("reload", "Reload Browser").await;
     let css = dir.join("assets/statics/css/bundle.css");
-    std::fs::create_dir_all(css.parent().unwrap()).unwrap();
-    std::fs::write(&css, "body { margin: 0 }\n").unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let dev = Dev::start(&dir, port);
-    let deadline = Instant::now() + BUILD;
-    while !reqwest::get(format!("{base}/hello"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "vibetuner dev never served /hello:\n{}",
-            dev.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let driver = Driver::start();
     let browser = open_browser(&driver).await;
 

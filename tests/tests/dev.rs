@@ -31,6 +31,9 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
 
+/// How often a test polls a page during a rebuild.
+const POLL: Duration = Duration::from_millis(200);
+
 /// A client that opens a new connection for every request (so each one tests the socket).
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -38,24 +41,6 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-async fn wait_for_body(base: &str, path: &str, want: &str, dev: &Dev) {
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        if let Ok(resp) = client().get(format!("{base}{path}")).send().await
-            && let Ok(body) = resp.text().await
-            && body == want
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never answered {want:?}; dev output:\n{}",
-            dev.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Polls `/probe` on new connections until stopped; counts refused connections.
@@ -116,7 +101,8 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     let base = format!("http://127.0.0.1:{port}");
     let dev = Dev::start(&dir, port);
 
-    wait_for_body(&base, "/probe", "one", &dev).await;
+    dev.until_body(&client(), &format!("{base}/probe"), "one", POLL)
+        .await;
     let home = client().get(&base).send().await.unwrap();
     assert_eq!(home.status(), 200);
     let home = home.text().await.unwrap();
@@ -143,7 +129,8 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     edit_file(&dir.join("src/routes.rs"), |s| {
         s.replace("\"one\"", "\"two\"")
     });
-    wait_for_body(&base, "/probe", "two", &dev).await;
+    dev.until_body(&client(), &format!("{base}/probe"), "two", POLL)
+        .await;
     let (refused, answered) = poller.finish().await;
     assert_eq!(refused, 0, "connections refused during the restart");
     assert!(answered > 0);
@@ -182,7 +169,8 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     edit_file(&dir.join("src/routes.rs"), |s| {
         s.replace("undefined_thing", "\"three\"")
     });
-    wait_for_body(&base, "/probe", "three", &dev).await;
+    dev.until_body(&client(), &format!("{base}/probe"), "three", POLL)
+        .await;
     let (refused, _) = poller.finish().await;
     assert_eq!(refused, 0, "connections refused around the broken build");
     let mut events = Events::open(&base).await;

@@ -79,6 +79,31 @@ fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
         })
 }
 
+/// What a generator writes: `src/MODULE.rs` from `code`, `tests/MODULE.rs` from `test` and the
+/// `templates` (path, text), each with the placeholders of `pairs` filled.
+fn generated(
+    module: &str,
+    apply: bool,
+    pairs: &[(&str, &str)],
+    code: &str,
+    test: &str,
+    templates: &[(String, &str)],
+) -> Generated {
+    let mut files = vec![
+        (format!("src/{module}.rs"), code),
+        (format!("tests/{module}.rs"), test),
+    ];
+    files.extend(templates.iter().map(|(path, text)| (path.clone(), *text)));
+    Generated {
+        files: files
+            .into_iter()
+            .map(|(path, text)| (PathBuf::from(path), fill(text, pairs)))
+            .collect(),
+        module: module.to_owned(),
+        apply,
+    }
+}
+
 /// Writes a page in the project at `root`.
 pub fn page(root: &Path, args: &PageArgs) -> anyhow::Result<()> {
     let name = &args.name;
@@ -94,22 +119,11 @@ pub fn page(root: &Path, args: &PageArgs) -> anyhow::Result<()> {
         ("__Label__", title.as_str()),
         ("__crate__", krate.as_str()),
     ];
-    Generated {
-        files: vec![
-            (
-                PathBuf::from(format!("src/{name}.rs")),
-                fill(PAGE_MODULE, &pairs),
-            ),
-            (
-                format!("templates/frontend/{name}.html.jinja").into(),
-                fill(PAGE_TEMPLATE, &pairs),
-            ),
-            (format!("tests/{name}.rs").into(), fill(PAGE_TEST, &pairs)),
-        ],
-        module: name.clone(),
-        apply: true,
-    }
-    .write(root, &args.force)?;
+    let template = (
+        format!("templates/frontend/{name}.html.jinja"),
+        PAGE_TEMPLATE,
+    );
+    generated(name, true, &pairs, PAGE_MODULE, PAGE_TEST, &[template]).write(root, &args.force)?;
     println!("\nNext: cargo test · then open {path}");
     Ok(())
 }
@@ -128,18 +142,7 @@ pub fn task(root: &Path, args: &TaskArgs) -> anyhow::Result<()> {
         ("__name__", name.as_str()),
         ("__crate__", krate.as_str()),
     ];
-    Generated {
-        files: vec![
-            (
-                PathBuf::from(format!("src/{name}.rs")),
-                fill(TASK_MODULE, &pairs),
-            ),
-            (format!("tests/{name}.rs").into(), fill(TASK_TEST, &pairs)),
-        ],
-        module: name.clone(),
-        apply: true,
-    }
-    .write(root, &args.force)?;
+    generated(name, true, &pairs, TASK_MODULE, TASK_TEST, &[]).write(root, &args.force)?;
     println!(
         "\nNext: cargo test · enqueue it with `ctx.jobs().enqueue({name}::{key}, &value).await?`"
     );
@@ -158,29 +161,18 @@ pub fn email(root: &Path, args: &EmailArgs) -> anyhow::Result<()> {
         ("__Label__", title.as_str()),
         ("__crate__", krate.as_str()),
     ];
-    Generated {
-        files: vec![
-            (
-                PathBuf::from(format!("src/{module}.rs")),
-                fill(EMAIL_MODULE, &pairs),
-            ),
-            (
-                format!("templates/frontend/email/{name}.html.jinja").into(),
-                fill(EMAIL_HTML, &pairs),
-            ),
-            (
-                format!("templates/frontend/email/{name}.txt.jinja").into(),
-                fill(EMAIL_TEXT, &pairs),
-            ),
-            (
-                format!("tests/{module}.rs").into(),
-                fill(EMAIL_TEST, &pairs),
-            ),
-        ],
-        module: module.clone(),
-        apply: false,
-    }
-    .write(root, &args.force)?;
+    let templates = [
+        (
+            format!("templates/frontend/email/{name}.html.jinja"),
+            EMAIL_HTML,
+        ),
+        (
+            format!("templates/frontend/email/{name}.txt.jinja"),
+            EMAIL_TEXT,
+        ),
+    ];
+    generated(&module, false, &pairs, EMAIL_MODULE, EMAIL_TEST, &templates)
+        .write(root, &args.force)?;
     println!(
         "\nNext: cargo test · send it with `{module}::send_{name}(&ctx, \"ada@example.com\", \"Ada\").await?`"
     );
