@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -189,6 +190,245 @@ fn prepare_app(app: &GeneratedApp) -> anyhow::Result<()> {
         "npm run build in the generated app",
     )?;
     Ok(())
+}
+
+/// Generates `name` (its slug names the binary: one per test, so tests building at the same
+/// time never share one) with `--defaults` in a scratch folder `tag-PID` for `vibetuner dev`,
+/// removing an earlier run's `tag-*` copies: a copy of the same package still on disk would
+/// let cargo take its build as fresh for this one.
+pub fn dev_project(tag: &str, name: &str) -> PathBuf {
+    let base = scratch_dir(tag);
+    let mine = base.file_name().expect("a folder name").to_owned();
+    for entry in std::fs::read_dir(base.parent().expect("target/e2e"))
+        .expect("target/e2e")
+        .flatten()
+    {
+        let other = entry.file_name();
+        if other != mine && other.to_string_lossy().starts_with(&format!("{tag}-")) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let out = run_cli(
+        &base,
+        &[
+            "new",
+            "project",
+            "--defaults",
+            "--data",
+            &format!("project_name={name}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "vibetuner new: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    base.join("project")
+}
+
+/// `vibetuner dev` in its own process group, its output collected.
+pub struct Dev {
+    /// The `vibetuner dev` process.
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Dev {
+    /// Starts `vibetuner dev --port PORT` in `dir` (offline, the shared target directory,
+    /// data under `dir/data`).
+    pub fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with_target(dir, port, &target_dir())
+    }
+
+    /// [`Dev::start`] building into the Cargo target directory `target`.
+    pub fn start_with_target(dir: &Path, port: u16, target: &Path) -> Self {
+        let mut child = Command::new(cli())
+            .args(["dev", "--port", &port.to_string()])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", target)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("DATA_DIR", dir.join("data"))
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("[dev] {line}");
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        Self { child, log }
+    }
+
+    /// Everything it printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Polls `GET url` with `client` every `every` until a 2xx body contains `want`.
+    ///
+    /// # Panics
+    /// After 30 minutes (first builds included), showing what `vibetuner dev` printed.
+    pub async fn until_body(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        want: &str,
+        every: Duration,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            if let Ok(resp) = client.get(url).send().await
+                && resp.status().is_success()
+                && resp.text().await.is_ok_and(|body| body.contains(want))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} never answered with {want:?}; dev output:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Every process below `vibetuner dev`.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut parents = vec![self.child.id()];
+        while let Some(parent) = parents.pop() {
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                // pid (comm) state ppid ...
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+                if ppid == parent {
+                    found.push(pid);
+                    parents.push(pid);
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A project from [`dev_project`] with a CSS bundle, served by `vibetuner dev` on a free port:
+/// its folder, `http://127.0.0.1:PORT` and the dev process, once `/hello` answers.
+pub async fn dev_serving(tag: &str, name: &str) -> (PathBuf, String, Dev) {
+    let dir = dev_project(tag, name);
+    let css = dir.join("assets/statics/css/bundle.css");
+    std::fs::create_dir_all(css.parent().expect("a folder")).expect("assets/statics/css");
+    std::fs::write(&css, "body { margin: 0 }\n").expect("the CSS bundle");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dev = Dev::start(&dir, port);
+    let client = reqwest::Client::new();
+    dev.until_body(
+        &client,
+        &format!("{base}/hello"),
+        "Hello, world!",
+        Duration::from_millis(100),
+    )
+    .await;
+    (dir, base, dev)
+}
+
+/// A `/_dev/reload` stream (`vibetuner dev`'s live-reload events), read event by event.
+pub struct Events {
+    resp: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// Opens the stream of the server at `base` (`http://127.0.0.1:PORT`).
+    ///
+    /// # Panics
+    /// When it does not answer 200 with `text/event-stream`.
+    pub async fn open(base: &str) -> Self {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}/_dev/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Self {
+            resp,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event with its data, skipping keepalives.
+    ///
+    /// # Panics
+    /// When none comes within 10 minutes or the stream ends.
+    pub async fn next_any(&mut self) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = None;
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(name) = line.strip_prefix("event: ") {
+                        event = Some(name.to_owned());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push(d);
+                    }
+                }
+                if let Some(event) = event {
+                    return (event, data.join("\n"));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.resp.chunk())
+                .await
+                .expect("no event within 10 minutes")
+                .unwrap()
+                .expect("the stream ended");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The data of the next event named `want` (others are skipped).
+    pub async fn next(&mut self, want: &str) -> String {
+        loop {
+            let (event, data) = self.next_any().await;
+            if event == want {
+                return data;
+            }
+        }
+    }
 }
 
 /// An empty folder under `target/e2e` for one test process.

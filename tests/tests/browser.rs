@@ -1,12 +1,15 @@
 //! A real browser (headless Chromium over WebDriver) signs in to the generated app: login form,
-//! the dev outbox's link, the profile page. Also proves the CSP nonce lets the bundle run.
+//! the dev outbox's link, the profile page. Also proves the CSP nonce lets the bundle run, and
+//! follows `vibetuner dev`'s live reload: a template edit reloads the page, a CSS build swaps
+//! the stylesheet in place, a broken Rust build shows the compiler's error over the page and a
+//! fixed one brings the new server's page.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::error::CmdError;
 use fantoccini::{ClientBuilder, Locator};
-use vibetuner_e2e::{Server, free_port, generated_app};
+use vibetuner_e2e::{Dev, Server, dev_serving, edit_file, free_port, generated_app};
 
 /// A chromedriver process on a free port, killed on drop.
 struct Driver {
@@ -604,4 +607,139 @@ async fn pages_keep_their_layout_at_every_width_in_light_and_dark() {
     let _ = browser.close().await;
     result.expect("the layout checks");
     drop(server);
+}
+
+/// Polls `script` (a function body; `arguments` are `args`) in `browser` every 50 ms until it
+/// returns something other than `false`, `null` or `""`, for at most `limit`; returns that.
+///
+/// # Panics
+/// After `limit`, naming `what` and showing `vibetuner dev`'s output.
+async fn until(
+    browser: &fantoccini::Client,
+    script: &str,
+    args: Vec<serde_json::Value>,
+    limit: Duration,
+    what: &str,
+    dev: &Dev,
+) -> Result<serde_json::Value, CmdError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = browser.execute(script, args.clone()).await?;
+        if !matches!(
+            &value,
+            serde_json::Value::Null | serde_json::Value::Bool(false)
+        ) && value != ""
+        {
+            return Ok(value);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?} (last value {value}); dev output:\n{}",
+            dev.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The id of the server whose reload stream the page follows, once it is open.
+const STREAM_OPEN: &str = "return document.documentElement.dataset.vtDevServer";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_reload_follows_template_css_and_rust_changes() {
+    // Builds happen here: a first build of the app, a broken one and a fixed one.
+    const BUILD: Duration = Duration::from_secs(900);
+    const EVENT: Duration = Duration::from_secs(30);
+    let (dir, base, dev) = dev_serving("reload", "Reload Browser").await;
+    let css = dir.join("assets/statics/css/bundle.css");
+    let driver = Driver::start();
+    let browser = open_browser(&driver).await;
+
+    let result = async {
+        browser.goto(&format!("{base}/hello")).await?;
+        let first = until(&browser, STREAM_OPEN, vec![], EVENT, "the reload stream", &dev).await?;
+
+        // A template edit: the page reloads (the marker is gone) and shows the new text.
+        browser.execute("window.__vt_marker = 1", vec![]).await?;
+        edit_file(&dir.join("templates/frontend/hello.html.jinja"), |s| {
+            s.replace("Hello, {{ name }}!", "Howdy, {{ name }}!")
+        });
+        until(
+            &browser,
+            "return window.__vt_marker === undefined \
+             && document.getElementById('greeting')?.textContent === 'Howdy, world!'",
+            vec![],
+            EVENT,
+            "a reload showing the edited template",
+            &dev,
+        )
+        .await?;
+
+        // A CSS build: the stylesheet is swapped in place (the marker survives) and applies.
+        until(&browser, STREAM_OPEN, vec![], EVENT, "the reload stream", &dev).await?;
+        browser.execute("window.__vt_marker = 2", vec![]).await?;
+        let links = "return [...document.querySelectorAll('link[rel=stylesheet]')].map(l => l.href)";
+        let before = browser.execute(links, vec![]).await?;
+        std::fs::write(&css, "body { margin: 0 }\n:root { --vt-probe: swapped; }\n").unwrap();
+        until(
+            &browser,
+            "return getComputedStyle(document.documentElement).getPropertyValue('--vt-probe').trim() === 'swapped' \
+             && document.querySelectorAll('link[rel=stylesheet]').length === 1",
+            vec![],
+            EVENT,
+            "the new stylesheet applied, the old one removed",
+            &dev,
+        )
+        .await?;
+        let after = browser.execute(links, vec![]).await?;
+        assert_ne!(before, after, "the stylesheet link is a new one");
+        assert!(after[0].as_str().unwrap().contains("vt-dev="), "{after}");
+        assert_eq!(
+            browser.execute("return window.__vt_marker", vec![]).await?,
+            2,
+            "the CSS swap reloaded the page"
+        );
+
+        // A broken Rust build: the overlay shows the compiler's error; the page stays.
+        let routes = dir.join("src/routes.rs");
+        edit_file(&routes, |s| s.replace("\"world\".into()", "undefined_thing.into()"));
+        let error = until(
+            &browser,
+            "return document.querySelector('#vt-dev-overlay pre')?.textContent",
+            vec![],
+            BUILD,
+            "the build-error overlay",
+            &dev,
+        )
+        .await?;
+        let error = error.as_str().unwrap_or_default();
+        assert!(
+            error.contains("error") && error.contains("undefined_thing"),
+            "the overlay shows the compiler's error: {error}"
+        );
+        assert_eq!(
+            browser.execute("return window.__vt_marker", vec![]).await?,
+            2,
+            "a failed build reloaded the page"
+        );
+
+        // Fixed: the overlay goes and the new server's page loads.
+        edit_file(&routes, |s| s.replace("undefined_thing.into()", "\"world\".into()"));
+        until(
+            &browser,
+            "return window.__vt_marker === undefined \
+             && !document.getElementById('vt-dev-overlay') \
+             && document.documentElement.dataset.vtDevServer !== undefined \
+             && document.documentElement.dataset.vtDevServer !== arguments[0]",
+            vec![first],
+            BUILD,
+            "the fixed build's page without the overlay",
+            &dev,
+        )
+        .await?;
+        Ok::<(), CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    result.expect("the live-reload flow");
+    drop(dev);
 }

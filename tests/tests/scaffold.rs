@@ -1,7 +1,8 @@
 //! `vibetuner generate` and `vibetuner eject` on a freshly generated project: the generated
-//! resources (every field type, API and pages, API only, pages only, a bare model) build, pass
-//! `cargo clippy -D warnings` and `cargo fmt --check`, and their own tests pass; re-running
-//! refuses to overwrite; a missing marker is explained.
+//! resources (every field type, API and pages, API only, pages only, a bare model), pages,
+//! tasks and an email build, pass `cargo clippy -D warnings` and `cargo fmt --check`, and their
+//! own tests pass; re-running refuses to overwrite; bad names are usage errors (exit 2); a
+//! missing marker is explained.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -110,6 +111,12 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
         vec!["scaffold", "score", "points:int", "--api"],
         vec!["scaffold", "memo", "body:text", "pinned:bool", "--html"],
         vec!["model", "category", "label:string", "weight:int?"],
+        vec!["page", "about"],
+        vec!["page", "pricing_plans", "--path", "/pricing"],
+        vec!["task", "send_digest"],
+        vec!["task", "count_words", "string"],
+        vec!["task", "remind_at", "datetime"],
+        vec!["email", "welcome"],
     ] {
         let mut all = vec!["generate"];
         all.extend(args.iter().copied());
@@ -119,13 +126,52 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
     assert!(!dir.join("templates/frontend/scores.html.jinja").exists());
     assert!(dir.join("tests/memos.rs").is_file());
     assert!(dir.join("src/categories.rs").is_file());
+    for file in [
+        "templates/frontend/about.html.jinja",
+        "tests/pricing_plans.rs",
+        "src/send_digest.rs",
+        "templates/frontend/email/welcome.html.jinja",
+        "templates/frontend/email/welcome.txt.jinja",
+        "src/welcome_email.rs",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} written");
+    }
+    let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    for line in [
+        "pub mod about;",
+        ".apply(pricing_plans::register)",
+        ".apply(send_digest::register)",
+        "pub mod welcome_email;",
+    ] {
+        assert!(lib.contains(line), "{line} in {lib}");
+    }
+    assert!(!lib.contains("welcome_email::register"), "{lib}");
+    let again = run_cli(&dir, &["generate", "email", "welcome"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("pass --force"), "{}", text(&again));
+    let forced = run_cli(&dir, &["generate", "task", "send_digest", "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced));
 
-    // Bad input: explained, nothing written.
+    // Bad input: explained, nothing written; a bad name or type is a usage error (exit 2).
     for (args, reason) in [
         (
             vec!["generate", "scaffold", "Post", "a:string"],
             "snake_case",
         ),
+        (vec!["generate", "page", "my-page"], "snake_case"),
+        (vec!["generate", "task", "main"], "crate's own files"),
+        (vec!["generate", "email", "type"], "Rust keyword"),
+        (vec!["generate", "task", "thing", "money"], "unknown type"),
+        (
+            vec!["generate", "page", "thing", "--path", "/auth/thing"],
+            "framework",
+        ),
+    ] {
+        let out = run_cli(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out).contains(reason), "{args:?}: {}", text(&out));
+    }
+    for (args, reason) in [
         (vec!["generate", "scaffold", "thing"], "give the fields"),
         (
             vec!["generate", "scaffold", "thing", "a:money"],
@@ -179,6 +225,12 @@ fn generated_resources_build_pass_clippy_and_their_tests() {
         "the_pages_add_edit_and_delete_events",
         "the_api_creates_reads_updates_and_deletes_scores",
         "the_pages_add_edit_and_delete_memos",
+        "the_about_page_renders_whole_or_as_a_block",
+        "the_pricing_plans_page_renders_whole_or_as_a_block",
+        "send_digest_runs_with_its_argument",
+        "count_words_runs_with_its_argument",
+        "remind_at_runs_with_its_argument",
+        "the_welcome_email_reaches_the_outbox",
     ] {
         assert!(
             said.contains(&format!("{name} ... ok")),

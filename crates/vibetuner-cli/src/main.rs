@@ -5,6 +5,7 @@ mod answers;
 mod dev;
 mod doctor;
 mod generate;
+mod generators;
 mod project;
 mod scaffold;
 mod update;
@@ -47,7 +48,7 @@ enum Command {
     Adopt(AdoptArgs),
     /// Check the project around this folder: toolchain, files, settings, services, bundles, port.
     Doctor(doctor::DoctorArgs),
-    /// Generate code in the project: a resource (scaffold) or a model.
+    /// Generate code in the project: a resource (scaffold), a model, a page, a task or an email.
     Generate {
         #[command(subcommand)]
         command: scaffold::GenerateCommand,

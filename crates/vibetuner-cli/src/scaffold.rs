@@ -47,24 +47,41 @@ pub enum GenerateCommand {
         #[command(flatten)]
         spec: ResourceArgs,
     },
+    /// A page: a handler rendering templates/frontend/NAME.html.jinja (whole, or its `page`
+    /// block for htmx), a test in tests/NAME.rs, registered in src/lib.rs.
+    Page(crate::generators::PageArgs),
+    /// A background task: a typed `TaskKey<ARG_TYPE>` and its async function, a test that
+    /// enqueues and runs it, registered in src/lib.rs.
+    Task(crate::generators::TaskArgs),
+    /// An email: HTML and text templates in templates/frontend/email/, a `send_NAME` function
+    /// rendering both and sending them through the mailer, a test reading it from the outbox.
+    Email(crate::generators::EmailArgs),
 }
 
 /// The resource's name and fields.
 #[derive(clap::Args)]
 pub struct ResourceArgs {
     /// Singular name in snake_case, e.g. post or blog_post (collection and paths: posts, blog_posts).
+    #[arg(value_parser = snake_name)]
     name: String,
     /// Fields as NAME:TYPE (see below).
     #[arg(value_name = "FIELD:TYPE")]
     fields: Vec<String>,
+    #[command(flatten)]
+    force: Force,
+}
+
+/// `--force`, shared by the generators.
+#[derive(clap::Args)]
+pub(crate) struct Force {
     /// Overwrite files a previous run wrote.
     #[arg(long)]
     force: bool,
 }
 
-/// Field types of generated models.
+/// Field types of generated models (and argument types of generated tasks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     String,
     Text,
     Int,
@@ -72,6 +89,53 @@ enum Kind {
     Bool,
     Datetime,
     Id,
+}
+
+impl Kind {
+    /// The type called `name` on the command line.
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "string" => Self::String,
+            "text" => Self::Text,
+            "int" => Self::Int,
+            "float" => Self::Float,
+            "bool" => Self::Bool,
+            "datetime" => Self::Datetime,
+            "id" => Self::Id,
+            _ => return None,
+        })
+    }
+
+    /// The Rust type of a required value.
+    pub(crate) fn rust_type(self) -> &'static str {
+        match self {
+            Self::String | Self::Text => "String",
+            Self::Int => "i64",
+            Self::Float => "f64",
+            Self::Bool => "bool",
+            Self::Datetime => "Timestamp",
+            Self::Id => "Id",
+        }
+    }
+
+    /// A Rust expression of a sample value, for generated tests.
+    pub(crate) fn sample_rust(self) -> &'static str {
+        match self {
+            Self::String | Self::Text => "\"Sample\".to_owned()",
+            Self::Int => "42",
+            Self::Float => "1.5",
+            Self::Bool => "true",
+            Self::Datetime => "vibetuner::Timestamp::from_millis(1_893_553_440_000)",
+            Self::Id => "\"0123456789abcdef01234567\".parse::<vibetuner::Id>().unwrap()",
+        }
+    }
+}
+
+/// A clap value parser for a task's argument type.
+pub(crate) fn arg_kind(name: &str) -> Result<Kind, String> {
+    Kind::parse(name).ok_or_else(|| {
+        format!("unknown type {name:?}; use string, text, int, float, bool, datetime or id")
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +162,25 @@ fn valid_name(name: &str) -> bool {
         && !RUST_KEYWORDS.contains(&name)
 }
 
+/// Module names a generator must not write: the crate's own files.
+const RESERVED_MODULES: &[&str] = &["lib", "main", "build", "tests"];
+
+/// A clap value parser for a generated item's NAME: snake_case, not a Rust keyword, not a
+/// file of the crate itself (a bad name is a usage error: exit status 2).
+pub(crate) fn snake_name(name: &str) -> Result<String, String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "{name:?} is not a snake_case name (a-z, 0-9, _; starting with a letter; not a Rust keyword), e.g. post or blog_post"
+        ));
+    }
+    if RESERVED_MODULES.contains(&name) {
+        return Err(format!(
+            "{name:?} is the name of one of the crate's own files; choose another name"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn parse_field(spec: &str) -> anyhow::Result<Field> {
     let (name, ty) = spec
         .split_once(':')
@@ -111,17 +194,10 @@ fn parse_field(spec: &str) -> anyhow::Result<Field> {
         "field name {name:?} is reserved: the framework or the generated code sets it"
     );
     let (ty, optional) = ty.strip_suffix('?').map_or((ty, false), |t| (t, true));
-    let kind = match ty {
-        "string" => Kind::String,
-        "text" => Kind::Text,
-        "int" => Kind::Int,
-        "float" => Kind::Float,
-        "bool" => Kind::Bool,
-        "datetime" => Kind::Datetime,
-        "id" => Kind::Id,
-        other => bail!(
-            "field {name}: unknown type {other:?}; use string, text, int, float, bool, datetime or id (with ? for optional)"
-        ),
+    let Some(kind) = Kind::parse(ty) else {
+        bail!(
+            "field {name}: unknown type {ty:?}; use string, text, int, float, bool, datetime or id (with ? for optional)"
+        )
     };
     ensure!(
         !(optional && kind == Kind::Bool),
@@ -135,7 +211,7 @@ fn parse_field(spec: &str) -> anyhow::Result<Field> {
 }
 
 /// `blog_post` → `BlogPost`.
-fn camel(name: &str) -> String {
+pub(crate) fn camel(name: &str) -> String {
     name.split('_')
         .map(|part| {
             let mut chars = part.chars();
@@ -147,7 +223,7 @@ fn camel(name: &str) -> String {
 }
 
 /// `published_at` → `Published at`.
-fn label(name: &str) -> String {
+pub(crate) fn label(name: &str) -> String {
     let words = name.replace('_', " ");
     let mut chars = words.chars();
     chars.next().map_or_else(String::new, |c| {
@@ -173,22 +249,11 @@ fn plural(name: &str) -> String {
 }
 
 impl Field {
-    fn base_type(&self) -> &'static str {
-        match self.kind {
-            Kind::String | Kind::Text => "String",
-            Kind::Int => "i64",
-            Kind::Float => "f64",
-            Kind::Bool => "bool",
-            Kind::Datetime => "Timestamp",
-            Kind::Id => "Id",
-        }
-    }
-
     fn rust_type(&self) -> String {
         if self.optional {
-            format!("Option<{}>", self.base_type())
+            format!("Option<{}>", self.kind.rust_type())
         } else {
-            self.base_type().to_owned()
+            self.kind.rust_type().to_owned()
         }
     }
 
@@ -387,11 +452,6 @@ struct Resource {
 
 impl Resource {
     fn new(args: &ResourceArgs, api: bool, html: bool, root: &Path) -> anyhow::Result<Self> {
-        ensure!(
-            valid_name(&args.name),
-            "{:?} is not a snake_case name (a-z, 0-9, _; starting with a letter), e.g. post or blog_post",
-            args.name
-        );
         let fields = args
             .fields
             .iter()
@@ -1100,7 +1160,7 @@ __DISPLAY__
 "##;
 
 /// The app crate's name as Rust spells it.
-fn crate_name(root: &Path) -> anyhow::Result<String> {
+pub(crate) fn crate_name(root: &Path) -> anyhow::Result<String> {
     let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
         .context("cannot read Cargo.toml")?
         .parse()
@@ -1130,8 +1190,9 @@ fn insert_above(text: &str, marker: &str, line: &str, extra: &str) -> Option<Str
     ))
 }
 
-/// Registers module `module` in `src/lib.rs` at its markers.
-fn register(root: &Path, module: &str) -> anyhow::Result<String> {
+/// `src/lib.rs` with module `module` declared at its markers and, when `apply`, its
+/// `register` function applied to the app.
+fn register(root: &Path, module: &str, apply: bool) -> anyhow::Result<String> {
     let path = root.join("src/lib.rs");
     let text = std::fs::read_to_string(&path).context("cannot read src/lib.rs")?;
     let mod_line = format!("pub mod {module};");
@@ -1143,14 +1204,63 @@ fn register(root: &Path, module: &str) -> anyhow::Result<String> {
     };
     let text = insert_above(&text, MODULES_MARKER, &mod_line, "")
         .ok_or_else(|| missing(MODULES_MARKER, &mod_line, "next to the other `mod` lines"))?;
-    let text = insert_above(&text, REGISTER_MARKER, &apply_line, "    ").ok_or_else(|| {
+    if !apply {
+        return Ok(text);
+    }
+    insert_above(&text, REGISTER_MARKER, &apply_line, "    ").ok_or_else(|| {
         missing(
             REGISTER_MARKER,
             &apply_line,
             "to the end of the `App::new(...)` chain in `app()`",
         )
-    })?;
-    Ok(text)
+    })
+}
+
+/// What a generator writes into the project.
+pub(crate) struct Generated {
+    /// Files relative to the project root, with their text (`.rs` files go through rustfmt).
+    pub files: Vec<(PathBuf, String)>,
+    /// The module declared in `src/lib.rs`.
+    pub module: String,
+    /// Whether `.apply(MODULE::register)` joins the app's builder chain.
+    pub apply: bool,
+}
+
+impl Generated {
+    /// Registers the module and writes the files, refusing to overwrite any without `force`
+    /// (checked before anything is written).
+    pub fn write(&self, root: &Path, force: &Force) -> anyhow::Result<()> {
+        let lib = register(root, &self.module, self.apply)?;
+        let existing: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(path, _)| root.join(path).exists())
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        ensure!(
+            existing.is_empty() || force.force,
+            "{} already exist(s); pass --force to overwrite",
+            existing.join(", ")
+        );
+        for (path, text) in &self.files {
+            let text = if path.extension().is_some_and(|e| e == "rs") {
+                rustfmt(text)
+            } else {
+                text.clone()
+            };
+            let target = root.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, text)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            println!("wrote {}", path.display());
+        }
+        std::fs::write(root.join("src/lib.rs"), rustfmt(&lib))
+            .context("cannot write src/lib.rs")?;
+        println!("registered {} in src/lib.rs", self.module);
+        Ok(())
+    }
 }
 
 /// Runs a `generate` subcommand in the project around the current folder.
@@ -1159,6 +1269,9 @@ pub fn generate(command: &GenerateCommand) -> anyhow::Result<()> {
     let (spec, scaffold, api, html) = match command {
         GenerateCommand::Scaffold { spec, api, html } => (spec, true, !html, !api),
         GenerateCommand::Model { spec } => (spec, false, false, false),
+        GenerateCommand::Page(args) => return crate::generators::page(&root, args),
+        GenerateCommand::Task(args) => return crate::generators::task(&root, args),
+        GenerateCommand::Email(args) => return crate::generators::email(&root, args),
     };
     let resource = Resource::new(spec, api, html, &root)?;
     let plural = &resource.plural;
@@ -1173,34 +1286,14 @@ pub fn generate(command: &GenerateCommand) -> anyhow::Result<()> {
     if scaffold {
         files.push((format!("tests/{plural}.rs").into(), resource.tests()));
     }
-    let lib = register(&root, plural)?;
-    let existing: Vec<String> = files
-        .iter()
-        .filter(|(path, _)| root.join(path).exists())
-        .map(|(path, _)| path.display().to_string())
-        .collect();
-    ensure!(
-        existing.is_empty() || spec.force,
-        "{} already exist(s); pass --force to overwrite",
-        existing.join(", ")
-    );
-    for (path, text) in &files {
-        let text = if path.extension().is_some_and(|e| e == "rs") {
-            rustfmt(text)
-        } else {
-            text.clone()
-        };
-        let target = root.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&target, text)
-            .with_context(|| format!("cannot write {}", target.display()))?;
-        println!("wrote {}", path.display());
+    Generated {
+        files,
+        module: plural.clone(),
+        apply: true,
     }
-    std::fs::write(root.join("src/lib.rs"), rustfmt(&lib)).context("cannot write src/lib.rs")?;
+    .write(&root, &spec.force)?;
     println!(
-        "registered {plural} in src/lib.rs\n\nNext: cargo test{}",
+        "\nNext: cargo test{}",
         if html {
             " · then open /".to_owned() + plural + " (npm run build picks up the new classes)"
         } else {
@@ -1303,6 +1396,23 @@ mod tests {
     }
 
     #[test]
+    fn names_are_snake_case_and_not_the_crates_files() {
+        assert_eq!(snake_name("blog_post").unwrap(), "blog_post");
+        for (name, reason) in [
+            ("Post", "snake_case"),
+            ("my-page", "snake_case"),
+            ("a__b", "snake_case"),
+            ("type", "Rust keyword"),
+            ("main", "crate's own files"),
+        ] {
+            let e = snake_name(name).unwrap_err();
+            assert!(e.contains(reason), "{name}: {e}");
+        }
+        assert_eq!(arg_kind("datetime").unwrap().rust_type(), "Timestamp");
+        assert!(arg_kind("money").unwrap_err().contains("unknown type"));
+    }
+
+    #[test]
     fn names_become_types_labels_and_plurals() {
         assert_eq!(camel("blog_post"), "BlogPost");
         assert_eq!(label("published_at"), "Published at");
@@ -1318,16 +1428,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("src")).unwrap();
         std::fs::write(dir.path().join("src/lib.rs"), lib).unwrap();
-        let once = register(dir.path(), "posts").unwrap();
+        let once = register(dir.path(), "posts", true).unwrap();
         assert_eq!(
             once,
             "mod notes;\npub mod posts;\n// vibetuner:modules (x)\n\nfn app() -> App {\n    App::new()\n        .apply(notes::register)\n        .apply(posts::register)\n    // vibetuner:register (x)\n}\n"
         );
         std::fs::write(dir.path().join("src/lib.rs"), &once).unwrap();
-        assert_eq!(register(dir.path(), "posts").unwrap(), once);
+        assert_eq!(register(dir.path(), "posts", true).unwrap(), once);
 
         std::fs::write(dir.path().join("src/lib.rs"), "mod notes;\n").unwrap();
-        let e = register(dir.path(), "posts").unwrap_err().to_string();
+        let e = register(dir.path(), "posts", true).unwrap_err().to_string();
         assert!(e.contains("`pub mod posts;`"), "{e}");
     }
 }
