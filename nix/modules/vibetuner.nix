@@ -138,7 +138,7 @@ let
               type = types.str;
               default = "info";
               example = "debug,hyper=info";
-              description = "Log filter (`tracing` env-filter syntax).";
+              description = "Log filter: a level, or target=level pairs (`info,vibetuner=debug`).";
             };
           };
         };

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use vibetuner::axum::extract::Path as UrlPath;
 use vibetuner::axum::routing::get;
 use vibetuner::{App, Broadcaster, ProjectSource, Settings};
@@ -18,8 +20,10 @@ const SOURCE: ProjectSource = ProjectSource {
 async fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let settings = Settings::load(&root)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(settings.log_level.as_str())
+    let filter: tracing_subscriber::filter::Targets = settings.log_level.parse()?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer())
         .init();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port)).await?;
     App::new(SOURCE)

@@ -257,7 +257,7 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// `APP_VERSION`: overrides the compiled-in version.
     pub app_version: Option<String>,
-    /// `LOG_LEVEL`: a tracing filter such as `info` or `vibetuner=debug,info`.
+    /// `LOG_LEVEL`: a level, or target=level pairs, such as `info` or `info,vibetuner=debug`.
     pub log_level: String,
     /// `LOG_FORMAT`: `json` or `pretty` (json in prod, pretty in dev).
     pub log_json: bool,
@@ -436,10 +436,20 @@ impl Settings {
             mongodb_url: source.value("MONGODB_URL").map(str::to_owned),
             redis_url: source.value("REDIS_URL").map(str::to_owned),
             app_version: source.value("APP_VERSION").map(str::to_owned),
-            log_level: source
-                .value("LOG_LEVEL")
-                .map(str::to_owned)
-                .unwrap_or_else(|| "info".into()),
+            log_level: {
+                let level = source.value("LOG_LEVEL").unwrap_or("info");
+                level
+                    .parse::<tracing_subscriber::filter::Targets>()
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "LOG_LEVEL".into(),
+                        value: level.into(),
+                        expected:
+                            "a level (error, warn, info, debug, trace) or target=level pairs \
+                                   such as info,vibetuner=debug"
+                                .into(),
+                    })?;
+                level.to_owned()
+            },
             log_json,
             max_body_size: source
                 .parse("MAX_BODY_SIZE", "a size in bytes")?
@@ -663,6 +673,14 @@ mod tests {
         assert!(err.to_string().contains("dev or prod"), "{err}");
         let err = settings(&[("MAX_CONNECTIONS_PER_IP", "0")]).unwrap_err();
         assert!(err.to_string().contains("MAX_CONNECTIONS_PER_IP"), "{err}");
+        let err = settings(&[("LOG_LEVEL", "loud")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid value for LOG_LEVEL"),
+            "{err}"
+        );
+        for good in ["warn", "DEBUG", "info,vibetuner=debug,tower_http=warn"] {
+            assert_eq!(settings(&[("LOG_LEVEL", good)]).unwrap().log_level, good);
+        }
     }
 
     #[test]
