@@ -4,7 +4,7 @@
 #                                      rustup) and Node.js with npm
 #   scripts/prerequisites.sh --test    also the test tools (scripts/test.sh): cargo-nextest, Nix
 #                                      (nix-bin), Redis, SecantusDB, Chromium + chromedriver
-#   scripts/prerequisites.sh --bench   the test tools and wrk (scripts/bench.sh)
+#   scripts/prerequisites.sh --bench   the test tools, wrk and valgrind (the bench scripts)
 set -euo pipefail
 mode=${1:-}
 case "$mode" in
@@ -59,4 +59,8 @@ fi
 if [ "$mode" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (apt)"
   apt_install wrk
+fi
+if [ "$mode" = "--bench" ] && ! command -v valgrind >/dev/null 2>&1; then
+  echo "installing valgrind (apt), for instruction counts (scripts/bench-instructions.sh)"
+  apt_install valgrind
 fi

@@ -438,9 +438,9 @@ impl Settings {
             app_version: source.value("APP_VERSION").map(str::to_owned),
             log_level: {
                 let level = source.value("LOG_LEVEL").unwrap_or("info");
-                level
-                    .parse::<tracing_subscriber::filter::Targets>()
-                    .map_err(|_| ConfigError::Invalid {
+                log_filter_is_valid(level)
+                    .then_some(())
+                    .ok_or_else(|| ConfigError::Invalid {
                         key: "LOG_LEVEL".into(),
                         value: level.into(),
                         expected:
@@ -607,6 +607,23 @@ impl JobsSettings {
     }
 }
 
+/// A `LOG_LEVEL` is comma-separated levels or `target=level` pairs (a bare word that is not a
+/// level would otherwise read as a target name with every level on).
+fn log_filter_is_valid(filter: &str) -> bool {
+    use tracing_subscriber::filter::LevelFilter;
+    let is_level = |level: &str| !level.is_empty() && level.parse::<LevelFilter>().is_ok();
+    filter
+        .split(',')
+        .map(str::trim)
+        .all(|directive| match directive.split_once('=') {
+            Some((target, level)) => !target.is_empty() && is_level(level),
+            None => is_level(directive),
+        })
+        && filter
+            .parse::<tracing_subscriber::filter::Targets>()
+            .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,11 +690,13 @@ mod tests {
         assert!(err.to_string().contains("dev or prod"), "{err}");
         let err = settings(&[("MAX_CONNECTIONS_PER_IP", "0")]).unwrap_err();
         assert!(err.to_string().contains("MAX_CONNECTIONS_PER_IP"), "{err}");
-        let err = settings(&[("LOG_LEVEL", "loud")]).unwrap_err();
-        assert!(
-            err.to_string().starts_with("invalid value for LOG_LEVEL"),
-            "{err}"
-        );
+        for bad in ["loud", "info,vibetuner", "=debug", "vibetuner=loud"] {
+            let err = settings(&[("LOG_LEVEL", bad)]).unwrap_err();
+            assert!(
+                err.to_string().starts_with("invalid value for LOG_LEVEL"),
+                "{bad}: {err}"
+            );
+        }
         for good in ["warn", "DEBUG", "info,vibetuner=debug,tower_http=warn"] {
             assert_eq!(settings(&[("LOG_LEVEL", good)]).unwrap().log_level, good);
         }

@@ -256,8 +256,10 @@ impl Renderer {
     }
 }
 
-/// HTML-escapes like Jinja2's MarkupSafe (`& < > " '`), leaving `/` alone so URLs stay readable.
-fn markupsafe_formatter(
+/// The framework environment's formatter: HTML-escapes like Jinja2's MarkupSafe (`& < > " '`),
+/// leaving `/` alone so URLs stay readable. For a minijinja environment of an app's own that
+/// should escape as the framework's templates do: `env.set_formatter(markupsafe_formatter)`.
+pub fn markupsafe_formatter(
     out: &mut minijinja::Output,
     state: &minijinja::State,
     value: &Value,

@@ -1,0 +1,480 @@
+//! Instructions per request (`scripts/bench-instructions.sh`; not run in CI): the generated app
+//! (release, prod, embedded store) and the bare axum baselines run under
+//! `valgrind --tool=callgrind`. For each endpoint: a warm-up, callgrind's counters zeroed,
+//! `REQUESTS` requests on one keep-alive connection, a dump; the dump's total over `REQUESTS` is
+//! the figure (every thread counted), and its top functions (self cost) are printed. Counts
+//! repeat to within a fraction of a percent, unlike wall-clock figures on a shared machine.
+//!
+//! Before it measures, the bench checks that the `/` baseline is like for like: the same body
+//! and the same headers as the app, nonce and request id aside. The figures are written to
+//! `tests/benches/instructions.txt` (committed), with the change from the figures found there.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ping_ok, release_app, send, sign_in};
+use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port, scratch_dir};
+
+const REQUESTS: u64 = 200;
+const WARMUP: u64 = 20;
+const NOTES: usize = 100;
+/// How many functions of each profile are printed.
+const TOP: usize = 12;
+
+/// One HTTP/1.1 connection kept alive across requests.
+struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+/// A response: status, headers (lower-case names, in order) and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Conn {
+    fn open(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("a timeout");
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn get(&mut self, path: &str, cookie: Option<&str>) -> Reply {
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        write!(
+            self.reader.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n{cookie}\r\n"
+        )
+        .expect("the request is sent");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("a header line");
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = trimmed.split_once(':') {
+                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut body = Vec::new();
+        if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body.resize(len, 0);
+            self.reader.read_exact(&mut body).expect("the body");
+        } else if header("transfer-encoding") == Some("chunked") {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("a chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("a hex chunk size");
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).expect("a chunk");
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// A server under callgrind (or not), killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    /// Where callgrind writes its dumps (`None` when not under callgrind).
+    out: Option<PathBuf>,
+    dumps: usize,
+}
+
+impl Server {
+    fn start(
+        binary: &Path,
+        args: &[String],
+        dir: &Path,
+        env: &[(String, String)],
+        callgrind: Option<&Path>,
+    ) -> Self {
+        let port = free_port();
+        let mut command = match callgrind {
+            Some(out) => {
+                let mut c = Command::new("valgrind");
+                c.args([
+                    "--tool=callgrind",
+                    "--quiet",
+                    &format!("--callgrind-out-file={}", out.display()),
+                ])
+                .arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
+            .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(PROD_ENV)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts (valgrind installed?)");
+        let started = Instant::now();
+        while !ping_ok(port) {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "{} did not answer /health/ping",
+                binary.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            out: callgrind.map(Path::to_owned),
+            dumps: 0,
+        }
+    }
+
+    fn control(&self, what: &str) {
+        let status = Command::new("callgrind_control")
+            .args([what, &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("callgrind_control runs");
+        assert!(status.success(), "callgrind_control {what} failed");
+    }
+
+    /// Instructions per request of `path` (and the dump's file).
+    fn measure(&mut self, path: &str, cookie: Option<&str>) -> (f64, PathBuf) {
+        let mut conn = Conn::open(self.port);
+        for _ in 0..WARMUP {
+            assert_eq!(conn.get(path, cookie).status, 200, "GET {path}");
+        }
+        self.control("--zero");
+        for _ in 0..REQUESTS {
+            assert_eq!(conn.get(path, cookie).status, 200, "GET {path}");
+        }
+        self.control("--dump");
+        self.dumps += 1;
+        let file = PathBuf::from(format!(
+            "{}.{}",
+            self.out.as_ref().expect("under callgrind").display(),
+            self.dumps
+        ));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let total = loop {
+            if let Some(total) = std::fs::read_to_string(&file).ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("totals:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            }) {
+                break total;
+            }
+            assert!(Instant::now() < deadline, "no dump at {}", file.display());
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        (total as f64 / REQUESTS as f64, file)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The top functions of a dump by self cost: (share of the total, name).
+fn top_functions(file: &Path) -> Vec<(String, String)> {
+    let out = Command::new("callgrind_annotate")
+        .arg(file)
+        .output()
+        .expect("callgrind_annotate runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            // "  1,234,567 (12.34%)  file:function [binary]"
+            let (_, rest) = line.split_once('(')?;
+            let (share, rest) = rest.split_once(')')?;
+            let name = rest.trim();
+            (share.ends_with('%') && !name.starts_with("PROGRAM TOTALS") && !name.is_empty()).then(
+                || {
+                    let name = name.split_once(':').map_or(name, |(_, f)| f);
+                    let name = name.split(" [").next().unwrap_or(name);
+                    (share.to_owned(), name.chars().take(110).collect())
+                },
+            )
+        })
+        .take(TOP)
+        .collect()
+}
+
+/// `text` with every `(from, to)` replaced.
+fn masked(text: &str, masks: &[(&str, &str)]) -> String {
+    masks
+        .iter()
+        .filter(|(from, _)| !from.is_empty())
+        .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
+}
+
+/// The CSP nonce in a response's headers.
+fn nonce_of(reply: &Reply) -> String {
+    reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == "content-security-policy")
+        .and_then(|(_, v)| v.split("'nonce-").nth(1))
+        .and_then(|v| v.split('\'').next())
+        .expect("a CSP nonce on /")
+        .to_owned()
+}
+
+fn request_id_of(reply: &Reply) -> String {
+    reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-request-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// The headers of `/` as the baseline's `HEADERS` file wants them.
+fn headers_file(reply: &Reply) -> String {
+    let nonce = nonce_of(reply);
+    let id = request_id_of(reply);
+    reply
+        .headers
+        .iter()
+        .filter(|(n, _)| !["date", "content-length"].contains(&n.as_str()))
+        .map(|(n, v)| {
+            format!(
+                "{n}: {}\n",
+                masked(v, &[(&nonce, "{nonce}"), (&id, "{request_id}")])
+            )
+        })
+        .collect()
+}
+
+/// Panics unless the baseline's `/` matches the app's, nonce and request id aside.
+fn assert_like_for_like(app: &Reply, base: &Reply) {
+    let normal = |r: &Reply| {
+        let nonce = nonce_of(r);
+        let id = request_id_of(r);
+        let masks = [(nonce.as_str(), "NONCE"), (id.as_str(), "ID")];
+        let headers: BTreeMap<String, String> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n != "date")
+            .map(|(n, v)| (n.clone(), masked(v, &masks)))
+            .collect();
+        (headers, masked(&r.body, &masks))
+    };
+    let (app_headers, app_body) = normal(app);
+    let (base_headers, base_body) = normal(base);
+    assert_eq!(
+        app_headers, base_headers,
+        "the / baseline's headers differ from the app's"
+    );
+    if app_body != base_body {
+        let at = app_body
+            .bytes()
+            .zip(base_body.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(app_body.len().min(base_body.len()));
+        let around = |s: &str| {
+            s.get(at.saturating_sub(80)..(at + 80).min(s.len()))
+                .unwrap_or("")
+                .to_owned()
+        };
+        panic!(
+            "the / baseline renders a different page from the app's at byte {at}:\napp:  {}\nbase: {}",
+            around(&app_body),
+            around(&base_body)
+        );
+    }
+}
+
+/// Figures from an earlier run (`label → instructions per request`).
+fn previous(file: &Path) -> BTreeMap<String, f64> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut cells = l.split('|').map(str::trim).filter(|c| !c.is_empty());
+            let label = cells.next()?;
+            let value = cells.next()?.replace(',', "").parse().ok()?;
+            Some((label.to_owned(), value))
+        })
+        .collect()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let app = release_app();
+    let work = scratch_dir("instructions");
+    let data = work.join("data");
+    let smtp = SmtpSink::start();
+    let app_env = vec![
+        ("DATA_DIR".to_owned(), data.to_string_lossy().into_owned()),
+        ("SMTP_URL".to_owned(), smtp.url.clone()),
+        ("APP_VERSION".to_owned(), "1.0.0".to_owned()),
+    ];
+    let serve = vec!["serve".to_owned(), "--port".to_owned(), "{port}".to_owned()];
+    let baseline = PathBuf::from(env!("CARGO_BIN_EXE_bare_axum"));
+
+    // The like-for-like check, natively: the app's / gives the baseline its headers.
+    let headers = work.join("home-headers.txt");
+    let base_args = vec![
+        "{port}".to_owned(),
+        app.dir.to_string_lossy().into_owned(),
+        headers.to_string_lossy().into_owned(),
+    ];
+    {
+        let native = Server::start(&app.binary, &serve, &app.dir, &app_env, None);
+        let home = Conn::open(native.port).get("/", None);
+        assert_eq!(home.status, 200);
+        std::fs::write(&headers, headers_file(&home)).expect("the headers file");
+        let base = Server::start(&baseline, &base_args, &app.dir, &app_env, None);
+        let base_home = Conn::open(base.port).get("/", None);
+        assert_like_for_like(&home, &base_home);
+        println!(
+            "the / baseline sends the app's page and headers ({} bytes)",
+            home.body.len()
+        );
+    }
+
+    let mut rows: Vec<(String, f64, PathBuf)> = Vec::new();
+    {
+        let mut base = Server::start(
+            &baseline,
+            &base_args,
+            &app.dir,
+            &app_env,
+            Some(&work.join("callgrind.baseline.out")),
+        );
+        for (label, path) in [
+            ("bare axum /health/ping", "/health/ping"),
+            ("bare axum + minijinja /", "/"),
+        ] {
+            let (n, file) = base.measure(path, None);
+            rows.push((label.to_owned(), n, file));
+        }
+    }
+    {
+        let mut server = Server::start(
+            &app.binary,
+            &serve,
+            &app.dir,
+            &app_env,
+            Some(&work.join("callgrind.app.out")),
+        );
+        let cookie = sign_in(server.port, &smtp, "bench@example.com");
+        let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
+        let mut last = String::new();
+        for i in 0..NOTES {
+            last = send(
+                server.port,
+                "POST",
+                "/api/notes",
+                &headers,
+                &format!(
+                    r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
+                ),
+            );
+        }
+        let id = last
+            .split("\"id\":\"")
+            .nth(1)
+            .and_then(|r| r.get(..24))
+            .unwrap_or_else(|| panic!("no id in the create response: {last}"))
+            .to_owned();
+        for (label, path, cookie) in [
+            ("app /health/ping", "/health/ping".to_owned(), None),
+            ("app /", "/".to_owned(), None),
+            (
+                "app /api/notes?limit=20",
+                "/api/notes?limit=20".to_owned(),
+                Some(cookie.as_str()),
+            ),
+            (
+                "app /api/notes/{id}",
+                format!("/api/notes/{id}"),
+                Some(cookie.as_str()),
+            ),
+        ] {
+            let (n, file) = server.measure(&path, cookie);
+            rows.push((label.to_owned(), n, file));
+        }
+    }
+
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/instructions.txt");
+    let before = previous(&file);
+    let figure = |label: &str| rows.iter().find(|r| r.0 == label).map_or(f64::NAN, |r| r.1);
+    let mut table = format!(
+        "Instructions per request under callgrind ({REQUESTS} requests after {WARMUP}, one keep-alive connection;\n\
+         release, ENVIRONMENT=prod, embedded store, {NOTES} notes). Written by scripts/bench-instructions.sh.\n\n\
+         | request | instructions | vs baseline |\n|---|---|---|\n"
+    );
+    for (label, n, _) in &rows {
+        let ratio = match label.as_str() {
+            "app /health/ping" => format!("{:.2}x", n / figure("bare axum /health/ping")),
+            "app /" => format!("{:.2}x", n / figure("bare axum + minijinja /")),
+            _ => String::new(),
+        };
+        table.push_str(&format!("| {label} | {n:.0} | {ratio} |\n"));
+    }
+    std::fs::write(&file, &table).expect("the figures file");
+    println!("\n{table}");
+    for (label, n, _) in &rows {
+        if let Some(old) = before.get(label) {
+            println!(
+                "{label}: {:+.1}% against the figures committed before",
+                (n / old - 1.0) * 100.0
+            );
+        }
+    }
+    for (label, n, dump) in &rows {
+        println!("\n{label}: {n:.0} instructions per request; top functions (self):");
+        for (share, name) in top_functions(dump) {
+            println!("  {share:>7}  {name}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
