@@ -672,9 +672,7 @@ impl SmtpSink {
             for stream in listener.incoming().map_while(Result::ok) {
                 let kept = kept.clone();
                 std::thread::spawn(move || {
-                    if let Ok(message) = smtp_session(stream) {
-                        kept.lock().expect("messages").extend(message);
-                    }
+                    let _ = smtp_session(stream, &kept);
                 });
             }
         });
@@ -705,17 +703,17 @@ impl SmtpSink {
     }
 }
 
-/// Serves one SMTP connection; returns the messages it received.
-fn smtp_session(stream: std::net::TcpStream) -> std::io::Result<Vec<String>> {
+/// Serves one SMTP connection, keeping each message as soon as it is sent (a mailer may keep
+/// the connection open for the next one).
+fn smtp_session(stream: std::net::TcpStream, kept: &Mutex<Vec<String>>) -> std::io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     writer.write_all(b"220 sink ESMTP\r\n")?;
-    let mut messages = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(messages);
+            return Ok(());
         }
         let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
         match verb.as_str() {
@@ -730,12 +728,12 @@ fn smtp_session(stream: std::net::TcpStream) -> std::io::Result<Vec<String>> {
                     }
                     message.push_str(&line);
                 }
-                messages.push(message);
+                kept.lock().expect("messages").push(message);
                 writer.write_all(b"250 kept\r\n")?;
             }
             "QUIT" => {
                 writer.write_all(b"221 bye\r\n")?;
-                return Ok(messages);
+                return Ok(());
             }
             _ => writer.write_all(b"250 ok\r\n")?,
         }
