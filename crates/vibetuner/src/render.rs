@@ -134,7 +134,8 @@ pub type EnvHook = Arc<dyn Fn(&mut Environment<'static>) + Send + Sync>;
 pub struct Renderer {
     env: Environment<'static>,
     reload: bool,
-    base: BTreeMap<String, Value>,
+    /// The base context, built once: every render shares it.
+    base: Value,
     providers: Vec<ContextProvider>,
     /// The theme names a `theme` cookie may choose (the base context's `themes`).
     themes: Vec<String>,
@@ -171,7 +172,7 @@ impl Renderer {
         Self {
             env,
             reload,
-            base,
+            base: Value::from(base),
             providers,
             themes,
         }
@@ -187,22 +188,28 @@ impl Renderer {
     }
 
     /// Merges base context, providers, the request and the call's context (later wins).
+    /// The merge is lazy: a variable is looked up layer by layer, so nothing is copied.
     pub fn context(&self, request: Option<&RequestInfo>, ctx: Value) -> Value {
-        let mut merged = self.base.clone();
+        let mut layers = Vec::with_capacity(self.providers.len() + 3);
+        layers.push(self.base.clone());
         if let Some(req) = request {
-            for provider in &self.providers {
-                merge_into(&mut merged, provider(req));
-            }
-            merged.insert("request".into(), Value::from_serialize(req));
-            merged.insert("csp_nonce".into(), Value::from(req.csp_nonce.as_str()));
-            merged.insert("user".into(), Value::from_serialize(&req.user));
-            merged.insert("flashes".into(), Value::from_serialize(&req.flashes));
-            if let Some(theme) = req.theme.as_ref().filter(|t| self.themes.contains(t)) {
-                merged.insert("theme".into(), Value::from(theme.as_str()));
-            }
+            layers.extend(self.providers.iter().map(|provider| provider(req)));
+            // An unknown theme stays undefined, so an earlier layer's `theme` shows through.
+            let theme = req
+                .theme
+                .as_deref()
+                .filter(|t| self.themes.iter().any(|n| n == t))
+                .map_or(Value::UNDEFINED, Value::from);
+            layers.push(minijinja::context! {
+                request => Value::from_serialize(req),
+                csp_nonce => req.csp_nonce.as_str(),
+                user => Value::from_serialize(&req.user),
+                flashes => Value::from_serialize(&req.flashes),
+                theme => theme,
+            });
         }
-        merge_into(&mut merged, ctx);
-        Value::from(merged)
+        layers.push(ctx);
+        minijinja::value::merge_maps(layers)
     }
 
     /// Renders a whole template.
@@ -268,7 +275,14 @@ pub fn markupsafe_formatter(
     if !html || value.is_safe() || value.is_undefined() || value.is_none() {
         return minijinja::escape_formatter(out, state, value);
     }
-    let text = value.to_string();
+    match value.as_str() {
+        Some(text) => write_escaped(out, text),
+        None => write_escaped(out, &value.to_string()),
+    }
+}
+
+/// Writes `text` with `& < > " '` escaped.
+fn write_escaped(out: &mut minijinja::Output, text: &str) -> Result<(), minijinja::Error> {
     let mut last = 0;
     for (i, b) in text.bytes().enumerate() {
         let entity = match b {
