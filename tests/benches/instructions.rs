@@ -14,13 +14,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ping_ok, release_app, send, sign_in};
+use common::{Conn, check_home_baseline, home_baseline_args, ping_ok, release_app, send, sign_in};
 use vibetuner_e2e::{PROD_ENV, SmtpSink, fixed_dir, free_port};
 
 const REQUESTS: u64 = 200;
@@ -28,88 +26,6 @@ const WARMUP: u64 = 20;
 const NOTES: usize = 100;
 /// How many functions of each profile are printed.
 const TOP: usize = 12;
-
-/// One HTTP/1.1 connection kept alive across requests.
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-/// A response: status, headers (lower-case names, in order) and body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Conn {
-    fn open(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .expect("a timeout");
-        Self {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn get(&mut self, path: &str, cookie: Option<&str>) -> Reply {
-        let cookie = cookie
-            .map(|c| format!("Cookie: {c}\r\n"))
-            .unwrap_or_default();
-        write!(
-            self.reader.get_mut(),
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n{cookie}\r\n"
-        )
-        .expect("the request is sent");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("a status line");
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("a header line");
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = trimmed.split_once(':') {
-                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let mut body = Vec::new();
-        if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            body.resize(len, 0);
-            self.reader.read_exact(&mut body).expect("the body");
-        } else if header("transfer-encoding") == Some("chunked") {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line).expect("a chunk size");
-                let size = usize::from_str_radix(line.trim(), 16).expect("a hex chunk size");
-                let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk).expect("a chunk");
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        }
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
-    }
-}
 
 /// A server under callgrind (or not), killed on drop.
 struct Server {
@@ -282,91 +198,6 @@ fn top_functions(file: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `text` with every `(from, to)` replaced.
-fn masked(text: &str, masks: &[(&str, &str)]) -> String {
-    masks
-        .iter()
-        .filter(|(from, _)| !from.is_empty())
-        .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
-}
-
-/// The CSP nonce in a response's headers.
-fn nonce_of(reply: &Reply) -> String {
-    reply
-        .headers
-        .iter()
-        .find(|(n, _)| n == "content-security-policy")
-        .and_then(|(_, v)| v.split("'nonce-").nth(1))
-        .and_then(|v| v.split('\'').next())
-        .expect("a CSP nonce on /")
-        .to_owned()
-}
-
-fn request_id_of(reply: &Reply) -> String {
-    reply
-        .headers
-        .iter()
-        .find(|(n, _)| n == "x-request-id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
-}
-
-/// The headers of `/` as the baseline's `HEADERS` file wants them.
-fn headers_file(reply: &Reply) -> String {
-    let nonce = nonce_of(reply);
-    let id = request_id_of(reply);
-    reply
-        .headers
-        .iter()
-        .filter(|(n, _)| !["date", "content-length"].contains(&n.as_str()))
-        .map(|(n, v)| {
-            format!(
-                "{n}: {}\n",
-                masked(v, &[(&nonce, "{nonce}"), (&id, "{request_id}")])
-            )
-        })
-        .collect()
-}
-
-/// Panics unless the baseline's `/` matches the app's, nonce and request id aside.
-fn assert_like_for_like(app: &Reply, base: &Reply) {
-    let normal = |r: &Reply| {
-        let nonce = nonce_of(r);
-        let id = request_id_of(r);
-        let masks = [(nonce.as_str(), "NONCE"), (id.as_str(), "ID")];
-        let headers: BTreeMap<String, String> = r
-            .headers
-            .iter()
-            .filter(|(n, _)| n != "date")
-            .map(|(n, v)| (n.clone(), masked(v, &masks)))
-            .collect();
-        (headers, masked(&r.body, &masks))
-    };
-    let (app_headers, app_body) = normal(app);
-    let (base_headers, base_body) = normal(base);
-    assert_eq!(
-        app_headers, base_headers,
-        "the / baseline's headers differ from the app's"
-    );
-    if app_body != base_body {
-        let at = app_body
-            .bytes()
-            .zip(base_body.bytes())
-            .position(|(a, b)| a != b)
-            .unwrap_or(app_body.len().min(base_body.len()));
-        let around = |s: &str| {
-            s.get(at.saturating_sub(80)..(at + 80).min(s.len()))
-                .unwrap_or("")
-                .to_owned()
-        };
-        panic!(
-            "the / baseline renders a different page from the app's at byte {at}:\napp:  {}\nbase: {}",
-            around(&app_body),
-            around(&base_body)
-        );
-    }
-}
-
 /// Figures from an earlier run (`label → instructions per request`).
 fn previous(file: &Path) -> BTreeMap<String, f64> {
     std::fs::read_to_string(file)
@@ -400,23 +231,12 @@ fn main() {
 
     // The like-for-like check, natively: the app's / gives the baseline its headers.
     let headers = work.join("home-headers.txt");
-    let base_args = vec![
-        "{port}".to_owned(),
-        app.dir.to_string_lossy().into_owned(),
-        headers.to_string_lossy().into_owned(),
-    ];
-    let (cookie, id) = {
+    let (base_args, cookie, id) = {
         let native = Server::start(&app.binary, &serve, &app.dir, &app_env, None);
-        let home = Conn::open(native.port).get("/", None);
-        assert_eq!(home.status, 200);
-        std::fs::write(&headers, headers_file(&home)).expect("the headers file");
+        let base_args = home_baseline_args(native.port, &app.dir, &headers);
         let base = Server::start(&baseline, &base_args, &app.dir, &app_env, None);
-        let base_home = Conn::open(base.port).get("/", None);
-        assert_like_for_like(&home, &base_home);
-        println!(
-            "the / baseline sends the app's page and headers ({} bytes)",
-            home.body.len()
-        );
+        let size = check_home_baseline(native.port, base.port);
+        println!("the / baseline sends the app's page and headers ({size} bytes)");
         // Natively too (sign-in mail is slow under callgrind): the session and the notes stay
         // in the embedded store the measured process opens.
         let cookie = sign_in(native.port, &smtp, "bench@example.com");
@@ -439,7 +259,7 @@ fn main() {
             .and_then(|r| r.get(..24))
             .unwrap_or_else(|| panic!("no id in the create response: {last}"))
             .to_owned();
-        (cookie, id)
+        (base_args, cookie, id)
     };
 
     let mut rows: Vec<(String, f64, PathBuf)> = Vec::new();

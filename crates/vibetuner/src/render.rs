@@ -301,16 +301,6 @@ fn write_escaped(out: &mut minijinja::Output, text: &str) -> Result<(), minijinj
     out.write_str(&text[last..]).map_err(minijinja::Error::from)
 }
 
-fn merge_into(target: &mut BTreeMap<String, Value>, extra: Value) {
-    if let Ok(keys) = extra.try_iter() {
-        for key in keys {
-            if let (Some(k), Ok(v)) = (key.as_str(), extra.get_item(&key)) {
-                target.insert(k.to_owned(), v);
-            }
-        }
-    }
-}
-
 fn template_error(err: minijinja::Error) -> Error {
     let mut message = format!("template error: {err}");
     let mut source = std::error::Error::source(&err);

@@ -3,9 +3,11 @@
 //! Each bench uses a part of them.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::time::Duration;
 
 use vibetuner_e2e::{APP_SLUG, GeneratedApp, SmtpSink, generated_app, target_dir};
 
@@ -132,4 +134,204 @@ pub fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
         "no session cookie after confirming the link: {confirmed}"
     );
     cookies.join("; ")
+}
+
+/// One HTTP/1.1 connection kept alive across requests.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+/// A response: status, headers (lower-case names, in order) and body.
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers, lower-case names in order.
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Conn {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn open(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("a timeout");
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// `GET path` (with a `Cookie` header if given), read to the end of the body.
+    pub fn get(&mut self, path: &str, cookie: Option<&str>) -> Reply {
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        write!(
+            self.reader.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n{cookie}\r\n"
+        )
+        .expect("the request is sent");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("a header line");
+            let trimmed = line.trim_end();
+            if trimmed.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = trimmed.split_once(':') {
+                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut body = Vec::new();
+        if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body.resize(len, 0);
+            self.reader.read_exact(&mut body).expect("the body");
+        } else if header("transfer-encoding") == Some("chunked") {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("a chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("a hex chunk size");
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk).expect("a chunk");
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// `text` with every `(from, to)` replaced.
+fn masked(text: &str, masks: &[(&str, &str)]) -> String {
+    masks
+        .iter()
+        .filter(|(from, _)| !from.is_empty())
+        .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
+}
+
+/// The CSP nonce in a response's headers.
+fn nonce_of(reply: &Reply) -> String {
+    reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == "content-security-policy")
+        .and_then(|(_, v)| v.split("'nonce-").nth(1))
+        .and_then(|v| v.split('\'').next())
+        .expect("a CSP nonce on /")
+        .to_owned()
+}
+
+/// The response's request id (empty when there is none).
+fn request_id_of(reply: &Reply) -> String {
+    reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-request-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// The headers of `/` as the baseline's `HEADERS` file wants them.
+pub fn headers_file(reply: &Reply) -> String {
+    let nonce = nonce_of(reply);
+    let id = request_id_of(reply);
+    reply
+        .headers
+        .iter()
+        .filter(|(n, _)| !["date", "content-length"].contains(&n.as_str()))
+        .map(|(n, v)| {
+            format!(
+                "{n}: {}\n",
+                masked(v, &[(&nonce, "{nonce}"), (&id, "{request_id}")])
+            )
+        })
+        .collect()
+}
+
+/// Panics unless the baseline's `/` matches the app's, nonce and request id aside.
+pub fn assert_like_for_like(app: &Reply, base: &Reply) {
+    let normal = |r: &Reply| {
+        let nonce = nonce_of(r);
+        let id = request_id_of(r);
+        let masks = [(nonce.as_str(), "NONCE"), (id.as_str(), "ID")];
+        let headers: BTreeMap<String, String> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n != "date")
+            .map(|(n, v)| (n.clone(), masked(v, &masks)))
+            .collect();
+        (headers, masked(&r.body, &masks))
+    };
+    let (app_headers, app_body) = normal(app);
+    let (base_headers, base_body) = normal(base);
+    assert_eq!(
+        app_headers, base_headers,
+        "the / baseline's headers differ from the app's"
+    );
+    if app_body != base_body {
+        let at = app_body
+            .bytes()
+            .zip(base_body.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(app_body.len().min(base_body.len()));
+        let around = |s: &str| {
+            s.get(at.saturating_sub(80)..(at + 80).min(s.len()))
+                .unwrap_or("")
+                .to_owned()
+        };
+        panic!(
+            "the / baseline renders a different page from the app's at byte {at}:\napp:  {}\nbase: {}",
+            around(&app_body),
+            around(&base_body)
+        );
+    }
+}
+
+/// The arguments of `bare_axum` serving the like-for-like `/` of the app answering on `port`:
+/// the app's headers for `/` go to `headers` (a file), then `PORT APP_DIR HEADERS` with
+/// `{port}` for the port.
+pub fn home_baseline_args(
+    port: u16,
+    app_dir: &std::path::Path,
+    headers: &std::path::Path,
+) -> Vec<String> {
+    let home = Conn::open(port).get("/", None);
+    assert_eq!(home.status, 200, "the app's /");
+    std::fs::write(headers, headers_file(&home)).expect("the headers file");
+    vec![
+        "{port}".to_owned(),
+        app_dir.to_string_lossy().into_owned(),
+        headers.to_string_lossy().into_owned(),
+    ]
+}
+
+/// Panics unless `bare_axum` on `base_port` answers `/` as the app on `app_port` does (nonce and
+/// request id aside); returns the page's size.
+pub fn check_home_baseline(app_port: u16, base_port: u16) -> usize {
+    let app = Conn::open(app_port).get("/", None);
+    let base = Conn::open(base_port).get("/", None);
+    assert_like_for_like(&app, &base);
+    app.body.len()
 }
