@@ -9,6 +9,7 @@
 //! | `headers` | the CSRF `Origin` check and the client address from `X-Forwarded-For` | a cross-origin write is refused; the address is the peer's or a forwarded one |
 //! | `store_filter` | a filter tree on the embedded store | the store answers or refuses the query as invalid, never fails in SQL |
 //! | `request` | a whole app (CRUD API, sign-in, pages, statics, health) in-process | no answer is a 5xx, every answer completes |
+//! | `sse` | an SSE channel name, event name, data and `Last-Event-ID` | bad names are refused (400); the event reaches the wire with its name and data intact (nothing injected); the replay is exactly the events after the id |
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -31,11 +32,12 @@ use crate::testing::TestApp;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets by name, for the corpus runner and `scripts/fuzz.sh`.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("safe_next", safe_next),
     ("headers", headers),
     ("store_filter", store_filter),
     ("request", request),
+    ("sse", sse),
 ];
 
 /// Splits input into fields at `0xFF` bytes (never valid UTF-8, so text fields stay whole).
@@ -375,6 +377,76 @@ pub fn request(data: &[u8]) {
         "{described} answered {status}: {}",
         String::from_utf8_lossy(&body)
     );
+}
+
+/// SSE: a channel name, an event name, data and a `Last-Event-ID`. Names outside the allowed
+/// characters are refused with 400; an accepted event comes back from the wire with its name and
+/// its data (line breaks normalised) and nothing else, whatever the data holds; a client
+/// resuming after the id it sent is replayed exactly the events after it.
+pub fn sse(data: &[u8]) {
+    let mut parts = fields(data);
+    let mut next = || text(parts.next().unwrap_or_default());
+    let (channel, event, body, last) = (next(), next(), next(), next());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let broadcaster = crate::sse::Broadcaster::local(16, Duration::from_secs(15));
+        let sent = broadcaster.broadcast(&channel, &event, body.clone()).await;
+        let allowed = |name: &str| {
+            (1..=128).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-:_.".contains(&b))
+        };
+        let accepted = allowed(&channel) && !event.is_empty() && !event.contains(['\n', '\r']);
+        let id = match sent {
+            Ok(id) => id,
+            Err(e) => {
+                assert!(!accepted, "{channel:?}/{event:?} refused: {e}");
+                assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{e}");
+                return;
+            }
+        };
+        assert!(accepted, "{channel:?}/{event:?} accepted");
+        let wire = broadcaster
+            .replayed(&channel, "0")
+            .await
+            .expect("the channel was accepted");
+        assert_eq!(wire.len(), 1, "one event to replay");
+        let text = std::str::from_utf8(&wire[0]).expect("UTF-8 on the wire");
+        let (mut lines, mut name, mut sent_id) = (Vec::new(), None, None);
+        for line in text.strip_suffix("\n\n").expect("one event").split('\n') {
+            match line.split_once(": ") {
+                Some(("data", d)) => lines.push(d),
+                Some(("event", e)) if name.is_none() => name = Some(e),
+                Some(("id", i)) if sent_id.is_none() => sent_id = Some(i),
+                _ => panic!("{line:?} in the event for {event:?} / {body:?}:\n{text}"),
+            }
+        }
+        let normalised = body.replace("\r\n", "\n").replace('\r', "\n");
+        assert_eq!(lines.join("\n"), normalised, "the data came back whole");
+        assert_eq!(name.unwrap_or("message"), event, "the event name");
+        assert_eq!(sent_id, Some(id.as_str()));
+        let number = |s: &str| -> Option<(u64, u64)> {
+            let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+            Some((ms.parse().ok()?, seq.parse().ok()?))
+        };
+        let expected = match (number(&last), number(&id)) {
+            (Some(after), Some(id)) if id > after => 1,
+            _ => 0,
+        };
+        let replayed = broadcaster
+            .replayed(&channel, &last)
+            .await
+            .expect("the channel was accepted");
+        assert_eq!(
+            replayed.len(),
+            expected,
+            "replay after {last:?} (event {id})"
+        );
+    });
 }
 
 #[cfg(test)]

@@ -600,6 +600,23 @@ impl Broadcaster {
         ))
     }
 
+    /// The wire form of the events a subscriber to `channel` resuming after `last_event_id`
+    /// is sent before any new one (the replay), for the fuzz target.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) async fn replayed(
+        &self,
+        channel: &str,
+        last_event_id: &str,
+    ) -> Result<Vec<Bytes>, crate::Error> {
+        use futures_util::FutureExt;
+        let mut events = Box::pin(self.subscribe(channel, Some(last_event_id)).await?);
+        let mut wire = Vec::new();
+        while let Some(Some(event)) = events.next().now_or_never() {
+            wire.push(event.wire.clone());
+        }
+        Ok(wire)
+    }
+
     /// Subscribers connected to `channel` in this process.
     pub fn subscribers(&self, channel: &str) -> usize {
         self.inner
