@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_home_baseline, cpu_ms, home_baseline_args, ping_ok, release_app, rss_kib, send, sign_in,
+    check_home_baseline, cpu_ms, home_baseline_args, ping_ok, release_app, rss_kib, seed_notes,
+    sign_in,
 };
 use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port};
 
@@ -125,25 +126,7 @@ fn measure_notes(t: &Target) -> (NotesFigures, NotesFigures) {
     }
     // The example's notes belong to their author: every request carries one user's session.
     let cookie = sign_in(port, &smtp, "bench@example.com");
-    let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
-    let mut last = String::new();
-    for i in 0..1000 {
-        last = send(
-            port,
-            "POST",
-            "/api/notes",
-            &headers,
-            &format!(
-                r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
-            ),
-        );
-    }
-    let id = last
-        .split("\"id\":\"")
-        .nth(1)
-        .and_then(|r| r.get(..24))
-        .unwrap_or_else(|| panic!("no id in the create response: {last}"))
-        .to_owned();
+    let id = seed_notes(port, &cookie, 1000);
     let base = format!("http://127.0.0.1:{port}");
     let run = |url: String| {
         let before = cpu_ms(child.id());

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Conn, check_home_baseline, home_baseline_args, ping_ok, release_app, send, sign_in};
+use common::{
+    Conn, check_home_baseline, home_baseline_args, ping_ok, release_app, seed_notes, sign_in,
+};
 use vibetuner_e2e::{PROD_ENV, SmtpSink, fixed_dir, free_port};
 
 const REQUESTS: u64 = 200;
@@ -240,25 +242,7 @@ fn main() {
         // Natively too (sign-in mail is slow under callgrind): the session and the notes stay
         // in the embedded store the measured process opens.
         let cookie = sign_in(native.port, &smtp, "bench@example.com");
-        let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
-        let mut last = String::new();
-        for i in 0..NOTES {
-            last = send(
-                native.port,
-                "POST",
-                "/api/notes",
-                &headers,
-                &format!(
-                    r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
-                ),
-            );
-        }
-        let id = last
-            .split("\"id\":\"")
-            .nth(1)
-            .and_then(|r| r.get(..24))
-            .unwrap_or_else(|| panic!("no id in the create response: {last}"))
-            .to_owned();
+        let id = seed_notes(native.port, &cookie, NOTES);
         (base_args, cookie, id)
     };
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ping_ok, release_app, rss_kib, send, sign_in};
+use common::{ping_ok, release_app, rss_kib, seed_notes, sign_in};
 use tokio::sync::Mutex;
 use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port};
 
@@ -215,23 +215,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let cookie = sign_in(port, &smtp, "soak@example.com");
-    let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
-    let mut read_id = String::new();
-    for i in 0..100 {
-        let created = send(
-            port,
-            "POST",
-            "/api/notes",
-            &headers,
-            &format!(r#"{{"title":"Seed {i}","body":"Seed body {i}"}}"#),
-        );
-        read_id = created
-            .split("\"id\":\"")
-            .nth(1)
-            .and_then(|r| r.get(..24))
-            .unwrap_or_else(|| panic!("no id in the create response: {created}"))
-            .to_owned();
-    }
+    let read_id = seed_notes(port, &cookie, 100);
     let mut default_headers = reqwest::header::HeaderMap::new();
     default_headers.insert(
         reqwest::header::COOKIE,

@@ -387,10 +387,13 @@ pub fn sse(data: &[u8]) {
     let mut parts = fields(data);
     let mut next = || text(parts.next().unwrap_or_default());
     let (channel, event, body, last) = (next(), next(), next(), next());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    });
     runtime.block_on(async {
         let broadcaster = crate::sse::Broadcaster::local(16, Duration::from_secs(15));
         let sent = broadcaster.broadcast(&channel, &event, body.clone()).await;

@@ -136,6 +136,29 @@ pub fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
     cookies.join("; ")
 }
 
+/// Creates `n` notes through the API as the user whose `Cookie` header value is `cookie`;
+/// returns the id of the last one.
+pub fn seed_notes(port: u16, cookie: &str, n: usize) -> String {
+    let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
+    let mut last = String::new();
+    for i in 0..n {
+        last = send(
+            port,
+            "POST",
+            "/api/notes",
+            &headers,
+            &format!(
+                r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
+            ),
+        );
+    }
+    last.split("\"id\":\"")
+        .nth(1)
+        .and_then(|r| r.get(..24))
+        .unwrap_or_else(|| panic!("no id in the create response: {last}"))
+        .to_owned()
+}
+
 /// One HTTP/1.1 connection kept alive across requests.
 pub struct Conn {
     reader: BufReader<TcpStream>,
