@@ -60,7 +60,7 @@ impl TestStore {
 
 /// The MongoDB URL for tests, or a panic saying how to get one.
 pub fn mongodb_url() -> String {
-    vibetuner::testing::service_url("TEST_MONGODB_URL")
+    vibetuner::testing::service_url(vibetuner::testing::TestService::MongoDb)
 }
 
 /// A database name no other test uses.
@@ -146,7 +146,7 @@ macro_rules! per_variant {
 
 /// The Redis URL for tests, or a panic saying how to get one.
 pub fn redis_url() -> String {
-    vibetuner::testing::service_url("TEST_REDIS_URL")
+    vibetuner::testing::service_url(vibetuner::testing::TestService::Redis)
 }
 
 /// Waits up to `secs` seconds for `check` to return `Some`, polling every 20 ms.

@@ -35,6 +35,9 @@ use crate::app::{App, AppContext, BuiltApp};
 use crate::config::{Settings, Source};
 use crate::mail::OutboxMessage;
 
+mod services;
+pub use services::{OwnRedis, ServiceError, TestService, service_url, try_service_url};
+
 /// Where a [`TestApp`]'s data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestBackend {
@@ -481,114 +484,6 @@ impl TestResponse {
                 self.text()
             )
         })
-    }
-}
-
-/// A test service's URL from the environment (`TEST_MONGODB_URL`, `TEST_REDIS_URL`), or a
-/// failure saying what to set: a test that needs a server never skips.
-pub fn service_url(variable: &str) -> String {
-    std::env::var(variable)
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{variable} is not set, so this test has no server. Set it (e.g. \
-                 TEST_MONGODB_URL=mongodb://127.0.0.1:27017, TEST_REDIS_URL=redis://127.0.0.1:6379) \
-                 or run the tests with scripts/test.sh, which starts both"
-            )
-        })
-}
-
-/// A `redis-server` of the test's own on a free loopback port, to stop and start again on the
-/// same port: for tests of what an app does while Redis is away. Killed when dropped.
-///
-/// # Panics
-/// When `redis-server` is not installed or does not listen within 10 s.
-pub struct OwnRedis {
-    port: u16,
-    persistent: bool,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    /// Starts one that keeps nothing on disk (a restart empties it).
-    pub fn start() -> Self {
-        Self::launch(false)
-    }
-
-    /// Starts one with an append-only file written on every command, as a deployment keeps
-    /// Redis: a restart (even after a kill) brings its data back.
-    pub fn persistent() -> Self {
-        Self::launch(true)
-    }
-
-    fn launch(persistent: bool) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self {
-            port,
-            persistent,
-            dir: tempfile::tempdir().expect("a temporary folder for Redis"),
-            child: None,
-        };
-        redis.restart();
-        redis
-    }
-
-    /// Starts it (again) on its port, waiting until it listens.
-    pub fn restart(&mut self) {
-        let persistence: &[&str] = if self.persistent {
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]
-        } else {
-            &["--save", "", "--appendonly", "no"]
-        };
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(persistence)
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/prerequisites.sh installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills it (SIGKILL, as a crash would); [`restart`](Self::restart) brings it back.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
