@@ -23,7 +23,9 @@ use common::{
 };
 use vibetuner_e2e::{PROD_ENV, SmtpSink, fixed_dir, free_port};
 
-const REQUESTS: u64 = 200;
+/// Enough that the idle stretch's job polls (a few, a few hundred thousand instructions
+/// each) move a figure by well under a percent.
+const REQUESTS: u64 = 1000;
 const WARMUP: u64 = 20;
 const NOTES: usize = 100;
 /// How many functions of each profile are printed.

@@ -222,11 +222,37 @@ pub(super) fn doc_to_stored_json(doc: &Document) -> Map<String, Value> {
 }
 
 /// Parses the embedded store's JSON back into a document.
+///
+/// Straight from the text into BSON (bson's deserializer reads the `$oid`, `$date`, ...
+/// wrappers), without building a `serde_json::Value` first; integers then come out as
+/// relaxed extended JSON reads them: `Int32` when they fit, else `Int64`.
 pub(super) fn doc_from_stored_json(text: &str) -> Result<Document, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    match Bson::try_from(value).map_err(|e| e.to_string())? {
-        Bson::Document(doc) => Ok(doc),
+    match serde_json::from_str::<Bson>(text).map_err(|e| e.to_string())? {
+        Bson::Document(mut doc) => {
+            narrow_ints(&mut doc);
+            Ok(doc)
+        }
         other => Err(format!("stored value is not a document: {other}")),
+    }
+}
+
+/// Negative numbers arrive as `Int64` whatever their size: those that fit become `Int32`.
+fn narrow_ints(doc: &mut Document) {
+    for (_, value) in doc.iter_mut() {
+        narrow_int(value);
+    }
+}
+
+fn narrow_int(value: &mut Bson) {
+    match value {
+        Bson::Int64(n) => {
+            if let Ok(small) = i32::try_from(*n) {
+                *value = Bson::Int32(small);
+            }
+        }
+        Bson::Document(doc) => narrow_ints(doc),
+        Bson::Array(items) => items.iter_mut().for_each(narrow_int),
+        _ => {}
     }
 }
 
@@ -280,6 +306,25 @@ mod tests {
         );
         assert_eq!(back.get_str("s").unwrap(), "x");
         assert!(back.get_bool("b").unwrap());
+    }
+
+    #[test]
+    fn stored_json_reads_as_relaxed_extended_json_does() {
+        let doc = doc! {
+            "_id": ObjectId::new(), "small": 7_i64, "negative": -7_i64, "big": -5_000_000_000_i64,
+            "huge": 9_000_000_000_i64, "f": -0.5, "whole": 2.0, "inf": f64::INFINITY,
+            "d": bson::DateTime::from_millis(1_700_000_000_123),
+            "old": bson::DateTime::from_millis(-99_999_999_999_999),
+            "nested": { "list": [1_i64, -2_i64, "two", { "deep": -3_i32 }], "empty": {} },
+            "bytes": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![1, 2] },
+            "text": "quote \" and \\ and é",
+        };
+        let text = serde_json::to_string(&doc_to_stored_json(&doc)).unwrap();
+        let by_extjson = match Bson::try_from(serde_json::from_str::<Value>(&text).unwrap()) {
+            Ok(Bson::Document(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(doc_from_stored_json(&text).unwrap(), by_extjson, "{text}");
     }
 
     #[test]
