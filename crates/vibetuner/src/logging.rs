@@ -1,12 +1,15 @@
 //! Logging: the tracing subscriber the app binary installs (JSON in prod, human-readable in dev).
 
-use tracing_subscriber::field::VisitOutput;
+use std::fmt::{self as stdfmt, Write as _};
 
+use tracing::field::{Field, Visit};
+use tracing::span::Record;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::format::{JsonFields, JsonVisitor, Writer};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{self, FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::fmt::{self, FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -23,11 +26,7 @@ pub(crate) fn init(settings: &Settings) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = if settings.log_json {
         registry
-            .with(
-                fmt::layer()
-                    .fmt_fields(JsonFields::new())
-                    .event_format(JsonLine),
-            )
+            .with(fmt::layer().fmt_fields(JsonObject).event_format(JsonLine))
             .try_init()
     } else {
         registry
@@ -46,16 +45,16 @@ pub(crate) fn init(settings: &Settings) {
 /// as they are, where tracing-subscriber's format parses them again for every line.
 struct JsonLine;
 
-impl<S> FormatEvent<S, JsonFields> for JsonLine
+impl<S> FormatEvent<S, JsonObject> for JsonLine
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
+        ctx: &FmtContext<'_, S, JsonObject>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
-    ) -> std::fmt::Result {
+    ) -> stdfmt::Result {
         writer.write_str("{\"timestamp\":\"")?;
         SystemTime.format_time(&mut writer)?;
         write!(
@@ -63,9 +62,7 @@ where
             "\",\"level\":\"{}\",\"fields\":",
             event.metadata().level()
         )?;
-        let mut fields = JsonVisitor::new(&mut writer);
-        event.record(&mut fields);
-        fields.finish()?;
+        JsonObject.format_fields(writer.by_ref(), event)?;
         let span = event
             .parent()
             .and_then(|id| ctx.span(id))
@@ -73,7 +70,7 @@ where
         if let Some(span) = span {
             let extensions = span.extensions();
             let stored = extensions
-                .get::<FormattedFields<JsonFields>>()
+                .get::<FormattedFields<JsonObject>>()
                 .map(|f| f.fields.as_str())
                 .unwrap_or_default();
             writer.write_str(",\"span\":{")?;
@@ -86,10 +83,161 @@ where
                 writer.write_str(members)?;
                 writer.write_char(',')?;
             }
-            let name = serde_json::to_string(span.name()).map_err(|_| std::fmt::Error)?;
-            write!(writer, "\"name\":{name}}}")?;
+            writer.write_str("\"name\":")?;
+            write_json_str(&mut writer, span.name())?;
+            writer.write_char('}')?;
         }
         writer.write_str("}\n")
+    }
+}
+
+/// Fields as one JSON object, written as they are recorded (tracing-subscriber's `JsonFields`
+/// collects them into a map of `serde_json::Value`s first). Numbers and booleans stay JSON
+/// numbers and booleans; everything else is a string; `log.*` metadata is left out.
+struct JsonObject;
+
+impl<'w> FormatFields<'w> for JsonObject {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> stdfmt::Result {
+        let mut members = Members::new(&mut writer, false);
+        fields.record(&mut members);
+        members.finish()
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> stdfmt::Result {
+        // Reopen the stored object and append (a span recording a field it declared empty).
+        let had_members = current.fields.len() > 2;
+        if current.fields.ends_with('}') {
+            current.fields.pop();
+        }
+        let opened = !current.fields.is_empty();
+        let mut writer = current.as_writer();
+        let mut members = Members::new(&mut writer, had_members);
+        members.opened = opened;
+        fields.record(&mut members);
+        members.finish()
+    }
+}
+
+/// Writes `{"name":value,...}` as fields are visited.
+struct Members<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    opened: bool,
+    any: bool,
+    result: stdfmt::Result,
+}
+
+impl<'a, 'w> Members<'a, 'w> {
+    fn new(writer: &'a mut Writer<'w>, any: bool) -> Self {
+        Self {
+            writer,
+            opened: false,
+            any,
+            result: Ok(()),
+        }
+    }
+
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'w>) -> stdfmt::Result) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = (|| {
+            if !self.opened {
+                self.writer.write_char('{')?;
+                self.opened = true;
+            }
+            if self.any {
+                self.writer.write_char(',')?;
+            }
+            self.any = true;
+            write_json_str(self.writer, name)?;
+            self.writer.write_char(':')?;
+            value(self.writer)
+        })();
+    }
+
+    fn finish(self) -> stdfmt::Result {
+        self.result?;
+        if !self.opened {
+            self.writer.write_char('{')?;
+        }
+        self.writer.write_char('}')
+    }
+}
+
+impl Visit for Members<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.member(field, |w| {
+            if value.is_finite() {
+                write!(w, "{value}")
+            } else {
+                w.write_str("null")
+            }
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field, |w| write_json_str(w, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn stdfmt::Debug) {
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+/// `text` as a JSON string.
+fn write_json_str(w: &mut dyn stdfmt::Write, text: &str) -> stdfmt::Result {
+    w.write_char('"')?;
+    Escaped(w).write_str(text)?;
+    w.write_char('"')
+}
+
+/// Escapes what passes through for the inside of a JSON string.
+struct Escaped<'a>(&'a mut dyn stdfmt::Write);
+
+impl stdfmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> stdfmt::Result {
+        let mut plain = 0;
+        for (i, byte) in text.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&text[plain..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{byte:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            plain = i + 1;
+        }
+        self.0.write_str(&text[plain..])
     }
 }
 
@@ -117,7 +265,7 @@ mod tests {
         let out = lines.clone();
         let subscriber = tracing_subscriber::registry().with(
             fmt::layer()
-                .fmt_fields(JsonFields::new())
+                .fmt_fields(JsonObject)
                 .event_format(JsonLine)
                 .with_writer(move || out.clone()),
         );
@@ -152,6 +300,38 @@ mod tests {
             chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
             "{timestamp}"
         );
+    }
+
+    #[test]
+    fn values_of_every_kind_come_out_as_json() {
+        #[derive(Debug)]
+        struct Shown {
+            #[allow(dead_code)]
+            text: &'static str,
+        }
+        let lines = json_lines(|| {
+            let span = tracing::info_span!("job", r#type = "x", n = tracing::field::Empty);
+            span.record("n", -3i64);
+            span.in_scope(|| {
+                tracing::error!(
+                    nan = f64::NAN,
+                    yes = true,
+                    big = u64::MAX,
+                    control = "a\u{1}b\tc\n",
+                    shown = ?Shown { text: "q\"uote" },
+                    "failed: {}", "disk \"full\""
+                )
+            });
+        });
+        let line = &lines[0];
+        assert_eq!(line["fields"]["message"], "failed: disk \"full\"");
+        assert_eq!(line["fields"]["nan"], serde_json::Value::Null);
+        assert_eq!(line["fields"]["yes"], true);
+        assert_eq!(line["fields"]["big"], u64::MAX);
+        assert_eq!(line["fields"]["control"], "a\u{1}b\tc\n");
+        assert_eq!(line["fields"]["shown"], "Shown { text: \"q\\\"uote\" }");
+        assert_eq!(line["span"]["type"], "x");
+        assert_eq!(line["span"]["n"], -3);
     }
 
     #[test]

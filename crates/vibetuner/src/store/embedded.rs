@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bson::oid::ObjectId;
@@ -30,12 +29,13 @@ use super::{StoreError, Update};
 pub struct Embedded {
     path: PathBuf,
     conn: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    /// Opened when first needed: a read takes the first free one, so a quiet app keeps one
+    /// reader (and its page and statement caches) and a busy one opens up to `READERS`.
+    readers: Vec<Mutex<Option<Connection>>>,
     tables: Mutex<HashSet<String>>,
 }
 
-/// Read-only connections kept open next to the writer.
+/// Read-only connections at most, next to the writer.
 const READERS: usize = 4;
 
 impl Embedded {
@@ -68,24 +68,27 @@ impl Embedded {
              PRIMARY KEY (collection, path)) WITHOUT ROWID",
         )
         .map_err(sql)?;
-        let readers = (0..READERS)
-            .map(|_| {
-                let reader = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(cannot_open)?;
-                prepare(&reader)?;
-                Ok(Mutex::new(reader))
-            })
-            .collect::<Result<_, StoreError>>()?;
         Ok(Self {
             path: path.to_owned(),
             conn: Mutex::new(conn),
-            readers,
-            next_reader: AtomicUsize::new(0),
+            readers: (0..READERS).map(|_| Mutex::new(None)).collect(),
             tables: Mutex::new(HashSet::new()),
         })
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let reader = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open the embedded store {} for reading: {e}",
+                self.path.display()
+            ))
+        })?;
+        prepare(&reader)?;
+        Ok(reader)
     }
 
     /// The store file.
@@ -120,16 +123,16 @@ impl Embedded {
                 let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
                 this.ensure_table(&conn, coll)?;
             }
-            let start = this.next_reader.fetch_add(1, Ordering::Relaxed);
-            let n = this.readers.len();
-            let reader = (0..n)
-                .find_map(|i| this.readers[(start + i) % n].try_lock().ok())
-                .unwrap_or_else(|| {
-                    this.readers[start % n]
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                });
-            f(&reader, coll)
+            let mut slot = this
+                .readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .unwrap_or_else(|| this.readers[0].lock().unwrap_or_else(|p| p.into_inner()));
+            if slot.is_none() {
+                *slot = Some(this.open_reader()?);
+            }
+            let reader = slot.as_ref().expect("opened above");
+            f(reader, coll)
         })
         .await
     }
@@ -934,5 +937,37 @@ mod tests {
         let mut paths: Vec<_> = paths.into_iter().collect();
         paths.sort();
         assert_eq!(paths, ["a.b", "a.b.c", "t"]);
+    }
+
+    #[tokio::test]
+    async fn a_reader_opens_only_when_the_open_ones_are_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Embedded::open(&dir.path().join("store.sqlite3")).unwrap());
+        let open = |s: &Embedded| {
+            s.readers
+                .iter()
+                .filter(|r| r.lock().unwrap().is_some())
+                .count()
+        };
+        assert_eq!(open(&store), 0, "nothing read yet");
+        for _ in 0..3 {
+            store.read("notes", |_, _| Ok(())).await.unwrap();
+        }
+        assert_eq!(open(&store), 1, "one reader serves reads one at a time");
+
+        // The first reader busy (held by another thread): the read opens a second.
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let held = store.clone();
+        let holder = std::thread::spawn(move || {
+            let _first = held.readers[0].lock().unwrap();
+            busy_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        busy_rx.recv().unwrap();
+        store.read("notes", |_, _| Ok(())).await.unwrap();
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(open(&store), 2);
     }
 }
