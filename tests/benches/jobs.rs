@@ -120,6 +120,11 @@ async fn subscriber(port: u16, ready: Arc<AtomicU64>) -> Vec<u64> {
         let received = now_us();
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
         if !counted && text.contains("\r\n\r\n") {
+            assert!(
+                text.starts_with("HTTP/1.1 200"),
+                "a subscriber was refused: {}",
+                text.lines().next().unwrap_or_default()
+            );
             counted = true;
             ready.fetch_add(1, Ordering::SeqCst);
         }
@@ -147,6 +152,10 @@ async fn sse_fan_out(data: &Path) {
         .env("REDIS_URL", redis_url())
         .env("REDIS_KEY_PREFIX", &prefix)
         .env("LOG_LEVEL", "warn")
+        // Every subscriber comes from 127.0.0.1: lift the per-address caps (32 streams, 100
+        // connections by default) above the bench's count.
+        .env("MAX_CONNECTIONS_PER_IP", "2000")
+        .env("SSE_MAX_SUBSCRIBERS_PER_IP", "2000")
         .envs(PROD_ENV)
         .env("HOST", "127.0.0.1")
         .stdout(Stdio::null())
