@@ -2,6 +2,7 @@
 //! they survive a restart. A worker claims a run by moving its `locked_until` forward; a run
 //! whose worker died becomes visible again when that time passes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bson::{DateTime, doc};
@@ -15,14 +16,19 @@ use crate::store::{Collection, Filter, Id, Index, Order, Query, Store, StoreErro
 pub(crate) const QUEUE_COLLECTION: &str = "task_queue";
 const CRON_COLLECTION: &str = "task_cron_fires";
 
-/// Longest wait between two looks at the collection (delayed runs, other processes).
+/// Wait between two looks at the collection (for delayed runs and other processes' pushes)
+/// while there is work about; a push from this process wakes the worker at once.
 const POLL: Duration = Duration::from_millis(250);
+/// The wait doubles while the queue stays empty, up to this: an idle app looks once a second.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) struct StoreQueue {
     queue: Collection,
     cron: Collection,
     visibility: Duration,
     wake: Notify,
+    /// The current wait between looks, in milliseconds (`POLL` ..= `IDLE_POLL`).
+    nap_ms: AtomicU64,
     indexes: OnceCell<()>,
 }
 
@@ -33,6 +39,7 @@ impl StoreQueue {
             cron: store.collection(CRON_COLLECTION),
             visibility,
             wake: Notify::new(),
+            nap_ms: AtomicU64::new(POLL.as_millis() as u64),
             indexes: OnceCell::new(),
         }
     }
@@ -82,11 +89,32 @@ impl StoreQueue {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let claimed = self.claim(max).await?;
-            if !claimed.is_empty() || tokio::time::Instant::now() >= deadline {
+            if !claimed.is_empty() {
+                self.nap_ms
+                    .store(POLL.as_millis() as u64, Ordering::Relaxed);
                 return Ok(claimed);
             }
-            let nap = POLL.min(deadline - tokio::time::Instant::now());
-            let _ = tokio::time::timeout(nap, self.wake.notified()).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(claimed);
+            }
+            let nap = Duration::from_millis(self.nap_ms.load(Ordering::Relaxed));
+            let woken = tokio::time::timeout(
+                nap.min(deadline - tokio::time::Instant::now()),
+                self.wake.notified(),
+            )
+            .await
+            .is_ok();
+            let next = if woken {
+                POLL
+            } else {
+                (nap * 2).min(IDLE_POLL)
+            };
+            self.nap_ms
+                .store(next.as_millis() as u64, Ordering::Relaxed);
+            // The next fetch looks first thing: looking here as well would look twice.
+            if !woken && tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
         }
     }
 
@@ -244,4 +272,31 @@ fn envelope(doc: &bson::Document) -> Option<Envelope> {
             _ => 0,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nap(queue: &StoreQueue) -> u64 {
+        queue.nap_ms.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_is_looked_at_less_often_until_a_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
+        let queue = StoreQueue::new(&store, Duration::from_secs(30));
+        assert_eq!(nap(&queue), 250);
+        let idle = queue.fetch("w", 1, Duration::from_millis(900)).await;
+        assert!(idle.unwrap().is_empty());
+        assert_eq!(nap(&queue), 1000, "250, 500, then the idle ceiling");
+
+        let pushed = Envelope::new("demo", serde_json::json!({ "n": 1 }));
+        queue.push(&pushed, None).await.unwrap();
+        let got = queue.fetch("w", 1, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].envelope.id, pushed.id);
+        assert_eq!(nap(&queue), 250, "work about: back to the short wait");
+    }
 }
