@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::query::{Filter, Index, Query};
-use super::value::{Id, Timestamp, doc_to_api_json};
+use super::value::{Id, Timestamp};
 use super::{Collection, StoreError, Update};
 
 /// Field holding the creation time.
@@ -133,17 +133,66 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
     }
 
     /// The API form: `{"id": "...", ...fields, "db_insert_dt": "...", "db_update_dt": "..."}`.
+    ///
+    /// The data goes to JSON directly (no BSON document in between); ids and dates, which
+    /// serialize as `{"$oid": ..}` / `{"$date": ..}`, become plain strings as in
+    /// `doc_to_api_json`.
     pub fn to_json(&self) -> Map<String, Value> {
-        self.to_document()
-            .map(|doc| doc_to_api_json(&doc))
-            .unwrap_or_default()
+        let Ok(Value::Object(fields)) = serde_json::to_value(&self.data) else {
+            return Map::new();
+        };
+        let mut out = Map::new();
+        out.insert("id".into(), Value::String(self.id.to_string()));
+        for (key, mut value) in fields {
+            plain_api_value(&mut value);
+            out.insert(key, value);
+        }
+        for (key, time) in [(CREATED, self.created), (UPDATED, self.updated)] {
+            if let Some(time) = time {
+                out.insert(key.into(), Value::String(time.to_rfc3339()));
+            }
+        }
+        out
     }
 }
 
 impl<T: Serialize + DeserializeOwned> Serialize for Record<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let doc = self.to_document().map_err(serde::ser::Error::custom)?;
-        doc_to_api_json(&doc).serialize(serializer)
+        self.to_json().serialize(serializer)
+    }
+}
+
+/// Extended JSON ids and dates (`{"$oid": "…"}`, `{"$date": …}`) as the API writes them: the
+/// hex string and the RFC 3339 time.
+fn plain_api_value(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.len() == 1 {
+                if let Some(Value::String(hex)) = map.get("$oid") {
+                    *value = Value::String(hex.clone());
+                    return;
+                }
+                if let Some(ms) = map.get("$date").and_then(date_millis) {
+                    *value = Value::String(Timestamp::from_millis(ms).to_rfc3339());
+                    return;
+                }
+            }
+            map.values_mut().for_each(plain_api_value);
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_api_value),
+        _ => {}
+    }
+}
+
+/// The milliseconds of a `$date` body: `{"$numberLong": "…"}`, an RFC 3339 string or a number.
+fn date_millis(body: &Value) -> Option<i64> {
+    match body {
+        Value::Object(long) => long.get("$numberLong")?.as_str()?.parse().ok(),
+        Value::String(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_millis()),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
     }
 }
 
@@ -333,5 +382,81 @@ impl<T: Model> Models<T> {
             self.coll.create_index(index).await?;
         }
         Ok(indexes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::super::value::doc_to_api_json;
+    use super::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    enum Kind {
+        Plain,
+        Tagged { weight: f64 },
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Inner {
+        at: Timestamp,
+        refs: Vec<Id>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Everything {
+        title: String,
+        count: i64,
+        small: u8,
+        ratio: f64,
+        whole: f64,
+        done: bool,
+        owner: Id,
+        due: Option<Timestamp>,
+        never: Option<Timestamp>,
+        tags: Vec<String>,
+        inner: Inner,
+        kinds: Vec<Kind>,
+        raw: bson::DateTime,
+        oid: bson::oid::ObjectId,
+        map: std::collections::BTreeMap<String, Id>,
+    }
+
+    #[test]
+    fn api_json_straight_from_the_data_equals_the_one_through_bson() {
+        let id = Id::new();
+        let record = Record {
+            id,
+            created: Some(Timestamp::from_millis(1_700_000_000_123)),
+            updated: None,
+            data: Everything {
+                title: "quote \" é".into(),
+                count: -5_000_000_000,
+                small: 7,
+                ratio: 0.25,
+                whole: 2.0,
+                done: true,
+                owner: Id::new(),
+                due: Some(Timestamp::from_millis(-86_400_000)),
+                never: None,
+                tags: vec!["a".into(), "b".into()],
+                inner: Inner {
+                    at: Timestamp::from_millis(253_402_300_799_999),
+                    refs: vec![Id::new(), Id::new()],
+                },
+                kinds: vec![Kind::Plain, Kind::Tagged { weight: 1.5 }],
+                raw: bson::DateTime::from_millis(1),
+                oid: bson::oid::ObjectId::new(),
+                map: [("k".to_owned(), Id::new())].into(),
+            },
+        };
+        let through_bson = doc_to_api_json(&record.to_document().unwrap());
+        assert_eq!(record.to_json(), through_bson);
+        assert_eq!(record.to_json()["id"], id.to_string());
+        assert_eq!(
+            serde_json::to_value(&record).unwrap(),
+            Value::Object(through_bson)
+        );
     }
 }
