@@ -1,6 +1,6 @@
 //! Logging: the tracing subscriber the app binary installs (JSON in prod, human-readable in dev).
 
-use std::fmt::{self as stdfmt, Write as _};
+use std::fmt as stdfmt;
 
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
@@ -98,6 +98,7 @@ struct JsonObject;
 
 impl<'w> FormatFields<'w> for JsonObject {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> stdfmt::Result {
+        writer.write_char('{')?;
         let mut members = Members::new(&mut writer, false);
         fields.record(&mut members);
         members.finish()
@@ -108,24 +109,23 @@ impl<'w> FormatFields<'w> for JsonObject {
         current: &'w mut FormattedFields<Self>,
         fields: &Record<'_>,
     ) -> stdfmt::Result {
-        // Reopen the stored object and append (a span recording a field it declared empty).
-        let had_members = current.fields.len() > 2;
-        if current.fields.ends_with('}') {
-            current.fields.pop();
+        // Reopen the stored `{…}` and append (a span recording a field it declared empty).
+        let any = current.fields.len() > 2;
+        if current.fields.pop() != Some('}') {
+            current.fields.clear();
+            current.fields.push('{');
         }
-        let opened = !current.fields.is_empty();
         let mut writer = current.as_writer();
-        let mut members = Members::new(&mut writer, had_members);
-        members.opened = opened;
+        let mut members = Members::new(&mut writer, any);
         fields.record(&mut members);
         members.finish()
     }
 }
 
-/// Writes `{"name":value,...}` as fields are visited.
+/// Writes `"name":value` members, comma-separated, as fields are visited; `finish` closes the
+/// object.
 struct Members<'a, 'w> {
     writer: &'a mut Writer<'w>,
-    opened: bool,
     any: bool,
     result: stdfmt::Result,
 }
@@ -134,7 +134,6 @@ impl<'a, 'w> Members<'a, 'w> {
     fn new(writer: &'a mut Writer<'w>, any: bool) -> Self {
         Self {
             writer,
-            opened: false,
             any,
             result: Ok(()),
         }
@@ -147,14 +146,9 @@ impl<'a, 'w> Members<'a, 'w> {
         }
         let name = name.strip_prefix("r#").unwrap_or(name);
         self.result = (|| {
-            if !self.opened {
-                self.writer.write_char('{')?;
-                self.opened = true;
-            }
-            if self.any {
+            if std::mem::replace(&mut self.any, true) {
                 self.writer.write_char(',')?;
             }
-            self.any = true;
             write_json_str(self.writer, name)?;
             self.writer.write_char(':')?;
             value(self.writer)
@@ -163,9 +157,6 @@ impl<'a, 'w> Members<'a, 'w> {
 
     fn finish(self) -> stdfmt::Result {
         self.result?;
-        if !self.opened {
-            self.writer.write_char('{')?;
-        }
         self.writer.write_char('}')
     }
 }
@@ -198,47 +189,13 @@ impl Visit for Members<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn stdfmt::Debug) {
-        self.member(field, |w| {
-            w.write_char('"')?;
-            write!(Escaped(w), "{value:?}")?;
-            w.write_char('"')
-        });
+        self.member(field, |w| write_json_str(w, &format!("{value:?}")));
     }
 }
 
-/// `text` as a JSON string.
+/// `text` as a JSON string (serde_json's escaping).
 fn write_json_str(w: &mut dyn stdfmt::Write, text: &str) -> stdfmt::Result {
-    w.write_char('"')?;
-    Escaped(w).write_str(text)?;
-    w.write_char('"')
-}
-
-/// Escapes what passes through for the inside of a JSON string.
-struct Escaped<'a>(&'a mut dyn stdfmt::Write);
-
-impl stdfmt::Write for Escaped<'_> {
-    fn write_str(&mut self, text: &str) -> stdfmt::Result {
-        let mut plain = 0;
-        for (i, byte) in text.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&text[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            plain = i + 1;
-        }
-        self.0.write_str(&text[plain..])
-    }
+    w.write_str(&serde_json::to_string(text).map_err(|_| stdfmt::Error)?)
 }
 
 #[cfg(test)]
