@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::query::{Filter, Index, Query};
-use super::value::{Id, Timestamp};
+use super::value::{Id, Timestamp, plain_api_json};
 use super::{Collection, StoreError, Update};
 
 /// Field holding the creation time.
@@ -135,8 +135,8 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
     /// The API form: `{"id": "...", ...fields, "db_insert_dt": "...", "db_update_dt": "..."}`.
     ///
     /// The data goes to JSON directly (no BSON document in between); ids and dates, which
-    /// serialize as `{"$oid": ..}` / `{"$date": ..}`, become plain strings as in
-    /// `doc_to_api_json`.
+    /// serialize as `{"$oid": ..}` / `{"$date": ..}`, become plain strings by the same rule as
+    /// a document's (`doc_to_api_json`).
     pub fn to_json(&self) -> Map<String, Value> {
         let Ok(Value::Object(fields)) = serde_json::to_value(&self.data) else {
             return Map::new();
@@ -144,7 +144,7 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
         let mut out = Map::new();
         out.insert("id".into(), Value::String(self.id.to_string()));
         for (key, mut value) in fields {
-            plain_api_value(&mut value);
+            plain_api_json(&mut value);
             out.insert(key, value);
         }
         for (key, time) in [(CREATED, self.created), (UPDATED, self.updated)] {
@@ -159,40 +159,6 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
 impl<T: Serialize + DeserializeOwned> Serialize for Record<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_json().serialize(serializer)
-    }
-}
-
-/// Extended JSON ids and dates (`{"$oid": "…"}`, `{"$date": …}`) as the API writes them: the
-/// hex string and the RFC 3339 time.
-fn plain_api_value(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            if map.len() == 1 {
-                if let Some(Value::String(hex)) = map.get("$oid") {
-                    *value = Value::String(hex.clone());
-                    return;
-                }
-                if let Some(ms) = map.get("$date").and_then(date_millis) {
-                    *value = Value::String(Timestamp::from_millis(ms).to_rfc3339());
-                    return;
-                }
-            }
-            map.values_mut().for_each(plain_api_value);
-        }
-        Value::Array(items) => items.iter_mut().for_each(plain_api_value),
-        _ => {}
-    }
-}
-
-/// The milliseconds of a `$date` body: `{"$numberLong": "…"}`, an RFC 3339 string or a number.
-fn date_millis(body: &Value) -> Option<i64> {
-    match body {
-        Value::Object(long) => long.get("$numberLong")?.as_str()?.parse().ok(),
-        Value::String(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|t| t.timestamp_millis()),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
     }
 }
 

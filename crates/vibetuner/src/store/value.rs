@@ -165,14 +165,42 @@ impl schemars::JsonSchema for Timestamp {
 
 /// The API rendering of a value: ObjectIds as hex strings, dates as RFC 3339 strings.
 pub fn to_api_json(value: &Bson) -> Value {
+    let mut json = value.clone().into_relaxed_extjson();
+    plain_api_json(&mut json);
+    json
+}
+
+/// Turns Extended JSON ids and dates (`{"$oid": "…"}`, `{"$date": …}`) into what the API
+/// writes: the hex string and the RFC 3339 time. Both BSON values ([`to_api_json`]) and models
+/// serialized with serde_json (`Record::to_json`) come out this way.
+pub(super) fn plain_api_json(value: &mut Value) {
     match value {
-        Bson::ObjectId(oid) => Value::String(oid.to_hex()),
-        Bson::DateTime(dt) => {
-            Value::String(Timestamp::from_millis(dt.timestamp_millis()).to_rfc3339())
+        Value::Object(map) => {
+            if map.len() == 1 {
+                if let Some(Value::String(hex)) = map.get("$oid") {
+                    *value = Value::String(hex.clone());
+                    return;
+                }
+                if let Some(ms) = map.get("$date").and_then(date_millis) {
+                    *value = Value::String(Timestamp::from_millis(ms).to_rfc3339());
+                    return;
+                }
+            }
+            map.values_mut().for_each(plain_api_json);
         }
-        Bson::Document(doc) => Value::Object(doc_to_api_json(doc)),
-        Bson::Array(items) => Value::Array(items.iter().map(to_api_json).collect()),
-        other => other.clone().into_relaxed_extjson(),
+        Value::Array(items) => items.iter_mut().for_each(plain_api_json),
+        _ => {}
+    }
+}
+
+/// The milliseconds of a `$date` body: `{"$numberLong": "…"}` or an RFC 3339 string.
+fn date_millis(body: &Value) -> Option<i64> {
+    match body {
+        Value::Object(long) => long.get("$numberLong")?.as_str()?.parse().ok(),
+        Value::String(text) => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_millis()),
+        _ => None,
     }
 }
 
