@@ -49,13 +49,7 @@ impl Embedded {
                 ))
             })?;
         }
-        let cannot_open = |e: rusqlite::Error| {
-            StoreError::Config(format!(
-                "cannot open the embedded store {}: {e}",
-                path.display()
-            ))
-        };
-        let conn = Connection::open(path).map_err(cannot_open)?;
+        let conn = Connection::open(path).map_err(|e| cannot_open(path, e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -81,12 +75,7 @@ impl Embedded {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| {
-            StoreError::Config(format!(
-                "cannot open the embedded store {} for reading: {e}",
-                self.path.display()
-            ))
-        })?;
+        .map_err(|e| cannot_open(&self.path, e))?;
         prepare(&reader)?;
         Ok(reader)
     }
@@ -213,6 +202,13 @@ impl Embedded {
         }
         Ok(purged)
     }
+}
+
+fn cannot_open(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Config(format!(
+        "cannot open the embedded store {}: {e}",
+        path.display()
+    ))
 }
 
 /// Sets up a connection: its busy timeout, its plans, its statement cache and the SQL functions

@@ -110,18 +110,14 @@ fn from_docker(service: TestService) -> Result<String, ServiceError> {
 
 #[cfg(feature = "testcontainers")]
 fn from_docker(service: TestService) -> Result<String, ServiceError> {
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::Mutex;
     // One container per service and process; the name shares it with the other test processes.
-    static STARTED: OnceLock<Mutex<[Option<String>; 2]>> = OnceLock::new();
-    let slot = match service {
-        TestService::MongoDb => 0,
-        TestService::Redis => 1,
-    };
+    static STARTED: Mutex<[Option<String>; 2]> = Mutex::new([None, None]);
     let mut started = STARTED
-        .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(url) = &started[slot] {
+    let slot = &mut started[service as usize];
+    if let Some(url) = slot {
         return Ok(url.clone());
     }
     // Its own thread and runtime: tests call this from inside theirs.
@@ -129,16 +125,12 @@ fn from_docker(service: TestService) -> Result<String, ServiceError> {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ServiceError::Container {
-                variable: service.variable(),
-                image: containers::image(service),
-                reason: format!("no runtime for the Docker client: {e}"),
-            })?
+            .expect("a Tokio runtime for the Docker client")
             .block_on(containers::start(service))
     })
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    started[slot] = Some(url.clone());
+    *slot = Some(url.clone());
     Ok(url)
 }
 
@@ -153,9 +145,8 @@ mod containers {
     use super::{ServiceError, TestService};
 
     struct Spec {
+        /// `image:tag`.
         image: &'static str,
-        tag: &'static str,
-        reference: &'static str,
         name: &'static str,
         port: u16,
         ready: &'static str,
@@ -165,28 +156,20 @@ mod containers {
     fn spec(service: TestService) -> Spec {
         match service {
             TestService::MongoDb => Spec {
-                image: "mongo",
-                tag: "7",
-                reference: "mongo:7",
+                image: "mongo:7",
                 name: "vibetuner-test-mongodb",
                 port: 27017,
                 ready: "Waiting for connections",
                 scheme: "mongodb",
             },
             TestService::Redis => Spec {
-                image: "redis",
-                tag: "7-alpine",
-                reference: "redis:7-alpine",
+                image: "redis:7-alpine",
                 name: "vibetuner-test-redis",
                 port: 6379,
                 ready: "Ready to accept connections",
                 scheme: "redis",
             },
         }
-    }
-
-    pub(super) fn image(service: TestService) -> &'static str {
-        spec(service).reference
     }
 
     /// Asks the Docker engine whether it answers, then starts (or finds) the named container.
@@ -209,7 +192,8 @@ mod containers {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            let request = GenericImage::new(spec.image, spec.tag)
+            let (image, tag) = spec.image.split_once(':').expect("image:tag");
+            let request = GenericImage::new(image, tag)
                 .with_exposed_port(spec.port.tcp())
                 .with_wait_for(WaitFor::message_on_stdout(spec.ready))
                 .with_container_name(spec.name)
@@ -230,7 +214,7 @@ mod containers {
         }
         Err(ServiceError::Container {
             variable: service.variable(),
-            image: spec.reference,
+            image: spec.image,
             reason,
         })
     }
