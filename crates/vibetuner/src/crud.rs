@@ -43,7 +43,7 @@ use axum::routing::{Route, get};
 use bson::Bson;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
 use crate::app::AppContext;
@@ -645,11 +645,14 @@ struct Spec<T: Model> {
 }
 
 impl<T: Model> Spec<T> {
-    fn respond(&self, record: Record<T>) -> Result<Value, Error> {
-        match &self.crud.respond {
-            Some(respond) => respond(record),
-            None => Ok(Value::Object(record.to_json())),
-        }
+    /// What the routes answer for a record: the record itself, serialized straight to the
+    /// API's JSON, unless the app reshapes it (`respond_as`) or the request selects fields.
+    fn respond(&self, record: Record<T>, selection: &Selection) -> Result<Item<T>, Error> {
+        Ok(match (&self.crud.respond, &selection.fields) {
+            (None, None) => Item::Record(record),
+            (Some(respond), _) => Item::Value(select(respond(record)?, selection)),
+            (None, Some(_)) => Item::Value(select(Value::Object(record.to_json()), selection)),
+        })
     }
 
     fn models(&self, ctx: &HookContext) -> Models<T> {
@@ -745,6 +748,28 @@ struct Selection {
     fields: Option<Vec<String>>,
 }
 
+impl Selection {
+    /// Every field.
+    const ALL: Self = Self { fields: None };
+}
+
+/// A record as a route answers it (`Spec::respond`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<T: Model> {
+    Record(Record<T>),
+    Value(Value),
+}
+
+/// A page of the list route.
+#[derive(Serialize)]
+struct Page<T: Model> {
+    items: Vec<Item<T>>,
+    total: u64,
+    offset: u64,
+    limit: u64,
+}
+
 fn parse_fields(schema: &ModelSchema, value: &str) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     for f in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
@@ -789,7 +814,7 @@ async fn list<T: Model>(
     let mut limit = crud.page_size;
     let mut sort = Vec::new();
     let mut filter = scope;
-    let mut selection = Selection { fields: None };
+    let mut selection = Selection::ALL;
     for (key, value) in &params {
         match key.as_str() {
             "offset" => {
@@ -851,22 +876,24 @@ async fn list<T: Model>(
         sort.clone_from(&crud.default_sort);
     }
     let query = Query {
-        filter: filter.clone(),
+        filter,
         sort,
         skip: offset,
         limit: Some(limit),
     };
     let models = spec.models(&ctx);
-    let (records, total) = tokio::try_join!(models.find(&query), models.count(&filter))
-        .map_err(|e| spec.store_error(e))?;
+    let (records, total) = models.page(&query).await.map_err(|e| spec.store_error(e))?;
     let items = records
         .into_iter()
-        .map(|r| spec.respond(r).map(|v| select(v, &selection)))
+        .map(|r| spec.respond(r, &selection))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(
-        axum::Json(json!({ "items": items, "total": total, "offset": offset, "limit": limit }))
-            .into_response(),
-    )
+    Ok(axum::Json(Page {
+        items,
+        total,
+        offset,
+        limit,
+    })
+    .into_response())
 }
 
 async fn create<T: Model>(
@@ -916,7 +943,11 @@ async fn create<T: Model>(
     if let Some(hook) = &spec.crud.post_create {
         hook(ctx, record.clone()).await?;
     }
-    Ok((StatusCode::CREATED, axum::Json(spec.respond(record)?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(spec.respond(record, &Selection::ALL)?),
+    )
+        .into_response())
 }
 
 async fn read<T: Model>(
@@ -927,7 +958,7 @@ async fn read<T: Model>(
 ) -> Result<Response, Error> {
     let ctx = HookContext::new(parts)?;
     let scope = spec.admit(&ctx, Operation::Read).await?;
-    let mut selection = Selection { fields: None };
+    let mut selection = Selection::ALL;
     for (key, value) in &params {
         match key.as_str() {
             "fields" => selection.fields = Some(parse_fields(&spec.schema, value)?),
@@ -939,7 +970,7 @@ async fn read<T: Model>(
         }
     }
     let record = spec.find(&ctx, &id, &scope).await?;
-    Ok(axum::Json(select(spec.respond(record)?, &selection)).into_response())
+    Ok(axum::Json(spec.respond(record, &selection)?).into_response())
 }
 
 async fn update<T: Model>(
@@ -997,7 +1028,7 @@ async fn update<T: Model>(
     if let Some(hook) = &spec.crud.post_update {
         hook(ctx, updated.clone()).await?;
     }
-    Ok(axum::Json(spec.respond(updated)?).into_response())
+    Ok(axum::Json(spec.respond(updated, &Selection::ALL)?).into_response())
 }
 
 async fn remove<T: Model>(spec: Arc<Spec<T>>, id: String, parts: Parts) -> Result<Response, Error> {

@@ -18,7 +18,7 @@ use bson::oid::ObjectId;
 use bson::{Bson, Document};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use super::query::{Cmp, Filter, Index, Order, Query, valid_collection, valid_field};
 use super::value::{Timestamp, doc_from_stored_json, doc_to_stored_json, to_stored_json};
@@ -361,6 +361,16 @@ pub(super) fn find(
     coll: &str,
     query: &Query,
 ) -> Result<Vec<Document>, StoreError> {
+    find_rows(conn, coll, query, document)
+}
+
+/// [`find`], each row read by `decode` from its id and stored JSON.
+pub(super) fn find_rows<R>(
+    conn: &Connection,
+    coll: &str,
+    query: &Query,
+    decode: impl Fn(&str, &str) -> Result<R, StoreError>,
+) -> Result<Vec<R>, StoreError> {
     let mut w = Where::new(conn, coll)?;
     w.filter(&query.filter)?;
     let order: Vec<String> = query
@@ -383,16 +393,14 @@ pub(super) fn find(
         n
     );
     let mut stmt = conn.prepare_cached(&sql_text).map_err(sql)?;
-    let rows = stmt
-        .query_map(params_from_iter(w.params.iter()), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .map_err(sql)?;
-    rows.map(|row| {
-        let (id, json) = row.map_err(sql)?;
-        decode(&id, &json)
-    })
-    .collect()
+    let mut rows = stmt.query(params_from_iter(w.params.iter())).map_err(sql)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(sql)?;
+        let json = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(sql)?;
+        out.push(decode(id, json)?);
+    }
+    Ok(out)
 }
 
 pub(super) fn count(conn: &Connection, coll: &str, filter: &Filter) -> Result<u64, StoreError> {
@@ -512,16 +520,32 @@ pub(super) fn get(
     coll: &str,
     id: &ObjectId,
 ) -> Result<Option<Document>, StoreError> {
-    conn.prepare_cached(&format!("SELECT json(doc) FROM \"{coll}\" WHERE id = ?1"))
-        .map_err(sql)?
-        .query_row([id.to_hex()], |r| r.get::<_, String>(0))
-        .optional()
-        .map_err(sql)?
-        .map(|json| decode(&id.to_hex(), &json))
-        .transpose()
+    get_row(conn, coll, id, document)
 }
 
-fn decode(id: &str, json: &str) -> Result<Document, StoreError> {
+/// [`get`], the row read by `decode` from its id and stored JSON.
+pub(super) fn get_row<R>(
+    conn: &Connection,
+    coll: &str,
+    id: &ObjectId,
+    decode: impl Fn(&str, &str) -> Result<R, StoreError>,
+) -> Result<Option<R>, StoreError> {
+    let hex = id.to_hex();
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT json(doc) FROM \"{coll}\" WHERE id = ?1"))
+        .map_err(sql)?;
+    let mut rows = stmt.query([&hex]).map_err(sql)?;
+    match rows.next().map_err(sql)? {
+        Some(row) => {
+            let json = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(sql)?;
+            decode(&hex, json).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// A stored row as a document: `_id` from the id column, then the stored fields.
+pub(super) fn document(id: &str, json: &str) -> Result<Document, StoreError> {
     let oid = ObjectId::parse_str(id)
         .map_err(|e| StoreError::Decode(format!("bad stored id {id:?}: {e}")))?;
     let body = doc_from_stored_json(json).map_err(StoreError::Decode)?;

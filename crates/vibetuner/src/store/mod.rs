@@ -6,6 +6,7 @@
 //! the field names of the framework's models match Vibetuner's, so data moves between backends
 //! and an existing Vibetuner database can be read.
 
+mod api_json;
 mod embedded;
 mod model;
 #[cfg(feature = "mongodb")]
@@ -317,6 +318,50 @@ impl Collection {
         dispatch!(self,
             mongo(m) => m.find(&self.name, &query).await,
             read(conn, coll) => embedded::find(conn, coll, &query))
+    }
+
+    /// Models matching the query; the embedded store reads its rows straight into models.
+    pub(super) async fn find_records<T: Model>(
+        &self,
+        query: &Query,
+    ) -> Result<Vec<Record<T>>, StoreError> {
+        check_query(&query.filter, &query.sort)?;
+        let query = query.clone();
+        dispatch!(self,
+            mongo(m) => m.find(&self.name, &query).await?.into_iter().map(Record::from_document).collect(),
+            read(conn, coll) => embedded::find_rows(conn, coll, &query, Record::from_stored))
+    }
+
+    /// [`Collection::find_records`] and the count of everything its filter matches, as one
+    /// read of the embedded store (one snapshot).
+    pub(super) async fn page_records<T: Model>(
+        &self,
+        query: &Query,
+    ) -> Result<(Vec<Record<T>>, u64), StoreError> {
+        check_query(&query.filter, &query.sort)?;
+        let query = query.clone();
+        dispatch!(self,
+        mongo(m) => {
+            let (docs, total) = tokio::try_join!(m.find(&self.name, &query), m.count(&self.name, &query.filter))?;
+            let records = docs.into_iter().map(Record::from_document).collect::<Result<_, _>>()?;
+            Ok((records, total))
+        },
+        read(conn, coll) => {
+            let tx = conn.unchecked_transaction().map_err(|e| StoreError::Backend(e.to_string()))?;
+            let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
+            let total = embedded::count(&tx, coll, &query.filter)?;
+            Ok((records, total))
+        })
+    }
+
+    /// The model with this id; the embedded store reads its row straight into the model.
+    pub(super) async fn get_record<T: Model>(
+        &self,
+        id: Id,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        dispatch!(self,
+            mongo(m) => m.find(&self.name, &Query::filter(Filter::eq("_id", id)).limit(1)).await?.pop().map(Record::from_document).transpose(),
+            read(conn, coll) => embedded::get_row(conn, coll, &id.0, Record::from_stored))
     }
 
     /// The first document matching `filter` (in id order).

@@ -6,12 +6,15 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use bson::{Bson, Document};
-use serde::de::DeserializeOwned;
+use serde::de::value::CowStrDeserializer;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::api_json::flatten_into;
 use super::query::{Filter, Index, Query};
-use super::value::{Id, Timestamp, plain_api_json};
+use super::value::{Id, Text, Timestamp};
 use super::{Collection, StoreError, Update};
 
 /// Field holding the creation time.
@@ -118,6 +121,40 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
         })
     }
 
+    /// Decodes a row of the embedded store: the id column and the stored JSON.
+    ///
+    /// The JSON goes straight into the model, with the timestamps taken out on the way, with
+    /// no BSON document in between. What that cannot read (a binary field, an infinite float,
+    /// a timestamp of another type) takes the document path, whose rules and errors are the
+    /// reference.
+    pub(super) fn from_stored(id: &str, json: &str) -> Result<Self, StoreError> {
+        if let Some(record) = id
+            .parse()
+            .ok()
+            .and_then(|id| Self::read_stored(id, json).ok())
+        {
+            return Ok(record);
+        }
+        Self::from_document(super::embedded::document(id, json)?)
+    }
+
+    /// The direct read of [`Record::from_stored`].
+    fn read_stored(id: Id, json: &str) -> serde_json::Result<Self> {
+        let mut times = Times::default();
+        let mut de = serde_json::Deserializer::from_str(json);
+        let data = T::deserialize(Split {
+            inner: &mut de,
+            times: &mut times,
+        })?;
+        de.end()?;
+        Ok(Self {
+            id,
+            created: times.created,
+            updated: times.updated,
+            data,
+        })
+    }
+
     /// The stored document: `_id`, the data's fields, then the timestamps.
     pub fn to_document(&self) -> Result<Document, StoreError> {
         let mut doc = Document::new();
@@ -132,33 +169,30 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
         Ok(doc)
     }
 
-    /// The API form: `{"id": "...", ...fields, "db_insert_dt": "...", "db_update_dt": "..."}`.
-    ///
-    /// The data goes to JSON directly (no BSON document in between); ids and dates, which
-    /// serialize as `{"$oid": ..}` / `{"$date": ..}`, become plain strings by the same rule as
-    /// a document's (`doc_to_api_json`).
+    /// The API form: `{"id": "...", ...fields, "db_insert_dt": "...", "db_update_dt": "..."}`
+    /// (what [`Record`] serializes as).
     pub fn to_json(&self) -> Map<String, Value> {
-        let Ok(Value::Object(fields)) = serde_json::to_value(&self.data) else {
-            return Map::new();
-        };
-        let mut out = Map::new();
-        out.insert("id".into(), Value::String(self.id.to_string()));
-        for (key, mut value) in fields {
-            plain_api_json(&mut value);
-            out.insert(key, value);
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
         }
-        for (key, time) in [(CREATED, self.created), (UPDATED, self.updated)] {
-            if let Some(time) = time {
-                out.insert(key.into(), Value::String(time.to_rfc3339()));
-            }
-        }
-        out
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Serialize for Record<T> {
+/// Straight to the API's form (`api_json`): the id, the data's fields with ids and dates as
+/// strings, then the timestamps. Data fields named like those three are the record's and are
+/// left out.
+impl<T: Serialize> Serialize for Record<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(serializer)
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", self.id.hex_digits().as_str())?;
+        flatten_into(&mut map, &self.data, &["id", CREATED, UPDATED])?;
+        for (key, time) in [(CREATED, self.created), (UPDATED, self.updated)] {
+            if let Some(time) = time {
+                map.serialize_entry(key, &time.to_rfc3339())?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -166,6 +200,92 @@ fn take_time(doc: &mut Document, key: &str) -> Option<Timestamp> {
     match doc.remove(key) {
         Some(Bson::DateTime(dt)) => Some(Timestamp::from_millis(dt.timestamp_millis())),
         _ => None,
+    }
+}
+
+/// The timestamps [`Split`] takes out of a stored document.
+#[derive(Default)]
+struct Times {
+    created: Option<Timestamp>,
+    updated: Option<Timestamp>,
+}
+
+/// A stored document's JSON as a deserializer of the model alone: `_id` and the timestamps are
+/// taken out of the map (into `times`) before the model's visitor sees its entries, as
+/// [`Record::from_document`] removes them from the document.
+struct Split<'a, D> {
+    inner: D,
+    times: &'a mut Times,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Split<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_map(SplitVisitor {
+            inner: visitor,
+            times: self.times,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+struct SplitVisitor<'a, V> {
+    inner: V,
+    times: &'a mut Times,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for SplitVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(SplitMap {
+            inner: map,
+            times: self.times,
+        })
+    }
+}
+
+struct SplitMap<'a, A> {
+    inner: A,
+    times: &'a mut Times,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for SplitMap<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        while let Some(Text(key)) = self.inner.next_key()? {
+            match &*key {
+                "_id" => {
+                    self.inner.next_value::<IgnoredAny>()?;
+                }
+                CREATED => self.times.created = self.inner.next_value()?,
+                UPDATED => self.times.updated = self.inner.next_value()?,
+                _ => return seed.deserialize(CowStrDeserializer::new(key)).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.inner.next_value_seed(seed)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
     }
 }
 
@@ -240,30 +360,23 @@ impl<T: Model> Models<T> {
 
     /// The model with this id.
     pub async fn get(&self, id: Id) -> Result<Option<Record<T>>, StoreError> {
-        self.coll
-            .get(id)
-            .await?
-            .map(Record::from_document)
-            .transpose()
+        self.coll.get_record(id).await
     }
 
     /// Models matching the query.
     pub async fn find(&self, query: &Query) -> Result<Vec<Record<T>>, StoreError> {
-        self.coll
-            .find(query)
-            .await?
-            .into_iter()
-            .map(Record::from_document)
-            .collect()
+        self.coll.find_records(query).await
+    }
+
+    /// A page of models and how many match the query's filter in all (what a paginated list
+    /// shows); on the embedded store both come from one snapshot.
+    pub async fn page(&self, query: &Query) -> Result<(Vec<Record<T>>, u64), StoreError> {
+        self.coll.page_records(query).await
     }
 
     /// The first model matching `filter`.
     pub async fn find_one(&self, filter: Filter) -> Result<Option<Record<T>>, StoreError> {
-        self.coll
-            .find_one(filter)
-            .await?
-            .map(Record::from_document)
-            .transpose()
+        Ok(self.find(&Query::filter(filter).limit(1)).await?.pop())
     }
 
     /// The first model matching `filter`, or a new one made by `make` and inserted; `true` when
@@ -389,11 +502,9 @@ mod tests {
         map: std::collections::BTreeMap<String, Id>,
     }
 
-    #[test]
-    fn api_json_straight_from_the_data_equals_the_one_through_bson() {
-        let id = Id::new();
-        let record = Record {
-            id,
+    fn everything() -> Record<Everything> {
+        Record {
+            id: Id::new(),
             created: Some(Timestamp::from_millis(1_700_000_000_123)),
             updated: None,
             data: Everything {
@@ -416,13 +527,106 @@ mod tests {
                 oid: bson::oid::ObjectId::new(),
                 map: [("k".to_owned(), Id::new())].into(),
             },
-        };
+        }
+    }
+
+    #[test]
+    fn api_json_straight_from_the_data_equals_the_one_through_bson() {
+        let record = everything();
+        let id = record.id;
         let through_bson = doc_to_api_json(&record.to_document().unwrap());
         assert_eq!(record.to_json(), through_bson);
         assert_eq!(record.to_json()["id"], id.to_string());
         assert_eq!(
             serde_json::to_value(&record).unwrap(),
             Value::Object(through_bson)
+        );
+    }
+
+    /// The row the embedded store keeps for a record: the id column and the stored JSON.
+    fn stored_row<T: Serialize + DeserializeOwned>(record: &Record<T>) -> (String, String) {
+        let mut doc = record.to_document().unwrap();
+        doc.remove("_id");
+        let json = Value::Object(super::super::value::doc_to_stored_json(&doc)).to_string();
+        (record.id.to_hex(), json)
+    }
+
+    #[test]
+    fn stored_rows_read_straight_into_models_as_through_a_document() {
+        let record = everything();
+        let (id, json) = stored_row(&record);
+        let direct = Record::<Everything>::read_stored(record.id, &json).unwrap();
+        let through_doc = Record::<Everything>::from_document(
+            super::super::embedded::document(&id, &json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(direct.to_json(), through_doc.to_json());
+        assert_eq!(direct.to_json(), record.to_json());
+        assert_eq!(
+            (direct.id, direct.created, direct.updated),
+            (record.id, record.created, None)
+        );
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    struct Odd {
+        bytes: bson::Binary,
+        inf: f64,
+    }
+
+    #[test]
+    fn rows_the_direct_read_cannot_take_go_through_the_document() {
+        let record = Record {
+            id: Id::new(),
+            created: None,
+            updated: Some(Timestamp::from_millis(5)),
+            data: Odd {
+                bytes: bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: vec![0, 1, 255],
+                },
+                inf: f64::INFINITY,
+            },
+        };
+        let (id, json) = stored_row(&record);
+        assert!(
+            json.contains("$binary") && json.contains("Infinity"),
+            "{json}"
+        );
+        assert!(Record::<Odd>::read_stored(record.id, &json).is_err());
+        let back = Record::<Odd>::from_stored(&id, &json).unwrap();
+        assert_eq!(back.data, record.data);
+        assert_eq!(back.updated, record.updated);
+        let broken = Record::<Odd>::from_stored(&id, r#"{"bytes": "nope"}"#).unwrap_err();
+        assert!(matches!(broken, StoreError::Decode(_)), "{broken:?}");
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Shadowing {
+        id: String,
+        db_insert_dt: String,
+        title: String,
+    }
+
+    #[test]
+    fn the_record_owns_id_and_timestamps_in_the_api_form() {
+        let record = Record {
+            id: Id::new(),
+            created: Some(Timestamp::from_millis(0)),
+            updated: None,
+            data: Shadowing {
+                id: "mine".into(),
+                db_insert_dt: "never".into(),
+                title: "t".into(),
+            },
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"id":"{}","title":"t","db_insert_dt":"1970-01-01T00:00:00.000Z"}}"#,
+                record.id
+            )
         );
     }
 }

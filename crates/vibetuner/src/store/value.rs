@@ -1,12 +1,14 @@
 //! Ids, timestamps and the two JSON renderings of a BSON value: the API form (ids and dates as
 //! strings) and the embedded store's form (types kept as `$oid` / `$date`, dates sortable as text).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use bson::oid::ObjectId;
 use bson::{Bson, Document};
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -22,7 +24,27 @@ impl Id {
 
     /// The 24-digit hex form.
     pub fn to_hex(&self) -> String {
-        self.0.to_hex()
+        self.hex_digits().as_str().to_owned()
+    }
+
+    /// The hex digits on the stack (`ObjectId::to_hex` goes through a char iterator).
+    pub(super) fn hex_digits(&self) -> HexDigits {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 24];
+        for (i, byte) in self.0.bytes().iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(byte >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        HexDigits(out)
+    }
+}
+
+/// An id's 24 hex digits.
+pub(super) struct HexDigits([u8; 24]);
+
+impl HexDigits {
+    pub(super) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
     }
 }
 
@@ -34,13 +56,13 @@ impl Default for Id {
 
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.to_hex())
+        f.write_str(self.hex_digits().as_str())
     }
 }
 
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({})", self.0.to_hex())
+        write!(f, "Id({self})")
     }
 }
 
@@ -91,6 +113,31 @@ impl schemars::JsonSchema for Id {
     }
 }
 
+/// A map key or short string read without a copy when the input allows it.
+pub(super) struct Text<'de>(pub(super) Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
 /// A UTC instant with millisecond precision: a BSON date in the database, an RFC 3339 string in
 /// JSON (and accepted as one from JSON input).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -138,20 +185,101 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match Bson::deserialize(deserializer)? {
-            Bson::DateTime(dt) => Ok(Self::from_millis(dt.timestamp_millis())),
-            Bson::String(s) => DateTime::parse_from_rfc3339(&s)
-                .map(|dt| Self::from(dt.with_timezone(&Utc)))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "{s:?} is not an RFC 3339 date-time such as 2026-01-31T09:30:00Z"
-                    ))
-                }),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a date-time, found {other}"
-            ))),
-        }
+        deserializer.deserialize_any(TimestampVisitor)
     }
+}
+
+/// Reads an RFC 3339 string (API input) or a BSON date as serializers present one: the map
+/// `{"$date": body}` with the body an RFC 3339 string, `{"$numberLong": "…"}` or a number of
+/// milliseconds. Read here rather than through `Bson`, whose untagged `$date` body builds an
+/// error message for every date it reads.
+struct TimestampVisitor;
+
+impl<'de> Visitor<'de> for TimestampVisitor {
+    type Value = Timestamp;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a date-time")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
+        parse_rfc3339(s).ok_or_else(|| {
+            E::custom(format!(
+                "{s:?} is not an RFC 3339 date-time such as 2026-01-31T09:30:00Z"
+            ))
+        })
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Timestamp, A::Error> {
+        match map.next_key::<Text<'de>>()?.as_ref().map(|t| &*t.0) {
+            Some("$date") => {}
+            Some(other) => {
+                return Err(de::Error::custom(format!(
+                    "expected a date-time, found a document with {other:?}"
+                )));
+            }
+            None => return Err(de::Error::custom("expected a date-time, found {}")),
+        }
+        let ms = map.next_value::<DateBody>()?.0;
+        if map.next_key::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("a $date document has one field"));
+        }
+        Ok(Timestamp::from_millis(ms))
+    }
+}
+
+/// The milliseconds in a `$date` body.
+struct DateBody(i64);
+
+impl<'de> Deserialize<'de> for DateBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DateBodyVisitor)
+    }
+}
+
+struct DateBodyVisitor;
+
+impl<'de> Visitor<'de> for DateBodyVisitor {
+    type Value = DateBody;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a $date body: an RFC 3339 string, {\"$numberLong\": ..} or milliseconds")
+    }
+
+    fn visit_i64<E: de::Error>(self, ms: i64) -> Result<DateBody, E> {
+        Ok(DateBody(ms))
+    }
+
+    fn visit_u64<E: de::Error>(self, ms: u64) -> Result<DateBody, E> {
+        i64::try_from(ms)
+            .map(DateBody)
+            .map_err(|_| E::custom("$date is out of range"))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<DateBody, E> {
+        parse_rfc3339(s)
+            .map(|t| DateBody(t.millis()))
+            .ok_or_else(|| E::custom(format!("$date {s:?} is not an RFC 3339 date-time")))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<DateBody, A::Error> {
+        let shape = || de::Error::custom("a $date body document is {\"$numberLong\": \"…\"}");
+        let Some((Text(key), Text(long))) = map.next_entry()? else {
+            return Err(shape());
+        };
+        if key != "$numberLong" || map.next_key::<de::IgnoredAny>()?.is_some() {
+            return Err(shape());
+        }
+        long.parse()
+            .map(DateBody)
+            .map_err(|_| de::Error::custom(format!("$numberLong {long:?} is not a whole number")))
+    }
+}
+
+fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|dt| Timestamp::from(dt.with_timezone(&Utc)))
 }
 
 impl schemars::JsonSchema for Timestamp {
@@ -194,7 +322,7 @@ pub(super) fn plain_api_json(value: &mut Value) {
 }
 
 /// The milliseconds of a `$date` body: `{"$numberLong": "…"}` or an RFC 3339 string.
-fn date_millis(body: &Value) -> Option<i64> {
+pub(super) fn date_millis(body: &Value) -> Option<i64> {
     match body {
         Value::Object(long) => long.get("$numberLong")?.as_str()?.parse().ok(),
         Value::String(text) => DateTime::parse_from_rfc3339(text)
@@ -292,6 +420,8 @@ mod tests {
     #[test]
     fn ids_parse_and_print_as_hex() {
         let id = Id::new();
+        assert_eq!(id.to_hex(), id.0.to_hex());
+        assert_eq!(format!("{id:?}"), format!("Id({})", id.0.to_hex()));
         assert_eq!(id.to_string().parse::<Id>().unwrap(), id);
         assert!("nope".parse::<Id>().is_err());
         let json: Id = serde_json::from_str(&format!("\"{id}\"")).unwrap();
@@ -311,6 +441,44 @@ mod tests {
         let from_json: T = serde_json::from_str(r#"{"t":"2026-01-31T09:30:00+01:00"}"#).unwrap();
         assert_eq!(from_json.t.to_rfc3339(), "2026-01-31T08:30:00.000Z");
         assert!(serde_json::from_str::<T>(r#"{"t":"yesterday"}"#).is_err());
+    }
+
+    #[test]
+    fn timestamps_read_every_date_form_and_refuse_others() {
+        #[derive(Deserialize)]
+        struct T {
+            t: Timestamp,
+        }
+        let read = |json: &str| serde_json::from_str::<T>(json).map(|t| t.t.millis());
+        assert_eq!(
+            read(r#"{"t":{"$date":"1970-01-01T00:00:01.500Z"}}"#).unwrap(),
+            1500
+        );
+        assert_eq!(
+            read(r#"{"t":{"$date":{"$numberLong":"-86400000"}}}"#).unwrap(),
+            -86_400_000
+        );
+        assert_eq!(read(r#"{"t":{"$date":42}}"#).unwrap(), 42);
+        for bad in [
+            r#"{"t":{"$oid":"0123456789abcdef01234567"}}"#,
+            r#"{"t":{"$date":"soon"}}"#,
+            r#"{"t":{"$date":{"$numberLong":"x"}}}"#,
+            r#"{"t":{"$date":1,"extra":2}}"#,
+            r#"{"t":{}}"#,
+            r#"{"t":7}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        // Through the BSON deserializer (the MongoDB backend), dates in and out of RFC 3339's range.
+        for ms in [
+            0,
+            1_700_000_000_123,
+            -99_999_999_999_999,
+            253_402_300_800_000,
+        ] {
+            let doc = doc! { "t": bson::DateTime::from_millis(ms) };
+            assert_eq!(bson::from_document::<T>(doc).unwrap().t.millis(), ms);
+        }
     }
 
     #[test]
