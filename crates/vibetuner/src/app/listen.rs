@@ -351,7 +351,9 @@ async fn serve_connection(
                 None => tokio::time::sleep(limits.header_read_timeout).await,
             }
         };
+        // Biased: the connection first (it is what wakes the task), without a random start.
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::trace!(%peer, "connection ended: {e}");

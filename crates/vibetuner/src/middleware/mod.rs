@@ -11,6 +11,7 @@
 
 mod access_log;
 mod error_pages;
+mod request_id;
 
 use std::sync::Arc;
 
@@ -20,7 +21,6 @@ use axum::middleware;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::app::AppContext;
@@ -84,6 +84,5 @@ pub(crate) fn stack(
         .service(meta.merge(statics).fallback_service(sessions));
     health
         .fallback_service(framed)
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(request_id::RequestIdLayer)
 }
