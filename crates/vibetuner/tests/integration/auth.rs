@@ -1057,6 +1057,13 @@ async fn prod_adds_hsts_secure_cookies_and_hides_the_outbox() {
     assert!(page.contains("could not be sent"), "{page}");
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    // The builds below open the store before they refuse: in a folder of their own, not the
+    // fixture's.
+    let data = tempfile::tempdir().unwrap();
+    let prod: Vec<(String, String)> = prod
+        .into_iter()
+        .chain([("DATA_DIR".to_owned(), data.path().display().to_string())])
+        .collect();
     let no_origin: Vec<(String, String)> = prod
         .iter()
         .filter(|(k, _)| k != "BASE_URL")
