@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     check_home_baseline, cpu_ms, home_baseline_args, ping_ok, release_app, rss_kib, seed_notes,
-    sign_in,
+    send, sign_in,
 };
 use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port};
 
@@ -114,8 +114,16 @@ fn wrk_counted(url: &str, cookie: Option<&str>) -> (f64, f64, u64) {
 /// Figures of one notes endpoint: req/s, p99 ms, app CPU ms per request.
 type NotesFigures = (f64, f64, f64);
 
-/// Seeds 1,000 notes, then measures a page of 20 and a read by id.
-fn measure_notes(t: &Target) -> (NotesFigures, NotesFigures) {
+/// The list and read figures of the app and, on the embedded store, of `bare_store` over the
+/// same file in the same run.
+struct Notes {
+    app: (NotesFigures, NotesFigures),
+    bare: Option<(NotesFigures, NotesFigures)>,
+}
+
+/// Seeds 1,000 notes, then measures a page of 20 and a read by id; with `bare_store` (the
+/// embedded store's file), the same two requests against it.
+fn measure_notes(t: &Target, bare_store: Option<&Path>) -> Notes {
     let smtp = SmtpSink::start();
     let mut t = t.clone();
     t.env.push(("SMTP_URL".into(), smtp.url.clone()));
@@ -127,18 +135,55 @@ fn measure_notes(t: &Target) -> (NotesFigures, NotesFigures) {
     // The example's notes belong to their author: every request carries one user's session.
     let cookie = sign_in(port, &smtp, "bench@example.com");
     let id = seed_notes(port, &cookie, 1000);
-    let base = format!("http://127.0.0.1:{port}");
-    let run = |url: String| {
-        let before = cpu_ms(child.id());
-        let (rps, p99, n) = wrk_counted(&url, Some(&cookie));
-        let cpu = (cpu_ms(child.id()) - before) / n.max(1) as f64;
-        (rps, p99, cpu)
+    let run = |child: &Child, port: u16, cookie: Option<&str>| {
+        let base = format!("http://127.0.0.1:{port}");
+        let one = |url: String| {
+            let before = cpu_ms(child.id());
+            let (rps, p99, n) = wrk_counted(&url, cookie);
+            let cpu = (cpu_ms(child.id()) - before) / n.max(1) as f64;
+            (rps, p99, cpu)
+        };
+        (
+            one(format!("{base}/api/notes?limit=20")),
+            one(format!("{base}/api/notes/{id}")),
+        )
     };
-    let list = run(format!("{base}/api/notes?limit=20"));
-    let read = run(format!("{base}/api/notes/{id}"));
+    let app = run(&child, port, Some(&cookie));
+    let bare = bare_store.map(|file| {
+        let bare_port = free_port();
+        let mut bare = Command::new(env!("CARGO_BIN_EXE_bare_store"))
+            .args([bare_port.to_string(), file.to_string_lossy().into_owned()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("bare_store starts");
+        while std::net::TcpStream::connect(("127.0.0.1", bare_port)).is_err() {
+            assert!(
+                bare.try_wait().ok().flatten().is_none(),
+                "bare_store exited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Like for like: both answer the same JSON.
+        for path in ["/api/notes?limit=20".to_owned(), format!("/api/notes/{id}")] {
+            let headers = format!("Cookie: {cookie}\r\n");
+            let app_json = json_body(&send(port, "GET", &path, &headers, ""));
+            let bare_json = json_body(&send(bare_port, "GET", &path, "", ""));
+            assert_eq!(app_json, bare_json, "bare_store answers {path} differently");
+        }
+        let figures = run(&bare, bare_port, None);
+        let _ = bare.kill();
+        let _ = bare.wait();
+        figures
+    });
     let _ = child.kill();
     let _ = child.wait();
-    (list, read)
+    Notes { app, bare }
+}
+
+/// The JSON body of a whole HTTP/1.1 response.
+fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
 }
 
 fn parse_latency(v: &str) -> f64 {
@@ -214,16 +259,92 @@ fn main() {
         dir: app.dir.clone(),
         env: version.clone(),
     };
+    // `cargo bench --bench http -- notes`: the notes API only.
+    if !std::env::args().any(|a| a == "notes") {
+        pages(&app_target, &baseline);
+    }
+    let data = std::env::temp_dir().join(format!("vibetuner-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut backends = vec![(
+        "embedded",
+        vec![("DATA_DIR".to_owned(), data.to_string_lossy().into_owned())],
+    )];
+    match std::env::var("TEST_MONGODB_URL") {
+        Ok(url) if !url.is_empty() => backends.push((
+            "mongodb",
+            vec![(
+                "MONGODB_URL".to_owned(),
+                format!("{}/bench_{}", url.trim_end_matches('/'), std::process::id()),
+            )],
+        )),
+        _ => println!(
+            "\nTEST_MONGODB_URL not set: notes measured on the embedded store only (scripts/bench.sh starts SecantusDB)"
+        ),
+    }
+    println!(
+        "\nnotes API (1,000 notes; wrk -t2 -c{CONNECTIONS} -d{DURATION}; CPU = app process CPU time / requests)"
+    );
+    println!(
+        "| backend | list 20 req/s | p99 ms | CPU ms/req | read req/s | p99 ms | CPU ms/req |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let row = |name: &str, (list, read): (NotesFigures, NotesFigures)| {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.3} | {:.0} | {:.2} | {:.3} |",
+            list.0, list.1, list.2, read.0, read.1, read.2
+        );
+    };
+    for (name, env) in backends {
+        let target = Target {
+            name: "notes",
+            env: [version.clone(), env].concat(),
+            ..app_target.clone()
+        };
+        // The targets are the embedded store's; SecantusDB is a slow Python server.
+        let embedded = name == "embedded";
+        let notes = measure_notes(
+            &target,
+            embedded.then(|| data.join("store.sqlite3")).as_deref(),
+        );
+        row(name, notes.app);
+        let ((list, _, list_cpu), (read, _, read_cpu)) = (notes.app.0, notes.app.1);
+        if let Some(bare) = notes.bare {
+            row("embedded, bare axum + rusqlite", bare);
+            println!(
+                "app / bare: list {:.2}x req/s, {:.2}x CPU; read {:.2}x req/s, {:.2}x CPU",
+                list / bare.0.0,
+                list_cpu / bare.0.2,
+                read / bare.1.0,
+                read_cpu / bare.1.2
+            );
+        }
+        if embedded {
+            println!(
+                "{} {name}: list CPU <= 0.3 ms/req, read CPU <= 0.1 ms/req",
+                if list_cpu <= 0.3 && read_cpu <= 0.1 {
+                    "PASS"
+                } else {
+                    "MISS"
+                }
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `/health/ping` and `/` against their baselines, RSS and cold start.
+fn pages(app_target: &Target, baseline: &Target) {
+    let app_dir = &app_target.dir;
     let home_baseline = {
         let port = free_port();
-        let mut child = spawn(&app_target, port);
+        let mut child = spawn(app_target, port);
         while !ping_ok(port) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let headers = std::env::temp_dir().join(format!("vibetuner-home-{}", std::process::id()));
         let target = Target {
             name: "bare axum + minijinja",
-            args: home_baseline_args(port, &app.dir, &headers),
+            args: home_baseline_args(port, app_dir, &headers),
             ..baseline.clone()
         };
         let base_port = free_port();
@@ -239,9 +360,9 @@ fn main() {
         }
         target
     };
-    let base = measure(&baseline, false);
+    let base = measure(baseline, false);
     let same_template = measure(&home_baseline, true);
-    let ours = measure(&app_target, true);
+    let ours = measure(app_target, true);
     let home = ours.home.expect("measured");
     let ratio = ours.ping.0 / base.ping.0;
     println!(
@@ -295,54 +416,4 @@ fn main() {
     for (what, ok, value) in &checks {
         println!("{} {what}: {value}", if *ok { "PASS" } else { "MISS" });
     }
-
-    let data = std::env::temp_dir().join(format!("vibetuner-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut backends = vec![(
-        "embedded",
-        vec![("DATA_DIR".to_owned(), data.to_string_lossy().into_owned())],
-    )];
-    match std::env::var("TEST_MONGODB_URL") {
-        Ok(url) if !url.is_empty() => backends.push((
-            "mongodb",
-            vec![(
-                "MONGODB_URL".to_owned(),
-                format!("{}/bench_{}", url.trim_end_matches('/'), std::process::id()),
-            )],
-        )),
-        _ => println!(
-            "\nTEST_MONGODB_URL not set: notes measured on the embedded store only (scripts/bench.sh starts SecantusDB)"
-        ),
-    }
-    println!(
-        "\nnotes API (1,000 notes; wrk -t2 -c{CONNECTIONS} -d{DURATION}; CPU = app process CPU time / requests)"
-    );
-    println!(
-        "| backend | list 20 req/s | p99 ms | CPU ms/req | read req/s | p99 ms | CPU ms/req |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, env) in backends {
-        let target = Target {
-            name: "notes",
-            env: [version.clone(), env].concat(),
-            ..app_target.clone()
-        };
-        let (list, read) = measure_notes(&target);
-        println!(
-            "| {name} | {:.0} | {:.2} | {:.3} | {:.0} | {:.2} | {:.3} |",
-            list.0, list.1, list.2, read.0, read.1, read.2
-        );
-        // The targets are the embedded store's; SecantusDB is a slow Python server.
-        if name == "embedded" {
-            println!(
-                "{} {name}: list CPU <= 0.3 ms/req, read CPU <= 0.1 ms/req",
-                if list.2 <= 0.3 && read.2 <= 0.1 {
-                    "PASS"
-                } else {
-                    "MISS"
-                }
-            );
-        }
-    }
-    let _ = std::fs::remove_dir_all(&data);
 }
