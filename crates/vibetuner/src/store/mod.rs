@@ -348,8 +348,10 @@ impl Collection {
         },
         read(conn, coll) => {
             let tx = conn.unchecked_transaction().map_err(|e| StoreError::Backend(e.to_string()))?;
-            let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
+            // The count first: when a long one moves the read off the runtime's thread, the
+            // page has not been read in vain.
             let total = embedded::count(&tx, coll, &query.filter)?;
+            let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
             Ok((records, total))
         })
     }
