@@ -4,8 +4,9 @@
 //! Bare axum over rusqlite on the app's store file, with what the app's list and read cannot do
 //! without and nothing else: the same SQL (a page of 20 of the owner's notes, newest first,
 //! and their count; a note by id), on read-only connections on blocking threads, and the same
-//! JSON out (stored ids and dates as strings). No session: the owner is the one of the
-//! store's first note, which in the bench is the signed-in user's.
+//! JSON out (stored ids and dates as strings), with SQLite's memory statistics off as in the
+//! app. No session: the owner is the one of the store's first note, which in the bench is the
+//! signed-in user's.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -135,6 +136,15 @@ async fn main() -> anyhow::Result<()> {
     let file = args
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: bare_store PORT STORE_FILE"))?;
+    // As the app's store: SQLite's memory statistics off before the first connection, so
+    // that its allocations take no process-wide lock.
+    // SAFETY: no other thread uses SQLite yet; `sqlite3_config` takes an int for this option.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(
+            rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+            std::ffi::c_int::from(0u8),
+        );
+    }
     let owner: String = open(&file)?.query_row(
         "SELECT json_extract(doc, '$.owner_id') FROM notes LIMIT 1",
         [],
