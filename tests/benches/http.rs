@@ -32,22 +32,41 @@ struct Target {
     env: Vec<(String, String)>,
 }
 
-fn spawn(t: &Target, port: u16) -> Child {
-    Command::new(&t.binary)
-        .args(
-            t.args
-                .iter()
-                .map(|a| a.replace("{port}", &port.to_string())),
-        )
-        .current_dir(&t.dir)
-        .env_clear()
-        .envs(PROD_ENV)
-        .env("HOST", "127.0.0.1")
-        .envs(t.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts")
+/// A server process the bench started, stopped when dropped: a bench that fails (wrk missing,
+/// a server that does not start) leaves no server behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn spawn(t: &Target, port: u16) -> Server {
+    Server(
+        Command::new(&t.binary)
+            .args(
+                t.args
+                    .iter()
+                    .map(|a| a.replace("{port}", &port.to_string())),
+            )
+            .current_dir(&t.dir)
+            .env_clear()
+            .envs(PROD_ENV)
+            .env("HOST", "127.0.0.1")
+            .envs(t.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts"),
+    )
 }
 
 fn cold_start(t: &Target) -> Duration {
@@ -55,7 +74,7 @@ fn cold_start(t: &Target) -> Duration {
         .map(|_| {
             let port = free_port();
             let started = Instant::now();
-            let mut child = spawn(t, port);
+            let _server = spawn(t, port);
             while !ping_ok(port) {
                 assert!(
                     started.elapsed() < Duration::from_secs(10),
@@ -64,10 +83,7 @@ fn cold_start(t: &Target) -> Duration {
                 );
                 std::thread::sleep(Duration::from_micros(200));
             }
-            let elapsed = started.elapsed();
-            let _ = child.kill();
-            let _ = child.wait();
-            elapsed
+            started.elapsed()
         })
         .collect();
     samples.sort();
@@ -128,19 +144,19 @@ fn measure_notes(t: &Target, bare_store: Option<&Path>) -> Notes {
     let mut t = t.clone();
     t.env.push(("SMTP_URL".into(), smtp.url.clone()));
     let port = free_port();
-    let mut child = spawn(&t, port);
+    let child = spawn(&t, port);
     while !ping_ok(port) {
         std::thread::sleep(Duration::from_millis(5));
     }
     // The example's notes belong to their author: every request carries one user's session.
     let cookie = sign_in(port, &smtp, "bench@example.com");
     let id = seed_notes(port, &cookie, 1000);
-    let run = |child: &Child, port: u16, cookie: Option<&str>| {
+    let run = |pid: u32, port: u16, cookie: Option<&str>| {
         let base = format!("http://127.0.0.1:{port}");
         let one = |url: String| {
-            let before = cpu_ms(child.id());
+            let before = cpu_ms(pid);
             let (rps, p99, n) = wrk_counted(&url, cookie);
-            let cpu = (cpu_ms(child.id()) - before) / n.max(1) as f64;
+            let cpu = (cpu_ms(pid) - before) / n.max(1) as f64;
             (rps, p99, cpu)
         };
         (
@@ -148,17 +164,19 @@ fn measure_notes(t: &Target, bare_store: Option<&Path>) -> Notes {
             one(format!("{base}/api/notes/{id}")),
         )
     };
-    let app = run(&child, port, Some(&cookie));
+    let app = run(child.id(), port, Some(&cookie));
     let bare = bare_store.map(|file| {
         let bare_port = free_port();
-        let mut bare = Command::new(env!("CARGO_BIN_EXE_bare_store"))
-            .args([bare_port.to_string(), file.to_string_lossy().into_owned()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("bare_store starts");
+        let mut bare = Server(
+            Command::new(env!("CARGO_BIN_EXE_bare_store"))
+                .args([bare_port.to_string(), file.to_string_lossy().into_owned()])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("bare_store starts"),
+        );
         while std::net::TcpStream::connect(("127.0.0.1", bare_port)).is_err() {
             assert!(
-                bare.try_wait().ok().flatten().is_none(),
+                bare.0.try_wait().ok().flatten().is_none(),
                 "bare_store exited"
             );
             std::thread::sleep(Duration::from_millis(5));
@@ -170,13 +188,8 @@ fn measure_notes(t: &Target, bare_store: Option<&Path>) -> Notes {
             let bare_json = json_body(&send(bare_port, "GET", &path, "", ""));
             assert_eq!(app_json, bare_json, "bare_store answers {path} differently");
         }
-        let figures = run(&bare, bare_port, None);
-        let _ = bare.kill();
-        let _ = bare.wait();
-        figures
+        run(bare.id(), bare_port, None)
     });
-    let _ = child.kill();
-    let _ = child.wait();
     Notes { app, bare }
 }
 
@@ -208,7 +221,7 @@ struct Figures {
 fn measure(t: &Target, with_home: bool) -> Figures {
     let cold = cold_start(t);
     let port = free_port();
-    let mut child = spawn(t, port);
+    let child = spawn(t, port);
     while !ping_ok(port) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -227,8 +240,7 @@ fn measure(t: &Target, with_home: bool) -> Figures {
     let ping = wrk(&format!("{base}/health/ping"));
     let home = with_home.then(|| wrk(&format!("{base}/")));
     let loaded_kib = sampler.join().unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     Figures {
         ping,
         home,
@@ -337,7 +349,7 @@ fn pages(app_target: &Target, baseline: &Target) {
     let app_dir = &app_target.dir;
     let home_baseline = {
         let port = free_port();
-        let mut child = spawn(app_target, port);
+        let child = spawn(app_target, port);
         while !ping_ok(port) {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -348,16 +360,13 @@ fn pages(app_target: &Target, baseline: &Target) {
             ..baseline.clone()
         };
         let base_port = free_port();
-        let mut base = spawn(&target, base_port);
+        let base = spawn(&target, base_port);
         while !ping_ok(base_port) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let size = check_home_baseline(port, base_port);
         println!("the / baseline renders the app's templates and sends its headers ({size} bytes)");
-        for c in [&mut child, &mut base] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop((child, base));
         target
     };
     let base = measure(baseline, false);
