@@ -169,11 +169,15 @@ impl Embedded {
                 let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
                 this.ensure_table(&conn, coll)?;
             }
-            let mut slot = this
-                .readers
-                .iter()
-                .find_map(|r| r.try_lock().ok())
-                .unwrap_or_else(|| this.readers[0].lock().unwrap_or_else(|p| p.into_inner()));
+            // A free slot not opened yet first: in-place reads only take open readers, so
+            // the pool grows here, up to READERS, when two of them want one at once.
+            let mut free = this.readers.iter().filter_map(|r| r.try_lock().ok());
+            let first = free.next();
+            let mut slot = match first {
+                Some(slot) if slot.is_some() => free.find(|s| s.is_none()).unwrap_or(slot),
+                Some(slot) => slot,
+                None => this.readers[0].lock().unwrap_or_else(|p| p.into_inner()),
+            };
             if slot.is_none() {
                 *slot = Some(this.open_reader()?);
             }
@@ -183,14 +187,18 @@ impl Embedded {
         .await
     }
 
-    /// [`Embedded::read`]'s attempt in place: `None` when no open reader is free or the read
-    /// ran over its budget.
+    /// [`Embedded::read`]'s attempt in place, on a free reader already open: `None` when there
+    /// is none (the blocking thread opens one) or the read ran over its budget.
     fn read_in_place<R>(
         &self,
         coll: &str,
         f: &impl Fn(&Connection, &str) -> Result<R, StoreError>,
     ) -> Option<Result<R, StoreError>> {
-        let slot = self.readers.iter().find_map(|r| r.try_lock().ok())?;
+        let slot = self
+            .readers
+            .iter()
+            .filter_map(|r| r.try_lock().ok())
+            .find(|slot| slot.is_some())?;
         let reader = slot.as_ref()?;
         reader.budget.store(ARMED, Ordering::Relaxed);
         let result = f(&reader.conn, coll);
@@ -1270,6 +1278,15 @@ mod tests {
         assert_eq!(runs.len(), 2, "interrupted in place, then run again");
         assert_eq!(runs[0], here);
         assert_ne!(runs[1], here, "the second run is on a blocking thread");
+        let open = store
+            .readers
+            .iter()
+            .filter(|r| r.lock().unwrap().is_some())
+            .count();
+        assert_eq!(
+            open, 2,
+            "the blocking thread opened a reader of its own rather than take the free open one"
+        );
     }
 
     /// The schema's SQL of the collection's table and indexes, by name.
