@@ -1214,16 +1214,19 @@ mod tests {
         assert_eq!(paths, ["a.b", "a.b.c", "t"]);
     }
 
+    /// How many of the store's readers are open.
+    fn open(store: &Embedded) -> usize {
+        store
+            .readers
+            .iter()
+            .filter(|r| r.lock().unwrap().is_some())
+            .count()
+    }
+
     #[tokio::test]
     async fn a_reader_opens_only_when_the_open_ones_are_busy() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Embedded::open(&dir.path().join("store.sqlite3")).unwrap());
-        let open = |s: &Embedded| {
-            s.readers
-                .iter()
-                .filter(|r| r.lock().unwrap().is_some())
-                .count()
-        };
         assert_eq!(open(&store), 0, "nothing read yet");
         for _ in 0..3 {
             store.read("notes", |_, _| Ok(())).await.unwrap();
@@ -1278,13 +1281,9 @@ mod tests {
         assert_eq!(runs.len(), 2, "interrupted in place, then run again");
         assert_eq!(runs[0], here);
         assert_ne!(runs[1], here, "the second run is on a blocking thread");
-        let open = store
-            .readers
-            .iter()
-            .filter(|r| r.lock().unwrap().is_some())
-            .count();
         assert_eq!(
-            open, 2,
+            open(&store),
+            2,
             "the blocking thread opened a reader of its own rather than take the free open one"
         );
     }
