@@ -1,6 +1,8 @@
 //! Server-side sessions on `tower-sessions` with the framework's own stores: Redis when
 //! `REDIS_URL` is set, otherwise the app's store (collection `sessions`). The cookie only
-//! carries a signed random id; logout deletes the record.
+//! carries a signed random id; logout deletes the record. On the embedded store, a session read
+//! is remembered until the database changes (any commit, from any process), so the session
+//! every request reads costs no query while nothing is written.
 
 use std::fmt;
 
@@ -169,7 +171,7 @@ impl SessionStore for SessionBackend {
             Self::Store(store) => {
                 let found = store
                     .models::<StoredSession>()
-                    .find_one(Filter::eq("sid", id.to_string()))
+                    .find_one_remembered(Filter::eq("sid", id.to_string()))
                     .await
                     .map_err(backend_error)?;
                 let Some(found) = found else { return Ok(None) };
@@ -231,4 +233,46 @@ pub fn layer(
             SESSION_LIFETIME_DAYS,
         )))
         .with_signed(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_remembered_session_follows_changes_made_by_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.sqlite3");
+        let here = SessionBackend::Store(Store::embedded(&file).unwrap());
+        // Another app process on the same store file.
+        let there = SessionBackend::Store(Store::embedded(&file).unwrap());
+        let mut record = Record {
+            id: Id::default(),
+            data: [("user".to_owned(), serde_json::json!("ada"))].into(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::days(1),
+        };
+        here.create(&mut record).await.unwrap();
+        let data = |r: Option<Record>| r.map(|r| r.data["user"].clone());
+        assert_eq!(
+            data(here.load(&record.id).await.unwrap()),
+            Some("ada".into())
+        );
+        assert_eq!(
+            data(here.load(&record.id).await.unwrap()),
+            Some("ada".into())
+        );
+        record.data.insert("user".into(), "grace".into());
+        there.save(&record).await.unwrap();
+        assert_eq!(
+            data(here.load(&record.id).await.unwrap()),
+            Some("grace".into()),
+            "a change made elsewhere is read at once"
+        );
+        there.delete(&record.id).await.unwrap();
+        assert_eq!(
+            data(here.load(&record.id).await.unwrap()),
+            None,
+            "signed out elsewhere: signed out here at once"
+        );
+    }
 }

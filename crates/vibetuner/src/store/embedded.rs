@@ -10,7 +10,9 @@
 //! the elements too (`json_each`), as MongoDB does; other paths keep the plain `json_extract`
 //! form, which the expression indexes serve.
 
-use std::collections::HashSet;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,12 +54,26 @@ const READERS: usize = 4;
 /// to 0.39 ms CPU per page under load).
 const INLINE_STEPS: i32 = 8000;
 
-/// A read-only connection and the state of its in-place budget.
+/// A read-only connection, the state of its in-place budget and what it remembers.
 struct Reader {
     conn: Connection,
     /// [`OFF`], [`ARMED`] while a read runs in place, [`TRIPPED`] once it ran over.
     budget: Arc<AtomicU8>,
+    remembered: RefCell<Remembered>,
 }
+
+/// Results of [`Embedded::read_remembered`] on one reader, all read while the database was at
+/// `version`.
+#[derive(Default)]
+struct Remembered {
+    /// SQLite's `data_version` of the reader's connection: any commit by another connection
+    /// (the writer, another process) changes it.
+    version: i64,
+    results: HashMap<String, Box<dyn Any + Send>>,
+}
+
+/// Results a reader remembers at most; it forgets them all when one more comes.
+const REMEMBERED: usize = 1024;
 
 const OFF: u8 = 0;
 const ARMED: u8 = 1;
@@ -117,7 +133,11 @@ impl Embedded {
             }),
         )
         .map_err(sql)?;
-        Ok(Reader { conn, budget })
+        Ok(Reader {
+            conn,
+            budget,
+            remembered: RefCell::default(),
+        })
     }
 
     /// The store file.
@@ -156,6 +176,53 @@ impl Embedded {
         coll: &str,
         f: impl Fn(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.read_on(coll, move |reader, coll| f(&reader.conn, coll))
+            .await
+    }
+
+    /// [`Embedded::read`] of a result remembered under `key` until the database changes: each
+    /// read asks SQLite's `data_version` first (a statement that reads no table), which any
+    /// commit changes, so a remembered result is never stale. For the read every request
+    /// repeats (its session), which then costs no query.
+    pub(super) async fn read_remembered<R: Clone + Send + 'static>(
+        self: &Arc<Self>,
+        coll: &str,
+        key: String,
+        f: impl Fn(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.read_on(coll, move |reader, coll| {
+            let version: i64 = reader
+                .conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(sql)?;
+            {
+                let mut memo = reader.remembered.borrow_mut();
+                if memo.version != version {
+                    memo.results.clear();
+                    memo.version = version;
+                }
+                if let Some(hit) = memo.results.get(&key).and_then(|r| r.downcast_ref::<R>()) {
+                    return Ok(hit.clone());
+                }
+            }
+            let result = f(&reader.conn, coll)?;
+            let mut memo = reader.remembered.borrow_mut();
+            if memo.results.len() >= REMEMBERED {
+                memo.results.clear();
+            }
+            memo.results.insert(key.clone(), Box::new(result.clone()));
+            Ok(result)
+        })
+        .await
+    }
+
+    /// [`Embedded::read`] with the whole reader.
+    async fn read_on<R: Send + 'static>(
+        self: &Arc<Self>,
+        coll: &str,
+        f: impl Fn(&Reader, &str) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
         if valid_collection(coll)
             && self.known(coll)
             && let Some(done) = self.read_in_place(coll, &f)
@@ -181,8 +248,7 @@ impl Embedded {
             if slot.is_none() {
                 *slot = Some(this.open_reader()?);
             }
-            let reader = slot.as_ref().expect("opened above");
-            f(&reader.conn, coll)
+            f(slot.as_ref().expect("opened above"), coll)
         })
         .await
     }
@@ -192,7 +258,7 @@ impl Embedded {
     fn read_in_place<R>(
         &self,
         coll: &str,
-        f: &impl Fn(&Connection, &str) -> Result<R, StoreError>,
+        f: &impl Fn(&Reader, &str) -> Result<R, StoreError>,
     ) -> Option<Result<R, StoreError>> {
         let slot = self
             .readers
@@ -201,7 +267,7 @@ impl Embedded {
             .find(|slot| slot.is_some())?;
         let reader = slot.as_ref()?;
         reader.budget.store(ARMED, Ordering::Relaxed);
-        let result = f(&reader.conn, coll);
+        let result = f(reader, coll);
         let tripped = reader.budget.swap(OFF, Ordering::Relaxed) == TRIPPED;
         (!tripped).then_some(result)
     }
@@ -1285,6 +1351,49 @@ mod tests {
             open(&store),
             2,
             "the blocking thread opened a reader of its own rather than take the free open one"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_read_is_read_again_once_anything_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.sqlite3");
+        let store = Arc::new(Embedded::open(&file).unwrap());
+        // Another process's store on the same file.
+        let other = Arc::new(Embedded::open(&file).unwrap());
+        let add = |store: &Arc<Embedded>, n: i32| {
+            let store = store.clone();
+            async move {
+                store
+                    .with("notes", move |conn, coll| {
+                        insert(conn, coll, bson::doc! { "_id": ObjectId::new(), "n": n })
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        add(&store, 1).await;
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = || {
+            let runs = runs.clone();
+            store.read_remembered("notes", "all".into(), move |conn, coll| {
+                runs.fetch_add(1, Ordering::Relaxed);
+                Ok(find(conn, coll, &Query::filter(Filter::All))?.len())
+            })
+        };
+        let runs = || runs.load(Ordering::Relaxed);
+        assert_eq!(count().await.unwrap(), 1);
+        assert_eq!(count().await.unwrap(), 1);
+        assert_eq!(runs(), 1, "unchanged: the second read is remembered");
+        add(&store, 2).await;
+        assert_eq!(count().await.unwrap(), 2, "this process's write is seen");
+        add(&other, 3).await;
+        assert_eq!(count().await.unwrap(), 3, "another process's write is seen");
+        assert_eq!(count().await.unwrap(), 3);
+        assert_eq!(
+            runs(),
+            3,
+            "read again after each commit, remembered between them"
         );
     }
 

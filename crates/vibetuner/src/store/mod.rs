@@ -332,6 +332,27 @@ impl Collection {
             read(conn, coll) => embedded::find_rows(conn, coll, &query, Record::from_stored))
     }
 
+    /// The first record matching `filter`; the embedded store's readers remember it until the
+    /// database changes ([`Embedded::read_remembered`]).
+    pub(super) async fn find_one_remembered<T: Model>(
+        &self,
+        filter: Filter,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        let query = Query::filter(filter).limit(1);
+        match &*self.store.backend {
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(_) => Ok(self.find_records(&query).await?.pop()),
+            Backend::Embedded(e) => {
+                check_query(&query.filter, &query.sort)?;
+                let key = format!("{}:{:?}", self.name, query.filter);
+                e.read_remembered(&self.name, key, move |conn, coll| {
+                    Ok(embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?.pop())
+                })
+                .await
+            }
+        }
+    }
+
     /// [`Collection::find_records`] and the count of everything its filter matches, as one
     /// read of the embedded store (one snapshot).
     pub(super) async fn page_records<T: Model>(

@@ -379,6 +379,15 @@ impl<T: Model> Models<T> {
         Ok(self.find(&Query::filter(filter).limit(1)).await?.pop())
     }
 
+    /// [`Models::find_one`] for a read every request repeats (its session): the embedded store
+    /// answers it from memory while the database is unchanged.
+    pub(crate) async fn find_one_remembered(
+        &self,
+        filter: Filter,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        self.coll.find_one_remembered(filter).await
+    }
+
     /// The first model matching `filter`, or a new one made by `make` and inserted; `true` when
     /// inserted. Safe against a concurrent insert of the same model when a unique index covers
     /// `filter`'s fields: the loser of the race gets the winner's model (Django's
