@@ -1,6 +1,7 @@
 //! Logging: the tracing subscriber the app binary installs (JSON in prod, human-readable in dev).
 
 use std::fmt as stdfmt;
+use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
@@ -189,13 +190,51 @@ impl Visit for Members<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn stdfmt::Debug) {
-        self.member(field, |w| write_json_str(w, &format!("{value:?}")));
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(JsonEscaped(w), "{value:?}")?;
+            w.write_char('"')
+        });
     }
 }
 
-/// `text` as a JSON string (serde_json's escaping).
+/// `text` as a JSON string.
 fn write_json_str(w: &mut dyn stdfmt::Write, text: &str) -> stdfmt::Result {
-    w.write_str(&serde_json::to_string(text).map_err(|_| stdfmt::Error)?)
+    w.write_char('"')?;
+    JsonEscaped(w).write_str(text)?;
+    w.write_char('"')
+}
+
+/// Writes text as the inside of a JSON string, escaped as serde_json escapes it, straight to
+/// the line (a request's log line formats without allocating its values first).
+struct JsonEscaped<'a, W: stdfmt::Write + ?Sized>(&'a mut W);
+
+impl<W: stdfmt::Write + ?Sized> stdfmt::Write for JsonEscaped<'_, W> {
+    fn write_str(&mut self, text: &str) -> stdfmt::Result {
+        let mut plain = 0;
+        for (i, byte) in text.bytes().enumerate() {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // Escaped bytes are ASCII, so `i` is a character boundary.
+            self.0.write_str(&text[plain..i])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{byte:04x}")?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            plain = i + 1;
+        }
+        self.0.write_str(&text[plain..])
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +328,22 @@ mod tests {
         assert_eq!(line["fields"]["shown"], "Shown { text: \"q\\\"uote\" }");
         assert_eq!(line["span"]["type"], "x");
         assert_eq!(line["span"]["n"], -3);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        for text in [
+            "plain",
+            "",
+            controls.as_str(),
+            "q\"uote \\ back\u{7f}slash",
+            "é ü 漢字 🎉 \u{2028}",
+        ] {
+            let mut out = String::new();
+            write_json_str(&mut out, text).unwrap();
+            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

@@ -942,8 +942,9 @@ fn operand(value: &Bson) -> Operand {
         Bson::String(s) => Operand::Text(s.clone()),
         Bson::Boolean(b) => Operand::Bool(*b),
         Bson::Null | Bson::Undefined => Operand::Null,
-        Bson::ObjectId(_) => Operand::Tagged {
-            json: to_stored_json(value).to_string(),
+        // As `to_stored_json` writes it, without building the JSON value first.
+        Bson::ObjectId(id) => Operand::Tagged {
+            json: format!("{{\"$oid\":\"{}\"}}", id.to_hex()),
             prefix: "{\"$oid\":",
         },
         Bson::DateTime(_) => Operand::Tagged {
@@ -1278,6 +1279,15 @@ mod tests {
         let mut paths: Vec<_> = paths.into_iter().collect();
         paths.sort();
         assert_eq!(paths, ["a.b", "a.b.c", "t"]);
+    }
+
+    #[test]
+    fn an_id_operand_is_the_id_as_stored() {
+        let id = Bson::ObjectId(ObjectId::new());
+        let Operand::Tagged { json, .. } = operand(&id) else {
+            panic!("an id is compared as tagged JSON");
+        };
+        assert_eq!(json, to_stored_json(&id).to_string());
     }
 
     /// How many of the store's readers are open.
