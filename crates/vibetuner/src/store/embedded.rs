@@ -75,6 +75,46 @@ struct Remembered {
 /// Results a reader remembers at most; it forgets them all when one more comes.
 const REMEMBERED: usize = 1024;
 
+/// What one reader remembers ([`Embedded::read_remembering`]).
+pub(super) struct Memory<'a>(&'a RefCell<Remembered>);
+
+impl Memory<'_> {
+    /// The result of `compute`, remembered under `key` until the database changes. `conn` (the
+    /// reader's connection, or a transaction on it) is asked SQLite's `data_version` first: a
+    /// statement that reads no table, whose value any commit changes (this process's writer,
+    /// another process). So a remembered result is never stale, and inside a transaction it is
+    /// the one of the transaction's snapshot.
+    pub(super) fn remember<V: Clone + Send + 'static>(
+        &self,
+        conn: &Connection,
+        key: &str,
+        compute: impl FnOnce() -> Result<V, StoreError>,
+    ) -> Result<V, StoreError> {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql)?;
+        {
+            let mut memo = self.0.borrow_mut();
+            if memo.version != version {
+                memo.results.clear();
+                memo.version = version;
+            }
+            if let Some(hit) = memo.results.get(key).and_then(|r| r.downcast_ref::<V>()) {
+                return Ok(hit.clone());
+            }
+        }
+        let result = compute()?;
+        let mut memo = self.0.borrow_mut();
+        if memo.results.len() >= REMEMBERED {
+            memo.results.clear();
+        }
+        memo.results
+            .insert(key.to_owned(), Box::new(result.clone()));
+        Ok(result)
+    }
+}
+
 const OFF: u8 = 0;
 const ARMED: u8 = 1;
 const TRIPPED: u8 = 2;
@@ -180,39 +220,15 @@ impl Embedded {
             .await
     }
 
-    /// [`Embedded::read`] of a result remembered under `key` until the database changes: each
-    /// read asks SQLite's `data_version` first (a statement that reads no table), which any
-    /// commit changes, so a remembered result is never stale. For the read every request
-    /// repeats (its session), which then costs no query.
-    pub(super) async fn read_remembered<R: Clone + Send + 'static>(
+    /// [`Embedded::read`] with the reader's [`Memory`], for the reads requests repeat while
+    /// nothing is written (a session, the count of a list's matches).
+    pub(super) async fn read_remembering<R: Send + 'static>(
         self: &Arc<Self>,
         coll: &str,
-        key: String,
-        f: impl Fn(&Connection, &str) -> Result<R, StoreError> + Send + 'static,
+        f: impl Fn(&Connection, &str, &Memory) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.read_on(coll, move |reader, coll| {
-            let version: i64 = reader
-                .conn
-                .prepare_cached("PRAGMA data_version")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(sql)?;
-            {
-                let mut memo = reader.remembered.borrow_mut();
-                if memo.version != version {
-                    memo.results.clear();
-                    memo.version = version;
-                }
-                if let Some(hit) = memo.results.get(&key).and_then(|r| r.downcast_ref::<R>()) {
-                    return Ok(hit.clone());
-                }
-            }
-            let result = f(&reader.conn, coll)?;
-            let mut memo = reader.remembered.borrow_mut();
-            if memo.results.len() >= REMEMBERED {
-                memo.results.clear();
-            }
-            memo.results.insert(key.clone(), Box::new(result.clone()));
-            Ok(result)
+            f(&reader.conn, coll, &Memory(&reader.remembered))
         })
         .await
     }
@@ -1386,9 +1402,11 @@ mod tests {
         let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = || {
             let runs = runs.clone();
-            store.read_remembered("notes", "all".into(), move |conn, coll| {
-                runs.fetch_add(1, Ordering::Relaxed);
-                Ok(find(conn, coll, &Query::filter(Filter::All))?.len())
+            store.read_remembering("notes", move |conn, coll, memory| {
+                memory.remember(conn, "all", || {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    Ok(find(conn, coll, &Query::filter(Filter::All))?.len())
+                })
             })
         };
         let runs = || runs.load(Ordering::Relaxed);

@@ -333,7 +333,7 @@ impl Collection {
     }
 
     /// The first record matching `filter`; the embedded store's readers remember it until the
-    /// database changes ([`Embedded::read_remembered`]).
+    /// database changes ([`embedded::Memory`]).
     pub(super) async fn find_one_remembered<T: Model>(
         &self,
         filter: Filter,
@@ -344,9 +344,14 @@ impl Collection {
             Backend::Mongo(_) => Ok(self.find_records(&query).await?.pop()),
             Backend::Embedded(e) => {
                 check_query(&query.filter, &query.sort)?;
-                let key = format!("{}:{:?}", self.name, query.filter);
-                e.read_remembered(&self.name, key, move |conn, coll| {
-                    Ok(embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?.pop())
+                let key = format!("{}:first:{:?}", self.name, query.filter);
+                e.read_remembering(&self.name, move |conn, coll, memory| {
+                    memory.remember(conn, &key, || {
+                        Ok(
+                            embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?
+                                .pop(),
+                        )
+                    })
                 })
                 .await
             }
@@ -354,27 +359,43 @@ impl Collection {
     }
 
     /// [`Collection::find_records`] and the count of everything its filter matches, as one
-    /// read of the embedded store (one snapshot).
+    /// read of the embedded store (one snapshot), whose readers remember the count until the
+    /// database changes ([`embedded::Memory`]): paging through an unchanged list counts once.
     pub(super) async fn page_records<T: Model>(
         &self,
         query: &Query,
     ) -> Result<(Vec<Record<T>>, u64), StoreError> {
         check_query(&query.filter, &query.sort)?;
         let query = query.clone();
-        dispatch!(self,
-        mongo(m) => {
-            let (docs, total) = tokio::try_join!(m.find(&self.name, &query), m.count(&self.name, &query.filter))?;
-            let records = docs.into_iter().map(Record::from_document).collect::<Result<_, _>>()?;
-            Ok((records, total))
-        },
-        read(conn, coll) => {
-            let tx = conn.unchecked_transaction().map_err(|e| StoreError::Backend(e.to_string()))?;
-            // The count first: when a long one moves the read off the runtime's thread, the
-            // page has not been read in vain.
-            let total = embedded::count(&tx, coll, &query.filter)?;
-            let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
-            Ok((records, total))
-        })
+        match &*self.store.backend {
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(m) => {
+                let (docs, total) = tokio::try_join!(
+                    m.find(&self.name, &query),
+                    m.count(&self.name, &query.filter)
+                )?;
+                let records = docs
+                    .into_iter()
+                    .map(Record::from_document)
+                    .collect::<Result<_, _>>()?;
+                Ok((records, total))
+            }
+            Backend::Embedded(e) => {
+                let key = format!("{}:count:{:?}", self.name, query.filter);
+                e.read_remembering(&self.name, move |conn, coll, memory| {
+                    let tx = conn
+                        .unchecked_transaction()
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    // The count first: when a long one moves the read off the runtime's
+                    // thread, the page has not been read in vain.
+                    let total =
+                        memory.remember(&tx, &key, || embedded::count(&tx, coll, &query.filter))?;
+                    let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
+                    Ok((records, total))
+                })
+                .await
+            }
+        }
     }
 
     /// The model with this id; the embedded store reads its row straight into the model.
@@ -536,4 +557,52 @@ fn check_query(filter: &Filter, sort: &[(String, Order)]) -> Result<(), StoreErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+    struct Item {
+        n: i64,
+    }
+
+    impl Model for Item {
+        const COLLECTION: &'static str = "items";
+    }
+
+    #[tokio::test]
+    async fn a_page_counts_every_commit_of_any_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.sqlite3");
+        let here = Store::embedded(&file).unwrap();
+        // Another app process on the same store file.
+        let there = Store::embedded(&file).unwrap();
+        let total = |filter: Filter| {
+            let items = here.models::<Item>();
+            async move { items.page(&Query::filter(filter).limit(1)).await.unwrap().1 }
+        };
+        here.models::<Item>().insert(Item { n: 1 }).await.unwrap();
+        assert_eq!(total(Filter::All).await, 1);
+        assert_eq!(total(Filter::All).await, 1);
+        here.models::<Item>().insert(Item { n: 2 }).await.unwrap();
+        assert_eq!(total(Filter::All).await, 2, "this process's write");
+        there.models::<Item>().insert(Item { n: 1 }).await.unwrap();
+        assert_eq!(total(Filter::All).await, 3, "another process's write");
+        assert_eq!(
+            total(Filter::eq("n", 1)).await,
+            2,
+            "each filter its own count"
+        );
+        there
+            .models::<Item>()
+            .delete_many(Filter::eq("n", 1))
+            .await
+            .unwrap();
+        assert_eq!(total(Filter::All).await, 1, "another process's delete");
+        assert_eq!(total(Filter::eq("n", 1)).await, 0);
+    }
 }
