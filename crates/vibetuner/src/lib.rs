@@ -28,6 +28,7 @@ pub mod config;
 pub mod crud;
 pub mod dev;
 pub mod error;
+mod escape;
 pub mod filters;
 pub mod flash;
 #[cfg(feature = "fuzzing")]

@@ -192,7 +192,7 @@ impl Visit for Members<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn stdfmt::Debug) {
         self.member(field, |w| {
             w.write_char('"')?;
-            write!(JsonEscaped(w), "{value:?}")?;
+            write!(crate::escape::Json(w), "{value:?}")?;
             w.write_char('"')
         });
     }
@@ -201,40 +201,8 @@ impl Visit for Members<'_, '_> {
 /// `text` as a JSON string.
 fn write_json_str(w: &mut dyn stdfmt::Write, text: &str) -> stdfmt::Result {
     w.write_char('"')?;
-    JsonEscaped(w).write_str(text)?;
+    crate::escape::json(w, text)?;
     w.write_char('"')
-}
-
-/// Writes text as the inside of a JSON string, escaped as serde_json escapes it, straight to
-/// the line (a request's log line formats without allocating its values first).
-struct JsonEscaped<'a, W: stdfmt::Write + ?Sized>(&'a mut W);
-
-impl<W: stdfmt::Write + ?Sized> stdfmt::Write for JsonEscaped<'_, W> {
-    fn write_str(&mut self, text: &str) -> stdfmt::Result {
-        let mut plain = 0;
-        for (i, byte) in text.bytes().enumerate() {
-            let escaped = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            // Escaped bytes are ASCII, so `i` is a character boundary.
-            self.0.write_str(&text[plain..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escaped)?;
-            }
-            plain = i + 1;
-        }
-        self.0.write_str(&text[plain..])
-    }
 }
 
 #[cfg(test)]

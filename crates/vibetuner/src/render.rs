@@ -281,24 +281,9 @@ pub fn markupsafe_formatter(
     }
 }
 
-/// Writes `text` with `& < > " '` escaped.
+/// Writes `text` HTML-escaped.
 fn write_escaped(out: &mut minijinja::Output, text: &str) -> Result<(), minijinja::Error> {
-    let mut last = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let entity = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&#34;",
-            b'\'' => "&#39;",
-            _ => continue,
-        };
-        out.write_str(&text[last..i])
-            .map_err(minijinja::Error::from)?;
-        out.write_str(entity).map_err(minijinja::Error::from)?;
-        last = i + 1;
-    }
-    out.write_str(&text[last..]).map_err(minijinja::Error::from)
+    crate::escape::html(out, text).map_err(minijinja::Error::from)
 }
 
 fn template_error(err: minijinja::Error) -> Error {
