@@ -62,8 +62,7 @@ struct Reader {
     remembered: RefCell<Remembered>,
 }
 
-/// Results of [`Embedded::read_remembered`] on one reader, all read while the database was at
-/// `version`.
+/// Results a reader remembers ([`Memory`]), all read while the database was at `version`.
 #[derive(Default)]
 struct Remembered {
     /// SQLite's `data_version` of the reader's connection: any commit by another connection

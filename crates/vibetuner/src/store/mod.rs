@@ -269,6 +269,14 @@ macro_rules! dispatch {
     ($self:ident, mongo($m:ident) => $mongo:expr, read($conn:ident, $coll:ident) => $emb:expr) => {
         dispatch!(@ read, $self, $m, $mongo, $conn, $coll, $emb)
     };
+    // A read with the reader's memory ([`embedded::Memory`]).
+    ($self:ident, mongo($m:ident) => $mongo:expr, remembering($conn:ident, $coll:ident, $memory:ident) => $emb:expr) => {
+        match &*$self.store.backend {
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo($m) => $mongo,
+            Backend::Embedded(e) => e.read_remembering(&$self.name, move |$conn, $coll, $memory| $emb).await,
+        }
+    };
     (@ $run:ident, $self:ident, $m:ident, $mongo:expr, $conn:ident, $coll:ident, $emb:expr) => {
         match &*$self.store.backend {
             #[cfg(feature = "mongodb")]
@@ -339,23 +347,12 @@ impl Collection {
         filter: Filter,
     ) -> Result<Option<Record<T>>, StoreError> {
         let query = Query::filter(filter).limit(1);
-        match &*self.store.backend {
-            #[cfg(feature = "mongodb")]
-            Backend::Mongo(_) => Ok(self.find_records(&query).await?.pop()),
-            Backend::Embedded(e) => {
-                check_query(&query.filter, &query.sort)?;
-                let key = format!("{}:first:{:?}", self.name, query.filter);
-                e.read_remembering(&self.name, move |conn, coll, memory| {
-                    memory.remember(conn, &key, || {
-                        Ok(
-                            embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?
-                                .pop(),
-                        )
-                    })
-                })
-                .await
-            }
-        }
+        check_query(&query.filter, &query.sort)?;
+        dispatch!(self,
+        mongo(m) => m.find(&self.name, &query).await?.pop().map(Record::from_document).transpose(),
+        remembering(conn, coll, memory) => memory.remember(conn, &format!("{coll}:first:{:?}", query.filter), || {
+            Ok(embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?.pop())
+        }))
     }
 
     /// [`Collection::find_records`] and the count of everything its filter matches, as one
@@ -367,35 +364,21 @@ impl Collection {
     ) -> Result<(Vec<Record<T>>, u64), StoreError> {
         check_query(&query.filter, &query.sort)?;
         let query = query.clone();
-        match &*self.store.backend {
-            #[cfg(feature = "mongodb")]
-            Backend::Mongo(m) => {
-                let (docs, total) = tokio::try_join!(
-                    m.find(&self.name, &query),
-                    m.count(&self.name, &query.filter)
-                )?;
-                let records = docs
-                    .into_iter()
-                    .map(Record::from_document)
-                    .collect::<Result<_, _>>()?;
-                Ok((records, total))
-            }
-            Backend::Embedded(e) => {
-                let key = format!("{}:count:{:?}", self.name, query.filter);
-                e.read_remembering(&self.name, move |conn, coll, memory| {
-                    let tx = conn
-                        .unchecked_transaction()
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    // The count first: when a long one moves the read off the runtime's
-                    // thread, the page has not been read in vain.
-                    let total =
-                        memory.remember(&tx, &key, || embedded::count(&tx, coll, &query.filter))?;
-                    let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
-                    Ok((records, total))
-                })
-                .await
-            }
-        }
+        dispatch!(self,
+        mongo(m) => {
+            let (docs, total) = tokio::try_join!(m.find(&self.name, &query), m.count(&self.name, &query.filter))?;
+            let records = docs.into_iter().map(Record::from_document).collect::<Result<_, _>>()?;
+            Ok((records, total))
+        },
+        remembering(conn, coll, memory) => {
+            let tx = conn.unchecked_transaction().map_err(|e| StoreError::Backend(e.to_string()))?;
+            // The count first: when a long one moves the read off the runtime's thread, the
+            // page has not been read in vain.
+            let key = format!("{coll}:count:{:?}", query.filter);
+            let total = memory.remember(&tx, &key, || embedded::count(&tx, coll, &query.filter))?;
+            let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
+            Ok((records, total))
+        })
     }
 
     /// The model with this id; the embedded store reads its row straight into the model.
