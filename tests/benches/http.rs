@@ -2,7 +2,9 @@
 //! bare axum baselines, measured in the same run with `wrk`: `/health/ping` against bare axum,
 //! `/` against bare axum + minijinja rendering the app's own template files with the same context
 //! and headers (checked equal first; `bare_axum`'s docs). Reports req/s and p99 latency for
-//! `/health/ping` and `/`, idle and loaded RSS, and cold start (spawn to first 200); then the
+//! `/health/ping` and `/` (medians of rounds that take the targets in turn, and the ratios'
+//! medians), idle RSS split into the process's own and its mapped files' memory, loaded RSS,
+//! and cold start (spawn to first 200; medians of seven starts); then the
 //! notes API (a page of 20 out of 1,000 notes, and read by id) on the embedded store and on
 //! MongoDB (`TEST_MONGODB_URL`; scripts/bench.sh starts one), with the app's CPU milliseconds per
 //! request (process CPU time over requests served).
@@ -14,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_home_baseline, cpu_ms, home_baseline_args, ping_ok, release_app, rss_kib, seed_notes,
-    send, sign_in,
+    Memory, check_home_baseline, cpu_ms, home_baseline_args, memory_kib, ping_ok, release_app,
+    rss_kib, seed_notes, send, sign_in,
 };
 use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port};
 
@@ -69,12 +71,14 @@ fn spawn(t: &Target, port: u16) -> Server {
     )
 }
 
-fn cold_start(t: &Target) -> Duration {
-    let mut samples: Vec<Duration> = (0..7)
+/// Starts `t` seven times: the median time from spawn to the first 200 on `/health/ping`, and
+/// the median (by RSS) of its memory at that moment.
+fn starts(t: &Target) -> (Duration, Memory) {
+    let mut samples: Vec<(Duration, Memory)> = (0..7)
         .map(|_| {
             let port = free_port();
             let started = Instant::now();
-            let _server = spawn(t, port);
+            let server = spawn(t, port);
             while !ping_ok(port) {
                 assert!(
                     started.elapsed() < Duration::from_secs(10),
@@ -83,11 +87,13 @@ fn cold_start(t: &Target) -> Duration {
                 );
                 std::thread::sleep(Duration::from_micros(200));
             }
-            started.elapsed()
+            (started.elapsed(), memory_kib(server.id()))
         })
         .collect();
-    samples.sort();
-    samples[samples.len() / 2]
+    samples.sort_by_key(|(cold, _)| *cold);
+    let cold = samples[samples.len() / 2].0;
+    samples.sort_by_key(|(_, memory)| memory.rss);
+    (cold, samples[samples.len() / 2].1)
 }
 
 /// Runs wrk; returns (req/s, p99 ms).
@@ -210,43 +216,64 @@ fn parse_latency(v: &str) -> f64 {
     }
 }
 
+/// Rounds of `/health/ping` and `/`, each target in turn: this machine's throughput drifts by
+/// about 10 % over a minute, so one run per target can put a target on a fast or a slow stretch.
+const ROUNDS: usize = 3;
+
+/// One target's figures: medians over the rounds (req/s, p99 ms) and over the starts.
 struct Figures {
     ping: (f64, f64),
     home: Option<(f64, f64)>,
-    idle_kib: u64,
+    idle: Memory,
     loaded_kib: u64,
     cold: Duration,
 }
 
-fn measure(t: &Target, with_home: bool) -> Figures {
-    let cold = cold_start(t);
+/// The median of the values.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// What one round measured of one target.
+#[derive(Clone, Copy)]
+struct Round {
+    /// `/health/ping`: req/s, p99 ms.
+    ping: (f64, f64),
+    /// `/`: req/s, p99 ms.
+    home: Option<(f64, f64)>,
+    /// The largest RSS seen, KiB.
+    loaded_kib: u64,
+}
+
+/// One round of `t`: a fresh server, wrk on `/health/ping` and, `with_home`, on `/`.
+fn round(t: &Target, with_home: bool) -> Round {
     let port = free_port();
-    let child = spawn(t, port);
+    let server = spawn(t, port);
     while !ping_ok(port) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let base = format!("http://127.0.0.1:{port}");
-    let idle_kib = rss_kib(child.id());
-    let pid = child.id();
-    let sampler = std::thread::spawn(move || {
-        let mut max = 0;
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            max = max.max(rss_kib(pid));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        max
-    });
+    let pid = server.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            max
+        })
+    };
     let ping = wrk(&format!("{base}/health/ping"));
     let home = with_home.then(|| wrk(&format!("{base}/")));
-    let loaded_kib = sampler.join().unwrap_or(0);
-    drop(child);
-    Figures {
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    Round {
         ping,
         home,
-        idle_kib,
-        loaded_kib,
-        cold,
+        loaded_kib: sampler.join().unwrap_or(0),
     }
 }
 
@@ -369,36 +396,89 @@ fn pages(app_target: &Target, baseline: &Target) {
         drop((child, base));
         target
     };
-    let base = measure(baseline, false);
-    let same_template = measure(&home_baseline, true);
-    let ours = measure(app_target, true);
-    let home = ours.home.expect("measured");
-    let ratio = ours.ping.0 / base.ping.0;
+    let targets = [
+        (baseline, false),
+        (&home_baseline, true),
+        (app_target, true),
+    ];
+    let started: Vec<(Duration, Memory)> = targets.iter().map(|(t, _)| starts(t)).collect();
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
+    for _ in 0..ROUNDS {
+        for ((t, with_home), runs) in targets.iter().zip(&mut rounds) {
+            runs.push(round(t, *with_home));
+        }
+    }
+    let figures: Vec<Figures> = rounds
+        .iter()
+        .zip(&started)
+        .map(|(runs, (cold, idle))| Figures {
+            ping: (
+                median(runs.iter().map(|r| r.ping.0).collect()),
+                median(runs.iter().map(|r| r.ping.1).collect()),
+            ),
+            home: runs[0].home.map(|_| {
+                (
+                    median(runs.iter().filter_map(|r| r.home).map(|h| h.0).collect()),
+                    median(runs.iter().filter_map(|r| r.home).map(|h| h.1).collect()),
+                )
+            }),
+            idle: *idle,
+            loaded_kib: runs.iter().map(|r| r.loaded_kib).max().unwrap_or(0),
+            cold: *cold,
+        })
+        .collect();
+    let [base, same_template, ours] = [&figures[0], &figures[1], &figures[2]];
+    // Each round's ratio is of runs a few seconds apart; the target is their median.
+    let per_round = |of: fn(&Round) -> f64, a: usize, b: usize| {
+        rounds[a]
+            .iter()
+            .zip(&rounds[b])
+            .map(|(x, y)| of(x) / of(y))
+            .collect::<Vec<f64>>()
+    };
+    let ping_ratios = per_round(|r| r.ping.0, 2, 0);
+    let home_ratios = per_round(|r| r.home.map_or(f64::NAN, |h| h.0), 2, 1);
+    let ratio = median(ping_ratios.clone());
+    let home_ratio = median(home_ratios.clone());
     println!(
-        "\nvibetuner HTTP benchmark (wrk -t2 -c{CONNECTIONS} -d{DURATION}, release, ENVIRONMENT=prod)"
+        "\nvibetuner HTTP benchmark (wrk -t2 -c{CONNECTIONS} -d{DURATION}, medians of {ROUNDS} rounds, release, ENVIRONMENT=prod)"
     );
     println!(
-        "| target | /health/ping req/s | p99 ms | / req/s | p99 ms | idle RSS MiB | loaded RSS MiB | cold start ms |"
+        "| target | /health/ping req/s | p99 ms | / req/s | p99 ms | idle RSS MiB (anon + file) | loaded RSS MiB | cold start ms |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for (name, f) in [
-        ("bare axum", &base),
-        ("bare axum + minijinja, same templates", &same_template),
-        ("vibetuner app", &ours),
+        ("bare axum", base),
+        ("bare axum + minijinja, same templates", same_template),
+        ("vibetuner app", ours),
     ] {
         let (h_rps, h_p99) = f.home.map_or(("-".into(), "-".into()), |(r, p)| {
             (format!("{r:.0}"), format!("{p:.2}"))
         });
+        let mib = |kib: u64| kib as f64 / 1024.0;
         println!(
-            "| {name} | {:.0} | {:.2} | {h_rps} | {h_p99} | {:.1} | {:.1} | {:.1} |",
+            "| {name} | {:.0} | {:.2} | {h_rps} | {h_p99} | {:.1} ({:.1} + {:.1}) | {:.1} | {:.1} |",
             f.ping.0,
             f.ping.1,
-            f.idle_kib as f64 / 1024.0,
-            f.loaded_kib as f64 / 1024.0,
+            mib(f.idle.rss),
+            mib(f.idle.anon),
+            mib(f.idle.file),
+            mib(f.loaded_kib),
             f.cold.as_secs_f64() * 1000.0
         );
     }
-    let home_ratio = home.0 / same_template.home.expect("measured").0;
+    let list = |ratios: &[f64]| {
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "per round: /health/ping {} of bare axum; / {} of its baseline",
+        list(&ping_ratios),
+        list(&home_ratios)
+    );
     let checks = [
         (
             "/health/ping >= 0.9x bare axum",
@@ -412,8 +492,8 @@ fn pages(app_target: &Target, baseline: &Target) {
         ),
         (
             "idle RSS <= 16 MiB",
-            ours.idle_kib <= 16 * 1024,
-            format!("{:.1} MiB", ours.idle_kib as f64 / 1024.0),
+            ours.idle.rss <= 16 * 1024,
+            format!("{:.1} MiB", ours.idle.rss as f64 / 1024.0),
         ),
         (
             "cold start < 50 ms",

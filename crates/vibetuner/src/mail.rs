@@ -3,11 +3,12 @@
 //! `<DATA_DIR>/outbox` and lists them at `/_dev/outbox`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::response::Html;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::context;
 use serde::Serialize;
@@ -41,7 +42,12 @@ pub enum MailError {
 }
 
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Checked at startup, connected on the first send: lettre's pool starts a task of its
+    /// own, which an app that sends no mail does not need.
+    Smtp(
+        AsyncSmtpTransportBuilder,
+        OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    ),
     Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
 
@@ -97,7 +103,10 @@ impl Mailer {
                         "SMTP_URL is not usable ({e}); expected smtps://user:password@host:465 or smtp://user:password@host:587?tls=required"
                     )
                 })?;
-                Transport::Smtp(builder.timeout(Some(Duration::from_secs(15))).build())
+                Transport::Smtp(
+                    builder.timeout(Some(Duration::from_secs(15))),
+                    OnceLock::new(),
+                )
             }
             None if settings.is_prod() => anyhow::bail!(
                 "no mail settings in production: sign-in emails cannot be sent. Set SMTP_URL (e.g. smtps://user:password@smtp.example.com:465) and MAIL_FROM"
@@ -117,7 +126,7 @@ impl Mailer {
     pub fn outbox_dir(&self) -> Option<&Path> {
         match self.transport.as_ref() {
             Transport::Outbox(_, dir) => Some(dir),
-            Transport::Smtp(_) => None,
+            Transport::Smtp(..) => None,
         }
     }
 
@@ -134,7 +143,8 @@ impl Mailer {
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
             .map_err(|e| MailError::Transport(e.to_string()))?;
         match self.transport.as_ref() {
-            Transport::Smtp(smtp) => smtp
+            Transport::Smtp(builder, smtp) => smtp
+                .get_or_init(|| builder.clone().build())
                 .send(message)
                 .await
                 .map(drop)

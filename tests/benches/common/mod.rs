@@ -42,12 +42,36 @@ pub fn ping_ok(port: u16) -> bool {
 
 /// The resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    memory_kib(pid).rss
+}
+
+/// A process's resident memory in KiB, whole and split as `/proc/PID/status` splits it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// `VmRSS`.
+    pub rss: u64,
+    /// `RssAnon`: the process's own memory (heap, stacks).
+    pub anon: u64,
+    /// `RssFile`: mapped files, mostly the binary's code. How much of a file a touched page
+    /// brings with it depends on how the file sits in the page cache, not on the process.
+    pub file: u64,
+}
+
+/// The resident memory of a process.
+pub fn memory_kib(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+    }
 }
 
 /// CPU time (user + system) a process has used, in milliseconds.

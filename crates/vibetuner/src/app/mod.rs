@@ -157,11 +157,8 @@ impl App {
 
     /// Adds a route. Registering `/` replaces the framework's home page.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
-        self.table.push(routes::RouteInfo::new(
-            routes::methods(&method_router),
-            path,
-            "app",
-        ));
+        self.table
+            .push(routes::RouteInfo::of(&method_router, path, "app"));
         self.routes = self.routes.route(path, method_router);
         self
     }

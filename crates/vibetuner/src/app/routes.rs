@@ -3,26 +3,58 @@
 //! router merged whole ([`App::merge`](super::App::merge)) is counted, not listed.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::MethodRouter;
 
 /// One route: its methods, path, name (for `url_for`) and the layers around it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct RouteInfo {
-    pub(crate) methods: String,
+    pub(crate) methods: Methods,
     pub(crate) path: String,
     pub(crate) name: Option<String>,
     pub(crate) layers: String,
 }
 
 impl RouteInfo {
-    pub(crate) fn new(methods: impl Into<String>, path: &str, layers: impl Into<String>) -> Self {
+    pub(crate) fn new(methods: &str, path: &str, layers: impl Into<String>) -> Self {
         Self {
-            methods: methods.into(),
+            methods: Methods::Known(methods.to_owned()),
             path: path.to_owned(),
             name: None,
             layers: layers.into(),
+        }
+    }
+
+    /// A route whose methods are read from its method router when the table is printed.
+    pub(crate) fn of<S: Send + Sync + 'static>(
+        method_router: &MethodRouter<S>,
+        path: &str,
+        layers: impl Into<String>,
+    ) -> Self {
+        let method_router = method_router.clone();
+        Self {
+            methods: Methods::Deferred(Arc::new(move || methods(&method_router))),
+            ..Self::new("", path, layers)
+        }
+    }
+}
+
+/// A route's methods, as [`methods`] spells them.
+#[derive(Clone)]
+pub(crate) enum Methods {
+    Known(String),
+    /// Read when the table is printed: formatting every method router at startup maps in
+    /// code (axum's `Debug` impls) that only the `routes` command needs.
+    Deferred(Arc<dyn Fn() -> String + Send + Sync>),
+}
+
+impl Methods {
+    fn text(&self) -> String {
+        match self {
+            Self::Known(text) => text.clone(),
+            Self::Deferred(read) => read(),
         }
     }
 }
@@ -39,7 +71,7 @@ pub(crate) const HEALTH_LAYERS: &str = "request id";
 /// beside `GET`); `ANY` for `any(..)`, `?` when axum's debug output is not understood.
 ///
 /// axum offers no accessor, so this reads the router's `Debug` output; a unit test pins it.
-pub(crate) fn methods<S>(method_router: &MethodRouter<S>) -> String {
+fn methods<S>(method_router: &MethodRouter<S>) -> String {
     let debug = format!("{method_router:?}");
     let Some(allow) = debug.split("allow_header: ").nth(1) else {
         return "?".into();
@@ -82,7 +114,7 @@ impl<S: Clone + Send + Sync + 'static> Recorder<S> {
     /// Adds and records a route.
     pub(crate) fn route(mut self, path: &str, method_router: MethodRouter<S>) -> Self {
         self.table
-            .push(RouteInfo::new(methods(&method_router), path, self.layers));
+            .push(RouteInfo::of(&method_router, path, self.layers));
         self.router = self.router.route(path, method_router);
         self
     }
@@ -103,20 +135,20 @@ impl<S: Clone + Send + Sync + 'static> Recorder<S> {
 
 /// The table as the `routes` command prints it, sorted by path.
 pub(crate) fn render(table: &[RouteInfo], opaque: usize, app_layers: usize) -> String {
-    let mut rows = table.to_vec();
-    rows.sort_by(|a, b| a.path.cmp(&b.path).then(a.methods.cmp(&b.methods)));
-    let width = |f: fn(&RouteInfo) -> usize, title: &str| {
+    let mut rows: Vec<(String, &RouteInfo)> = table.iter().map(|r| (r.methods.text(), r)).collect();
+    rows.sort_by(|(am, a), (bm, b)| a.path.cmp(&b.path).then(am.cmp(bm)));
+    let width = |f: fn(&(String, &RouteInfo)) -> usize, title: &str| {
         rows.iter().map(f).max().unwrap_or(0).max(title.len())
     };
-    let m = width(|r| r.methods.len(), "METHOD");
-    let p = width(|r| r.path.len(), "PATH");
-    let n = width(|r| r.name.as_deref().map_or(0, str::len), "NAME");
+    let m = width(|(methods, _)| methods.len(), "METHOD");
+    let p = width(|(_, r)| r.path.len(), "PATH");
+    let n = width(|(_, r)| r.name.as_deref().map_or(0, str::len), "NAME");
     let mut out = format!("{:m$}  {:p$}  {:n$}  LAYERS\n", "METHOD", "PATH", "NAME");
-    for r in &rows {
+    for (methods, r) in &rows {
         let _ = writeln!(
             out,
             "{:m$}  {:p$}  {:n$}  {}",
-            r.methods,
+            methods,
             r.path,
             r.name.as_deref().unwrap_or(""),
             r.layers

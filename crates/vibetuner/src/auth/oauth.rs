@@ -40,7 +40,9 @@ const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 pub(crate) struct Providers {
     configs: Vec<ProviderConfig>,
     discovered: HashMap<String, std::sync::Mutex<Option<(Instant, CoreProviderMetadata)>>>,
-    http: reqwest::Client,
+    /// Built only when a provider is configured: an app without one starts no HTTP client or
+    /// TLS stack.
+    http: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -53,11 +55,17 @@ impl std::fmt::Debug for Providers {
 
 impl Providers {
     pub(crate) fn new(configs: &[ProviderConfig]) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(15))
-            .user_agent(concat!("vibetuner/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = if configs.is_empty() {
+            None
+        } else {
+            Some(
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(std::time::Duration::from_secs(15))
+                    .user_agent(concat!("vibetuner/", env!("CARGO_PKG_VERSION")))
+                    .build()?,
+            )
+        };
         Ok(Self {
             discovered: configs
                 .iter()
@@ -66,6 +74,10 @@ impl Providers {
             configs: configs.to_vec(),
             http,
         })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, ProviderError> {
+        self.http.as_ref().ok_or(ProviderError::NotConfigured)
     }
 
     fn get(&self, id: &str) -> Option<&ProviderConfig> {
@@ -102,7 +114,7 @@ impl Providers {
             Some(metadata) => metadata,
             None => {
                 let issuer = IssuerUrl::new(issuer.to_owned())?;
-                let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+                let metadata = CoreProviderMetadata::discover_async(issuer, self.http()?)
                     .await
                     .map_err(|e| ProviderError::Discovery(error_chain(&e)))?;
                 *cell.lock().expect("discovery lock") = Some((Instant::now(), metadata.clone()));
@@ -371,7 +383,7 @@ async fn identify(
     code: String,
     pending: &PendingLogin,
 ) -> Result<Identity, ProviderError> {
-    let http = &auth.oauth.http;
+    let http = auth.oauth.http()?;
     let verifier = PkceCodeVerifier::new(pending.pkce_verifier.clone());
     match &config.kind {
         ProviderKind::Oidc { issuer } => {
