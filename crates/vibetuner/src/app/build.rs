@@ -60,6 +60,8 @@ pub(super) fn framework_models() -> Vec<ModelEntry> {
 pub struct BuiltApp {
     /// The complete router with every framework layer.
     pub router: axum::Router,
+    /// The same stack as a service, as the server calls it (no routing level around it).
+    pub(crate) stack: crate::middleware::Stack,
     /// What handlers, tasks and hooks see.
     pub context: AppContext,
     models: Vec<ModelEntry>,
@@ -292,7 +294,7 @@ impl App {
             auth,
             security,
         });
-        let router = crate::middleware::stack(
+        let stack = crate::middleware::stack(
             routes,
             &context,
             crate::middleware::Outer {
@@ -304,7 +306,8 @@ impl App {
             &mut table,
         );
         Ok(BuiltApp {
-            router,
+            router: axum::Router::new().fallback_service(stack.clone()),
+            stack,
             context,
             models: self.models,
             on_startup: self.on_startup,

@@ -8,12 +8,14 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use futures_util::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -79,47 +81,59 @@ impl Throttled {
     }
 }
 
-/// What a connection is doing, for its timeouts.
-#[derive(Debug, Clone, Copy)]
-enum Phase {
-    /// Reading a request's headers since then (or waiting for the first request).
-    Head(Instant),
-    /// Requests in flight (their handlers run or their responses stream).
-    Busy(usize),
-    /// Between requests since then.
-    Idle(Instant),
+/// What a connection is doing, for its timeouts: how many requests are in flight (their
+/// handlers run or their responses stream) and, when none is, since when it has been reading a
+/// request's headers or sitting idle. Atomics rather than a lock: every read and every response
+/// updates it.
+struct Activity {
+    started: Instant,
+    busy: AtomicUsize,
+    /// Milliseconds from `started`; with [`HEAD`] set, reading headers since then (or waiting
+    /// for the first request), else idle since then.
+    since: AtomicU64,
 }
 
-struct Activity(Mutex<Phase>);
+/// The flag of [`Activity::since`] that says "reading headers".
+const HEAD: u64 = 1 << 63;
 
 impl Activity {
-    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
-        self.0.lock().expect("activity lock")
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            busy: AtomicUsize::new(0),
+            since: AtomicU64::new(HEAD),
+        }
     }
 
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(HEAD - 1)
+    }
+
+    /// Bytes arrived: an idle connection is now reading a request's headers.
     fn read_bytes(&self) {
-        let mut phase = self.phase();
-        if let Phase::Idle(_) = *phase {
-            *phase = Phase::Head(Instant::now());
+        if self.busy.load(Ordering::Relaxed) == 0 && self.since.load(Ordering::Relaxed) & HEAD == 0
+        {
+            self.since.store(HEAD | self.now(), Ordering::Relaxed);
         }
     }
 
     fn start(self: &Arc<Self>) -> InFlight {
-        let mut phase = self.phase();
-        *phase = match *phase {
-            Phase::Busy(n) => Phase::Busy(n + 1),
-            _ => Phase::Busy(1),
-        };
+        self.busy.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
     /// When the connection is to be closed unless something happens first.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        match *self.phase() {
-            Phase::Head(since) => Some(since + limits.header_read_timeout),
-            Phase::Idle(since) => Some(since + limits.keepalive_timeout),
-            Phase::Busy(_) => None,
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return None;
         }
+        let since = self.since.load(Ordering::Relaxed);
+        let timeout = if since & HEAD == 0 {
+            limits.keepalive_timeout
+        } else {
+            limits.header_read_timeout
+        };
+        Some(self.started + Duration::from_millis(since & !HEAD) + timeout)
     }
 }
 
@@ -128,11 +142,9 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut phase = self.0.phase();
-        *phase = match *phase {
-            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            _ => Phase::Idle(Instant::now()),
-        };
+        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.since.store(self.0.now(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -217,6 +229,44 @@ impl hyper::body::Body for Tracked {
     }
 }
 
+/// Wakes a connection's task for its timer and shutdown signal, and remembers that it did: the
+/// task then polls them only when they woke it, not on each of the connection's reads and
+/// writes (which `select!` would, at a cost of a few percent of a small request).
+struct Gate {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            // Polled once at first, to start the timer and listen for the shutdown.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }
+    }
+}
+
+impl Gate {
+    /// Registers the task's waker; whether the timer or the shutdown signal woke the task
+    /// since the last call.
+    fn woke(&self, task: &Waker) -> bool {
+        self.task.register(task);
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 /// Refused connections get this (written without waiting) before they are closed.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections";
 
@@ -224,7 +274,7 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/
 /// in flight finish and returns once every connection is closed.
 pub(crate) async fn serve_connections(
     listener: TcpListener,
-    router: axum::Router,
+    router: crate::middleware::Stack,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -305,12 +355,12 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: axum::Router,
+    router: crate::middleware::Stack,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
     held: (OwnedSemaphorePermit, Slot),
 ) {
-    let activity = Arc::new(Activity(Mutex::new(Phase::Head(Instant::now()))));
+    let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         stream,
         activity: activity.clone(),
@@ -341,35 +391,48 @@ async fn serve_connection(
             .serve_connection(io, TowerToHyperService::new(service))
             .with_upgrades()
     );
-    let mut stopping = false;
-    loop {
-        let deadline = activity.deadline(&limits);
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                // Busy: looked at again when the request is likely done.
-                None => tokio::time::sleep(limits.header_read_timeout).await,
+    let mut stop = Some(Box::pin(async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }));
+    let first = activity.deadline(&limits).unwrap_or_else(Instant::now);
+    let mut timer = Box::pin(tokio::time::sleep_until(first.into()));
+    let gate = Arc::new(Gate::default());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            if let Err(e) = result {
+                tracing::trace!(%peer, "connection ended: {e}");
             }
-        };
-        // Biased: the connection first (it is what wakes the task), without a random start.
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::trace!(%peer, "connection ended: {e}");
-                }
-                return;
-            }
-            _ = stop.wait_for(|stop| *stop), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = timer => {
-                if activity.deadline(&limits).is_some_and(|at| at <= Instant::now()) {
+            return Poll::Ready(());
+        }
+        if !gate.woke(cx.waker()) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(gate.clone());
+        let mut own = Context::from_waker(&waker);
+        if stop
+            .as_mut()
+            .is_some_and(|stop| stop.as_mut().poll(&mut own).is_ready())
+        {
+            stop = None;
+            conn.as_mut().graceful_shutdown();
+            // The connection may now finish (an idle one closes): poll it again.
+            cx.waker().wake_by_ref();
+        }
+        while timer.as_mut().poll(&mut own).is_ready() {
+            let now = Instant::now();
+            match activity.deadline(&limits) {
+                Some(at) if at <= now => {
                     tracing::debug!(%peer, "closing a connection: headers too slow or idle too long");
-                    return;
+                    return Poll::Ready(());
                 }
+                Some(at) => timer.as_mut().reset(at.into()),
+                // Busy: looked at again when the request is likely done.
+                None => timer
+                    .as_mut()
+                    .reset((now + limits.header_read_timeout).into()),
             }
         }
-    }
+        Poll::Pending
+    })
+    .await;
 }

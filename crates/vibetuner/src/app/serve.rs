@@ -76,7 +76,7 @@ impl App {
         let broadcaster = built.broadcaster().clone();
         let limits = super::listen::Limits::new(settings, built.security().trusted_proxies.clone());
         let server =
-            super::listen::serve_connections(listener, built.router.clone(), limits, async move {
+            super::listen::serve_connections(listener, built.stack.clone(), limits, async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing in-flight requests");
                 let _ = stopping_tx.send(true);

@@ -33,6 +33,9 @@ pub(crate) struct Outer {
     pub(crate) health: Arc<crate::health::Health>,
 }
 
+/// The complete stack: every route inside every framework layer, request ids outermost.
+pub(crate) type Stack = request_id::RequestId<Router>;
+
 /// Wraps `routes` in every framework layer and adds the meta, static and health routes
 /// (recorded in `table`).
 pub(crate) fn stack(
@@ -40,7 +43,7 @@ pub(crate) fn stack(
     ctx: &AppContext,
     outer: Outer,
     table: &mut Vec<crate::app::RouteInfo>,
-) -> Router {
+) -> Stack {
     let settings = ctx.settings();
     let security = ctx.security().clone();
     let (meta, meta_table) = crate::meta::router(outer.meta);
@@ -82,7 +85,6 @@ pub(crate) fn stack(
         .layer(RequestBodyLimitLayer::new(settings.max_body_size))
         .layer(DefaultBodyLimit::max(settings.max_body_size))
         .service(meta.merge(statics).fallback_service(sessions));
-    health
-        .fallback_service(framed)
-        .layer(request_id::RequestIdLayer)
+    // Around the whole router rather than each route (`Router::layer`), like the stages.
+    request_id::RequestId::new(health.fallback_service(framed))
 }

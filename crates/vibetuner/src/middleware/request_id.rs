@@ -10,25 +10,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue, Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Sets and propagates `X-Request-Id`.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RequestIdLayer;
-
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestId<S>;
-    fn layer(&self, inner: S) -> RequestId<S> {
-        RequestId(inner)
-    }
-}
-
-/// The service of [`RequestIdLayer`].
+/// Sets and propagates `X-Request-Id` around `S`.
 #[derive(Clone)]
 pub(crate) struct RequestId<S>(S);
+
+impl<S> RequestId<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self(inner)
+    }
+}
 
 impl<S, B, R> Service<Request<B>> for RequestId<S>
 where
@@ -60,11 +56,12 @@ where
     }
 }
 
-/// A random (v4) UUID, hyphenated, as a header value.
+/// A random (v4) UUID, hyphenated, as a header value. Its bytes are one shared allocation, so
+/// the request's and the response's copies are two references to it.
 fn new_id() -> HeaderValue {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).expect("a UUID is a valid header value")
 }
 
 pin_project_lite::pin_project! {
