@@ -349,7 +349,7 @@ impl Collection {
         let query = Query::filter(filter).limit(1);
         check_query(&query.filter, &query.sort)?;
         dispatch!(self,
-        mongo(m) => m.find(&self.name, &query).await?.pop().map(Record::from_document).transpose(),
+        mongo(_m) => Ok(self.find_records(&query).await?.pop()),
         remembering(conn, coll, memory) => memory.remember(conn, &format!("{coll}:first:{:?}", query.filter), || {
             Ok(embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?.pop())
         }))
