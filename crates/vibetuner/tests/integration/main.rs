@@ -8,6 +8,7 @@ mod support;
 
 mod adopt;
 mod app;
+mod architecture;
 mod auth;
 mod crud;
 mod face;
