@@ -46,9 +46,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
-use crate::app::AppContext;
 use crate::auth::SessionUser;
+use crate::context::AppContext;
 use crate::error::Error;
+use crate::error::HttpStatus as _;
 use crate::store::{
     Filter, Id, Model, Models, Order, Query, Record, StoreError, Timestamp, Update,
 };
@@ -510,7 +511,7 @@ impl<T: Model> Crud<T> {
     }
 
     /// The routes [`Crud::into_router`] adds, for the `routes` command.
-    pub(crate) fn route_table(&self) -> Vec<crate::app::RouteInfo> {
+    pub(crate) fn route_table(&self) -> Vec<crate::routes::RouteInfo> {
         let access = if self.access.public {
             "public".to_owned()
         } else {
@@ -539,7 +540,8 @@ impl<T: Model> Crud<T> {
                     Operation::Update => "PATCH",
                     Operation::Delete => "DELETE",
                 };
-                let mut info = crate::app::RouteInfo::new(method, &path, format!("{layers}, app"));
+                let mut info =
+                    crate::routes::RouteInfo::new(method, &path, format!("{layers}, app"));
                 info.name = Some(name);
                 info
             })

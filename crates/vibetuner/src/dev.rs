@@ -1,5 +1,7 @@
-//! Live reload for `vibetuner dev` (`DEV_RELOAD`, never in prod): `GET /_dev/reload` streams
-//! what changed in the project, and `dev/reload.html.jinja` (on every page) acts on it.
+//! The dev-only pages, both loopback only: `GET /_dev/outbox` lists the mails the dev outbox
+//! caught, and live reload for `vibetuner dev` (`DEV_RELOAD`, never in prod): `GET
+//! /_dev/reload` streams what changed in the project, and `dev/reload.html.jinja` (on every
+//! page) acts on it.
 //!
 //! Events: `hello` (this process's id, first on every stream: a new id after a reconnect
 //! means the server restarted, so the page reloads), `css` (the CSS bundle was rebuilt: the
@@ -11,11 +13,25 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use axum::response::Response;
+use axum::response::{Html, Response};
 use futures_util::StreamExt;
+use minijinja::context;
 
-use crate::AppContext;
+use crate::context::AppContext;
+use crate::error::Error;
+use crate::mail::read_outbox;
+use crate::render::Render;
 use crate::sse::{Sse, SseEvent};
+
+/// `GET /_dev/outbox`: the dev outbox, newest first (registered only when mail goes there).
+pub(crate) async fn outbox_page(render: Render, ctx: AppContext) -> Result<Html<String>, Error> {
+    let dir = ctx.mailer().outbox_dir().ok_or_else(Error::not_found)?;
+    let messages = read_outbox(dir);
+    render.page(
+        "dev/outbox.html.jinja",
+        context! { messages, outbox_dir => dir.display().to_string() },
+    )
+}
 
 /// The failed build's compiler output, relative to the project root, while a build fails.
 pub const BUILD_ERROR_FILE: &str = ".vibetuner/dev/build-error.txt";

@@ -217,8 +217,8 @@ pub fn router(health: Arc<Health>) -> Router {
 }
 
 /// The `/health/*` routes, with their table for the `routes` command.
-pub(crate) fn recorded(health: Arc<Health>) -> (Router, Vec<crate::app::RouteInfo>) {
-    let (router, table) = crate::app::Recorder::new(crate::app::HEALTH_LAYERS)
+pub(crate) fn recorded(health: Arc<Health>) -> (Router, Vec<crate::routes::RouteInfo>) {
+    let (router, table) = crate::routes::Recorder::new(crate::routes::HEALTH_LAYERS)
         .route(
             "/health/ping",
             get(|| async { Json(json!({ "status": "ok" })) }),

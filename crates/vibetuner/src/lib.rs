@@ -25,6 +25,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod crud;
 pub mod dev;
 pub mod error;
@@ -46,6 +47,7 @@ pub mod project;
 pub mod ratelimit;
 mod redis_conn;
 pub mod render;
+mod routes;
 pub mod security;
 pub mod sse;
 mod statics;
@@ -54,10 +56,10 @@ pub mod store;
 pub mod testing;
 pub mod urls;
 
-pub use app::context::Service;
-pub use app::{App, AppContext, BuiltApp, ProjectSource};
+pub use app::{App, BuiltApp, ProjectSource};
 pub use auth::{CurrentUser, MaybeUser, SessionUser};
 pub use config::{Environment, Settings};
+pub use context::{AppContext, Service};
 pub use crud::Crud;
 pub use error::{Error, Result};
 pub use flash::Flash;

@@ -6,16 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::response::Html;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use minijinja::context;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::error::Error;
-use crate::render::Render;
 
 /// One message to send: HTML and plain-text bodies of the same content.
 #[derive(Debug, Clone)]
@@ -39,6 +35,16 @@ pub enum MailError {
     /// The transport failed (SMTP error, unwritable outbox).
     #[error("cannot send email: {0}")]
     Transport(String),
+}
+
+impl crate::error::HttpStatus for MailError {
+    /// 422 for a malformed address, 503 when the transport fails.
+    fn status(&self) -> axum::http::StatusCode {
+        match self {
+            Self::Address(_) => axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Transport(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 }
 
 enum Transport {
@@ -226,17 +232,4 @@ pub fn read_outbox(dir: &Path) -> Vec<OutboxMessage> {
         .collect();
     messages.sort_by_key(|m| std::cmp::Reverse(m.0));
     messages.into_iter().map(|(_, m)| m).collect()
-}
-
-/// `GET /_dev/outbox`: the dev outbox, newest first (registered only when mail goes there).
-pub(crate) async fn outbox_page(
-    render: Render,
-    ctx: crate::AppContext,
-) -> Result<Html<String>, Error> {
-    let dir = ctx.mailer().outbox_dir().ok_or_else(Error::not_found)?;
-    let messages = read_outbox(dir);
-    render.page(
-        "dev/outbox.html.jinja",
-        context! { messages, outbox_dir => dir.display().to_string() },
-    )
 }

@@ -28,8 +28,8 @@ pub(crate) struct Meta {
 }
 
 /// The meta routes, with their table for the `routes` command.
-pub(crate) fn router(meta: Arc<Meta>) -> (Router, Vec<crate::app::RouteInfo>) {
-    let (router, table) = crate::app::Recorder::new(crate::app::OUTER_LAYERS)
+pub(crate) fn router(meta: Arc<Meta>) -> (Router, Vec<crate::routes::RouteInfo>) {
+    let (router, table) = crate::routes::Recorder::new(crate::routes::OUTER_LAYERS)
         .route(
             "/robots.txt",
             templated("meta/robots.txt.jinja", "text/plain; charset=utf-8"),

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, Uri};
 use axum::response::Html;
@@ -334,6 +333,10 @@ pub struct Render {
 }
 
 impl Render {
+    pub(crate) fn new(renderer: Arc<Renderer>, request: RequestInfo) -> Self {
+        Self { renderer, request }
+    }
+
     /// Renders a whole page.
     pub fn page(&self, name: &str, ctx: impl Serialize) -> Result<Html<String>, Error> {
         self.renderer
@@ -375,21 +378,6 @@ impl Render {
     /// The request as templates see it.
     pub fn request(&self) -> &RequestInfo {
         &self.request
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Render {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let renderer = crate::AppContext::from_parts(parts)?
-            .inner()
-            .renderer
-            .clone();
-        Ok(Self {
-            renderer,
-            request: RequestInfo::from_parts(parts),
-        })
     }
 }
 

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -28,8 +28,8 @@ style-src 'self' 'unsafe-inline'; img-src 'self' data: https://lh3.googleusercon
 https://avatars.githubusercontent.com; font-src 'self' data:; connect-src 'self'; \
 object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
-/// Security settings read from the environment.
-#[derive(Debug, Clone)]
+/// Security settings read from the environment; the default is dev with no trusted proxy.
+#[derive(Debug, Clone, Default)]
 pub struct SecurityConfig {
     /// Production: adds HSTS.
     pub prod: bool,
@@ -209,6 +209,13 @@ pub enum CsrfRefusal {
     },
 }
 
+impl crate::error::HttpStatus for CsrfRefusal {
+    /// 403.
+    fn status(&self) -> StatusCode {
+        StatusCode::FORBIDDEN
+    }
+}
+
 /// The CSRF decision for one request: `Err` says why it is refused.
 pub fn check_origin(
     config: &SecurityConfig,
@@ -375,45 +382,13 @@ fn warn_untrusted_forwarding(peer: IpAddr) {
     });
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let default = SecurityConfig {
-            prod: false,
-            trusted_proxies: Vec::new(),
-            trusted_origins: Vec::new(),
-            csp: String::new(),
-            public_origin: None,
-        };
-        let config = parts
-            .extensions
-            .get::<crate::AppContext>()
-            .map_or(&default, |c| c.security().as_ref());
-        Ok(Self::resolve(config, peer, &parts.headers))
-    }
-}
-
 /// The scheme the client used: `X-Forwarded-Proto` from a trusted proxy, else `http`.
-pub fn request_scheme(parts: &Parts) -> &'static str {
+pub fn request_scheme(config: &SecurityConfig, parts: &Parts) -> &'static str {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let trusted = match (
-        parts
-            .extensions
-            .get::<crate::AppContext>()
-            .map(|c| c.security()),
-        peer,
-    ) {
-        (Some(config), Some(ip)) => config.trusts(ip),
-        _ => false,
-    };
+    let trusted = peer.is_some_and(|ip| config.trusts(ip));
     let https = trusted
         && parts
             .headers

@@ -53,8 +53,8 @@ impl Statics {
 }
 
 /// The `/static/...` route, with its table for the `routes` command.
-pub(crate) fn router(statics: Arc<Statics>) -> (Router, Vec<crate::app::RouteInfo>) {
-    let (router, table) = crate::app::Recorder::new(crate::app::OUTER_LAYERS)
+pub(crate) fn router(statics: Arc<Statics>) -> (Router, Vec<crate::routes::RouteInfo>) {
+    let (router, table) = crate::routes::Recorder::new(crate::routes::OUTER_LAYERS)
         .route("/static/{*path}", get(serve_static))
         .into_parts();
     (router.with_state(statics), table)

@@ -4,9 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-
 /// Why a URL cannot be built, or the route table is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
@@ -46,6 +43,13 @@ pub enum UrlError {
         /// The missing parameter.
         param: String,
     },
+}
+
+impl crate::error::HttpStatus for UrlError {
+    /// 500: route names are the app's own.
+    fn status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
 }
 
 /// Route names with their path patterns (`/api/notes/{id}`); an axum extractor.
@@ -145,18 +149,6 @@ fn encode_segment(value: &str) -> String {
         }
     }
     out
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Urls {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<crate::AppContext>()
-            .map(|ctx| ctx.urls().clone())
-            .unwrap_or_default())
-    }
 }
 
 #[cfg(test)]

@@ -9,52 +9,18 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use minijinja::{Environment, Value};
 
-use super::context::{AppContext, Inner};
-use super::routes::{APP_LAYERS, RouteInfo, render};
-use super::{App, BoxFuture, Hook};
+use super::{App, Hook, ModelEntry};
 use crate::config::Settings;
+use crate::context::{AppContext, Inner};
 use crate::error::Error;
 use crate::health::{Health, ServiceCheck};
 use crate::meta::Meta;
 use crate::project::Project;
 use crate::render::{Render, Renderer};
+use crate::routes::{APP_LAYERS, RouteInfo, render};
 use crate::statics::{self, Statics};
-use crate::store::{Index, IndexConflict, Model, Store, StoreError, conflicts_report};
+use crate::store::{IndexConflict, Store, StoreError, conflicts_report};
 use crate::urls::Urls;
-
-/// A registered model: its collection and how to create its indexes.
-#[derive(Clone)]
-pub(super) struct ModelEntry {
-    pub(super) collection: &'static str,
-    indexes: fn() -> Vec<Index>,
-    ensure_indexes: fn(Store) -> BoxFuture<Result<usize, StoreError>>,
-}
-
-impl ModelEntry {
-    pub(super) fn of<T: Model>() -> Self {
-        Self {
-            collection: T::COLLECTION,
-            indexes: T::indexes,
-            ensure_indexes: |store| {
-                Box::pin(async move { store.models::<T>().ensure_indexes().await })
-            },
-        }
-    }
-}
-
-/// The framework's own models, registered on every app.
-pub(super) fn framework_models() -> Vec<ModelEntry> {
-    use crate::models::*;
-    vec![
-        ModelEntry::of::<User>(),
-        ModelEntry::of::<OAuthAccount>(),
-        ModelEntry::of::<EmailVerificationToken>(),
-        ModelEntry::of::<ConfigEntry>(),
-        ModelEntry::of::<DeadLetter>(),
-        ModelEntry::of::<Blob>(),
-        ModelEntry::of::<crate::auth::session::StoredSession>(),
-    ]
-}
 
 /// A built app: its router and its [`AppContext`] (which it dereferences to).
 pub struct BuiltApp {
@@ -291,7 +257,6 @@ impl App {
             mailer,
             urls,
             services: self.services,
-            auth,
             security,
         });
         let stack = crate::middleware::stack(

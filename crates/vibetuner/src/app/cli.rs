@@ -4,41 +4,77 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use super::{App, AppContext, BoxFuture, BuiltApp};
+use super::{App, AppCommand, BuiltApp};
 use crate::config::Settings;
+use crate::context::AppContext;
 use crate::project::Project;
 use crate::render::FrameworkTemplates;
 
-type CommandRun =
-    Arc<dyn Fn(AppContext, &ArgMatches) -> BoxFuture<crate::Result<()>> + Send + Sync>;
-
-/// A subcommand registered by the app.
-pub(super) struct AppCommand {
-    command: clap::Command,
-    run: CommandRun,
-}
-
-impl AppCommand {
-    pub(super) fn new<A, F, Fut>(name: &'static str, about: &'static str, run: F) -> Self
+impl App {
+    /// Adds a subcommand to the app binary: `cargo run -- NAME [ARGS]`, with `A` parsed by clap
+    /// (`#[derive(clap::Args)]`) and `run` given the built app's context.
+    ///
+    /// ```no_run
+    /// use vibetuner::prelude::*;
+    /// use vibetuner::clap;
+    ///
+    /// #[derive(clap::Args)]
+    /// struct Greet {
+    ///     /// Who to greet.
+    ///     #[arg(long, default_value = "world")]
+    ///     name: String,
+    /// }
+    ///
+    /// # fn main() {
+    /// App::new(vibetuner::project!()).command("greet", "Print a greeting", |_ctx, args: Greet| async move {
+    ///     println!("hello, {}", args.name);
+    ///     Ok(())
+    /// });
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When `name` is already a framework or app command.
+    pub fn command<A, F, Fut>(mut self, name: &'static str, about: &'static str, run: F) -> Self
     where
-        A: FromArgMatches + clap::Args + Send + 'static,
+        A: clap::FromArgMatches + clap::Args + Send + 'static,
         F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = crate::Result<()>> + Send + 'static,
     {
-        let command = A::augment_args(clap::Command::new(name).about(about));
-        let run: CommandRun = Arc::new(move |ctx, matches| match A::from_arg_matches(matches) {
-            Ok(args) => Box::pin(run(ctx, args)),
+        let command = AppCommand::new(name, about, run);
+        assert!(
+            !is_taken(name, &self.commands),
+            "command {name:?} is already defined; choose another name"
+        );
+        self.commands.push(command);
+        self
+    }
+
+    /// Parses the command line and runs the chosen subcommand on a new Tokio runtime.
+    pub fn run(self) -> ExitCode {
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(self.run_with_args(std::env::args_os())),
             Err(e) => {
-                let e = crate::Error::bad_request(e.to_string());
-                Box::pin(async move { Err(e) })
+                eprintln!("error: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
             }
-        });
-        Self { command, run }
+        }
+    }
+
+    /// Like [`App::run`], inside an existing runtime and with explicit arguments.
+    pub async fn run_with_args<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        run(self, args).await
     }
 }
 

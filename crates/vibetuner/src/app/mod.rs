@@ -9,15 +9,12 @@
 mod adopt;
 mod build;
 mod cli;
-pub mod context;
 mod listen;
-mod routes;
 mod serve;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,18 +27,79 @@ use tower::{Layer, Service};
 
 pub use adopt::Finding;
 pub use build::BuiltApp;
-pub use context::AppContext;
-pub(crate) use routes::{APP_LAYERS, HEALTH_LAYERS, OUTER_LAYERS, Recorder, RouteInfo};
 pub use serve::shutdown_signal;
 
+use crate::context::AppContext;
 use crate::health::ServiceCheck;
 use crate::project;
 use crate::render::{ContextProvider, EnvHook, RequestInfo};
-use crate::store::Model;
+use crate::store::{Index, Model, Store, StoreError};
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Hook = Arc<dyn Fn(AppContext) -> BoxFuture<crate::Result<()>> + Send + Sync>;
 type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
+
+type CommandRun =
+    Arc<dyn Fn(AppContext, &clap::ArgMatches) -> BoxFuture<crate::Result<()>> + Send + Sync>;
+
+/// A subcommand registered by the app.
+pub(super) struct AppCommand {
+    pub(super) command: clap::Command,
+    pub(super) run: CommandRun,
+}
+
+impl AppCommand {
+    pub(super) fn new<A, F, Fut>(name: &'static str, about: &'static str, run: F) -> Self
+    where
+        A: clap::FromArgMatches + clap::Args + Send + 'static,
+        F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+    {
+        let command = A::augment_args(clap::Command::new(name).about(about));
+        let run: CommandRun = Arc::new(move |ctx, matches| match A::from_arg_matches(matches) {
+            Ok(args) => Box::pin(run(ctx, args)),
+            Err(e) => {
+                let e = crate::Error::bad_request(e.to_string());
+                Box::pin(async move { Err(e) })
+            }
+        });
+        Self { command, run }
+    }
+}
+
+/// A registered model: its collection and how to create its indexes.
+#[derive(Clone)]
+pub(super) struct ModelEntry {
+    pub(super) collection: &'static str,
+    indexes: fn() -> Vec<Index>,
+    ensure_indexes: fn(Store) -> BoxFuture<Result<usize, StoreError>>,
+}
+
+impl ModelEntry {
+    pub(super) fn of<T: Model>() -> Self {
+        Self {
+            collection: T::COLLECTION,
+            indexes: T::indexes,
+            ensure_indexes: |store| {
+                Box::pin(async move { store.models::<T>().ensure_indexes().await })
+            },
+        }
+    }
+}
+
+/// The framework's own models, registered on every app.
+pub(super) fn framework_models() -> Vec<ModelEntry> {
+    use crate::models::*;
+    vec![
+        ModelEntry::of::<User>(),
+        ModelEntry::of::<OAuthAccount>(),
+        ModelEntry::of::<EmailVerificationToken>(),
+        ModelEntry::of::<ConfigEntry>(),
+        ModelEntry::of::<DeadLetter>(),
+        ModelEntry::of::<Blob>(),
+        ModelEntry::of::<crate::auth::session::StoredSession>(),
+    ]
+}
 
 /// What [`project!`](crate::project) captures from the app crate at compile time.
 #[derive(Debug, Clone, Copy)]
@@ -89,15 +147,15 @@ pub struct App {
     hooks: Vec<EnvHook>,
     providers: Vec<ContextProvider>,
     checks: Vec<ServiceCheck>,
-    models: Vec<build::ModelEntry>,
+    models: Vec<ModelEntry>,
     names: Vec<(String, String)>,
     registry: crate::jobs::Registry,
-    services: context::Services,
+    services: crate::context::Services,
     layers: Vec<RouterLayer>,
     on_startup: Vec<Hook>,
     on_shutdown: Vec<Hook>,
-    commands: Vec<cli::AppCommand>,
-    table: Vec<routes::RouteInfo>,
+    commands: Vec<AppCommand>,
+    table: Vec<crate::routes::RouteInfo>,
     opaque: usize,
 }
 
@@ -110,10 +168,10 @@ impl App {
             hooks: Vec::new(),
             providers: Vec::new(),
             checks: Vec::new(),
-            models: build::framework_models(),
+            models: framework_models(),
             names: Vec::new(),
             registry: crate::jobs::Registry::default(),
-            services: context::Services::default(),
+            services: crate::context::Services::default(),
             layers: Vec::new(),
             on_startup: Vec::new(),
             on_shutdown: Vec::new(),
@@ -132,7 +190,7 @@ impl App {
     /// Registers a model: its indexes are created at startup and by `db ensure-indexes`.
     pub fn model<T: Model>(mut self) -> Self {
         if !self.models.iter().any(|m| m.collection == T::COLLECTION) {
-            self.models.push(build::ModelEntry::of::<T>());
+            self.models.push(ModelEntry::of::<T>());
         }
         self
     }
@@ -158,7 +216,7 @@ impl App {
     /// Adds a route. Registering `/` replaces the framework's home page.
     pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
         self.table
-            .push(routes::RouteInfo::of(&method_router, path, "app"));
+            .push(crate::routes::RouteInfo::of(&method_router, path, "app"));
         self.routes = self.routes.route(path, method_router);
         self
     }
@@ -202,7 +260,7 @@ impl App {
         self
     }
 
-    /// Makes `value` available to handlers ([`context::Service`] extractor), tasks, hooks and
+    /// Makes `value` available to handlers ([`crate::Service`] extractor), tasks, hooks and
     /// commands (`ctx.service::<T>()`): an HTTP client, an API key, a cache. One value per type;
     /// a later one replaces an earlier one.
     pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
@@ -231,45 +289,6 @@ impl App {
     {
         self.on_shutdown
             .push(Arc::new(move |ctx| Box::pin(hook(ctx))));
-        self
-    }
-
-    /// Adds a subcommand to the app binary: `cargo run -- NAME [ARGS]`, with `A` parsed by clap
-    /// (`#[derive(clap::Args)]`) and `run` given the built app's context.
-    ///
-    /// ```no_run
-    /// use vibetuner::prelude::*;
-    /// use vibetuner::clap;
-    ///
-    /// #[derive(clap::Args)]
-    /// struct Greet {
-    ///     /// Who to greet.
-    ///     #[arg(long, default_value = "world")]
-    ///     name: String,
-    /// }
-    ///
-    /// # fn main() {
-    /// App::new(vibetuner::project!()).command("greet", "Print a greeting", |_ctx, args: Greet| async move {
-    ///     println!("hello, {}", args.name);
-    ///     Ok(())
-    /// });
-    /// # }
-    /// ```
-    ///
-    /// # Panics
-    /// When `name` is already a framework or app command.
-    pub fn command<A, F, Fut>(mut self, name: &'static str, about: &'static str, run: F) -> Self
-    where
-        A: clap::FromArgMatches + clap::Args + Send + 'static,
-        F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = crate::Result<()>> + Send + 'static,
-    {
-        let command = cli::AppCommand::new(name, about, run);
-        assert!(
-            !cli::is_taken(name, &self.commands),
-            "command {name:?} is already defined; choose another name"
-        );
-        self.commands.push(command);
         self
     }
 
@@ -370,29 +389,6 @@ impl App {
                 sse.channel(&channel).await
             }),
         )
-    }
-
-    /// Parses the command line and runs the chosen subcommand on a new Tokio runtime.
-    pub fn run(self) -> ExitCode {
-        match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(self.run_with_args(std::env::args_os())),
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    }
-
-    /// Like [`App::run`], inside an existing runtime and with explicit arguments.
-    pub async fn run_with_args<I, T>(self, args: I) -> ExitCode
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        cli::run(self, args).await
     }
 
     /// The project root: `VIBETUNER_ROOT`, the nearest folder with `vibetuner.toml`, or the app's sources.

@@ -1,6 +1,5 @@
 //! Magic-link sign-in: the login page, sending a link, and following it.
 
-use super::AuthState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, FromRequestParts, Path, Query};
 use axum::http::request::Parts;
@@ -10,8 +9,11 @@ use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{Auth, MaybeUser, SessionUser, safe_next, sign_in};
+use super::redirect::safe_next;
+use super::state::{Auth, AuthState, BaseUrl};
+use super::user::{MaybeUser, SessionUser, sign_in, signed_in_flash};
 use crate::error::Error;
+use crate::error::HttpStatus as _;
 use crate::mail::Mail;
 use crate::models::{EmailVerificationToken, User};
 use crate::render::Render;
@@ -23,18 +25,6 @@ use crate::store::{Filter, Store, Timestamp, Update};
 pub(super) struct NextQuery {
     #[serde(default)]
     pub(super) next: Option<String>,
-}
-
-/// The origin for absolute links in emails (`BASE_URL`, else this request's host in dev).
-pub(super) struct BaseUrl(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let auth = crate::AppContext::from_parts(parts)?.auth();
-        Ok(Self(auth.base_url(parts)))
-    }
 }
 
 /// Renders the login page with `status`, an optional error and the address typed so far.
@@ -200,7 +190,7 @@ fn verify_path(token: &str, next: &str) -> String {
     let mut path = format!("/auth/email-verify/{token}");
     if next != "/" {
         path.push_str("?next=");
-        path.push_str(&super::urlencode(next));
+        path.push_str(&super::user::urlencode(next));
     }
     path
 }
@@ -350,7 +340,7 @@ pub(super) async fn verify(
     let user = find_or_create_user(&store, &found.data.email).await?;
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), "signed in with a magic link");
-    Ok((super::signed_in_flash(&user), Redirect::to(&next)).into_response())
+    Ok((signed_in_flash(&user), Redirect::to(&next)).into_response())
 }
 
 /// The user with this (verified) address, ignoring case, created on first sign-in with the

@@ -1,6 +1,5 @@
 //! Profile, profile editing and logout.
 
-use super::AuthState;
 use axum::extract::Form;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -8,8 +7,10 @@ use minijinja::context;
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{CurrentUser, MaybeUser, SessionUser, USER_KEY, session_error};
+use super::state::AuthState;
+use super::user::{CurrentUser, MaybeUser, SessionUser, USER_KEY, session_error};
 use crate::error::Error;
+use crate::error::HttpStatus as _;
 use crate::flash::Flash;
 use crate::models::{OAuthAccount, User};
 use crate::render::Render;

@@ -46,12 +46,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppContext;
+use crate::context::AppContext;
 use crate::health::CheckError;
 use crate::models::DeadLetter;
 use crate::store::Store;
@@ -98,6 +96,24 @@ pub enum JobError {
     /// The store failed.
     #[error("task queue (store): {0}")]
     Store(#[from] crate::store::StoreError),
+}
+
+impl crate::error::HttpStatus for JobError {
+    /// 404 for a task that is not registered, 422 for arguments that do not serialize, 503
+    /// when the queue's database fails.
+    fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Self::UnknownTask(_) => StatusCode::NOT_FOUND,
+            Self::Arguments { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(e) => match crate::error::HttpStatus::status(e) {
+                StatusCode::INTERNAL_SERVER_ERROR => StatusCode::SERVICE_UNAVAILABLE,
+                other => other,
+            },
+        }
+    }
 }
 
 /// Retry, backoff and timeout policy of a task; the defaults match Vibetuner's `robust_task`.
@@ -429,14 +445,6 @@ impl Jobs {
     /// new task id.
     pub async fn retry_dead_letter(&self, dead: &DeadLetter) -> Result<String, JobError> {
         self.enqueue(&dead.task_name, &dead.args).await
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Jobs {
-    type Rejection = crate::Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(AppContext::from_parts(parts)?.jobs().clone())
     }
 }
 

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use super::queue::Delivery;
 use super::queue::{FETCH_BLOCK, now_ms};
 use super::{CronEntry, Jobs, Queue, TaskContext, TaskOutcome};
-use crate::app::AppContext;
 use crate::config::{JobsSettings, Settings};
+use crate::context::AppContext;
 use crate::models::DeadLetter;
 use crate::store::Timestamp;
 

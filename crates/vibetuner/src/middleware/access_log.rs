@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::app::AppContext;
+use crate::context::AppContext;
 use crate::security::ClientIp;
 
 pub(crate) async fn access_log(

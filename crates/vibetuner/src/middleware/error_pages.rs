@@ -9,7 +9,7 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use minijinja::context;
 
-use crate::app::AppContext;
+use crate::context::AppContext;
 use crate::error::ErrorDetail;
 use crate::render::{Renderer, RequestInfo};
 

@@ -23,7 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::app::AppContext;
+use crate::context::AppContext;
 
 /// The routers and state that join the stack outside the session layers.
 pub(crate) struct Outer {
@@ -42,7 +42,7 @@ pub(crate) fn stack(
     routes: Router,
     ctx: &AppContext,
     outer: Outer,
-    table: &mut Vec<crate::app::RouteInfo>,
+    table: &mut Vec<crate::routes::RouteInfo>,
 ) -> Stack {
     let settings = ctx.settings();
     let security = ctx.security().clone();

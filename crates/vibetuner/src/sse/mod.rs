@@ -62,10 +62,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::Notify;
@@ -736,14 +734,6 @@ impl Inner {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Broadcaster {
-    type Rejection = crate::Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(crate::AppContext::from_parts(parts)?.broadcaster().clone())
-    }
-}
-
 /// Extractor for SSE endpoints: stream a channel or your own events.
 pub struct Sse {
     broadcaster: Broadcaster,
@@ -751,25 +741,19 @@ pub struct Sse {
     client: IpAddr,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Sse {
-    type Rejection = crate::Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Ok(crate::security::ClientIp(client)) =
-            crate::security::ClientIp::from_request_parts(parts, state).await;
-        Ok(Self {
-            broadcaster: Broadcaster::from_request_parts(parts, state).await?,
-            last_event_id: parts
-                .headers
-                .get("last-event-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            client,
-        })
-    }
-}
-
 impl Sse {
+    pub(crate) fn new(
+        broadcaster: Broadcaster,
+        last_event_id: Option<String>,
+        client: IpAddr,
+    ) -> Self {
+        Self {
+            broadcaster,
+            last_event_id,
+            client,
+        }
+    }
+
     /// The `Last-Event-ID` the client sent when reconnecting.
     pub fn last_event_id(&self) -> Option<&str> {
         self.last_event_id.as_deref()

@@ -13,9 +13,12 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::api_json::flatten_into;
+use super::collection::{Backend, Collection, check_query, dispatch};
+use super::embedded;
+use super::error::StoreError;
+use super::query::Update;
 use super::query::{Filter, Index, Query};
 use super::value::{Id, Text, Timestamp};
-use super::{Collection, StoreError, Update};
 
 /// Field holding the creation time.
 pub const CREATED: &str = "db_insert_dt";
@@ -470,6 +473,72 @@ impl<T: Model> Models<T> {
             self.coll.create_index(index).await?;
         }
         Ok(indexes.len())
+    }
+}
+
+/// The typed reads of a collection: the embedded store reads its rows straight into models.
+impl Collection {
+    /// The model with this id; the embedded store reads its row straight into the model.
+    pub(super) async fn get_record<T: Model>(
+        &self,
+        id: Id,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        dispatch!(self,
+            mongo(m) => m.find(&self.name, &Query::filter(Filter::eq("_id", id)).limit(1)).await?.pop().map(Record::from_document).transpose(),
+            read(conn, coll) => embedded::get_row(conn, coll, &id.0, Record::from_stored))
+    }
+
+    /// Models matching the query; the embedded store reads its rows straight into models.
+    pub(super) async fn find_records<T: Model>(
+        &self,
+        query: &Query,
+    ) -> Result<Vec<Record<T>>, StoreError> {
+        check_query(&query.filter, &query.sort)?;
+        let query = query.clone();
+        dispatch!(self,
+            mongo(m) => m.find(&self.name, &query).await?.into_iter().map(Record::from_document).collect(),
+            read(conn, coll) => embedded::find_rows(conn, coll, &query, Record::from_stored))
+    }
+
+    /// The first record matching `filter`; the embedded store's readers remember it until the
+    /// database changes ([`super::embedded::Memory`]).
+    pub(super) async fn find_one_remembered<T: Model>(
+        &self,
+        filter: Filter,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        let query = Query::filter(filter).limit(1);
+        check_query(&query.filter, &query.sort)?;
+        dispatch!(self,
+        mongo(_m) => Ok(self.find_records(&query).await?.pop()),
+        remembering(conn, coll, memory) => memory.remember(conn, &format!("{coll}:first:{:?}", query.filter), || {
+            Ok(embedded::find_rows(conn, coll, &query, Record::<T>::from_stored)?.pop())
+        }))
+    }
+
+    /// [`Collection::find_records`] and the count of everything its filter matches, as one
+    /// read of the embedded store (one snapshot), whose readers remember the count until the
+    /// database changes ([`super::embedded::Memory`]): paging through an unchanged list counts once.
+    pub(super) async fn page_records<T: Model>(
+        &self,
+        query: &Query,
+    ) -> Result<(Vec<Record<T>>, u64), StoreError> {
+        check_query(&query.filter, &query.sort)?;
+        let query = query.clone();
+        dispatch!(self,
+        mongo(m) => {
+            let (docs, total) = tokio::try_join!(m.find(&self.name, &query), m.count(&self.name, &query.filter))?;
+            let records = docs.into_iter().map(Record::from_document).collect::<Result<_, _>>()?;
+            Ok((records, total))
+        },
+        remembering(conn, coll, memory) => {
+            let tx = conn.unchecked_transaction().map_err(|e| StoreError::Backend(e.to_string()))?;
+            // The count first: when a long one moves the read off the runtime's thread, the
+            // page has not been read in vain.
+            let key = format!("{coll}:count:{:?}", query.filter);
+            let total = memory.remember(&tx, &key, || embedded::count(&tx, coll, &query.filter))?;
+            let records = embedded::find_rows(&tx, coll, &query, Record::from_stored)?;
+            Ok((records, total))
+        })
     }
 }
 

@@ -449,6 +449,25 @@ pub fn valid_collection(name: &str) -> bool {
         && !name.starts_with("sqlite_")
 }
 
+/// A partial update: fields to set (dotted paths allowed) and fields to remove.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Update {
+    /// `$set`.
+    pub set: Document,
+    /// `$unset`.
+    pub unset: Vec<String>,
+}
+
+impl Update {
+    /// Sets fields.
+    pub fn set(set: Document) -> Self {
+        Self {
+            set,
+            unset: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

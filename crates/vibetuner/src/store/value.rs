@@ -80,6 +80,13 @@ impl FromStr for Id {
     }
 }
 
+impl crate::error::HttpStatus for InvalidId {
+    /// 404: an id that cannot exist names no record.
+    fn status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::NOT_FOUND
+    }
+}
+
 impl From<ObjectId> for Id {
     fn from(oid: ObjectId) -> Self {
         Self(oid)

@@ -31,8 +31,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
-use crate::app::{App, AppContext, BuiltApp};
+use crate::app::{App, BuiltApp};
 use crate::config::{Settings, Source};
+use crate::context::AppContext;
 use crate::mail::OutboxMessage;
 
 mod services;

@@ -13,42 +13,14 @@ use std::path::{Path, PathBuf};
 use syn::visit::Visit;
 
 /// Cycles the crate keeps on purpose, each as its files (sorted). See README, "Architecture".
-/// For now the two that the architecture work is taking apart; the list only shrinks.
-const ALLOWED_CYCLES: &[&[&str]] = &[
-    &[
-        "app/build.rs",
-        "app/cli.rs",
-        "app/mod.rs",
-        "app/serve.rs",
-        "jobs/dead_letters.rs",
-        "jobs/task_command.rs",
-        "jobs/worker.rs",
-    ],
-    &[
-        "app/context.rs",
-        "auth/magic_link.rs",
-        "auth/mod.rs",
-        "auth/oauth.rs",
-        "auth/pages.rs",
-        "auth/session.rs",
-        "error.rs",
-        "flash.rs",
-        "jobs/mod.rs",
-        "jobs/queue.rs",
-        "jobs/redis_queue.rs",
-        "jobs/store_queue.rs",
-        "mail.rs",
-        "models.rs",
-        "render.rs",
-        "security.rs",
-        "sse/mod.rs",
-        "store/embedded.rs",
-        "store/mod.rs",
-        "store/model.rs",
-        "store/mongo.rs",
-        "urls.rs",
-    ],
-];
+/// For now the queue's, which the jobs/tasks split takes apart; the list only shrinks.
+const ALLOWED_CYCLES: &[&[&str]] = &[&[
+    "context/mod.rs",
+    "jobs/mod.rs",
+    "jobs/queue.rs",
+    "jobs/redis_queue.rs",
+    "jobs/store_queue.rs",
+]];
 
 type ModPath = Vec<String>;
 

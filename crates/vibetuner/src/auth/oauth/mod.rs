@@ -6,187 +6,34 @@
 //! where it lives (Google and GitHub have defaults); `P_SCOPES`, `P_NAME` and `P_EMAILS_URL`
 //! are optional. `OAUTH_PROVIDERS=gitlab,acme` adds custom ids.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+mod clients;
 
-use super::AuthState;
+pub(crate) use clients::Providers;
+
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse as _, TokenUrl,
+    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge,
+    PkceCodeVerifier, Scope, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::magic_link::{BaseUrl, NextQuery, login_response, user_by_email_or_insert};
+use super::magic_link::{NextQuery, login_response, user_by_email_or_insert};
 use super::providers::{ProviderConfig, ProviderKind};
-use super::{Auth, safe_next, sign_in};
+use super::redirect::safe_next;
+use super::state::{Auth, AuthState, BaseUrl};
+use super::user::{session_error, sign_in, signed_in_flash};
 use crate::error::Error;
+use crate::error::HttpStatus as _;
 use crate::models::{Link, OAuthAccount, User};
 use crate::render::Render;
 use crate::security::ClientIp;
 use crate::store::bson::{Bson, doc};
 use crate::store::{Filter, Record, Store, Update};
-
-/// How long a provider's discovery document (endpoints and signing keys) is reused before it is
-/// fetched again, so rotated signing keys are picked up without a restart.
-const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
-
-/// The providers with their HTTP client and cached OIDC discovery documents.
-pub(crate) struct Providers {
-    configs: Vec<ProviderConfig>,
-    discovered: HashMap<String, std::sync::Mutex<Option<(Instant, CoreProviderMetadata)>>>,
-    /// Built only when a provider is configured: an app without one starts no HTTP client or
-    /// TLS stack.
-    http: Option<reqwest::Client>,
-}
-
-impl std::fmt::Debug for Providers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.configs.iter().map(|c| &c.id))
-            .finish()
-    }
-}
-
-impl Providers {
-    pub(crate) fn new(configs: &[ProviderConfig]) -> anyhow::Result<Self> {
-        let http = if configs.is_empty() {
-            None
-        } else {
-            Some(
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .timeout(std::time::Duration::from_secs(15))
-                    .user_agent(concat!("vibetuner/", env!("CARGO_PKG_VERSION")))
-                    .build()?,
-            )
-        };
-        Ok(Self {
-            discovered: configs
-                .iter()
-                .map(|c| (c.id.clone(), std::sync::Mutex::new(None)))
-                .collect(),
-            configs: configs.to_vec(),
-            http,
-        })
-    }
-
-    fn http(&self) -> Result<&reqwest::Client, ProviderError> {
-        self.http.as_ref().ok_or(ProviderError::NotConfigured)
-    }
-
-    fn get(&self, id: &str) -> Option<&ProviderConfig> {
-        self.configs.iter().find(|c| c.id == id)
-    }
-
-    async fn oidc_client(
-        &self,
-        config: &ProviderConfig,
-        issuer: &str,
-        redirect: &str,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        ProviderError,
-    > {
-        let cell = self
-            .discovered
-            .get(&config.id)
-            .ok_or(ProviderError::NotConfigured)?;
-        let cached = cell
-            .lock()
-            .expect("discovery lock")
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
-            .map(|(_, metadata)| metadata.clone());
-        let metadata = match cached {
-            Some(metadata) => metadata,
-            None => {
-                let issuer = IssuerUrl::new(issuer.to_owned())?;
-                let metadata = CoreProviderMetadata::discover_async(issuer, self.http()?)
-                    .await
-                    .map_err(|e| ProviderError::Discovery(error_chain(&e)))?;
-                *cell.lock().expect("discovery lock") = Some((Instant::now(), metadata.clone()));
-                metadata
-            }
-        };
-        Ok(CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(config.client_id.clone()),
-            Some(ClientSecret::new(config.client_secret.clone())),
-        )
-        .set_redirect_uri(RedirectUrl::new(redirect.to_owned())?))
-    }
-
-    fn oauth2_client(
-        config: &ProviderConfig,
-        authorize_url: &str,
-        token_url: &str,
-        redirect: &str,
-    ) -> Result<
-        oauth2::basic::BasicClient<
-            oauth2::EndpointSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointSet,
-        >,
-        ProviderError,
-    > {
-        Ok(
-            oauth2::basic::BasicClient::new(ClientId::new(config.client_id.clone()))
-                .set_client_secret(ClientSecret::new(config.client_secret.clone()))
-                .set_auth_uri(AuthUrl::new(authorize_url.to_owned())?)
-                .set_token_uri(TokenUrl::new(token_url.to_owned())?)
-                .set_redirect_uri(RedirectUrl::new(redirect.to_owned())?),
-        )
-    }
-}
-
-/// Why signing in with a provider failed: logged, and the person is asked to try again.
-#[derive(Debug, thiserror::Error)]
-enum ProviderError {
-    #[error("provider not configured")]
-    NotConfigured,
-    #[error("bad provider URL: {0}")]
-    Url(#[from] openidconnect::url::ParseError),
-    #[error("OpenID discovery failed: {0}")]
-    Discovery(String),
-    #[error("cannot exchange the code: {0}")]
-    Configuration(#[from] openidconnect::ConfigurationError),
-    #[error("token exchange failed: {0}")]
-    Exchange(String),
-    #[error("the provider sent no ID token")]
-    NoIdToken,
-    #[error("ID token rejected: {0}")]
-    IdToken(#[from] openidconnect::ClaimsVerificationError),
-    #[error("userinfo has no id")]
-    NoSubject,
-    #[error("{url}: {reason}")]
-    Http { url: String, reason: String },
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+use clients::{ProviderError, error_chain};
 
 /// What the session remembers between the redirect to the provider and its callback.
 #[derive(Debug, Serialize, Deserialize)]
@@ -270,7 +117,7 @@ pub(super) async fn start(
     session
         .insert(PENDING_KEY, pending)
         .await
-        .map_err(super::session_error)?;
+        .map_err(session_error)?;
     Ok(Redirect::to(url.as_str()).into_response())
 }
 
@@ -322,10 +169,7 @@ pub(super) async fn callback(
     Path(provider): Path<String>,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, Error> {
-    let pending: Option<PendingLogin> = session
-        .remove(PENDING_KEY)
-        .await
-        .map_err(super::session_error)?;
+    let pending: Option<PendingLogin> = session.remove(PENDING_KEY).await.map_err(session_error)?;
     let next = pending
         .as_ref()
         .map_or_else(|| "/".to_owned(), |p| p.next.clone());
@@ -373,7 +217,7 @@ pub(super) async fn callback(
     };
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), provider, "signed in with OAuth");
-    Ok((super::signed_in_flash(&user), Redirect::to(&pending.next)).into_response())
+    Ok((signed_in_flash(&user), Redirect::to(&pending.next)).into_response())
 }
 
 async fn identify(

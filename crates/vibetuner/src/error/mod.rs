@@ -1,5 +1,9 @@
-//! The framework's error type: an HTTP status with a human-readable detail. The middleware
-//! that turns error responses into pages lives in `middleware::error_pages`.
+//! The framework's error type: an HTTP status with a human-readable detail, and
+//! [`HttpStatus`], by which every public error type of the framework says what a request
+//! answers when a handler fails with it (`convert.rs` holds the one list). The middleware that
+//! turns error responses into pages lives in `middleware::error_pages`.
+
+mod convert;
 
 use std::fmt;
 
@@ -97,14 +101,24 @@ impl fmt::Debug for Error {
     }
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Error {
-    /// Store failures keep their meaning (409 duplicate, 422 invalid); anything else is a 500.
-    fn from(err: E) -> Self {
-        let err = err.into();
-        match err.downcast_ref::<crate::store::StoreError>() {
-            Some(store) => store.to_http(),
-            None => Self::internal(format!("{err:#}")),
-        }
+/// What a request answers when a handler fails with this error (through `?`): the status, and
+/// the error's text as the detail (shown to the client for 4xx, logged for 5xx).
+///
+/// ```
+/// use vibetuner::axum::http::StatusCode;
+/// use vibetuner::error::HttpStatus;
+/// use vibetuner::store::StoreError;
+///
+/// let duplicate = StoreError::Duplicate { index: "email_unique".into() };
+/// assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+/// ```
+pub trait HttpStatus: std::error::Error {
+    /// The status a request answers.
+    fn status(&self) -> StatusCode;
+
+    /// The error as the framework's [`Error`].
+    fn to_http(&self) -> Error {
+        Error::new(self.status(), self.to_string())
     }
 }
 

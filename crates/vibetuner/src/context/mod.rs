@@ -1,14 +1,19 @@
 //! [`AppContext`]: the one handle on everything a running app has — store, mailer, templates,
 //! task queue, SSE, settings and the app's own services — seen alike by handlers (as an
 //! extractor), tasks, CRUD hooks, cron, startup/shutdown hooks and app commands.
+//!
+//! This module sits below every feature that handlers use: it imports the services it holds,
+//! and nothing it holds imports it. [`extract`] is the only code that reads the context out of
+//! a request.
+
+mod extract;
+
+pub(crate) use extract::security_config;
 
 use std::any::{Any, TypeId, type_name};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 
 use crate::config::{JobsSettings, Settings};
 use crate::error::Error;
@@ -16,6 +21,7 @@ use crate::jobs::Jobs;
 use crate::mail::Mailer;
 use crate::project::Project;
 use crate::render::Renderer;
+use crate::security::SecurityConfig;
 use crate::sse::Broadcaster;
 use crate::store::Store;
 use crate::urls::Urls;
@@ -62,8 +68,7 @@ pub(crate) struct Inner {
     pub(crate) mailer: Mailer,
     pub(crate) urls: Urls,
     pub(crate) services: Services,
-    pub(crate) auth: Arc<crate::auth::Auth>,
-    pub(crate) security: Arc<crate::security::SecurityConfig>,
+    pub(crate) security: Arc<SecurityConfig>,
 }
 
 impl AppContext {
@@ -141,49 +146,16 @@ impl AppContext {
         &self.inner.jobs_settings
     }
 
-    pub(crate) fn auth(&self) -> &Arc<crate::auth::Auth> {
-        &self.inner.auth
-    }
-
-    pub(crate) fn security(&self) -> &Arc<crate::security::SecurityConfig> {
+    pub(crate) fn security(&self) -> &Arc<SecurityConfig> {
         &self.inner.security
     }
 }
 
-fn missing_service<T>() -> Error {
+pub(crate) fn missing_service<T>() -> Error {
     Error::internal(format!(
         "no service of type {} is registered; add it with App::provide",
         type_name::<T>()
     ))
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for AppContext {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        AppContext::from_parts(parts).cloned()
-    }
-}
-
-/// Handlers may take the settings directly (a copy; `AppContext::settings` borrows them):
-/// `async fn h(settings: Settings) { let days: u32 = settings.get("RETENTION_DAYS")?... }`.
-impl<S: Send + Sync> FromRequestParts<S> for Settings {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        Ok(AppContext::from_parts(parts)?.settings().clone())
-    }
-}
-
-impl AppContext {
-    /// The context a framework-built router put on the request.
-    pub(crate) fn from_parts(parts: &Parts) -> Result<&Self, Error> {
-        parts.extensions.get::<AppContext>().ok_or_else(|| {
-            Error::internal(
-                "the app context is missing: this router was not built by vibetuner::App",
-            )
-        })
-    }
 }
 
 /// The app's own services by type: what [`App::provide`](crate::App::provide) registered.
@@ -203,7 +175,7 @@ impl Services {
             .and_then(|v| v.downcast_ref::<T>())
     }
 
-    fn get_arc<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+    pub(crate) fn get_arc<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.by_type
             .get(&TypeId::of::<T>())
             .and_then(|v| v.clone().downcast::<T>().ok())
@@ -229,19 +201,6 @@ impl<T> std::ops::Deref for Service<T> {
 
     fn deref(&self) -> &T {
         &self.0
-    }
-}
-
-impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Service<T> {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        AppContext::from_parts(parts)?
-            .inner
-            .services
-            .get_arc::<T>()
-            .map(Service)
-            .ok_or_else(missing_service::<T>)
     }
 }
 
