@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vibetuner::config::Source;
-use vibetuner::jobs::Worker;
+use vibetuner::tasks::Worker;
 use vibetuner::{App, BuiltApp, ProjectSource, Settings, Task};
 use vibetuner_e2e::{PROD_ENV, free_port};
 

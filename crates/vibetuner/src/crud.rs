@@ -171,7 +171,7 @@ impl Access {
     }
 }
 
-/// Builder for a model's CRUD routes; hand it to [`App::crud`](crate::App::crud).
+/// Builder for a model's CRUD routes; hand it to [`App::crud`](crate::app::App::crud).
 pub struct Crud<T: Model> {
     prefix: String,
     operations: BTreeSet<Operation>,

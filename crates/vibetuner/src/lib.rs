@@ -52,6 +52,7 @@ pub mod security;
 pub mod sse;
 mod statics;
 pub mod store;
+pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod urls;
@@ -64,11 +65,12 @@ pub use crud::Crud;
 pub use error::{Error, Result};
 pub use flash::Flash;
 pub use health::ServiceCheck;
-pub use jobs::{Jobs, Task, TaskContext, TaskKey};
+pub use jobs::{Jobs, TaskKey};
 pub use project::Project;
 pub use render::{Render, RequestInfo};
 pub use sse::{Broadcaster, Sse, SseEvent};
 pub use store::{Filter, Id, Index, Model, Query, Record, Store, Timestamp};
+pub use tasks::{Task, TaskContext};
 pub use urls::Urls;
 
 /// Marks an async test, with the Tokio runtime vibetuner re-exports: an app's tests need no

@@ -26,7 +26,7 @@ pub(crate) enum Shared {}
 
 /// The Redis the settings select: `REDIS_URL`, opened on first use; an error without the
 /// `redis` feature when it is set.
-pub(crate) fn from_settings(settings: &crate::Settings) -> anyhow::Result<Option<Shared>> {
+pub(crate) fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Option<Shared>> {
     match settings.redis_url.as_deref() {
         None => Ok(None),
         #[cfg(feature = "redis")]

@@ -1,6 +1,6 @@
 //! The route table of the app binary's `routes` command. An axum router cannot list its routes,
 //! so the app builder and the framework's own routers record each route as they add it; a
-//! router merged whole ([`App::merge`](crate::App::merge)) is counted, not listed.
+//! router merged whole ([`App::merge`](crate::app::App::merge)) is counted, not listed.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -201,7 +201,7 @@ async fn duplicate_addresses(store: &Store) -> Result<Vec<Finding>, StoreError> 
 /// Every OAuth account with the users whose `oauth_accounts` hold it.
 async fn account_links(
     store: &Store,
-) -> Result<Vec<(crate::Record<OAuthAccount>, Vec<Id>)>, StoreError> {
+) -> Result<Vec<(crate::store::Record<OAuthAccount>, Vec<Id>)>, StoreError> {
     let mut links = Vec::new();
     for account in store.models::<OAuthAccount>().find(&Query::all()).await? {
         let holders = users_holding_account(store, account.id)

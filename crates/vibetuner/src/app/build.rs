@@ -30,6 +30,8 @@ pub struct BuiltApp {
     pub(crate) stack: crate::middleware::Stack,
     /// What handlers, tasks and hooks see.
     pub context: AppContext,
+    /// The registered tasks and cron schedules, for the worker and the `task` command.
+    pub(crate) tasks: Arc<crate::tasks::Registry>,
     models: Vec<ModelEntry>,
     on_startup: Vec<Hook>,
     on_shutdown: Vec<Hook>,
@@ -133,8 +135,13 @@ impl App {
         // One connection (opened on first use) for every ordinary Redis command of this process.
         let redis = crate::redis_conn::from_settings(&settings)?;
         let redis = redis.as_ref();
-        let jobs =
-            crate::jobs::Jobs::connect(redis, &jobs_settings, &prefix, &store, self.registry);
+        let jobs = crate::jobs::Jobs::connect(
+            redis,
+            &jobs_settings,
+            &prefix,
+            &store,
+            self.registry.names().map(str::to_owned).collect(),
+        );
         let broadcaster = crate::sse::Broadcaster::connect(redis, &jobs_settings, &prefix)?;
         let urls = Urls::new(self.names.clone())?;
         let mut version = settings
@@ -274,6 +281,7 @@ impl App {
             router: axum::Router::new().fallback_service(stack.clone()),
             stack,
             context,
+            tasks: Arc::new(self.registry),
             models: self.models,
             on_startup: self.on_startup,
             on_shutdown: self.on_shutdown,

@@ -43,7 +43,7 @@ impl App {
     where
         A: clap::FromArgMatches + clap::Args + Send + 'static,
         F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+        Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
     {
         let command = AppCommand::new(name, about, run);
         assert!(
@@ -289,7 +289,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
             let built = app.build(settings, &root).await?;
             built.start().await?;
             let worker =
-                crate::jobs::Worker::new(&built, concurrency).with_watchdog(built.jobs_settings());
+                crate::tasks::Worker::new(&built, concurrency).with_watchdog(built.jobs_settings());
             super::serve::notify_systemd();
             worker.run(super::serve::shutdown_signal()).await;
             built.stop().await;
@@ -298,7 +298,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
         Command::WorkerHealth => {
             let root = app.root();
             let settings = Settings::load(&root)?;
-            let health = crate::jobs::worker_health(&settings, &root, &project.project_slug).await;
+            let health = crate::tasks::worker_health(&settings, &root, &project.project_slug).await;
             if health.healthy {
                 println!("ok: {}", health.detail);
                 Ok(())
@@ -308,12 +308,12 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
         }
         Command::DeadLetters { command } => {
             let built = build(app).await?;
-            crate::jobs::run_dead_letter_command(&built, command).await
+            crate::tasks::run_dead_letter_command(&built, command).await
         }
         Command::Task { command } => {
             let built = build(app).await?;
             built.start().await?;
-            let result = crate::jobs::run_task_command(&built, command).await;
+            let result = crate::tasks::run_task_command(&built, command).await;
             built.stop().await;
             result
         }
@@ -401,12 +401,12 @@ enum Command {
     /// List, retry or purge tasks that failed their last retry.
     DeadLetters {
         #[command(subcommand)]
-        command: crate::jobs::DeadLetterCommand,
+        command: crate::tasks::DeadLetterCommand,
     },
     /// List the registered tasks, or run one now (cron tasks too).
     Task {
         #[command(subcommand)]
-        command: crate::jobs::TaskCommand,
+        command: crate::tasks::TaskCommand,
     },
 }
 

@@ -36,11 +36,11 @@ use crate::render::{ContextProvider, EnvHook, RequestInfo};
 use crate::store::{Index, Model, Store, StoreError};
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Hook = Arc<dyn Fn(AppContext) -> BoxFuture<crate::Result<()>> + Send + Sync>;
+type Hook = Arc<dyn Fn(AppContext) -> BoxFuture<crate::error::Result<()>> + Send + Sync>;
 type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
 
 type CommandRun =
-    Arc<dyn Fn(AppContext, &clap::ArgMatches) -> BoxFuture<crate::Result<()>> + Send + Sync>;
+    Arc<dyn Fn(AppContext, &clap::ArgMatches) -> BoxFuture<crate::error::Result<()>> + Send + Sync>;
 
 /// A subcommand registered by the app.
 pub(super) struct AppCommand {
@@ -53,13 +53,13 @@ impl AppCommand {
     where
         A: clap::FromArgMatches + clap::Args + Send + 'static,
         F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+        Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
     {
         let command = A::augment_args(clap::Command::new(name).about(about));
         let run: CommandRun = Arc::new(move |ctx, matches| match A::from_arg_matches(matches) {
             Ok(args) => Box::pin(run(ctx, args)),
             Err(e) => {
-                let e = crate::Error::bad_request(e.to_string());
+                let e = crate::error::Error::bad_request(e.to_string());
                 Box::pin(async move { Err(e) })
             }
         });
@@ -116,7 +116,7 @@ pub struct ProjectSource {
 #[macro_export]
 macro_rules! project {
     () => {
-        $crate::ProjectSource {
+        $crate::app::ProjectSource {
             answers: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/vibetuner.toml")),
             version: env!("CARGO_PKG_VERSION"),
             manifest_dir: env!("CARGO_MANIFEST_DIR"),
@@ -149,7 +149,7 @@ pub struct App {
     checks: Vec<ServiceCheck>,
     models: Vec<ModelEntry>,
     names: Vec<(String, String)>,
-    registry: crate::jobs::Registry,
+    registry: crate::tasks::Registry,
     services: crate::context::Services,
     layers: Vec<RouterLayer>,
     on_startup: Vec<Hook>,
@@ -170,7 +170,7 @@ impl App {
             checks: Vec::new(),
             models: framework_models(),
             names: Vec::new(),
-            registry: crate::jobs::Registry::default(),
+            registry: crate::tasks::Registry::default(),
             services: crate::context::Services::default(),
             layers: Vec::new(),
             on_startup: Vec::new(),
@@ -196,14 +196,14 @@ impl App {
     }
 
     /// Adds a model's CRUD routes (and registers the model and the routes' names).
-    pub fn crud<T: Model>(mut self, crud: crate::Crud<T>) -> Self {
+    pub fn crud<T: Model>(mut self, crud: crate::crud::Crud<T>) -> Self {
         self.names.extend(crud.route_names());
         self.table.extend(crud.route_table());
         self.routes = self.routes.merge(crud.into_router());
         self.model::<T>()
     }
 
-    /// Adds a route with a name, for `url_for(name, ...)` in templates and [`crate::Urls`] in handlers.
+    /// Adds a route with a name, for `url_for(name, ...)` in templates and [`crate::urls::Urls`] in handlers.
     pub fn named_route(mut self, name: &str, path: &str, method_router: MethodRouter) -> Self {
         self.names.push((name.to_owned(), path.to_owned()));
         let mut app = self.route(path, method_router);
@@ -231,7 +231,7 @@ impl App {
 
     /// Wraps every page, API and auth route (not statics or health probes) in an app-wide
     /// middleware. It runs inside the framework's layers, so it can use extractors such as
-    /// [`AppContext`] and [`crate::MaybeUser`]; layers added later run first.
+    /// [`AppContext`] and [`crate::auth::MaybeUser`]; layers added later run first.
     ///
     /// ```no_run
     /// use vibetuner::prelude::*;
@@ -260,7 +260,7 @@ impl App {
         self
     }
 
-    /// Makes `value` available to handlers ([`crate::Service`] extractor), tasks, hooks and
+    /// Makes `value` available to handlers ([`crate::context::Service`] extractor), tasks, hooks and
     /// commands (`ctx.service::<T>()`): an HTTP client, an API key, a cache. One value per type;
     /// a later one replaces an earlier one.
     pub fn provide<T: Send + Sync + 'static>(mut self, value: T) -> Self {
@@ -273,7 +273,7 @@ impl App {
     pub fn on_startup<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(AppContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+        Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
     {
         self.on_startup
             .push(Arc::new(move |ctx| Box::pin(hook(ctx))));
@@ -285,7 +285,7 @@ impl App {
     pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(AppContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = crate::Result<()>> + Send + 'static,
+        Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
     {
         self.on_shutdown
             .push(Arc::new(move |ctx| Box::pin(hook(ctx))));
@@ -328,7 +328,7 @@ impl App {
     }
 
     /// Registers a task that handlers and other tasks enqueue (by its name or [`crate::jobs::TaskKey`]).
-    pub fn task(mut self, task: crate::jobs::Task) -> Self {
+    pub fn task(mut self, task: crate::tasks::Task) -> Self {
         self.registry.add(task);
         self
     }
@@ -338,7 +338,7 @@ impl App {
     ///
     /// # Panics
     /// When the pattern is invalid, so the app refuses to start.
-    pub fn cron(mut self, pattern: &str, task: crate::jobs::Task) -> Self {
+    pub fn cron(mut self, pattern: &str, task: crate::tasks::Task) -> Self {
         if let Err(e) = self.registry.add_cron(pattern, task) {
             panic!("{e}");
         }
@@ -380,7 +380,7 @@ impl App {
     where
         E: axum::extract::FromRequestParts<()> + Send + 'static,
         F: Fn(E) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<String, crate::Error>> + Send + 'static,
+        Fut: Future<Output = Result<String, crate::error::Error>> + Send + 'static,
     {
         self.route(
             path,

@@ -54,7 +54,7 @@ impl App {
         tracing::info!(store = built.store().kind(), indexes, "database ready");
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let mut worker_stopping = stopping_rx.clone();
-        let in_process_worker = crate::jobs::spawn_in_process(
+        let in_process_worker = crate::tasks::spawn_in_process(
             &built,
             async move {
                 let _ = worker_stopping.wait_for(|stopping| *stopping).await;

@@ -213,7 +213,7 @@ fn invalid_link(render: &Render, auth: &Auth, next: &str) -> Response {
 async fn live_token(
     store: &Store,
     token: &str,
-) -> Result<Option<crate::Record<EmailVerificationToken>>, Error> {
+) -> Result<Option<crate::store::Record<EmailVerificationToken>>, Error> {
     if token.len() != 43 {
         return Ok(None);
     }
@@ -345,7 +345,10 @@ pub(super) async fn verify(
 
 /// The user with this (verified) address, ignoring case, created on first sign-in with the
 /// address's local part as name (once, even when two sign-ins race: the email index is unique).
-async fn find_or_create_user(store: &Store, email: &str) -> Result<crate::Record<User>, Error> {
+async fn find_or_create_user(
+    store: &Store,
+    email: &str,
+) -> Result<crate::store::Record<User>, Error> {
     let (user, _) = user_by_email_or_insert(store, email, |email| User {
         name: email.split('@').next().map(str::to_owned),
         email: Some(email),
@@ -363,7 +366,7 @@ pub(super) async fn user_by_email_or_insert(
     store: &Store,
     email: &str,
     make: impl FnOnce(String) -> User,
-) -> Result<(crate::Record<User>, bool), crate::store::StoreError> {
+) -> Result<(crate::store::Record<User>, bool), crate::store::StoreError> {
     if let Some(user) = crate::models::user_by_email(store, email).await? {
         return Ok((user, false));
     }

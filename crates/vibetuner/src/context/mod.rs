@@ -29,7 +29,7 @@ use crate::urls::Urls;
 /// The running app's services. Cheap to clone (one `Arc`).
 ///
 /// Handlers take it as an extractor (or take the narrower extractors: [`Store`], [`Jobs`],
-/// [`Broadcaster`], [`crate::Render`], [`Service`]); tasks, CRUD hooks and app commands get it
+/// [`Broadcaster`], [`crate::render::Render`], [`Service`]); tasks, CRUD hooks and app commands get it
 /// through their own context types, which dereference to it.
 ///
 /// ```no_run
@@ -132,7 +132,7 @@ impl AppContext {
         &self.inner.urls
     }
 
-    /// The app's service of type `T`, registered with [`App::provide`](crate::App::provide).
+    /// The app's service of type `T`, registered with [`App::provide`](crate::app::App::provide).
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         self.inner.services.get::<T>()
     }
@@ -158,7 +158,7 @@ pub(crate) fn missing_service<T>() -> Error {
     ))
 }
 
-/// The app's own services by type: what [`App::provide`](crate::App::provide) registered.
+/// The app's own services by type: what [`App::provide`](crate::app::App::provide) registered.
 #[derive(Default, Clone)]
 pub(crate) struct Services {
     by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
@@ -182,7 +182,7 @@ impl Services {
     }
 }
 
-/// Extractor for an app service registered with [`App::provide`](crate::App::provide);
+/// Extractor for an app service registered with [`App::provide`](crate::app::App::provide);
 /// dereferences to it.
 ///
 /// ```no_run

@@ -3,39 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
+use super::message::{Delivery, Envelope, JobError, QueueDepth};
 #[cfg(feature = "redis")]
 use super::redis_queue::RedisQueue;
 use super::store_queue::StoreQueue;
-use super::{Envelope, JobError};
-
-/// The longest a worker's fetch waits for a task before it looks at its other duties.
-pub(crate) const FETCH_BLOCK: Duration = Duration::from_secs(1);
-
-/// Milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    crate::store::Timestamp::now().millis()
-}
-
-/// How many tasks wait in the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct QueueDepth {
-    /// Runnable now, or taken by a worker and not finished.
-    pub ready: u64,
-    /// Scheduled for later (delayed tasks and retries in backoff).
-    pub delayed: u64,
-}
-
-/// A task run handed to a worker; `receipt` identifies it for acknowledgement.
-#[derive(Debug, Clone)]
-pub(crate) struct Delivery {
-    pub(crate) envelope: Envelope,
-    pub(crate) receipt: String,
-    /// Taken over after its visibility timeout: the worker that had it died or stalled. The
-    /// queue counts each such loss in `envelope.tries`.
-    pub(crate) reclaimed: bool,
-}
 
 /// The queue the settings select.
 #[derive(Clone)]

@@ -14,12 +14,11 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::{OnceCell, mpsc};
 
-use super::queue::{Delivery, QueueDepth};
+use super::message::{Delivery, Envelope, JobError, QueueDepth};
 use super::store_queue::StoreQueue;
-use super::{Envelope, JobError};
 
 /// Longest `XREADGROUP BLOCK`; the fetching connection's response timeout is longer.
-use super::queue::{FETCH_BLOCK, now_ms};
+use super::message::{FETCH_BLOCK, now_ms};
 
 const GROUP: &str = "workers";
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use bson::{DateTime, doc};
 use tokio::sync::{Notify, OnceCell};
 
-use super::queue::{Delivery, QueueDepth};
-use super::{Envelope, JobError};
+use super::message::{Delivery, Envelope, JobError, QueueDepth};
 use crate::store::{Collection, Filter, Id, Index, Order, Query, Store, StoreError, Update};
 
 /// The queue collection.

@@ -7,7 +7,7 @@
 //! 4. body limits and the body read timeout, panic catching, error pages, security headers, the access log;
 //! 5. health probes join here (no logs or error pages on their hot path); request ids outermost.
 //!
-//! [`App::layer`]: crate::App::layer
+//! [`App::layer`]: crate::app::App::layer
 
 mod access_log;
 mod error_pages;

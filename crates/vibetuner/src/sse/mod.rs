@@ -89,7 +89,7 @@ mod redis {
             _: &str,
             _: &str,
             _: &Inner,
-        ) -> Result<String, crate::Error> {
+        ) -> Result<String, crate::error::Error> {
             match *self {}
         }
 
@@ -185,9 +185,9 @@ pub fn valid_channel(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_' | b'.'))
 }
 
-fn channel_error(what: &str, name: &str) -> crate::Error {
+fn channel_error(what: &str, name: &str) -> crate::error::Error {
     let shown: String = name.chars().take(40).collect();
-    crate::Error::bad_request(format!(
+    crate::error::Error::bad_request(format!(
         "invalid SSE {what} {shown:?}: use 1 to {MAX_CHANNEL_LEN} characters from A-Z a-z 0-9 - : _ ."
     ))
 }
@@ -463,7 +463,7 @@ impl Broadcaster {
         channel: &str,
         event: &str,
         data: impl Into<String>,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<String, crate::error::Error> {
         self.send(channel, "", event, data.into()).await
     }
 
@@ -477,7 +477,7 @@ impl Broadcaster {
         key: &str,
         event: &str,
         data: impl Into<String>,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<String, crate::error::Error> {
         if !valid_channel(key) {
             return Err(channel_error("event key", key));
         }
@@ -490,12 +490,12 @@ impl Broadcaster {
         key: &str,
         event: &str,
         data: String,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<String, crate::error::Error> {
         if !valid_channel(channel) {
             return Err(channel_error("channel name", channel));
         }
         if event.is_empty() || event.contains(['\n', '\r']) {
-            return Err(crate::Error::bad_request(format!(
+            return Err(crate::error::Error::bad_request(format!(
                 "invalid SSE event name {event:?}: one non-empty line"
             )));
         }
@@ -533,7 +533,7 @@ impl Broadcaster {
         &self,
         channel: &str,
         last_event_id: Option<&str>,
-    ) -> Result<impl Stream<Item = Arc<Encoded>> + Send + 'static, crate::Error> {
+    ) -> Result<impl Stream<Item = Arc<Encoded>> + Send + 'static, crate::error::Error> {
         if !valid_channel(channel) {
             return Err(channel_error("channel name", channel));
         }
@@ -575,7 +575,9 @@ impl Broadcaster {
             let missed = fanout
                 .since(channel, last, &self.inner)
                 .await
-                .map_err(|e| crate::Error::internal(format!("SSE replay from Redis: {e}")))?;
+                .map_err(|e| {
+                    crate::error::Error::internal(format!("SSE replay from Redis: {e}"))
+                })?;
             replay.extend(missed);
         }
         subscription.high = replay.back().and_then(|e| e.id).or(after);
@@ -605,7 +607,7 @@ impl Broadcaster {
         &self,
         channel: &str,
         last_event_id: &str,
-    ) -> Result<Vec<Bytes>, crate::Error> {
+    ) -> Result<Vec<Bytes>, crate::error::Error> {
         use futures_util::FutureExt;
         let mut events = Box::pin(self.subscribe(channel, Some(last_event_id)).await?);
         let mut wire = Vec::new();
@@ -626,13 +628,13 @@ impl Broadcaster {
     }
 
     /// Counts one more open stream from `client`, or the 503 that says which cap is reached.
-    fn admit(&self, client: IpAddr) -> Result<Slot, crate::Error> {
+    fn admit(&self, client: IpAddr) -> Result<Slot, crate::error::Error> {
         let limits = &self.inner.limits;
         self.inner
             .open
             .acquire(Some(client), limits.max_subscribers, limits.max_per_ip)
             .map_err(|full| {
-                crate::Error::unavailable(match full {
+                crate::error::Error::unavailable(match full {
                     Full::Total => {
                         "Too many live update streams on this server (SSE_MAX_SUBSCRIBERS); try again later"
                     }
@@ -761,7 +763,7 @@ impl Sse {
 
     /// Streams `channel` (400 with the reason when the name is invalid, 503 when the
     /// subscriber caps are reached).
-    pub async fn channel(self, channel: &str) -> Result<Response, crate::Error> {
+    pub async fn channel(self, channel: &str) -> Result<Response, crate::error::Error> {
         let slot = self.broadcaster.admit(self.client)?;
         let events = self
             .broadcaster

@@ -68,7 +68,7 @@ impl RedisFanout {
         key: &str,
         data: &str,
         inner: &Inner,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<String, crate::error::Error> {
         let mut conn = self.conn.clone();
         let id: String = self
             .publish
@@ -81,7 +81,7 @@ impl RedisFanout {
             .arg(inner.retention.as_secs().max(1))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| crate::Error::internal(format!("SSE broadcast to Redis: {e}")))?;
+            .map_err(|e| crate::error::Error::internal(format!("SSE broadcast to Redis: {e}")))?;
         Ok(id)
     }
 

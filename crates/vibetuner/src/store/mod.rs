@@ -62,7 +62,7 @@ impl Store {
     /// file `<DATA_DIR>/store.sqlite3`. Database names default to the slug with `-` as `_`.
     #[cfg_attr(not(feature = "mongodb"), allow(unused_variables))]
     pub async fn from_settings(
-        settings: &crate::Settings,
+        settings: &crate::config::Settings,
         root: &Path,
         slug: &str,
     ) -> Result<Self, StoreError> {
@@ -174,7 +174,7 @@ impl Store {
 }
 
 /// The data folder: `DATA_DIR`, else `<root>/data`.
-pub fn data_dir(settings: &crate::Settings, root: &Path) -> PathBuf {
+pub fn data_dir(settings: &crate::config::Settings, root: &Path) -> PathBuf {
     match &settings.data_dir {
         Some(dir) if dir.is_absolute() => dir.clone(),
         Some(dir) => root.join(dir),

@@ -111,7 +111,7 @@ impl TestAppBuilder {
             .start()
             .await
             .unwrap_or_else(|e| panic!("the test app does not start: {e:#}"));
-        let worker = crate::jobs::spawn_background(&built);
+        let worker = crate::tasks::spawn_background(&built);
         TestApp {
             built,
             worker,
@@ -123,7 +123,7 @@ impl TestAppBuilder {
 /// An app built in-process for tests; dereferences to its [`AppContext`].
 pub struct TestApp {
     built: BuiltApp,
-    worker: Option<crate::jobs::InProcessWorker>,
+    worker: Option<crate::tasks::InProcessWorker>,
     _dir: tempfile::TempDir,
 }
 

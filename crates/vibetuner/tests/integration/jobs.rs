@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use vibetuner::config::Source;
-use vibetuner::jobs::{DeadLetterCommand, Worker, run_dead_letter_command, worker_health};
 use vibetuner::models::DeadLetter;
 use vibetuner::store::bson::doc;
+use vibetuner::tasks::{DeadLetterCommand, Worker, run_dead_letter_command, worker_health};
 use vibetuner::{App, BuiltApp, Filter, Settings, Task, TaskContext};
 
 use crate::support::{eventually, mongodb_url, redis_url, unique_name};

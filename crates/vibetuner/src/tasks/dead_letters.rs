@@ -33,7 +33,7 @@ pub enum DeadLetterCommand {
 
 /// Runs a `dead-letters` subcommand against a built app, printing what it did.
 pub async fn run_dead_letter_command(
-    built: &crate::BuiltApp,
+    built: &crate::app::BuiltApp,
     command: DeadLetterCommand,
 ) -> anyhow::Result<()> {
     let letters = built.store().models::<DeadLetter>();

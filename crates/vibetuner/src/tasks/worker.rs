@@ -12,11 +12,12 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::queue::Delivery;
-use super::queue::{FETCH_BLOCK, now_ms};
-use super::{CronEntry, Jobs, Queue, TaskContext, TaskOutcome};
+use super::{CronEntry, Registry, TaskContext, TaskOutcome};
 use crate::config::{JobsSettings, Settings};
 use crate::context::AppContext;
+use crate::jobs::Delivery;
+use crate::jobs::{FETCH_BLOCK, now_ms};
+use crate::jobs::{Jobs, Queue};
 use crate::models::DeadLetter;
 use crate::store::Timestamp;
 
@@ -37,6 +38,7 @@ pub struct Worker {
 
 struct Shared {
     app: AppContext,
+    tasks: Arc<Registry>,
     inflight: Mutex<HashMap<String, Delivery>>,
 }
 
@@ -128,12 +130,13 @@ fn heartbeat_file(settings: &Settings, root: &Path) -> PathBuf {
 
 impl Worker {
     /// A worker for a built app; `concurrency` overrides `WORKER_CONCURRENCY`.
-    pub fn new(built: &crate::BuiltApp, concurrency: Option<usize>) -> Self {
+    pub fn new(built: &crate::app::BuiltApp, concurrency: Option<usize>) -> Self {
         let settings = built.jobs_settings();
         let prefix = settings.key_prefix(&built.project().project_slug);
         Self {
             shared: Arc::new(Shared {
                 app: built.context.clone(),
+                tasks: built.tasks.clone(),
                 inflight: Mutex::new(HashMap::new()),
             }),
             id: format!(
@@ -195,7 +198,7 @@ impl Worker {
             self.visibility,
             drained_rx,
         ));
-        for entry in &self.shared.app.jobs().registry.crons {
+        for entry in &self.shared.tasks.crons {
             crons.spawn(cron_loop(
                 self.shared.app.jobs().clone(),
                 entry.clone(),
@@ -206,7 +209,7 @@ impl Worker {
             worker = %self.id,
             queue = self.shared.app.jobs().backend(),
             concurrency = self.concurrency,
-            tasks = ?self.shared.app.jobs().registry.names().collect::<Vec<_>>(),
+            tasks = ?self.shared.tasks.names().collect::<Vec<_>>(),
             "worker started"
         );
 
@@ -349,7 +352,7 @@ impl InProcessWorker {
 /// when `stopping` resolves (the server begins its shutdown, so both drain at once) or at
 /// [`InProcessWorker::stop`].
 pub(crate) fn spawn_in_process(
-    built: &crate::BuiltApp,
+    built: &crate::app::BuiltApp,
     stopping: impl Future<Output = ()> + Send + 'static,
     any_queue: bool,
 ) -> Option<InProcessWorker> {
@@ -361,15 +364,15 @@ pub(crate) fn spawn_in_process(
 
 /// Starts a worker in this process whatever the queue, when the app has tasks (the test kit's).
 #[cfg(feature = "testing")]
-pub(crate) fn spawn_background(built: &crate::BuiltApp) -> Option<InProcessWorker> {
+pub(crate) fn spawn_background(built: &crate::app::BuiltApp) -> Option<InProcessWorker> {
     spawn(built, std::future::pending())
 }
 
 fn spawn(
-    built: &crate::BuiltApp,
+    built: &crate::app::BuiltApp,
     stopping: impl Future<Output = ()> + Send + 'static,
 ) -> Option<InProcessWorker> {
-    if built.jobs().registry.tasks.is_empty() {
+    if built.tasks.tasks.is_empty() {
         return None;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -397,7 +400,7 @@ async fn execute(shared: &Shared, delivery: Delivery) {
         reclaimed,
     } = delivery;
     let queue = &shared.app.jobs().queue;
-    let task = shared.app.jobs().registry.get(&envelope.task).cloned();
+    let task = shared.tasks.get(&envelope.task).cloned();
     if reclaimed {
         // Losing the worker counted as a failed try (the queue did it), so a task that kills
         // its worker every time ends as a dead letter instead of looping.

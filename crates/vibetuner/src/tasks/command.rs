@@ -26,10 +26,10 @@ pub(crate) enum TaskCommand {
 
 /// Runs a `task` subcommand against a built, started app.
 pub(crate) async fn run_task_command(
-    built: &crate::BuiltApp,
+    built: &crate::app::BuiltApp,
     command: TaskCommand,
 ) -> anyhow::Result<()> {
-    let registry = &built.jobs().registry;
+    let registry = &built.tasks;
     match command {
         TaskCommand::List => {
             if registry.tasks.is_empty() {
