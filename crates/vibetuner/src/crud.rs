@@ -46,10 +46,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
-use crate::auth::SessionUser;
+use crate::auth::user::{LoadedUser, SessionUser};
 use crate::context::AppContext;
 use crate::error::Error;
-use crate::error::HttpStatus as _;
 use crate::store::{
     Filter, Id, Model, Models, Order, Query, Record, StoreError, Timestamp, Update,
 };
@@ -86,10 +85,7 @@ impl HookContext {
 
     /// The signed-in user making the request, if any.
     pub fn user(&self) -> Option<&SessionUser> {
-        self.request
-            .extensions
-            .get::<crate::auth::LoadedUser>()
-            .and_then(|u| u.0.as_ref())
+        LoadedUser::of(&self.request.extensions)
     }
 
     /// The signed-in user, or a 401 for anonymous requests.
@@ -741,7 +737,7 @@ impl<T: Model> Spec<T> {
                 ),
             );
         }
-        e.to_http()
+        Error::from(e)
     }
 }
 
@@ -1087,7 +1083,7 @@ fn assign<T: Model>(data: T, fields: &[(String, Bson)]) -> Result<T, Error> {
     if fields.is_empty() {
         return Ok(data);
     }
-    let mut doc = crate::store::data_document(&data).map_err(|e| e.to_http())?;
+    let mut doc = crate::store::data_document(&data)?;
     for (field, value) in fields {
         doc.insert(field.clone(), value.clone());
     }

@@ -47,13 +47,6 @@ impl FromStr for Rate {
     }
 }
 
-impl crate::error::HttpStatus for RateError {
-    /// 500: a rate comes from settings, so a bad one is the server's.
-    fn status(&self) -> axum::http::StatusCode {
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
 /// A hit over the limit: when the window ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {

@@ -14,6 +14,7 @@ use axum::response::Html;
 use minijinja::{Environment, Value};
 use serde::Serialize;
 
+use crate::auth::user::{LoadedUser, SessionUser};
 use crate::error::Error;
 
 /// The framework's embedded templates (`crates/vibetuner/templates`).
@@ -40,7 +41,7 @@ pub struct RequestInfo {
     pub csp_nonce: String,
     /// The signed-in user, if any (templates get it as `user`, not under `request`).
     #[serde(skip)]
-    pub user: Option<crate::auth::SessionUser>,
+    pub user: Option<SessionUser>,
     /// The theme chosen with the header's switcher (the `theme` cookie); `None` follows the
     /// system's preference. Templates get it as `theme` when it names one of `THEMES`.
     #[serde(skip)]
@@ -60,10 +61,7 @@ impl RequestInfo {
             parts.headers.get("x-request-id"),
         );
         info.csp_nonce = csp_nonce(&parts.extensions);
-        info.user = parts
-            .extensions
-            .get::<crate::auth::LoadedUser>()
-            .and_then(|u| u.0.clone());
+        info.user = LoadedUser::of(&parts.extensions).cloned();
         info.theme = theme_cookie(&parts.headers);
         info.flashes = parts
             .extensions

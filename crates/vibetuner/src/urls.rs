@@ -45,13 +45,6 @@ pub enum UrlError {
     },
 }
 
-impl crate::error::HttpStatus for UrlError {
-    /// 500: route names are the app's own.
-    fn status(&self) -> axum::http::StatusCode {
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
 /// Route names with their path patterns (`/api/notes/{id}`); an axum extractor.
 #[derive(Clone, Debug, Default)]
 pub struct Urls {

@@ -185,7 +185,7 @@ impl App {
             checks,
         });
         let favicon = root.join("assets/statics/favicons/favicon.ico");
-        let auth_config = crate::auth::AuthConfig::from_settings(&settings, &project)?;
+        let auth_config = crate::auth::state::AuthConfig::from_settings(&settings, &project)?;
         let meta = Arc::new(Meta {
             renderer: renderer.clone(),
             favicon: favicon.is_file().then_some(favicon),
@@ -219,7 +219,7 @@ impl App {
                 crate::ratelimit::RateLimiter::in_memory(),
             ),
         };
-        let auth = Arc::new(crate::auth::Auth::new(
+        let auth = Arc::new(crate::auth::state::Auth::new(
             auth_config,
             mailer.clone(),
             limiter,

@@ -13,7 +13,6 @@ use super::redirect::safe_next;
 use super::state::{Auth, AuthState, BaseUrl};
 use super::user::{MaybeUser, SessionUser, sign_in, signed_in_flash};
 use crate::error::Error;
-use crate::error::HttpStatus as _;
 use crate::mail::Mail;
 use crate::models::{EmailVerificationToken, User};
 use crate::render::Render;
@@ -139,8 +138,7 @@ pub(super) async fn send_link(
             expires_at,
             used: false,
         })
-        .await
-        .map_err(|e| e.to_http())?;
+        .await?;
 
     let link = format!("{base}{}", verify_path(&token, &next));
     let ctx = context! { link, email, minutes => auth.config.token_minutes };
@@ -220,8 +218,7 @@ async fn live_token(
     let found = store
         .models::<EmailVerificationToken>()
         .find_one(Filter::eq("token", sha256_hex(token)))
-        .await
-        .map_err(|e| e.to_http())?;
+        .await?;
     Ok(found.filter(|t| !t.data.used && t.data.expires_at > Timestamp::now()))
 }
 
@@ -323,8 +320,7 @@ pub(super) async fn verify(
             Filter::eq("_id", found.id).and(Filter::eq("used", false)),
             Update::set(bson::doc! { "used": true }),
         )
-        .await
-        .map_err(|e| e.to_http())?;
+        .await?;
     if claimed.is_none() {
         return Ok(invalid_link(&render, &auth, &next));
     }
@@ -335,8 +331,7 @@ pub(super) async fn verify(
             Filter::eq("email", found.data.email.clone()).and(Filter::eq("used", false)),
             Update::set(bson::doc! { "used": true }),
         )
-        .await
-        .map_err(|e| e.to_http())?;
+        .await?;
     let user = find_or_create_user(&store, &found.data.email).await?;
     sign_in(&session, &user).await?;
     tracing::info!(user = %user.id.to_hex(), "signed in with a magic link");
@@ -354,8 +349,7 @@ async fn find_or_create_user(
         email: Some(email),
         ..User::default()
     })
-    .await
-    .map_err(|e| e.to_http())?;
+    .await?;
     Ok(user)
 }
 

@@ -18,8 +18,8 @@ mod pages;
 mod providers;
 mod redirect;
 pub mod session;
-mod state;
-mod user;
+pub(crate) mod state;
+pub(crate) mod user;
 
 use std::sync::Arc;
 

@@ -10,7 +10,6 @@ use tower_sessions::Session;
 use super::state::AuthState;
 use super::user::{CurrentUser, MaybeUser, SessionUser, USER_KEY, session_error};
 use crate::error::Error;
-use crate::error::HttpStatus as _;
 use crate::flash::Flash;
 use crate::models::{OAuthAccount, User};
 use crate::render::Render;
@@ -21,17 +20,12 @@ async fn load_user(store: &Store, user: &SessionUser) -> Result<Record<User>, Er
         .id
         .parse()
         .map_err(|_| Error::bad_request("The session names an unknown user."))?;
-    store
-        .models::<User>()
-        .get(id)
-        .await
-        .map_err(|e| e.to_http())?
-        .ok_or_else(|| {
-            Error::new(
-                StatusCode::NOT_FOUND,
-                "Your account no longer exists. Sign out and sign in again.",
-            )
-        })
+    store.models::<User>().get(id).await?.ok_or_else(|| {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "Your account no longer exists. Sign out and sign in again.",
+        )
+    })
 }
 
 /// `GET /user/`: the profile with linked accounts.
@@ -49,8 +43,7 @@ pub(super) async fn profile(
             Filter::eq("user_id", user.id),
             Filter::is_in("_id", linked),
         ])))
-        .await
-        .map_err(|e| e.to_http())?
+        .await?
         .into_iter()
         .map(|a| a.data)
         .collect::<Vec<_>>();
@@ -122,11 +115,7 @@ pub(super) async fn edit(
     }
     user.data.name = (!name.is_empty()).then_some(name);
     user.data.user_settings.language = (!language.is_empty()).then_some(language);
-    store
-        .models::<User>()
-        .save(&mut user)
-        .await
-        .map_err(|e| e.to_http())?;
+    store.models::<User>().save(&mut user).await?;
     session
         .insert(USER_KEY, SessionUser::from_record(&user))
         .await

@@ -104,14 +104,14 @@ pub struct Auth {
     pub limiter: RateLimiter,
     /// OAuth provider clients.
     #[cfg(feature = "oauth")]
-    pub(crate) oauth: Arc<super::oauth::Providers>,
+    pub(crate) oauth: Arc<super::oauth::clients::Providers>,
 }
 
 impl Auth {
     /// Assembles the account services.
     pub fn new(config: AuthConfig, mailer: Mailer, limiter: RateLimiter) -> anyhow::Result<Self> {
         #[cfg(feature = "oauth")]
-        let oauth = Arc::new(super::oauth::Providers::new(&config.providers)?);
+        let oauth = Arc::new(super::oauth::clients::Providers::new(&config.providers)?);
         #[cfg(not(feature = "oauth"))]
         if let Some(p) = config.providers.first() {
             anyhow::bail!(
@@ -141,9 +141,7 @@ impl Auth {
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("localhost");
-        let scheme = crate::context::security_config(parts).map_or("http", |config| {
-            crate::security::request_scheme(config, parts)
-        });
+        let scheme = crate::security::request_scheme(crate::context::security_config(parts), parts);
         format!("{scheme}://{host}")
     }
 

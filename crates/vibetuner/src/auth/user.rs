@@ -94,8 +94,8 @@ pub struct LoadedUser(pub Option<SessionUser>);
 
 impl LoadedUser {
     /// The signed-in user that [`load_user`] put on a request or response, if any.
-    pub fn of(extensions: &Extensions) -> Option<SessionUser> {
-        extensions.get::<LoadedUser>().and_then(|u| u.0.clone())
+    pub fn of(extensions: &Extensions) -> Option<&SessionUser> {
+        extensions.get::<LoadedUser>().and_then(|u| u.0.as_ref())
     }
 }
 
@@ -221,7 +221,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = LoginRequired;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, LoginRequired> {
-        match LoadedUser::of(&parts.extensions) {
+        match LoadedUser::of(&parts.extensions).cloned() {
             Some(user) => Ok(Self(user)),
             None => {
                 let htmx = parts.headers.contains_key("hx-request");
@@ -253,6 +253,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(LoadedUser::of(&parts.extensions)))
+        Ok(Self(LoadedUser::of(&parts.extensions).cloned()))
     }
 }

@@ -28,13 +28,13 @@ impl AppContext {
     }
 }
 
-/// The security settings of the request's app; the defaults (dev, no trusted proxy) for a
-/// request that did not come through one.
-pub(crate) fn security_config(parts: &Parts) -> Option<&SecurityConfig> {
+/// The security settings of the request's app; for a request that did not come through one,
+/// [`SecurityConfig::dev`] (no proxy trusted).
+pub(crate) fn security_config(parts: &Parts) -> &SecurityConfig {
     parts
         .extensions
         .get::<AppContext>()
-        .map(|c| c.security().as_ref())
+        .map_or(SecurityConfig::dev(), |c| c.security().as_ref())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AppContext {
@@ -121,9 +121,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let default = SecurityConfig::default();
-        let config = security_config(parts).unwrap_or(&default);
-        Ok(ClientIp::resolve(config, peer, &parts.headers))
+        Ok(ClientIp::resolve(
+            security_config(parts),
+            peer,
+            &parts.headers,
+        ))
     }
 }
 

@@ -1,16 +1,14 @@
 //! How any failure a handler returns with `?` becomes an HTTP answer: the framework's error
-//! types, found anywhere in the error's chain, answer their own [`HttpStatus`]; anything else
-//! is a 500. This is the one list of those types.
+//! types that mean something other than a 500, found anywhere in the error's chain, answer
+//! their own [`HttpStatus`]; anything else is a 500. This is the one list of those types.
 
 use std::error::Error as StdError;
 
 use super::{Error, HttpStatus};
 use crate::jobs::JobError;
 use crate::mail::MailError;
-use crate::ratelimit::RateError;
 use crate::security::CsrfRefusal;
 use crate::store::{InvalidId, StoreError};
-use crate::urls::UrlError;
 
 impl<E: Into<anyhow::Error>> From<E> for Error {
     fn from(err: E) -> Self {
@@ -31,8 +29,6 @@ fn known(cause: &(dyn StdError + 'static)) -> Option<Error> {
         .or_else(|| as_http::<InvalidId>(cause))
         .or_else(|| as_http::<CsrfRefusal>(cause))
         .or_else(|| as_http::<MailError>(cause))
-        .or_else(|| as_http::<RateError>(cause))
-        .or_else(|| as_http::<UrlError>(cause))
 }
 
 #[cfg(test)]
@@ -72,9 +68,19 @@ mod tests {
             StatusCode::UNPROCESSABLE_ENTITY
         );
         assert_eq!(
+            status(StoreError::Backend("down".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
             status(std::io::Error::other("disk")),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn an_invalid_store_request_shows_its_reason_alone() {
+        let http = Error::from(StoreError::Invalid("limit must be at most 100".into()));
+        assert_eq!(http.detail(), "limit must be at most 100");
     }
 
     #[test]

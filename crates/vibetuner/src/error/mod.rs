@@ -101,8 +101,9 @@ impl fmt::Debug for Error {
     }
 }
 
-/// What a request answers when a handler fails with this error (through `?`): the status, and
-/// the error's text as the detail (shown to the client for 4xx, logged for 5xx).
+/// What a request answers when a handler fails with this error (through `?`), for the
+/// framework's errors that mean something other than a 500: the status, and a detail (shown to
+/// the client for 4xx, logged for 5xx).
 ///
 /// ```
 /// use vibetuner::axum::http::StatusCode;
@@ -116,9 +117,14 @@ pub trait HttpStatus: std::error::Error {
     /// The status a request answers.
     fn status(&self) -> StatusCode;
 
+    /// The detail; the error's text unless the type says otherwise.
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+
     /// The error as the framework's [`Error`].
     fn to_http(&self) -> Error {
-        Error::new(self.status(), self.to_string())
+        Error::new(self.status(), self.detail())
     }
 }
 

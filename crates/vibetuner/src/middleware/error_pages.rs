@@ -9,6 +9,7 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use minijinja::context;
 
+use crate::auth::user::LoadedUser;
 use crate::context::AppContext;
 use crate::error::ErrorDetail;
 use crate::render::{Renderer, RequestInfo};
@@ -39,10 +40,7 @@ pub(crate) async fn error_pages(
     info.theme = theme;
     let (mut head, body) = response.into_parts();
     // The page's header shows who is signed in (`load_user` hands the user back on errors).
-    info.user = head
-        .extensions
-        .get::<crate::auth::LoadedUser>()
-        .and_then(|u| u.0.clone());
+    info.user = LoadedUser::of(&head.extensions).cloned();
     let detail = if let Some(ErrorDetail(detail)) = head.extensions.get::<ErrorDetail>() {
         if !html {
             return Response::from_parts(head, body);

@@ -38,4 +38,12 @@ impl HttpStatus for StoreError {
             }
         }
     }
+
+    /// An invalid request's reason alone (the client sees it).
+    fn detail(&self) -> String {
+        match self {
+            Self::Invalid(reason) => reason.clone(),
+            other => other.to_string(),
+        }
+    }
 }

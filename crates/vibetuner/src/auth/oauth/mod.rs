@@ -6,9 +6,7 @@
 //! where it lives (Google and GitHub have defaults); `P_SCOPES`, `P_NAME` and `P_EMAILS_URL`
 //! are optional. `OAUTH_PROVIDERS=gitlab,acme` adds custom ids.
 
-mod clients;
-
-pub(crate) use clients::Providers;
+pub(super) mod clients;
 
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
@@ -27,13 +25,12 @@ use super::redirect::safe_next;
 use super::state::{Auth, AuthState, BaseUrl};
 use super::user::{session_error, sign_in, signed_in_flash};
 use crate::error::Error;
-use crate::error::HttpStatus as _;
 use crate::models::{Link, OAuthAccount, User};
 use crate::render::Render;
 use crate::security::ClientIp;
 use crate::store::bson::{Bson, doc};
 use crate::store::{Filter, Record, Store, Update};
-use clients::{ProviderError, error_chain};
+use clients::{ProviderError, Providers, error_chain};
 
 /// What the session remembers between the redirect to the provider and its callback.
 #[derive(Debug, Serialize, Deserialize)]
@@ -361,8 +358,7 @@ async fn link_account(
                 user_id: None,
             },
         )
-        .await
-        .map_err(|e| e.to_http())?;
+        .await?;
     if !inserted {
         // Refresh what the provider reports, touching nothing else (a racing sign-in may be
         // linking this account right now).
@@ -379,13 +375,12 @@ async fn link_account(
         if !fresh.is_empty() {
             account = accounts
                 .update(account.id, Update::set(fresh))
-                .await
-                .map_err(|e| e.to_http())?
+                .await?
                 .unwrap_or(account);
         }
     }
     let linked = match account.data.user_id {
-        Some(id) => users.get(id).await.map_err(|e| e.to_http())?,
+        Some(id) => users.get(id).await?,
         None => None,
     };
     // Vibetuner links from the user's side only; following that link keeps a user whose
@@ -393,8 +388,7 @@ async fn link_account(
     let linked = match linked {
         Some(user) => Some(user),
         None => crate::models::users_holding_account(store, account.id)
-            .await
-            .map_err(|e| e.to_http())?
+            .await?
             .into_iter()
             .next(),
     };
@@ -406,13 +400,8 @@ async fn link_account(
     };
     let (mut user, created) = match (linked, &email) {
         (Some(user), _) => (user, false),
-        (None, Some(address)) => user_by_email_or_insert(store, address, |_| new_user())
-            .await
-            .map_err(|e| e.to_http())?,
-        (None, None) => (
-            users.insert(new_user()).await.map_err(|e| e.to_http())?,
-            true,
-        ),
+        (None, Some(address)) => user_by_email_or_insert(store, address, |_| new_user()).await?,
+        (None, None) => (users.insert(new_user()).await?, true),
     };
     if account.data.user_id != Some(user.id) {
         // Link only if nobody else did meanwhile (two first sign-ins racing): the loser
@@ -424,25 +413,22 @@ async fn link_account(
                 Filter::eq("_id", account.id).and(Filter::eq("user_id", read)),
                 Update::set(doc! { "user_id": user.id }),
             )
-            .await
-            .map_err(|e| e.to_http())?
+            .await?
             .is_some();
         if linked_here {
             account.data.user_id = Some(user.id);
         } else {
             let winner = accounts
                 .get(account.id)
-                .await
-                .map_err(|e| e.to_http())?
+                .await?
                 .and_then(|a| a.data.user_id)
                 .ok_or_else(|| Error::internal("the OAuth account lost its user while linking"))?;
             if created && winner != user.id {
-                users.delete(user.id).await.map_err(|e| e.to_http())?;
+                users.delete(user.id).await?;
             }
             return users
                 .get(winner)
-                .await
-                .map_err(|e| e.to_http())?
+                .await?
                 .ok_or_else(|| Error::internal("the OAuth account's user is gone"));
         }
     }
@@ -453,7 +439,7 @@ async fn link_account(
         if user.data.picture.is_none() {
             user.data.picture = identity.picture;
         }
-        users.save(&mut user).await.map_err(|e| e.to_http())?;
+        users.save(&mut user).await?;
     }
     Ok(user)
 }
