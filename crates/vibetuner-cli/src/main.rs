@@ -4,10 +4,10 @@
 mod answers;
 mod dev;
 mod doctor;
+mod eject;
 mod generate;
-mod generators;
+mod new;
 mod project;
-mod scaffold;
 mod update;
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 
 use crate::answers::{QUESTIONS, default_for, parse_data, to_project, validate};
-use crate::generate::Framework;
+use crate::new::Framework;
 
 #[derive(Parser)]
 #[command(
@@ -51,11 +51,11 @@ enum Command {
     /// Generate code in the project: a resource (scaffold), a model, a page, a task or an email.
     Generate {
         #[command(subcommand)]
-        command: scaffold::GenerateCommand,
+        command: generate::GenerateCommand,
     },
     /// Copy a framework template into the app's templates/frontend/ to edit it (the app's copy
     /// wins); without TEMPLATE, list them.
-    Eject(scaffold::EjectArgs),
+    Eject(eject::EjectArgs),
     /// Run the app binary with ARGS from anywhere in the project (`cargo run --quiet -- ARGS`),
     /// e.g. `vibetuner run routes` or `vibetuner run db ping`.
     Run {
@@ -132,8 +132,8 @@ fn main() -> ExitCode {
         },
         Command::Adopt(args) => adopt(args),
         Command::Doctor(args) => doctor::run(&args),
-        Command::Generate { command } => scaffold::generate(&command),
-        Command::Eject(args) => scaffold::eject(&args),
+        Command::Generate { command } => generate::generate(&command),
+        Command::Eject(args) => eject::eject(&args),
         Command::Run { args } => return run_app(&args),
         Command::Crypto {
             command: CryptoCommand::GenerateKey { length },
@@ -186,7 +186,7 @@ fn checkout_framework() -> Option<PathBuf> {
 }
 
 fn new_project(args: NewArgs) -> anyhow::Result<()> {
-    generate::check_target(&args.dir)?;
+    new::check_target(&args.dir)?;
     let data = parse_data(&args.data).map_err(anyhow::Error::msg)?;
     let interactive = !args.defaults;
     if interactive && !std::io::stdin().is_terminal() {
@@ -222,8 +222,8 @@ fn new_project(args: NewArgs) -> anyhow::Result<()> {
     };
     // The template's Cargo.lock pins the versions the framework's own lock has, so the app
     // builds offline from a checkout and reuses artifacts from a shared target directory.
-    let files = generate::render(&project, &framework)?;
-    generate::write(&args.dir, &files)?;
+    let files = new::render(&project, &framework)?;
+    new::write(&args.dir, &files)?;
     print_next_steps(&args.dir, &project.project_name, &project.project_slug);
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use vibetuner::project::{ANSWERS_FILE, AnswersFile, TemplateInfo};
 
-use crate::generate::{Framework, SPEC, read_template_dir, render_from, template_files};
+use crate::new::{Framework, SPEC, read_template_dir, render_from, template_files};
 
 /// Options of `vibetuner update`.
 #[derive(clap::Args)]

@@ -1,0 +1,60 @@
+//! `vibetuner generate`: code registered in the app's `src/lib.rs` at its `// vibetuner:`
+//! markers, each generator in its room: a resource or a model alone (`resource.rs`, with the
+//! field types of `field.rs`), a page, a task, an email. `output.rs` writes what they make.
+
+mod email;
+mod field;
+mod names;
+mod output;
+mod page;
+mod resource;
+mod task;
+
+/// `vibetuner generate` subcommands.
+#[derive(clap::Subcommand)]
+pub enum GenerateCommand {
+    /// A resource: model with validation, CRUD JSON API at /api/PLURAL and htmx pages at
+    /// /PLURAL (list, create, edit, delete), tests in tests/PLURAL.rs, registered in src/lib.rs.
+    /// Each signed-in user sees and changes only their own records (owner_id).
+    #[command(after_help = field::FIELD_HELP)]
+    Scaffold {
+        #[command(flatten)]
+        spec: resource::ResourceArgs,
+        /// Only the JSON API (no pages).
+        #[arg(long, conflicts_with = "html")]
+        api: bool,
+        /// Only the htmx pages (no JSON API).
+        #[arg(long)]
+        html: bool,
+    },
+    /// A model only: a struct stored in the PLURAL collection, with validation, registered in
+    /// src/lib.rs so its indexes are created.
+    #[command(after_help = field::FIELD_HELP)]
+    Model {
+        #[command(flatten)]
+        spec: resource::ResourceArgs,
+    },
+    /// A page: a handler rendering templates/frontend/NAME.html.jinja (whole, or its `page`
+    /// block for htmx), a test in tests/NAME.rs, registered in src/lib.rs.
+    Page(page::PageArgs),
+    /// A background task: a typed `TaskKey<ARG_TYPE>` and its async function, a test that
+    /// enqueues and runs it, registered in src/lib.rs.
+    Task(task::TaskArgs),
+    /// An email: HTML and text templates in templates/frontend/email/, a `send_NAME` function
+    /// rendering both and sending them through the mailer, a test reading it from the outbox.
+    Email(email::EmailArgs),
+}
+
+/// Runs a `generate` subcommand in the project around the current folder.
+pub fn generate(command: &GenerateCommand) -> anyhow::Result<()> {
+    let root = crate::project::root()?;
+    match command {
+        GenerateCommand::Scaffold { spec, api, html } => {
+            resource::write(&root, spec, true, !html, !api)
+        }
+        GenerateCommand::Model { spec } => resource::write(&root, spec, false, false, false),
+        GenerateCommand::Page(args) => page::write(&root, args),
+        GenerateCommand::Task(args) => task::write(&root, args),
+        GenerateCommand::Email(args) => email::write(&root, args),
+    }
+}
