@@ -10,8 +10,12 @@ cd "$(dirname "$0")/.."
 scripts/prerequisites.sh --test
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The framework with no optional feature (embedded store, in-process jobs and SSE, magic links).
+# The framework with no optional feature (embedded store, in-process jobs and SSE, magic links),
+# then with each optional feature on its own: every combination an app may choose compiles clean.
 cargo clippy -p vibetuner --lib --no-default-features --locked -- -D warnings
+for feature in mongodb redis oauth testing; do
+  cargo clippy -p vibetuner --lib --no-default-features --features "$feature" --locked -- -D warnings
+done
 # The publish dry run: every crate packages and builds on its own (the CLI carries the template).
 # Cargo treats the packaged crates like registry crates: it reuses their unpacked sources and
 # compiled artifacts while the version stays the same, so both are removed first, and the dry run

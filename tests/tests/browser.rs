@@ -209,10 +209,10 @@ async fn a_note_created_in_one_browser_appears_live_in_another() {
         // response status; the server subscribes before it answers) before the note is made.
         let connected = "const e = document.querySelector('[hx-sse\\\\:connect]'); \
                          return e?._htmx?.sse?.status === 200;";
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while reader.execute(connected, vec![]).await? != serde_json::Value::Bool(true) {
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "the reader's SSE stream never connected"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -26,7 +26,7 @@ const RESERVED_SLUGS: &[&str] = &[
 ];
 
 /// One question: its key (for `--data`), prompt and help.
-pub struct Question {
+pub(crate) struct Question {
     /// Key used with `--data key=value` and in `vibetuner.toml`.
     pub key: &'static str,
     /// Prompt shown on a terminal.
@@ -34,7 +34,7 @@ pub struct Question {
 }
 
 /// The questions, in the order they are asked.
-pub const QUESTIONS: &[Question] = &[
+pub(crate) const QUESTIONS: &[Question] = &[
     Question {
         key: "project_name",
         prompt: "Project name",
@@ -82,7 +82,7 @@ pub const QUESTIONS: &[Question] = &[
 ];
 
 /// Parses repeated `--data key=value` into a map, refusing unknown keys.
-pub fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut data = BTreeMap::new();
     for pair in pairs {
         let (key, value) = pair
@@ -109,7 +109,7 @@ fn known_keys() -> String {
 }
 
 /// "my-cool_app" → "My Cool App".
-pub fn humanize(folder: &str) -> String {
+pub(crate) fn humanize(folder: &str) -> String {
     folder
         .split(['-', '_', ' ', '.'])
         .filter(|w| !w.is_empty())
@@ -125,7 +125,7 @@ pub fn humanize(folder: &str) -> String {
 }
 
 /// A folder name turned into a valid slug, or `app`.
-pub fn slugify(folder: &str) -> String {
+pub(crate) fn slugify(folder: &str) -> String {
     let mut slug = String::new();
     for c in folder.chars() {
         let c = c.to_ascii_lowercase();
@@ -146,7 +146,7 @@ pub fn slugify(folder: &str) -> String {
 }
 
 /// The default answer for `key`, given the answers so far and the target folder name.
-pub fn default_for(key: &str, folder: &str, so_far: &BTreeMap<String, String>) -> String {
+pub(crate) fn default_for(key: &str, folder: &str, so_far: &BTreeMap<String, String>) -> String {
     let defaults = Project::default();
     match key {
         "project_name" => {
@@ -170,7 +170,7 @@ pub fn default_for(key: &str, folder: &str, so_far: &BTreeMap<String, String>) -
 }
 
 /// Checks one answer; the message says what a valid one looks like.
-pub fn validate(key: &str, value: &str) -> Result<(), String> {
+pub(crate) fn validate(key: &str, value: &str) -> Result<(), String> {
     let ok = match key {
         "project_name" | "company_name" | "author_name" => !value.trim().is_empty(),
         "project_slug" => {
@@ -217,7 +217,7 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// Splits a comma-separated list, dropping blanks.
-pub fn split_list(value: &str) -> Vec<String> {
+pub(crate) fn split_list(value: &str) -> Vec<String> {
     value
         .split(',')
         .map(str::trim)
@@ -237,7 +237,7 @@ fn features(value: &str) -> Vec<String> {
 }
 
 /// Turns complete, validated answers into the project record.
-pub fn to_project(answers: &BTreeMap<String, String>) -> Project {
+pub(crate) fn to_project(answers: &BTreeMap<String, String>) -> Project {
     let get = |k: &str| answers.get(k).cloned().unwrap_or_default();
     Project {
         project_name: get("project_name"),

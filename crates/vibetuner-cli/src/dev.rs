@@ -24,7 +24,7 @@ use vibetuner::project::{ANSWERS_FILE, AnswersFile};
 
 /// Options of `vibetuner dev`.
 #[derive(clap::Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Port to listen on (default: PORT, else a port derived from the project slug, the same
     /// every time, so that two projects do not fight over 8000).
     #[arg(long)]
@@ -43,7 +43,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The project's answers file.
-pub fn read_answers(root: &Path) -> anyhow::Result<AnswersFile> {
+pub(crate) fn read_answers(root: &Path) -> anyhow::Result<AnswersFile> {
     let path = root.join(ANSWERS_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -51,7 +51,7 @@ pub fn read_answers(root: &Path) -> anyhow::Result<AnswersFile> {
 }
 
 /// The project's own port: 8000 plus a stable hash (FNV-1a) of its slug modulo 1000.
-pub fn stable_port(slug: &str) -> u16 {
+pub(crate) fn stable_port(slug: &str) -> u16 {
     let hash = slug.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
@@ -59,7 +59,7 @@ pub fn stable_port(slug: &str) -> u16 {
 }
 
 /// Runs `vibetuner dev` until Ctrl-C.
-pub fn run(args: DevArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     let root = crate::project::root()?;
     let answers = read_answers(&root)?;
     let slug = answers.project.project_slug;
@@ -167,6 +167,7 @@ impl Group {
         command.process_group(0);
         #[cfg(target_os = "linux")]
         // SAFETY: prctl is async-signal-safe; this only asks for SIGTERM when the parent dies.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -189,6 +190,7 @@ impl Group {
 
     fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the child's own process group.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(-self.pgid, signal);
         }
@@ -528,6 +530,7 @@ impl Dev {
         let fd = self.listener.as_raw_fd();
         // SAFETY: dup2 and fcntl are async-signal-safe; they put the listening socket at fd 3
         // (without close-on-exec) in the child only.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || {
                 if fd == 3 {

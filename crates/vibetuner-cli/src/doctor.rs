@@ -24,7 +24,7 @@ settings would pass), services when configured (MongoDB and Redis answer a ping,
 a connection), CSS/JS bundles built and newer than their sources, and the port is free.
 
 ✓ passed, ! works but needs attention, ✗ fails: the exit code is 1 when anything fails.")]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Print the checks as JSON: {"root", "ok", "checks": [{"name", "status", "detail", "fix"}]}.
     #[arg(long)]
     json: bool,
@@ -98,7 +98,7 @@ struct Report {
 }
 
 /// Runs every check in the project around the current folder and prints the report.
-pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DoctorArgs) -> anyhow::Result<()> {
     let root = crate::project::root()?;
     let mut env: Vec<(String, String)> = std::env::vars().collect();
     if let Some(environment) = &args.env {
@@ -107,7 +107,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let source = Source::layered(&root, credentials.as_deref(), env)
         .with_context(|| format!("cannot read the settings of {}", root.display()))?;
-    let runtime = vibetuner::tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -131,7 +131,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     let report = Report { root, ok, checks };
     if args.json {
-        println!("{}", vibetuner::serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
@@ -395,10 +395,8 @@ async fn services(source: &Source) -> Vec<Check> {
     ]
 }
 
-async fn timed<T, E: fmt::Display>(
-    work: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match vibetuner::tokio::time::timeout(SERVICE_TIMEOUT, work).await {
+async fn timed<T, E: fmt::Display>(work: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(SERVICE_TIMEOUT, work).await {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {}s", SERVICE_TIMEOUT.as_secs())),
     }
@@ -469,7 +467,7 @@ async fn smtp(url: Option<&str>) -> Check {
         );
     };
     let answered = match smtp_address(url) {
-        Ok(addr) => timed(vibetuner::tokio::net::TcpStream::connect(addr.clone()))
+        Ok(addr) => timed(tokio::net::TcpStream::connect(addr.clone()))
             .await
             .map(|_| addr),
         Err(e) => Err(e.to_string()),

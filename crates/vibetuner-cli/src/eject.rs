@@ -7,7 +7,7 @@ use anyhow::{Context, bail, ensure};
 
 /// Arguments of `vibetuner eject`.
 #[derive(clap::Args)]
-pub struct EjectArgs {
+pub(crate) struct EjectArgs {
     /// The framework template, e.g. `base/skeleton.html.jinja` (run without it for the list).
     template: Option<String>,
     /// Overwrite the app's copy.
@@ -17,7 +17,7 @@ pub struct EjectArgs {
 
 /// Copies a framework template into the app's `templates/frontend/`, which the framework
 /// reads before its own.
-pub fn eject(args: &EjectArgs) -> anyhow::Result<()> {
+pub(crate) fn eject(args: &EjectArgs) -> anyhow::Result<()> {
     let available: Vec<String> = vibetuner::render::FrameworkTemplates::iter()
         .filter_map(|n| n.strip_prefix("frontend/").map(str::to_owned))
         .collect();

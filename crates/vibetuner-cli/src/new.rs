@@ -24,7 +24,7 @@ use vibetuner::project::{ANSWERS_FILE, AnswersFile, Project, TemplateInfo};
 #[exclude = "assets/statics/css/bundle.css"]
 #[exclude = "assets/statics/js/bundle.js"]
 #[exclude = "bun.lock"]
-pub struct AppTemplate;
+pub(crate) struct AppTemplate;
 
 /// Files linked under another name: (name in the crate, name in the project).
 const RENAMED: [(&str, &str); 2] = [
@@ -33,13 +33,13 @@ const RENAMED: [(&str, &str); 2] = [
 ];
 
 /// The substitution spec, `templates/app.toml`.
-pub const SPEC: &str = include_str!("../template/app.toml");
+pub(crate) const SPEC: &str = include_str!("../template/app.toml");
 
 /// The framework's canonical repository (the workspace's `repository`, written once there).
-pub const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+pub(crate) const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 
 /// The template's files by their path in a project, with their contents.
-pub fn template_files() -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn template_files() -> BTreeMap<String, Vec<u8>> {
     AppTemplate::iter()
         .map(|name| {
             let data = AppTemplate::get(&name)
@@ -57,7 +57,7 @@ pub fn template_files() -> BTreeMap<String, Vec<u8>> {
 
 /// One substitution.
 #[derive(Debug, Deserialize)]
-pub struct Replace {
+pub(crate) struct Replace {
     /// File inside the template.
     pub file: String,
     /// Text in the verbatim template (the default answer in place).
@@ -68,7 +68,7 @@ pub struct Replace {
 
 /// Files left out of a project when a condition on the answers holds.
 #[derive(Debug, Deserialize)]
-pub struct Remove {
+pub(crate) struct Remove {
     /// minijinja expression over the answers, e.g. `not example`.
     pub when: String,
     /// Files inside the template.
@@ -84,7 +84,7 @@ struct Spec {
 
 /// Where the generated app gets the framework from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Framework {
+pub(crate) enum Framework {
     /// A local checkout (`vibetuner = { path = "..." }`): builds offline.
     Path(PathBuf),
     /// A released version: the tag `v<version>` of the canonical repository, as a git
@@ -95,7 +95,7 @@ pub enum Framework {
 impl Framework {
     /// The value of the `vibetuner` dependency in Cargo.toml: the default features when
     /// `optional` is `None`, else only those (`default-features = false`), plus `extra`.
-    pub fn dependency(&self, optional: Option<&[String]>, extra: &[&str]) -> String {
+    pub(crate) fn dependency(&self, optional: Option<&[String]>, extra: &[&str]) -> String {
         let source = match self {
             Self::Path(p) => format!("path = {}", toml_string(&p.to_string_lossy())),
             Self::Release(v) => format!(
@@ -127,7 +127,7 @@ fn toml_string(s: &str) -> String {
 }
 
 /// Paths of `templates/app` that are built or installed there, never part of the template.
-pub const NOT_TEMPLATE: [&str; 6] = [
+pub(crate) const NOT_TEMPLATE: [&str; 6] = [
     "node_modules/",
     "target/",
     ".vibetuner/",
@@ -138,7 +138,7 @@ pub const NOT_TEMPLATE: [&str; 6] = [
 
 /// The files of a template folder on disk (`templates/app` of a checkout), as
 /// [`template_files`] gives the embedded one.
-pub fn read_template_dir(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) fn read_template_dir(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {
@@ -170,7 +170,7 @@ pub fn read_template_dir(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>
 }
 
 /// Renders every file of the project in memory: relative path → contents.
-pub fn render(
+pub(crate) fn render(
     project: &Project,
     framework: &Framework,
 ) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
@@ -184,7 +184,7 @@ pub fn render(
 }
 
 /// Renders `files` (a template, version `version`) by the substitution spec `spec`.
-pub fn render_from(
+pub(crate) fn render_from(
     mut files: BTreeMap<String, Vec<u8>>,
     spec: &str,
     version: &str,
@@ -251,7 +251,7 @@ pub fn render_from(
 }
 
 /// Refuses a target that exists and is not an empty folder.
-pub fn check_target(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_target(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         return Ok(());
     }
@@ -276,7 +276,7 @@ pub fn check_target(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the files under `dir`; on failure removes what it created.
-pub fn write(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
+pub(crate) fn write(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
     check_target(dir)?;
     let created = !dir.exists();
     let result = (|| -> anyhow::Result<()> {

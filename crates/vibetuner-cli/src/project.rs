@@ -8,13 +8,13 @@ use anyhow::Context;
 use vibetuner::project::ANSWERS_FILE;
 
 /// The project root: the nearest ancestor of the current folder holding `vibetuner.toml`.
-pub fn root() -> anyhow::Result<PathBuf> {
+pub(crate) fn root() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     root_from(&cwd)
 }
 
 /// The nearest ancestor of `start` holding `vibetuner.toml`.
-pub fn root_from(start: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn root_from(start: &Path) -> anyhow::Result<PathBuf> {
     start
         .ancestors()
         .find(|dir| dir.join(ANSWERS_FILE).is_file())
@@ -29,7 +29,7 @@ pub fn root_from(start: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// `cargo run --quiet -- ARGS` in the project: the app binary, built first when out of date.
-pub fn app_command(root: &Path, args: &[String]) -> Command {
+pub(crate) fn app_command(root: &Path, args: &[String]) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.args(["run", "--quiet", "--"])
         .args(args)

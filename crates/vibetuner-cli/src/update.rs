@@ -19,7 +19,7 @@ use crate::new::{Framework, SPEC, read_template_dir, render_from, template_files
 
 /// Options of `vibetuner update`.
 #[derive(clap::Args)]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// Take the new template from this framework checkout (the folder holding
     /// `templates/app`), instead of the one built into this CLI.
     #[arg(long, value_name = "PATH")]
@@ -253,7 +253,7 @@ fn side_file(name: &str) -> String {
 }
 
 /// Runs `vibetuner update`; exit status 1 (after writing everything) on conflicts.
-pub fn run(args: UpdateArgs) -> anyhow::Result<bool> {
+pub(crate) fn run(args: UpdateArgs) -> anyhow::Result<bool> {
     let root = crate::project::root()?;
     if !args.allow_dirty {
         check_clean(&root)?;

@@ -653,7 +653,7 @@ impl<T: Model> Spec<T> {
         })
     }
 
-    fn models(&self, ctx: &HookContext) -> Models<T> {
+    fn models(ctx: &HookContext) -> Models<T> {
         ctx.store().models::<T>()
     }
 
@@ -698,19 +698,19 @@ impl<T: Model> Spec<T> {
             Error::unprocessable(format!("invalid id {id:?}: expected 24 hex digits"))
         })?;
         let found = if *scope == Filter::All {
-            self.models(ctx).get(id).await
+            Self::models(ctx).get(id).await
         } else {
-            self.models(ctx)
+            Self::models(ctx)
                 .find_one(Filter::eq("_id", id).and(scope.clone()))
                 .await
         };
         found
-            .map_err(|e| self.store_error(e))?
+            .map_err(Self::store_error)?
             .ok_or_else(Error::not_found)
     }
 
     /// Maps a unique-index violation to 409 naming the index's fields.
-    fn store_error(&self, e: StoreError) -> Error {
+    fn store_error(e: StoreError) -> Error {
         if let StoreError::Duplicate { index } = &e {
             let fields = T::indexes()
                 .into_iter()
@@ -879,8 +879,8 @@ async fn list<T: Model>(
         skip: offset,
         limit: Some(limit),
     };
-    let models = spec.models(&ctx);
-    let (records, total) = models.page(&query).await.map_err(|e| spec.store_error(e))?;
+    let models = Spec::<T>::models(&ctx);
+    let (records, total) = models.page(&query).await.map_err(Spec::<T>::store_error)?;
     let items = records
         .into_iter()
         .map(|r| spec.respond(r, &selection))
@@ -917,18 +917,18 @@ async fn create<T: Model>(
     }
     let data = assign(data, &assigned)?;
     data.validate().map_err(field_error)?;
-    let models = spec.models(&ctx);
-    let record = models.insert(data).await.map_err(|e| spec.store_error(e))?;
+    let models = Spec::<T>::models(&ctx);
+    let record = models.insert(data).await.map_err(Spec::<T>::store_error)?;
     if assigned.len() < scope_terms(&scope) {
         let inside = models
             .find_one(Filter::eq("_id", record.id).and(scope.clone()))
             .await
-            .map_err(|e| spec.store_error(e))?;
+            .map_err(Spec::<T>::store_error)?;
         if inside.is_none() {
             models
                 .delete(record.id)
                 .await
-                .map_err(|e| spec.store_error(e))?;
+                .map_err(Spec::<T>::store_error)?;
             return Err(Error::new(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -1007,7 +1007,7 @@ async fn update<T: Model>(
     }
     let merged: T = parse_body(Value::Object(merged))?;
     merged.validate().map_err(field_error)?;
-    let full = crate::store::data_document(&merged).map_err(|e| spec.store_error(e))?;
+    let full = crate::store::data_document(&merged).map_err(Spec::<T>::store_error)?;
     let set: bson::Document = full
         .into_iter()
         .filter(|(k, _)| patch.contains_key(k))
@@ -1017,11 +1017,10 @@ async fn update<T: Model>(
         .filter(|k| !set.contains_key(*k))
         .cloned()
         .collect();
-    let updated = spec
-        .models(&ctx)
+    let updated = Spec::<T>::models(&ctx)
         .update(current.id, Update { set, unset })
         .await
-        .map_err(|e| spec.store_error(e))?
+        .map_err(Spec::<T>::store_error)?
         .ok_or_else(Error::not_found)?;
     if let Some(hook) = &spec.crud.post_update {
         hook(ctx, updated.clone()).await?;
@@ -1036,11 +1035,10 @@ async fn remove<T: Model>(spec: Arc<Spec<T>>, id: String, parts: Parts) -> Resul
     if let Some(hook) = &spec.crud.pre_delete {
         hook(ctx.clone(), record.clone()).await?;
     }
-    if !spec
-        .models(&ctx)
+    if !Spec::<T>::models(&ctx)
         .delete(record.id)
         .await
-        .map_err(|e| spec.store_error(e))?
+        .map_err(Spec::<T>::store_error)?
     {
         return Err(Error::not_found());
     }

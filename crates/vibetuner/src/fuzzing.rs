@@ -93,7 +93,7 @@ pub fn headers(data: &[u8]) {
     if check_origin(&config, &Method::POST, &map).is_ok() {
         let header = |n: &str| map.get(n).and_then(|v| v.to_str().ok());
         let site = header("sec-fetch-site");
-        let from_site = matches!(site, Some("same-origin") | Some("none"));
+        let from_site = matches!(site, Some("same-origin" | "none"));
         if let (false, Some(origin)) = (from_site, header("origin")) {
             let origin = url::Url::parse(origin.trim()).expect("an accepted Origin parses");
             let authority = match origin.port() {

@@ -20,8 +20,6 @@
 //! }
 //! ```
 
-#![warn(missing_docs, unreachable_pub)]
-
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -138,7 +138,7 @@ pub(crate) fn generated_favicon(color: &str) -> Vec<u8> {
     let centre = (SIZE as f32 - 1.0) / 2.0;
     for y in 0..SIZE {
         for x in 0..SIZE {
-            let d = ((x as f32 - centre).powi(2) + (y as f32 - centre).powi(2)).sqrt();
+            let d = (x as f32 - centre).hypot(y as f32 - centre);
             let alpha = ((SIZE as f32 / 2.0 - d) * 255.0).clamp(0.0, 255.0) as u8;
             ico.extend_from_slice(&[b, g, r, alpha]);
         }

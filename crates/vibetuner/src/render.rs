@@ -264,8 +264,8 @@ impl Renderer {
 /// leaving `/` alone so URLs stay readable. For a minijinja environment of an app's own that
 /// should escape as the framework's templates do: `env.set_formatter(markupsafe_formatter)`.
 pub fn markupsafe_formatter(
-    out: &mut minijinja::Output,
-    state: &minijinja::State,
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
     value: &Value,
 ) -> Result<(), minijinja::Error> {
     let html = matches!(state.auto_escape(), minijinja::AutoEscape::Html);
@@ -279,7 +279,7 @@ pub fn markupsafe_formatter(
 }
 
 /// Writes `text` HTML-escaped.
-fn write_escaped(out: &mut minijinja::Output, text: &str) -> Result<(), minijinja::Error> {
+fn write_escaped(out: &mut minijinja::Output<'_>, text: &str) -> Result<(), minijinja::Error> {
     crate::escape::html(out, text).map_err(minijinja::Error::from)
 }
 

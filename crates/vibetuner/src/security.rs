@@ -259,7 +259,7 @@ pub fn check_origin(
             .is_some_and(|o| config.trusted_origins.contains(&o.serialized()))
     };
     match text("sec-fetch-site") {
-        Some("same-origin") | Some("none") => return Ok(()),
+        Some("same-origin" | "none") => return Ok(()),
         Some(site) if !trusted(&origin) => {
             return Err(CsrfRefusal::CrossSite(site.to_owned()));
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use vibetuner_e2e::{APP_SLUG, GeneratedApp, SmtpSink, generated_app, target_dir};
 
 /// The shared generated app, built in release; `binary` is the release binary.
-pub fn release_app() -> GeneratedApp {
+pub(crate) fn release_app() -> GeneratedApp {
     let app = generated_app();
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--offline", "--quiet"])
@@ -31,7 +31,7 @@ pub fn release_app() -> GeneratedApp {
 }
 
 /// Whether `/health/ping` answers 200 on the port.
-pub fn ping_ok(port: u16) -> bool {
+pub(crate) fn ping_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -41,13 +41,13 @@ pub fn ping_ok(port: u16) -> bool {
 }
 
 /// The resident memory of a process, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     memory_kib(pid).rss
 }
 
 /// A process's resident memory in KiB, whole and split as `/proc/PID/status` splits it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// `VmRSS`.
     pub rss: u64,
     /// `RssAnon`: the process's own memory (heap, stacks).
@@ -58,7 +58,7 @@ pub struct Memory {
 }
 
 /// The resident memory of a process.
-pub fn memory_kib(pid: u32) -> Memory {
+pub(crate) fn memory_kib(pid: u32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -75,7 +75,7 @@ pub fn memory_kib(pid: u32) -> Memory {
 }
 
 /// CPU time (user + system) a process has used, in milliseconds.
-pub fn cpu_ms(pid: u32) -> f64 {
+pub(crate) fn cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -101,7 +101,7 @@ pub fn cpu_ms(pid: u32) -> f64 {
 }
 
 /// Sends one request (`headers` end with `\r\n` each); returns the whole response.
-pub fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
+pub(crate) fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("server listens");
     let _ = write!(
         s,
@@ -114,7 +114,7 @@ pub fn send(port: u16, method: &str, path: &str, headers: &str, body: &str) -> S
 }
 
 /// Signs in as `email` (the link arrives at `smtp`); returns the `Cookie` header value.
-pub fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
+pub(crate) fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
     let form = format!("email={}", email.replace('@', "%40"));
     let sent = send(
         port,
@@ -162,7 +162,7 @@ pub fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
 
 /// Creates `n` notes through the API as the user whose `Cookie` header value is `cookie`;
 /// returns the id of the last one.
-pub fn seed_notes(port: u16, cookie: &str, n: usize) -> String {
+pub(crate) fn seed_notes(port: u16, cookie: &str, n: usize) -> String {
     let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
     let mut last = String::new();
     for i in 0..n {
@@ -184,12 +184,12 @@ pub fn seed_notes(port: u16, cookie: &str, n: usize) -> String {
 }
 
 /// One HTTP/1.1 connection kept alive across requests.
-pub struct Conn {
+pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
 }
 
 /// A response: status, headers (lower-case names, in order) and body.
-pub struct Reply {
+pub(crate) struct Reply {
     /// The status code.
     pub status: u16,
     /// The headers, lower-case names in order.
@@ -200,7 +200,7 @@ pub struct Reply {
 
 impl Conn {
     /// Connects to 127.0.0.1:`port`.
-    pub fn open(port: u16) -> Self {
+    pub(crate) fn open(port: u16) -> Self {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("the server listens");
         stream
             .set_read_timeout(Some(Duration::from_secs(120)))
@@ -211,7 +211,7 @@ impl Conn {
     }
 
     /// `GET path` (with a `Cookie` header if given), read to the end of the body.
-    pub fn get(&mut self, path: &str, cookie: Option<&str>) -> Reply {
+    pub(crate) fn get(&mut self, path: &str, cookie: Option<&str>) -> Reply {
         let cookie = cookie
             .map(|c| format!("Cookie: {c}\r\n"))
             .unwrap_or_default();
@@ -301,7 +301,7 @@ fn request_id_of(reply: &Reply) -> String {
 }
 
 /// The headers of `/` as the baseline's `HEADERS` file wants them.
-pub fn headers_file(reply: &Reply) -> String {
+pub(crate) fn headers_file(reply: &Reply) -> String {
     let nonce = nonce_of(reply);
     let id = request_id_of(reply);
     reply
@@ -318,7 +318,7 @@ pub fn headers_file(reply: &Reply) -> String {
 }
 
 /// Panics unless the baseline's `/` matches the app's, nonce and request id aside.
-pub fn assert_like_for_like(app: &Reply, base: &Reply) {
+pub(crate) fn assert_like_for_like(app: &Reply, base: &Reply) {
     let normal = |r: &Reply| {
         let nonce = nonce_of(r);
         let id = request_id_of(r);
@@ -359,7 +359,7 @@ pub fn assert_like_for_like(app: &Reply, base: &Reply) {
 /// The arguments of `bare_axum` serving the like-for-like `/` of the app answering on `port`:
 /// the app's headers for `/` go to `headers` (a file), then `PORT APP_DIR HEADERS` with
 /// `{port}` for the port.
-pub fn home_baseline_args(
+pub(crate) fn home_baseline_args(
     port: u16,
     app_dir: &std::path::Path,
     headers: &std::path::Path,
@@ -376,7 +376,7 @@ pub fn home_baseline_args(
 
 /// Panics unless `bare_axum` on `base_port` answers `/` as the app on `app_port` does (nonce and
 /// request id aside); returns the page's size.
-pub fn check_home_baseline(app_port: u16, base_port: u16) -> usize {
+pub(crate) fn check_home_baseline(app_port: u16, base_port: u16) -> usize {
     let app = Conn::open(app_port).get("/", None);
     let base = Conn::open(base_port).get("/", None);
     assert_like_for_like(&app, &base);

@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
     // As the app's store: SQLite's memory statistics off before the first connection, so
     // that its allocations take no process-wide lock.
     // SAFETY: no other thread uses SQLite yet; `sqlite3_config` takes an int for this option.
+    #[allow(unsafe_code)]
     unsafe {
         rusqlite::ffi::sqlite3_config(
             rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,

@@ -8,7 +8,7 @@ use super::output::{Force, crate_name, generated};
 
 /// Arguments of `vibetuner generate email`.
 #[derive(clap::Args)]
-pub struct EmailArgs {
+pub(crate) struct EmailArgs {
     /// The email's name in snake_case, e.g. welcome: templates
     /// templates/frontend/email/NAME.{html,txt}.jinja, sender `send_NAME` in
     /// src/NAME_email.rs, test tests/NAME_email.rs.

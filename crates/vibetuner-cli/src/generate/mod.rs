@@ -12,7 +12,7 @@ mod task;
 
 /// `vibetuner generate` subcommands.
 #[derive(clap::Subcommand)]
-pub enum GenerateCommand {
+pub(crate) enum GenerateCommand {
     /// A resource: model with validation, CRUD JSON API at /api/PLURAL and htmx pages at
     /// /PLURAL (list, create, edit, delete), tests in tests/PLURAL.rs, registered in src/lib.rs.
     /// Each signed-in user sees and changes only their own records (owner_id).
@@ -46,7 +46,7 @@ pub enum GenerateCommand {
 }
 
 /// Runs a `generate` subcommand in the project around the current folder.
-pub fn generate(command: &GenerateCommand) -> anyhow::Result<()> {
+pub(crate) fn generate(command: &GenerateCommand) -> anyhow::Result<()> {
     let root = crate::project::root()?;
     match command {
         GenerateCommand::Scaffold { spec, api, html } => {

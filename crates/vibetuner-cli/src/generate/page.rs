@@ -31,7 +31,7 @@ fn page_path(path: &str) -> Result<String, String> {
 
 /// Arguments of `vibetuner generate page`.
 #[derive(clap::Args)]
-pub struct PageArgs {
+pub(crate) struct PageArgs {
     /// The page's name in snake_case, e.g. about or pricing_plans: module src/NAME.rs,
     /// template templates/frontend/NAME.html.jinja, test tests/NAME.rs, route name NAME.
     #[arg(value_parser = snake_name)]

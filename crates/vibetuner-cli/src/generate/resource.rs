@@ -12,7 +12,7 @@ use super::output::{Force, Generated, crate_name};
 
 /// The resource's name and fields.
 #[derive(clap::Args)]
-pub struct ResourceArgs {
+pub(crate) struct ResourceArgs {
     /// Singular name in snake_case, e.g. post or blog_post (collection and paths: posts, blog_posts).
     #[arg(value_parser = super::names::snake_name)]
     name: String,

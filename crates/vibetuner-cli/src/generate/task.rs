@@ -9,7 +9,7 @@ use super::output::{Force, crate_name, generated};
 
 /// Arguments of `vibetuner generate task`.
 #[derive(clap::Args)]
-pub struct TaskArgs {
+pub(crate) struct TaskArgs {
     /// The task's name in snake_case, e.g. send_digest: module src/NAME.rs with the key
     /// NAME in capitals (`TaskKey<ARG_TYPE>`), test tests/NAME.rs.
     #[arg(value_parser = snake_name)]

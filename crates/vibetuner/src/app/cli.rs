@@ -41,7 +41,7 @@ impl App {
     /// When `name` is already a framework or app command.
     pub fn command<A, F, Fut>(mut self, name: &'static str, about: &'static str, run: F) -> Self
     where
-        A: clap::FromArgMatches + clap::Args + Send + 'static,
+        A: FromArgMatches + clap::Args + Send + 'static,
         F: Fn(AppContext, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
     {

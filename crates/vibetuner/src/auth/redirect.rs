@@ -27,7 +27,7 @@ pub fn safe_next(next: Option<&str>) -> String {
 fn is_local_path(path: &str) -> bool {
     let bytes = path.as_bytes();
     bytes.first() == Some(&b'/')
-        && !matches!(bytes.get(1), Some(b'/') | Some(b'\\'))
+        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
         && !bytes.iter().any(|&b| b == b'\\' || b < b' ' || b == 0x7f)
 }
 

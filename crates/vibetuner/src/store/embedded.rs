@@ -224,7 +224,7 @@ impl Embedded {
     pub(super) async fn read_remembering<R: Send + 'static>(
         self: &Arc<Self>,
         coll: &str,
-        f: impl Fn(&Connection, &str, &Memory) -> Result<R, StoreError> + Send + 'static,
+        f: impl Fn(&Connection, &str, &Memory<'_>) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.read_on(coll, move |reader, coll| {
             f(&reader.conn, coll, &Memory(&reader.remembered))
@@ -386,6 +386,7 @@ fn without_memory_statistics() {
         // SQLite use in the framework (the `Once` holds back a second store opening at the
         // same time). Once SQLite is initialised it refuses (SQLITE_MISUSE) and changes nothing,
         // which is why its result is not needed.
+        #[allow(unsafe_code)]
         unsafe {
             rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,

@@ -138,7 +138,7 @@ impl<T: Serialize + DeserializeOwned> Record<T> {
         {
             return Ok(record);
         }
-        Self::from_document(super::embedded::document(id, json)?)
+        Self::from_document(embedded::document(id, json)?)
     }
 
     /// The direct read of [`Record::from_stored`].
@@ -246,7 +246,7 @@ struct SplitVisitor<'a, V> {
 impl<'de, V: Visitor<'de>> Visitor<'de> for SplitVisitor<'_, V> {
     type Value = V::Value;
 
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.inner.expecting(f)
     }
 
@@ -634,10 +634,8 @@ mod tests {
         let record = everything();
         let (id, json) = stored_row(&record);
         let direct = Record::<Everything>::read_stored(record.id, &json).unwrap();
-        let through_doc = Record::<Everything>::from_document(
-            super::super::embedded::document(&id, &json).unwrap(),
-        )
-        .unwrap();
+        let through_doc =
+            Record::<Everything>::from_document(embedded::document(&id, &json).unwrap()).unwrap();
         assert_eq!(direct.to_json(), through_doc.to_json());
         assert_eq!(direct.to_json(), record.to_json());
         assert_eq!(

@@ -112,7 +112,7 @@ impl<'de> Deserialize<'de> for Id {
 }
 
 impl schemars::JsonSchema for Id {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
+    fn schema_name() -> Cow<'static, str> {
         "Id".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -128,7 +128,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
         struct TextVisitor;
         impl<'de> Visitor<'de> for TextVisitor {
             type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
@@ -205,7 +205,7 @@ struct TimestampVisitor;
 impl<'de> Visitor<'de> for TimestampVisitor {
     type Value = Timestamp;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a date-time")
     }
 
@@ -249,7 +249,7 @@ struct DateBodyVisitor;
 impl<'de> Visitor<'de> for DateBodyVisitor {
     type Value = DateBody;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a $date body: an RFC 3339 string, {\"$numberLong\": ..} or milliseconds")
     }
 
@@ -290,7 +290,7 @@ fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 }
 
 impl schemars::JsonSchema for Timestamp {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
+    fn schema_name() -> Cow<'static, str> {
         "Timestamp".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -111,6 +111,7 @@ async fn built(test_store: &TestStore) -> vibetuner::BuiltApp {
 async fn run(test_store: &TestStore, args: &[&str]) -> ExitCode {
     let dir = tempfile::tempdir().unwrap();
     // SAFETY: each test runs in its own process, and no other thread reads the environment now.
+    #[allow(unsafe_code)]
     unsafe {
         std::env::set_var("ENVIRONMENT", "dev");
         std::env::set_var("DATA_DIR", dir.path());

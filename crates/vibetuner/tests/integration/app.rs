@@ -270,7 +270,7 @@ async fn app_commands_parse_their_arguments_and_see_the_context() {
     };
     let code = temp_env(&env, run(args(&["seed", "--count", "3"]))).await;
     assert_eq!(code, std::process::ExitCode::SUCCESS);
-    let store = vibetuner::Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
+    let store = Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
     let count = store.models::<Memo>().count(&Filter::All).await.unwrap();
     assert_eq!(count, 3);
     let bad = temp_env(&env, run(args(&["seed", "--count", "many"]))).await;
@@ -288,15 +288,21 @@ async fn app_commands_parse_their_arguments_and_see_the_context() {
 
 /// Runs `f` with `vars` set in the process environment (nextest runs each test in a process
 /// of its own).
-async fn temp_env<F: std::future::Future>(vars: &[(&str, &str)], f: F) -> F::Output {
+async fn temp_env<F: Future>(vars: &[(&str, &str)], f: F) -> F::Output {
     for (k, v) in vars {
         // SAFETY: each test runs in its own process, and this one starts no thread reading them first.
-        unsafe { std::env::set_var(k, v) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(k, v)
+        };
     }
     let out = f.await;
     for (k, _) in vars {
         // SAFETY: as above.
-        unsafe { std::env::remove_var(k) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var(k)
+        };
     }
     out
 }

@@ -96,11 +96,9 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let guarded = vibetuner::axum::Router::new()
+        let guarded = axum::Router::new()
             .route("/guarded/report", get(|| async { "report" }))
-            .route_layer(vibetuner::axum::middleware::from_fn(
-                vibetuner::auth::require_user,
-            ));
+            .route_layer(axum::middleware::from_fn(vibetuner::auth::require_user));
         let app = App::new(SOURCE)
             .route(
                 "/private",
@@ -429,9 +427,9 @@ async fn an_active_session_is_renewed_once_a_day() {
     )
     .await;
     app.sign_in("renew@example.com").await;
-    let client = vibetuner::redis::Client::open(redis_url()).unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = vibetuner::redis::cmd("KEYS")
+    let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}session:*"))
         .query_async(&mut conn)
         .await
@@ -439,7 +437,7 @@ async fn an_active_session_is_renewed_once_a_day() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let key = &keys[0];
     // Pretend the session was last renewed long ago and is about to expire.
-    let stored: String = vibetuner::redis::cmd("GET")
+    let stored: String = redis::cmd("GET")
         .arg(key)
         .query_async(&mut conn)
         .await
@@ -448,14 +446,14 @@ async fn an_active_session_is_renewed_once_a_day() {
     data["renewed"] = serde_json::json!(0);
     let expiring = || async {
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let ms: i64 = vibetuner::redis::cmd("PEXPIRETIME")
+        let ms: i64 = redis::cmd("PEXPIRETIME")
             .arg(key)
             .query_async(&mut conn)
             .await
             .unwrap();
         ms - chrono::Utc::now().timestamp_millis()
     };
-    let () = vibetuner::redis::cmd("SET")
+    let () = redis::cmd("SET")
         .arg(key)
         .arg(data.to_string())
         .arg("PX")
@@ -470,7 +468,7 @@ async fn an_active_session_is_renewed_once_a_day() {
         "an active session gets its 14 days again: {left} ms left"
     );
     // Renewed today already: the next request writes nothing.
-    let () = vibetuner::redis::cmd("PEXPIRE")
+    let () = redis::cmd("PEXPIRE")
         .arg(key)
         .arg(60_000)
         .query_async(&mut conn)
@@ -1507,7 +1505,7 @@ async fn vibetuner_compat_stores_two_letter_languages() {
             .await;
         let ada = app.sign_in("ada@example.com").await;
         let saved = ada
-            .request(vibetuner::axum::http::Method::POST, "/user/edit")
+            .request(axum::http::Method::POST, "/user/edit")
             .html()
             .header("sec-fetch-site", "same-origin")
             .form(&[("name", "Ada"), ("language", "pt-BR")])

@@ -126,7 +126,7 @@ async fn add(ctx: TaskContext, args: Add) -> vibetuner::Result<()> {
     Ok(())
 }
 
-async fn result(env: &Env, key: &str) -> Option<vibetuner::store::bson::Document> {
+async fn result(env: &Env, key: &str) -> Option<bson::Document> {
     env.built
         .store()
         .collection("results")
@@ -136,10 +136,10 @@ async fn result(env: &Env, key: &str) -> Option<vibetuner::store::bson::Document
 }
 
 /// An integer field, whichever width the backend stored it with.
-fn number(value: &vibetuner::store::bson::Bson) -> Option<i64> {
+fn number(value: &bson::Bson) -> Option<i64> {
     match value {
-        vibetuner::store::bson::Bson::Int32(n) => Some(i64::from(*n)),
-        vibetuner::store::bson::Bson::Int64(n) => Some(*n),
+        bson::Bson::Int32(n) => Some(i64::from(*n)),
+        bson::Bson::Int64(n) => Some(*n),
         _ => None,
     }
 }
@@ -387,9 +387,9 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
     w2.stop().await;
     let fired = match kind {
         Kind::Redis => {
-            let client = vibetuner::redis::Client::open(redis_url()).unwrap();
+            let client = redis::Client::open(redis_url()).unwrap();
             let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            let keys: Vec<String> = vibetuner::redis::cmd("KEYS")
+            let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{prefix}:jobs:cron:tick:*"))
                 .query_async(&mut conn)
                 .await
@@ -581,8 +581,8 @@ async fn health_reports_redis_and_queue_depth() {
             .router
             .clone()
             .oneshot(
-                vibetuner::axum::http::Request::get(path)
-                    .body(vibetuner::axum::body::Body::empty())
+                axum::http::Request::get(path)
+                    .body(axum::body::Body::empty())
                     .unwrap(),
             )
             .await

@@ -26,16 +26,14 @@ fn app() -> App {
         .route("/panic", get(|| async { panic!("boom") as &'static str }))
         .route(
             "/echo",
-            vibetuner::axum::routing::post(|body: String| async move { body.len().to_string() }),
+            axum::routing::post(|body: String| async move { body.len().to_string() }),
         )
         .route("/upgrade", get(upgrade))
 }
 
 /// Switches the connection to a line echo protocol (as a WebSocket handler would): the upgraded
 /// stream outlives the HTTP connection that handed it over.
-async fn upgrade(
-    mut request: vibetuner::axum::extract::Request,
-) -> vibetuner::axum::response::Response {
+async fn upgrade(mut request: axum::extract::Request) -> axum::response::Response {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
@@ -50,11 +48,11 @@ async fn upgrade(
             }
         }
     });
-    vibetuner::axum::response::Response::builder()
+    axum::response::Response::builder()
         .status(101)
         .header("connection", "upgrade")
         .header("upgrade", "echo")
-        .body(vibetuner::axum::body::Body::empty())
+        .body(axum::body::Body::empty())
         .expect("a response")
 }
 

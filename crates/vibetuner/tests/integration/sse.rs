@@ -54,7 +54,7 @@ async fn open(
     built: &BuiltApp,
     path: &str,
     last_event_id: Option<&str>,
-) -> vibetuner::axum::response::Response {
+) -> axum::response::Response {
     let mut request = Request::get(path);
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);

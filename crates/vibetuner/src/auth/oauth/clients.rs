@@ -38,7 +38,7 @@ impl Providers {
             Some(
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
-                    .timeout(std::time::Duration::from_secs(15))
+                    .timeout(Duration::from_secs(15))
                     .user_agent(concat!("vibetuner/", env!("CARGO_PKG_VERSION")))
                     .build()?,
             )
@@ -137,7 +137,7 @@ pub(super) enum ProviderError {
     #[error("provider not configured")]
     NotConfigured,
     #[error("bad provider URL: {0}")]
-    Url(#[from] openidconnect::url::ParseError),
+    Url(#[from] url::ParseError),
     #[error("OpenID discovery failed: {0}")]
     Discovery(String),
     #[error("cannot exchange the code: {0}")]

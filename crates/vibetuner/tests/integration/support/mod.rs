@@ -4,7 +4,7 @@
 //! SecantusDB). Without it the MongoDB tests fail with what to do; they never skip.
 #![allow(dead_code)]
 
-pub mod oauth_provider;
+pub(crate) mod oauth_provider;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,7 +12,7 @@ use vibetuner::Store;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// SQLite in a temporary folder.
     Embedded,
     /// The server at `TEST_MONGODB_URL`, in a database of its own.
@@ -20,7 +20,7 @@ pub enum Backend {
 }
 
 /// A store plus what keeps it alive.
-pub struct TestStore {
+pub(crate) struct TestStore {
     pub store: Store,
     pub backend: Backend,
     /// The SQLite file or the MongoDB database name.
@@ -30,13 +30,13 @@ pub struct TestStore {
 
 impl TestStore {
     /// A test app whose store is this one (same SQLite file or MongoDB database).
-    pub fn test_app(&self, app: vibetuner::App) -> vibetuner::testing::TestAppBuilder {
+    pub(crate) fn test_app(&self, app: vibetuner::App) -> vibetuner::testing::TestAppBuilder {
         let [(key, value)] = self.settings();
         vibetuner::testing::TestApp::builder(app).setting(&key, value)
     }
 
     /// The setting that points an app at this store (`DATA_DIR` or `MONGODB_URL`).
-    pub fn settings(&self) -> [(String, String); 1] {
+    pub(crate) fn settings(&self) -> [(String, String); 1] {
         match self.backend {
             Backend::Embedded => {
                 let dir = std::path::Path::new(&self.location).parent().unwrap();
@@ -50,7 +50,7 @@ impl TestStore {
     }
 
     /// Another handle on the same data with its own connection, as another process would have.
-    pub async fn second_handle(&self) -> Store {
+    pub(crate) async fn second_handle(&self) -> Store {
         match self.backend {
             Backend::Embedded => Store::embedded(std::path::Path::new(&self.location)).unwrap(),
             Backend::Mongo => Store::mongo(&mongodb_url(), &self.location).await.unwrap(),
@@ -59,12 +59,12 @@ impl TestStore {
 }
 
 /// The MongoDB URL for tests, or a panic saying how to get one.
-pub fn mongodb_url() -> String {
+pub(crate) fn mongodb_url() -> String {
     vibetuner::testing::service_url(vibetuner::testing::TestService::MongoDb)
 }
 
 /// A database name no other test uses.
-pub fn unique_name(prefix: &str) -> String {
+pub(crate) fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -78,7 +78,7 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// A fresh, empty store on `backend`.
-pub async fn store(backend: Backend) -> TestStore {
+pub(crate) async fn store(backend: Backend) -> TestStore {
     match backend {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
@@ -145,15 +145,15 @@ macro_rules! per_variant {
 }
 
 /// The Redis URL for tests, or a panic saying how to get one.
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     vibetuner::testing::service_url(vibetuner::testing::TestService::Redis)
 }
 
 /// Waits up to `secs` seconds for `check` to return `Some`, polling every 20 ms.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
@@ -168,10 +168,10 @@ where
     }
 }
 
-pub use vibetuner::testing::OwnRedis;
+pub(crate) use vibetuner::testing::OwnRedis;
 
 /// The fixture project (`tests/fixture`) every suite's app is built on.
-pub const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
+pub(crate) const SOURCE: vibetuner::ProjectSource = vibetuner::ProjectSource {
     answers: include_str!("../../fixture/vibetuner.toml"),
     version: "1.2.3",
     manifest_dir: env!("CARGO_MANIFEST_DIR"),

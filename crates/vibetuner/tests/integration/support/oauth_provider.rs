@@ -25,15 +25,15 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Digest as _;
 
-pub const CLIENT_ID: &str = "test-client";
-pub const CLIENT_SECRET: &str = "test-secret";
+pub(crate) const CLIENT_ID: &str = "test-client";
+pub(crate) const CLIENT_SECRET: &str = "test-secret";
 const KEY_PEM: &str = include_str!("../../fixture/oidc-test-key.pem");
 /// A key the JWKS does not publish, for forged ID tokens.
 const FORGED_KEY_PEM: &str = include_str!("../../fixture/oidc-forged-key.pem");
 
 /// Who the provider says signs in next, and how it misbehaves.
 #[derive(Debug, Clone)]
-pub struct FakeUser {
+pub(crate) struct FakeUser {
     pub sub: String,
     pub email: String,
     pub email_verified: bool,
@@ -45,7 +45,7 @@ pub struct FakeUser {
 }
 
 impl FakeUser {
-    pub fn new(sub: &str, email: &str, verified: bool) -> Self {
+    pub(crate) fn new(sub: &str, email: &str, verified: bool) -> Self {
         Self {
             sub: sub.into(),
             email: email.into(),
@@ -76,13 +76,13 @@ struct Inner {
 
 /// A running provider.
 #[derive(Clone)]
-pub struct FakeProvider {
+pub(crate) struct FakeProvider {
     inner: Arc<Inner>,
 }
 
 impl FakeProvider {
     /// Starts on a free port.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let key = CoreRsaPrivateSigningKey::from_pem(KEY_PEM, Some(JsonWebKeyId::new("k1".into())))
@@ -108,17 +108,17 @@ impl FakeProvider {
     }
 
     /// The issuer URL (also the base of every endpoint).
-    pub fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         self.inner.issuer.clone()
     }
 
     /// Sets who signs in next.
-    pub fn set_user(&self, user: FakeUser) {
+    pub(crate) fn set_user(&self, user: FakeUser) {
         *self.inner.next_user.lock().unwrap() = user;
     }
 
     /// Settings that configure this provider as OIDC provider `id`.
-    pub fn oidc_settings(&self, id: &str) -> Vec<(String, String)> {
+    pub(crate) fn oidc_settings(&self, id: &str) -> Vec<(String, String)> {
         let p = id.to_ascii_uppercase();
         vec![
             ("OAUTH_PROVIDERS".into(), id.into()),
@@ -129,7 +129,7 @@ impl FakeProvider {
     }
 
     /// Settings that point the built-in GitHub provider at this one.
-    pub fn github_settings(&self) -> Vec<(String, String)> {
+    pub(crate) fn github_settings(&self) -> Vec<(String, String)> {
         let base = self.issuer();
         vec![
             ("GITHUB_CLIENT_ID".into(), CLIENT_ID.into()),
@@ -142,7 +142,7 @@ impl FakeProvider {
     }
 
     /// Requests seen so far.
-    pub fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         self.inner.log.lock().unwrap().clone()
     }
 }
