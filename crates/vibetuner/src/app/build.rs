@@ -337,10 +337,7 @@ fn readable_on(color: &str) -> &'static str {
             ((c + 0.055) / 1.055).powf(2.4)
         }
     };
-    let luminance = 0.0722f64.mul_add(
-        channel(5),
-        0.2126f64.mul_add(channel(1), 0.7152 * channel(3)),
-    );
+    let luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
     // Contrast with black is (L + 0.05) / 0.05, with white 1.05 / (L + 0.05).
     if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) {
         "#000000"
