@@ -2,10 +2,10 @@
 # Bench (not part of scripts/test.sh): Lighthouse 12.2.3 with Debian's Chromium on the pages of a
 # generated app as its developer first sees it (dev mode, the dev outbox for sign-in): /,
 # /auth/login, /notes and /user/ (signed in). Error pages are left to the layout test in
-# tests/tests/browser.rs: Lighthouse refuses to audit a page answered with 4xx/5xx. Fails when a
+# tests/tests/e2e/browser.rs: Lighthouse refuses to audit a page answered with 4xx/5xx. Fails when a
 # page scores below 95 (LIGHTHOUSE_MIN) in performance, accessibility or best practices.
 # Uses the app the end-to-end tests build ($CARGO_TARGET_DIR/e2e/app, made by
-# `cargo nextest run -p vibetuner-e2e --test browser`); Lighthouse is installed once under
+# `cargo nextest run -p vibetuner-e2e -E 'test(/^browser::/)'`); Lighthouse is installed once under
 # $CARGO_TARGET_DIR/lighthouse with --ignore-scripts (no browser download). Reports go to
 # $CARGO_TARGET_DIR/lighthouse/reports.
 set -euo pipefail
@@ -15,7 +15,7 @@ app=$target/e2e/app
 binary=$target/debug/e2e-shop
 min=${LIGHTHOUSE_MIN:-95}
 if [ ! -x "$binary" ] || [ ! -f "$app/assets/statics/css/bundle.css" ]; then
-  echo "no generated app in $app: run \`cargo nextest run -p vibetuner-e2e --test browser\` first" >&2
+  echo "no generated app in $app: run \`cargo nextest run -p vibetuner-e2e -E 'test(/^browser::/)'\` first" >&2
   exit 2
 fi
 export CHROME_PATH=${CHROME_PATH:-$(command -v chromium || command -v chromium-browser || true)}

@@ -226,9 +226,9 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
                         store.kind()
                     );
                 }
-                DbCommand::AdoptVibetuner { check, apply } => {
+                DbCommand::TakeOver { check, apply } => {
                     if apply {
-                        for line in built.adopt_vibetuner().await? {
+                        for line in built.take_over_vibetuner().await? {
                             println!("done: {line}");
                         }
                     }
@@ -240,7 +240,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
                         println!("ok: nothing stands in the way of taking over this database");
                     } else if check {
                         anyhow::bail!(
-                            "{} finding(s) above; fix them as each says (`db adopt-vibetuner \
+                            "{} finding(s) above; fix them as each says (`db take-over \
                              --apply` makes the reversible changes), then check again",
                             findings.len()
                         );
@@ -434,7 +434,7 @@ enum DbCommand {
     /// Report what taking over a Vibetuner database meets: conflicting indexes, addresses that
     /// differ only in case, unlinked OAuth accounts, pending magic links, languages Vibetuner
     /// rejects.
-    AdoptVibetuner {
+    TakeOver {
         /// Exit with status 1 when anything is found (for scripts and `doctor`).
         #[arg(long, conflicts_with = "apply")]
         check: bool,

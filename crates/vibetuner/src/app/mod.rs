@@ -6,11 +6,11 @@
 //! - `cli`: the app binary's subcommands (`serve`, `worker`, `db`, ... and the app's own);
 //! - `serve`: listening, readiness, graceful shutdown.
 
-mod adopt;
 mod build;
 mod cli;
 mod listen;
 mod serve;
+mod take_over;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -25,9 +25,9 @@ use minijinja::{Environment, Value};
 use serde::Serialize;
 use tower::{Layer, Service};
 
-pub use adopt::Finding;
 pub use build::BuiltApp;
 pub use serve::shutdown_signal;
+pub use take_over::Finding;
 
 use crate::context::AppContext;
 use crate::health::ServiceCheck;

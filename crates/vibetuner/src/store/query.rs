@@ -425,7 +425,7 @@ pub(crate) fn conflicts_report(conflicts: &[IndexConflict]) -> String {
     text.push_str(
         "\nIf no other program (such as Vibetuner) relies on an existing index, drop it \
          (mongosh: db.<collection>.dropIndex(\"<name>\")) and start again; otherwise give the \
-         model's index another name or key order in Model::indexes. `db adopt-vibetuner --check` \
+         model's index another name or key order in Model::indexes. `db take-over --check` \
          reports what a Vibetuner database needs.",
     );
     text

@@ -6,7 +6,6 @@
 #[macro_use]
 mod support;
 
-mod adopt;
 mod app;
 mod architecture;
 mod auth;
@@ -17,3 +16,4 @@ mod links;
 mod serve;
 mod sse;
 mod store;
+mod take_over;

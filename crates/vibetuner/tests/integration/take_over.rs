@@ -1,7 +1,7 @@
 //! Taking over a Vibetuner database: documents shaped as Vibetuner writes them and (on MongoDB)
 //! Vibetuner's exact index specs; the app starts on them, signs existing users in as the same
 //! users whatever the case of their address, leaves Vibetuner's indexes as they were, and
-//! `db adopt-vibetuner` reports every planted problem.
+//! `db take-over` reports every planted problem.
 
 use crate::support;
 use crate::support::SOURCE;
@@ -156,7 +156,7 @@ async fn takeover(test_store: TestStore) {
         );
     }
     assert!(!text.contains("[index]"), "no index conflicts:\n{text}");
-    let check = run(&test_store, &["db", "adopt-vibetuner", "--check"]).await;
+    let check = run(&test_store, &["db", "take-over", "--check"]).await;
     assert_eq!(check, ExitCode::FAILURE, "--check fails on findings");
 
     // The app starts on the data, without touching Vibetuner's indexes.
@@ -237,7 +237,7 @@ async fn takeover(test_store: TestStore) {
 
     // --apply records Vibetuner's link on the account; the orphan stays reported.
     assert_eq!(
-        run(&test_store, &["db", "adopt-vibetuner", "--apply"]).await,
+        run(&test_store, &["db", "take-over", "--apply"]).await,
         ExitCode::SUCCESS
     );
     let after = built(&test_store).await.vibetuner_findings().await.unwrap();

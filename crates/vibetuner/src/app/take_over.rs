@@ -1,4 +1,4 @@
-//! `db adopt-vibetuner`: what taking over a Vibetuner database meets, and the reversible changes
+//! `db take-over`: what taking over a Vibetuner database meets, and the reversible changes
 //! that prepare it.
 
 use std::collections::BTreeMap;
@@ -142,7 +142,7 @@ impl BuiltApp {
     /// Makes the reversible changes a takeover needs: records on each OAuth account the one
     /// user whose `oauth_accounts` holds it (`user_id`; undo with `$unset`). Returns what was
     /// done. Indexes are left to start-up, which refuses to run while any conflicts.
-    pub async fn adopt_vibetuner(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn take_over_vibetuner(&self) -> Result<Vec<String>, StoreError> {
         let store = self.store();
         let accounts = store.models::<OAuthAccount>();
         let mut done = Vec::new();
