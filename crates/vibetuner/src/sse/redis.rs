@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Broadcaster, Encoded, Inner, SseLimits};
+use super::broadcaster::{Broadcaster, Fanout, Inner, SseLimits};
+use super::event::Encoded;
 
 pub(super) struct RedisFanout {
     conn: redis::aio::ConnectionManager,
@@ -37,14 +38,17 @@ impl RedisFanout {
     fn pubsub_channel(&self, channel: &str) -> String {
         format!("{}sse:{channel}", self.prefix)
     }
+}
 
+#[async_trait::async_trait]
+impl Fanout for RedisFanout {
     /// Events of `channel` after `after`, oldest first, bounded like the in-process replay.
-    pub(super) async fn since(
+    async fn since(
         &self,
         channel: &str,
         after: &str,
         inner: &Inner,
-    ) -> Result<Vec<Arc<Encoded>>, redis::RedisError> {
+    ) -> Result<Vec<Arc<Encoded>>, crate::error::Error> {
         let mut conn = self.conn.clone();
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(self.stream_key(channel))
@@ -53,7 +57,8 @@ impl RedisFanout {
             .arg("COUNT")
             .arg(inner.limits.buffer_size)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| crate::error::Error::internal(format!("SSE replay from Redis: {e}")))?;
         Ok(inner.bounded(reply.ids.into_iter().map(|entry| {
             let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
             Encoded::new(&entry.id, &field("e"), &field("k"), &field("d"))
@@ -61,7 +66,7 @@ impl RedisFanout {
     }
 
     /// Appends the event to the channel's stream and publishes it; returns its id.
-    pub(super) async fn publish(
+    async fn publish(
         &self,
         channel: &str,
         event: &str,
@@ -87,7 +92,7 @@ impl RedisFanout {
 
     /// Starts the relay from Redis to this process's subscribers, subscribed before it returns
     /// when Redis answers within the connect timeout (otherwise it keeps trying, and says so).
-    pub(super) async fn start_relay(&self, inner: &Arc<Inner>) {
+    async fn start_relay(&self, inner: &Arc<Inner>) {
         let fanout = self;
         fanout
             .relay
@@ -135,14 +140,14 @@ impl Broadcaster {
         keepalive: Duration,
     ) -> anyhow::Result<Self> {
         Ok(Self::with(
-            Some(RedisFanout {
+            Some(Box::new(RedisFanout {
                 conn,
                 prefix: prefix.to_owned(),
                 publish: redis::Script::new(PUBLISH),
                 client: crate::redis_conn::client(url)?,
                 url: url.to_owned(),
                 relay: tokio::sync::OnceCell::new(),
-            }),
+            })),
             limits,
             keepalive,
         ))
