@@ -140,6 +140,7 @@ impl App {
             &jobs_settings,
             &prefix,
             &store,
+            crate::jobs::heartbeat_file(&settings, root),
             self.registry.names().map(str::to_owned).collect(),
         );
         let broadcaster = crate::sse::Broadcaster::connect(redis, &jobs_settings, &prefix)?;

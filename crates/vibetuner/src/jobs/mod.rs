@@ -51,6 +51,9 @@ use crate::store::Store;
 pub(crate) use message::{Delivery, Envelope, FETCH_BLOCK, now_ms};
 pub use message::{JobError, QueueDepth};
 pub(crate) use queue::Queue;
+#[cfg(feature = "redis")]
+pub(crate) use redis_queue::newest_beat as newest_redis_beat;
+pub(crate) use store_queue::{heartbeat_file, newest_beat as newest_file_beat};
 
 /// A task's name together with the type of its arguments: enqueueing through a key checks the
 /// arguments at compile time.
@@ -212,17 +215,20 @@ impl Jobs {
 
 impl Jobs {
     /// The queue the settings select: Redis Streams when `redis` (its URL and the process's
-    /// shared connection) is given, else the store's `task_queue` collection.
+    /// shared connection) is given, else the store's `task_queue` collection; workers without
+    /// Redis beat into the file `heartbeat`.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) fn connect(
         redis: Option<&crate::redis_conn::Shared>,
         settings: &crate::config::JobsSettings,
         prefix: &str,
         store: &Store,
+        heartbeat: std::path::PathBuf,
         tasks: BTreeSet<String>,
     ) -> Self {
         let visibility = Duration::from_secs(settings.visibility_timeout_secs);
-        let queue = match redis {
+        let in_store = store_queue::StoreQueue::new(store, visibility, heartbeat);
+        let queue: Queue = match redis {
             #[cfg(feature = "redis")]
             Some(redis) => {
                 let queue = Arc::new(redis_queue::RedisQueue::new(
@@ -230,12 +236,12 @@ impl Jobs {
                     redis.conn.clone(),
                     prefix,
                     visibility,
-                    store_queue::StoreQueue::new(store, visibility),
+                    in_store,
                 ));
                 redis_queue::RedisQueue::spawn_relay(Arc::downgrade(&queue));
-                Queue::Redis(queue)
+                queue
             }
-            _ => Queue::Store(Arc::new(store_queue::StoreQueue::new(store, visibility))),
+            _ => Arc::new(in_store),
         };
         Jobs::new(queue, tasks)
     }
@@ -246,15 +252,7 @@ const DEPTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Health checks: Redis answering `PING` (with Redis) and the queue's depth.
 pub(crate) fn health_checks(jobs: &Jobs) -> Vec<crate::health::ServiceCheck> {
-    let mut checks = Vec::new();
-    #[cfg(feature = "redis")]
-    if let Queue::Redis(q) = &jobs.queue {
-        let conn = q.connection();
-        checks.push(crate::health::ServiceCheck::new("redis", move || {
-            let mut conn = conn.clone();
-            async move { crate::redis_conn::ping(&mut conn).await }
-        }));
-    }
+    let mut checks = jobs.queue.health_checks();
     let queue = jobs.clone();
     checks.push(crate::health::ServiceCheck::with_details(
         "task_queue",

@@ -15,6 +15,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::{OnceCell, mpsc};
 
 use super::message::{Delivery, Envelope, JobError, QueueDepth};
+use super::queue::QueueBackend;
 use super::store_queue::StoreQueue;
 
 /// Longest `XREADGROUP BLOCK`; the fetching connection's response timeout is longer.
@@ -69,6 +70,8 @@ pub(crate) struct RedisQueue {
     fire_cron: redis::Script,
     push_once: redis::Script,
     relayed_prefix: String,
+    /// The workers' heartbeats (see [`newest_beat`]).
+    workers: String,
     /// Where runs wait while Redis does not answer.
     fallback: StoreQueue,
     maintenance: Mutex<Maintenance>,
@@ -109,6 +112,7 @@ impl RedisQueue {
             fire_cron: redis::Script::new(FIRE_CRON),
             push_once: redis::Script::new(PUSH_ONCE),
             relayed_prefix: format!("{prefix}jobs:relayed:"),
+            workers: workers_key(prefix),
             fallback,
             maintenance: Mutex::new(Maintenance {
                 last_claim: None,
@@ -118,28 +122,6 @@ impl RedisQueue {
             acks: Mutex::new(None),
             acker: tokio::sync::Mutex::new(None),
         }
-    }
-
-    /// The shared connection (health checks, heartbeats).
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    /// Enqueues a run; while Redis does not answer, into the store's queue for the relay.
-    pub(crate) async fn push(
-        &self,
-        envelope: &Envelope,
-        delay: Option<Duration>,
-    ) -> Result<(), JobError> {
-        if let Err(e) = self.push_to_redis(envelope, delay).await {
-            tracing::warn!(
-                task = %envelope.task,
-                id = %envelope.id,
-                "Redis does not answer ({e}): the task waits in the store and moves to Redis when it answers"
-            );
-            self.fallback.push(envelope, delay).await?;
-        }
-        Ok(())
     }
 
     async fn push_to_redis(
@@ -257,7 +239,138 @@ impl RedisQueue {
         Ok(conn.clone())
     }
 
-    pub(crate) async fn fetch(
+    fn deliveries(&self, ids: Vec<StreamId>, reclaimed: bool) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(ids.len());
+        for entry in ids {
+            let parsed = entry
+                .get::<String>("d")
+                .and_then(|d| serde_json::from_str::<Envelope>(&d).ok());
+            match parsed {
+                Some(envelope) => out.push(Delivery {
+                    envelope,
+                    receipt: entry.id,
+                    reclaimed,
+                }),
+                None => {
+                    tracing::error!(id = %entry.id, stream = %self.stream, "dropping an unreadable queue entry");
+                    self.ack(entry.id);
+                }
+            }
+        }
+        out
+    }
+
+    fn start_acker(&self) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        *self.acks.lock().expect("acks lock") = Some(tx);
+        let mut conn = self.conn.clone();
+        let stream = self.stream.clone();
+        let handle = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut ids = vec![first];
+                while ids.len() < 1000 {
+                    match rx.try_recv() {
+                        Ok(id) => ids.push(id),
+                        Err(_) => break,
+                    }
+                }
+                let result: redis::RedisResult<()> = redis::pipe()
+                    .cmd("XACK")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&ids)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(&stream)
+                    .arg(&ids)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(
+                        count = ids.len(),
+                        "cannot acknowledge finished tasks ({e}); they will run again after the visibility timeout"
+                    );
+                }
+            }
+        });
+        if let Ok(mut acker) = self.acker.try_lock() {
+            *acker = Some(handle);
+        }
+    }
+
+    fn ack(&self, receipt: String) {
+        if let Some(tx) = &*self.acks.lock().expect("acks lock") {
+            let _ = tx.send(receipt);
+        }
+    }
+
+    fn note_due(&self, due: i64) {
+        let mut m = self.maintenance.lock().expect("maintenance lock");
+        if m.next_due_ms == -1 || due < m.next_due_ms {
+            m.next_due_ms = due;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueBackend for RedisQueue {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn health_checks(&self) -> Vec<crate::health::ServiceCheck> {
+        let conn = self.conn.clone();
+        vec![crate::health::ServiceCheck::new("redis", move || {
+            let mut conn = conn.clone();
+            async move { crate::redis_conn::ping(&mut conn).await }
+        })]
+    }
+
+    /// A sorted set of worker ids scored by their last beat (entries a day old are dropped).
+    async fn beat(&self, id: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let now = now_ms();
+        let () = redis::pipe()
+            .cmd("ZADD")
+            .arg(&self.workers)
+            .arg(now)
+            .arg(id)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&self.workers)
+            .arg("-inf")
+            .arg(now - 24 * 3600 * 1000)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn clear_beat(&self, id: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREM")
+            .arg(&self.workers)
+            .arg(id)
+            .query_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Enqueues a run; while Redis does not answer, into the store's queue for the relay.
+    async fn push(&self, envelope: &Envelope, delay: Option<Duration>) -> Result<(), JobError> {
+        if let Err(e) = self.push_to_redis(envelope, delay).await {
+            tracing::warn!(
+                task = %envelope.task,
+                id = %envelope.id,
+                "Redis does not answer ({e}): the task waits in the store and moves to Redis when it answers"
+            );
+            self.fallback.push(envelope, delay).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(
         &self,
         consumer: &str,
         max: usize,
@@ -364,78 +477,12 @@ impl RedisQueue {
             .unwrap_or_default())
     }
 
-    fn deliveries(&self, ids: Vec<StreamId>, reclaimed: bool) -> Vec<Delivery> {
-        let mut out = Vec::with_capacity(ids.len());
-        for entry in ids {
-            let parsed = entry
-                .get::<String>("d")
-                .and_then(|d| serde_json::from_str::<Envelope>(&d).ok());
-            match parsed {
-                Some(envelope) => out.push(Delivery {
-                    envelope,
-                    receipt: entry.id,
-                    reclaimed,
-                }),
-                None => {
-                    tracing::error!(id = %entry.id, stream = %self.stream, "dropping an unreadable queue entry");
-                    self.ack(entry.id);
-                }
-            }
-        }
-        out
-    }
-
-    fn start_acker(&self) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        *self.acks.lock().expect("acks lock") = Some(tx);
-        let mut conn = self.conn.clone();
-        let stream = self.stream.clone();
-        let handle = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut ids = vec![first];
-                while ids.len() < 1000 {
-                    match rx.try_recv() {
-                        Ok(id) => ids.push(id),
-                        Err(_) => break,
-                    }
-                }
-                let result: redis::RedisResult<()> = redis::pipe()
-                    .cmd("XACK")
-                    .arg(&stream)
-                    .arg(GROUP)
-                    .arg(&ids)
-                    .ignore()
-                    .cmd("XDEL")
-                    .arg(&stream)
-                    .arg(&ids)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await;
-                if let Err(e) = result {
-                    tracing::warn!(
-                        count = ids.len(),
-                        "cannot acknowledge finished tasks ({e}); they will run again after the visibility timeout"
-                    );
-                }
-            }
-        });
-        if let Ok(mut acker) = self.acker.try_lock() {
-            *acker = Some(handle);
-        }
-    }
-
-    fn ack(&self, receipt: String) {
-        if let Some(tx) = &*self.acks.lock().expect("acks lock") {
-            let _ = tx.send(receipt);
-        }
-    }
-
-    pub(crate) async fn complete(&self, receipt: &str) -> Result<(), JobError> {
+    async fn complete(&self, receipt: &str) -> Result<(), JobError> {
         self.ack(receipt.to_owned());
         Ok(())
     }
 
-    pub(crate) async fn reschedule(
+    async fn reschedule(
         &self,
         receipt: &str,
         envelope: &Envelope,
@@ -446,20 +493,13 @@ impl RedisQueue {
         Ok(())
     }
 
-    fn note_due(&self, due: i64) {
-        let mut m = self.maintenance.lock().expect("maintenance lock");
-        if m.next_due_ms == -1 || due < m.next_due_ms {
-            m.next_due_ms = due;
-        }
-    }
-
-    pub(crate) async fn release(&self, delivery: &Delivery) -> Result<(), JobError> {
+    async fn release(&self, delivery: &Delivery) -> Result<(), JobError> {
         self.push(&delivery.envelope, None).await?;
         self.ack(delivery.receipt.clone());
         Ok(())
     }
 
-    pub(crate) async fn extend(&self, consumer: &str, receipts: &[String]) -> Result<(), JobError> {
+    async fn extend(&self, consumer: &str, receipts: &[String]) -> Result<(), JobError> {
         let mut conn = self.conn.clone();
         let _: redis::Value = redis::cmd("XCLAIM")
             .arg(&self.stream)
@@ -473,7 +513,7 @@ impl RedisQueue {
         Ok(())
     }
 
-    pub(crate) async fn depth(&self) -> Result<QueueDepth, JobError> {
+    async fn depth(&self) -> Result<QueueDepth, JobError> {
         let mut conn = self.conn.clone();
         let (ready, delayed): (u64, u64) = redis::pipe()
             .cmd("XLEN")
@@ -485,11 +525,7 @@ impl RedisQueue {
         Ok(QueueDepth { ready, delayed })
     }
 
-    pub(crate) async fn fire_cron(
-        &self,
-        envelope: &Envelope,
-        fire_at_ms: i64,
-    ) -> Result<bool, JobError> {
+    async fn fire_cron(&self, envelope: &Envelope, fire_at_ms: i64) -> Result<bool, JobError> {
         let mut conn = self.conn.clone();
         let fired: i64 = self
             .fire_cron
@@ -506,10 +542,36 @@ impl RedisQueue {
     }
 
     /// Waits for queued acknowledgements to be sent.
-    pub(crate) async fn flush(&self) {
+    async fn flush(&self) {
         self.acks.lock().expect("acks lock").take();
         if let Some(handle) = self.acker.lock().await.take() {
             let _ = handle.await;
         }
     }
+}
+
+fn workers_key(prefix: &str) -> String {
+    format!("{prefix}jobs:workers")
+}
+
+/// When the most recent worker beat (ms since the epoch) in the Redis at `url`, keys under
+/// `prefix`; a connection of its own with short timeouts, for `worker-health`.
+pub(crate) async fn newest_beat(url: &str, prefix: &str) -> Result<Option<i64>, String> {
+    let client = crate::redis_conn::client(url).map_err(|e| e.to_string())?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| crate::redis_conn::unreachable_error(url, &e).to_string())?;
+    let newest: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(workers_key(prefix))
+        .arg(-1)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| format!("Redis did not answer: {e}"))?;
+    Ok(newest.first().map(|(_, score)| *score as i64))
 }

@@ -2,13 +2,15 @@
 //! they survive a restart. A worker claims a run by moving its `locked_until` forward; a run
 //! whose worker died becomes visible again when that time passes.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bson::{DateTime, doc};
 use tokio::sync::{Notify, OnceCell};
 
-use super::message::{Delivery, Envelope, JobError, QueueDepth};
+use super::message::{Delivery, Envelope, JobError, QueueDepth, now_ms};
+use super::queue::QueueBackend;
 use crate::store::{Collection, Filter, Id, Index, Order, Query, Store, StoreError, Update};
 
 /// The queue collection.
@@ -29,10 +31,13 @@ pub(crate) struct StoreQueue {
     /// The current wait between looks, in milliseconds (`POLL` ..= `IDLE_POLL`).
     nap_ms: AtomicU64,
     indexes: OnceCell<()>,
+    /// The workers' heartbeat file (see [`heartbeat_file`]).
+    heartbeat: PathBuf,
 }
 
 impl StoreQueue {
-    pub(crate) fn new(store: &Store, visibility: Duration) -> Self {
+    /// The queue in `store`; workers beat into the file `heartbeat`.
+    pub(crate) fn new(store: &Store, visibility: Duration, heartbeat: PathBuf) -> Self {
         Self {
             queue: store.collection(QUEUE_COLLECTION),
             cron: store.collection(CRON_COLLECTION),
@@ -40,6 +45,7 @@ impl StoreQueue {
             wake: Notify::new(),
             nap_ms: AtomicU64::new(POLL.as_millis() as u64),
             indexes: OnceCell::new(),
+            heartbeat,
         }
     }
 
@@ -55,66 +61,6 @@ impl StoreQueue {
             })
             .await?;
         Ok(())
-    }
-
-    pub(crate) async fn push(
-        &self,
-        envelope: &Envelope,
-        delay: Option<Duration>,
-    ) -> Result<(), JobError> {
-        self.ensure_indexes().await?;
-        let run_at = after(delay.unwrap_or_default());
-        self.queue
-            .insert(doc! {
-                "task_id": &envelope.id,
-                "task": &envelope.task,
-                "args": serde_json::to_string(&envelope.args).expect("JSON values serialize"),
-                "tries": envelope.tries as i64,
-                "run_at": run_at,
-                "locked_until": DateTime::from_millis(0),
-            })
-            .await?;
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    pub(crate) async fn fetch(
-        &self,
-        _consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, JobError> {
-        self.ensure_indexes().await?;
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let claimed = self.claim(max).await?;
-            if !claimed.is_empty() {
-                self.nap_ms
-                    .store(POLL.as_millis() as u64, Ordering::Relaxed);
-                return Ok(claimed);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(claimed);
-            }
-            let nap = Duration::from_millis(self.nap_ms.load(Ordering::Relaxed));
-            let woken = tokio::time::timeout(
-                nap.min(deadline - tokio::time::Instant::now()),
-                self.wake.notified(),
-            )
-            .await
-            .is_ok();
-            let next = if woken {
-                POLL
-            } else {
-                (nap * 2).min(IDLE_POLL)
-            };
-            self.nap_ms
-                .store(next.as_millis() as u64, Ordering::Relaxed);
-            // The next fetch looks first thing: looking here as well would look twice.
-            if !woken && tokio::time::Instant::now() >= deadline {
-                return Ok(Vec::new());
-            }
-        }
     }
 
     async fn claim(&self, max: usize) -> Result<Vec<Delivery>, JobError> {
@@ -164,13 +110,94 @@ impl StoreQueue {
         }
         Ok(out)
     }
+}
 
-    pub(crate) async fn complete(&self, receipt: &str) -> Result<(), JobError> {
+#[async_trait::async_trait]
+impl QueueBackend for StoreQueue {
+    fn kind(&self) -> &'static str {
+        "store"
+    }
+
+    fn serves_in_process(&self) -> bool {
+        true
+    }
+
+    /// The time of the last beat in a file: the worker shares the app's `DATA_DIR`.
+    async fn beat(&self, _id: &str) -> anyhow::Result<()> {
+        if let Some(dir) = self.heartbeat.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::write(&self.heartbeat, now_ms().to_string()).await?;
+        Ok(())
+    }
+
+    async fn clear_beat(&self, _id: &str) -> anyhow::Result<()> {
+        tokio::fs::remove_file(&self.heartbeat).await?;
+        Ok(())
+    }
+
+    async fn push(&self, envelope: &Envelope, delay: Option<Duration>) -> Result<(), JobError> {
+        self.ensure_indexes().await?;
+        let run_at = after(delay.unwrap_or_default());
+        self.queue
+            .insert(doc! {
+                "task_id": &envelope.id,
+                "task": &envelope.task,
+                "args": serde_json::to_string(&envelope.args).expect("JSON values serialize"),
+                "tries": envelope.tries as i64,
+                "run_at": run_at,
+                "locked_until": DateTime::from_millis(0),
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        _consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, JobError> {
+        self.ensure_indexes().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let claimed = self.claim(max).await?;
+            if !claimed.is_empty() {
+                self.nap_ms
+                    .store(POLL.as_millis() as u64, Ordering::Relaxed);
+                return Ok(claimed);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(claimed);
+            }
+            let nap = Duration::from_millis(self.nap_ms.load(Ordering::Relaxed));
+            let woken = tokio::time::timeout(
+                nap.min(deadline - tokio::time::Instant::now()),
+                self.wake.notified(),
+            )
+            .await
+            .is_ok();
+            let next = if woken {
+                POLL
+            } else {
+                (nap * 2).min(IDLE_POLL)
+            };
+            self.nap_ms
+                .store(next.as_millis() as u64, Ordering::Relaxed);
+            // The next fetch looks first thing: looking here as well would look twice.
+            if !woken && tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn complete(&self, receipt: &str) -> Result<(), JobError> {
         self.queue.delete(receipt_id(receipt)?).await?;
         Ok(())
     }
 
-    pub(crate) async fn reschedule(
+    async fn reschedule(
         &self,
         receipt: &str,
         envelope: &Envelope,
@@ -189,7 +216,7 @@ impl StoreQueue {
         Ok(())
     }
 
-    pub(crate) async fn release(&self, delivery: &Delivery) -> Result<(), JobError> {
+    async fn release(&self, delivery: &Delivery) -> Result<(), JobError> {
         self.queue
             .update(
                 receipt_id(&delivery.receipt)?,
@@ -199,11 +226,7 @@ impl StoreQueue {
         Ok(())
     }
 
-    pub(crate) async fn extend(
-        &self,
-        _consumer: &str,
-        receipts: &[String],
-    ) -> Result<(), JobError> {
+    async fn extend(&self, _consumer: &str, receipts: &[String]) -> Result<(), JobError> {
         let ids = receipts
             .iter()
             .map(|r| receipt_id(r).map(|id| id.0))
@@ -217,7 +240,7 @@ impl StoreQueue {
         Ok(())
     }
 
-    pub(crate) async fn depth(&self) -> Result<QueueDepth, JobError> {
+    async fn depth(&self) -> Result<QueueDepth, JobError> {
         let now = DateTime::now();
         let ready = self.queue.count(&Filter::lte("run_at", now)).await?;
         let delayed = self.queue.count(&Filter::gt("run_at", now)).await?;
@@ -226,11 +249,7 @@ impl StoreQueue {
 
     /// Claims the fire time (a unique key), then enqueues the run. The two steps are not atomic:
     /// the store queue runs inside `serve`, usually one process.
-    pub(crate) async fn fire_cron(
-        &self,
-        envelope: &Envelope,
-        fire_at_ms: i64,
-    ) -> Result<bool, JobError> {
+    async fn fire_cron(&self, envelope: &Envelope, fire_at_ms: i64) -> Result<bool, JobError> {
         self.ensure_indexes().await?;
         let inserted = self
             .cron
@@ -273,6 +292,23 @@ fn envelope(doc: &bson::Document) -> Option<Envelope> {
     })
 }
 
+/// Where workers without Redis record their heartbeat: `worker.heartbeat` in `DATA_DIR`.
+pub(crate) fn heartbeat_file(settings: &crate::config::Settings, root: &Path) -> PathBuf {
+    crate::store::data_dir(settings, root).join("worker.heartbeat")
+}
+
+/// When the most recent worker beat (ms since the epoch), from the heartbeat file at `path`.
+pub(crate) fn newest_beat(path: &Path) -> Result<Option<i64>, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("no heartbeat file {} ({e})", path.display()))
+        .and_then(|s| {
+            s.trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| format!("unreadable heartbeat file {}", path.display()))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +321,11 @@ mod tests {
     async fn an_empty_queue_is_looked_at_less_often_until_a_push() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
-        let queue = StoreQueue::new(&store, Duration::from_secs(30));
+        let queue = StoreQueue::new(
+            &store,
+            Duration::from_secs(30),
+            dir.path().join("worker.heartbeat"),
+        );
         assert_eq!(nap(&queue), 250);
         let idle = queue.fetch("w", 1, Duration::from_millis(900)).await;
         assert!(idle.unwrap().is_empty());

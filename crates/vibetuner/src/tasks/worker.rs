@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +30,6 @@ pub struct Worker {
     id: String,
     concurrency: usize,
     visibility: Duration,
-    heartbeat: Heartbeat,
     heartbeat_every: Duration,
     stall_timeout: Option<Duration>,
     grace: Duration,
@@ -42,97 +41,10 @@ struct Shared {
     inflight: Mutex<HashMap<String, Delivery>>,
 }
 
-/// Where a worker's heartbeat lives: a sorted set in Redis, else a file in `DATA_DIR`.
-#[derive(Clone)]
-enum Heartbeat {
-    #[cfg(feature = "redis")]
-    Redis {
-        conn: redis::aio::ConnectionManager,
-        key: String,
-    },
-    File(PathBuf),
-}
-
-impl Heartbeat {
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    fn for_settings(jobs: &Jobs, settings: &Settings, root: &Path, prefix: &str) -> Self {
-        match &jobs.queue {
-            #[cfg(feature = "redis")]
-            Queue::Redis(q) => Heartbeat::Redis {
-                conn: q.connection(),
-                key: workers_key(prefix),
-            },
-            Queue::Store(_) => Heartbeat::File(heartbeat_file(settings, root)),
-        }
-    }
-
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    async fn beat(&self, id: &str) -> anyhow::Result<()> {
-        match self {
-            #[cfg(feature = "redis")]
-            Heartbeat::Redis { conn, key } => {
-                let mut conn = conn.clone();
-                let now = now_ms();
-                let () = redis::pipe()
-                    .cmd("ZADD")
-                    .arg(key)
-                    .arg(now)
-                    .arg(id)
-                    .ignore()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(key)
-                    .arg("-inf")
-                    .arg(now - 24 * 3600 * 1000)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await?;
-            }
-            Heartbeat::File(path) => {
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                tokio::fs::write(path, now_ms().to_string()).await?;
-            }
-        }
-        Ok(())
-    }
-
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    async fn stop(&self, id: &str) {
-        let result: anyhow::Result<()> = match self {
-            #[cfg(feature = "redis")]
-            Heartbeat::Redis { conn, key } => {
-                let mut conn = conn.clone();
-                redis::cmd("ZREM")
-                    .arg(key)
-                    .arg(id)
-                    .query_async::<i64>(&mut conn)
-                    .await
-                    .map(drop)
-                    .map_err(anyhow::Error::from)
-            }
-            Heartbeat::File(path) => tokio::fs::remove_file(path).await.map_err(Into::into),
-        };
-        if let Err(e) = result {
-            tracing::debug!("cannot clear the worker heartbeat: {e}");
-        }
-    }
-}
-
-#[cfg(feature = "redis")]
-fn workers_key(prefix: &str) -> String {
-    format!("{prefix}jobs:workers")
-}
-
-fn heartbeat_file(settings: &Settings, root: &Path) -> PathBuf {
-    crate::store::data_dir(settings, root).join("worker.heartbeat")
-}
-
 impl Worker {
     /// A worker for a built app; `concurrency` overrides `WORKER_CONCURRENCY`.
     pub fn new(built: &crate::app::BuiltApp, concurrency: Option<usize>) -> Self {
         let settings = built.jobs_settings();
-        let prefix = settings.key_prefix(&built.project().project_slug);
         Self {
             shared: Arc::new(Shared {
                 app: built.context.clone(),
@@ -147,12 +59,6 @@ impl Worker {
             ),
             concurrency: concurrency.unwrap_or(settings.worker_concurrency).max(1),
             visibility: Duration::from_secs(settings.visibility_timeout_secs),
-            heartbeat: Heartbeat::for_settings(
-                built.jobs(),
-                built.settings(),
-                built.root(),
-                &prefix,
-            ),
             heartbeat_every: Duration::from_secs(settings.heartbeat_interval_secs),
             stall_timeout: None,
             grace: Duration::from_secs(built.settings().shutdown_timeout_secs),
@@ -183,7 +89,7 @@ impl Worker {
             start_watchdog(stall);
         }
         let beating = tokio::spawn(heartbeat_loop(
-            self.heartbeat.clone(),
+            self.shared.app.jobs().queue.clone(),
             self.id.clone(),
             self.heartbeat_every,
             stop_rx.clone(),
@@ -227,7 +133,9 @@ impl Worker {
         // The heartbeat loop ends on the stop signal once a beat in progress is written
         // (aborting it could let that write land after the heartbeat is cleared).
         let _ = beating.await;
-        self.heartbeat.stop(&self.id).await;
+        if let Err(e) = self.shared.app.jobs().queue.clear_beat(&self.id).await {
+            tracing::debug!("cannot clear the worker heartbeat: {e}");
+        }
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
@@ -356,7 +264,7 @@ pub(crate) fn spawn_in_process(
     stopping: impl Future<Output = ()> + Send + 'static,
     any_queue: bool,
 ) -> Option<InProcessWorker> {
-    if !any_queue && !matches!(built.jobs().queue, Queue::Store(_)) {
+    if !any_queue && !built.jobs().queue.serves_in_process() {
         return None;
     }
     spawn(built, stopping)
@@ -558,7 +466,7 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 }
 
 async fn heartbeat_loop(
-    heartbeat: Heartbeat,
+    heartbeat: Queue,
     id: String,
     every: Duration,
     mut stop: watch::Receiver<bool>,
@@ -596,6 +504,9 @@ async fn extend_loop(
             .keys()
             .cloned()
             .collect();
+        if receipts.is_empty() {
+            continue;
+        }
         if let Err(e) = shared.app.jobs().queue.extend(&id, &receipts).await {
             tracing::warn!(
                 running = receipts.len(),
@@ -700,20 +611,10 @@ pub async fn worker_health(settings: &Settings, root: &Path, slug: &str) -> Work
     let window = (jobs.heartbeat_interval_secs * MISSED_BEATS * 1000) as i64;
     let newest = match &settings.redis_url {
         #[cfg(feature = "redis")]
-        Some(url) => newest_redis_beat(url, &workers_key(&jobs.key_prefix(slug))).await,
+        Some(url) => crate::jobs::newest_redis_beat(url, &jobs.key_prefix(slug)).await,
         #[cfg(not(feature = "redis"))]
         Some(_) => Err(crate::redis_conn::DISABLED.to_owned()),
-        None => {
-            let path = heartbeat_file(settings, root);
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("no heartbeat file {} ({e})", path.display()))
-                .and_then(|s| {
-                    s.trim()
-                        .parse::<i64>()
-                        .map(Some)
-                        .map_err(|_| format!("unreadable heartbeat file {}", path.display()))
-                })
-        }
+        None => crate::jobs::newest_file_beat(&crate::jobs::heartbeat_file(settings, root)),
     };
     match newest {
         Err(detail) => WorkerHealth {
@@ -736,25 +637,4 @@ pub async fn worker_health(settings: &Settings, root: &Path, slug: &str) -> Work
             }
         }
     }
-}
-
-#[cfg(feature = "redis")]
-async fn newest_redis_beat(url: &str, key: &str) -> Result<Option<i64>, String> {
-    let client = crate::redis_conn::client(url).map_err(|e| e.to_string())?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| crate::redis_conn::unreachable_error(url, &e).to_string())?;
-    let newest: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(key)
-        .arg(-1)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| format!("Redis did not answer: {e}"))?;
-    Ok(newest.first().map(|(_, score)| *score as i64))
 }
