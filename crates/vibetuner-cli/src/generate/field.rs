@@ -1,9 +1,8 @@
-//! The fields of generated models (`NAME:TYPE`), their types, and the Rust, JSON, form and
-//! template code each field becomes.
-
-use std::fmt::Write as _;
+//! The fields of generated models (`NAME:TYPE`): their parsing, their types and what the
+//! templates need of each (`resource/fields.jinja` holds the code each field becomes).
 
 use anyhow::{Context, bail, ensure};
+use serde::Serialize;
 
 use super::names::{label, valid_name};
 
@@ -19,8 +18,10 @@ FIELDS are NAME:TYPE, with NAME in snake_case and TYPE one of:
 Add ? for an optional field (Option<...>; blank on a form is none): subtitle:string? due:datetime?
 Reserved names: id, owner_id, db_insert_dt, db_update_dt.";
 
-/// Field types of generated models (and argument types of generated tasks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Field types of generated models (and argument types of generated tasks); the templates see
+/// them by their name on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(super) enum Kind {
     String,
     Text,
@@ -124,7 +125,7 @@ impl Field {
         }
     }
 
-    pub(super) fn max_chars(&self) -> Option<usize> {
+    fn max_chars(&self) -> Option<usize> {
         match self.kind {
             Kind::String => Some(200),
             Kind::Text => Some(10_000),
@@ -137,146 +138,26 @@ impl Field {
         !self.optional && self.kind != Kind::Bool
     }
 
-    pub(super) fn struct_field(&self, out: &mut String) {
-        let what = match self.kind {
-            Kind::String => "One line of text",
-            Kind::Text => "Text",
-            Kind::Int => "A whole number",
-            Kind::Float => "A number",
-            Kind::Bool => "Yes or no",
-            Kind::Datetime => "A date and time (UTC)",
-            Kind::Id => "The id of another record",
-        };
-        let optional = if self.optional { "; optional" } else { "" };
-        let _ = writeln!(
-            out,
-            "    /// {}: {}{optional}.",
-            label(&self.name),
-            what.to_lowercase()
-        );
-        if self.optional || self.kind == Kind::Bool {
-            out.push_str("    #[serde(default)]\n");
+    /// What the templates see of the field.
+    pub(super) fn view(&self) -> FieldView {
+        FieldView {
+            name: self.name.clone(),
+            label: label(&self.name),
+            words: self.name.replace('_', " "),
+            kind: self.kind,
+            optional: self.optional,
+            required: self.required(),
+            rust_type: self.rust_type(),
+            max_chars: self.max_chars(),
+            sample_json: self.sample_json(false),
+            changed_json: self.sample_json(true),
+            sample_form: self.sample_form(false),
+            changed_form: self.sample_form(true),
         }
-        let _ = writeln!(out, "    pub {}: {},", self.name, self.rust_type());
-    }
-
-    /// Checks beyond the type, as statements of `validate`.
-    pub(super) fn validation(&self, out: &mut String) {
-        let n = &self.name;
-        match (self.kind, self.optional) {
-            (Kind::String | Kind::Text, false) => {
-                let max = self.max_chars().unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "        if self.{n}.trim().is_empty() {{\n            return Err(FieldError::new(\"{n}\", \"is required\"));\n        }}\n        if self.{n}.chars().count() > {max} {{\n            return Err(FieldError::new(\"{n}\", \"is longer than {max} characters\"));\n        }}\n"
-                );
-            }
-            (Kind::String | Kind::Text, true) => {
-                let max = self.max_chars().unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "        if self.{n}.as_ref().is_some_and(|v| v.chars().count() > {max}) {{\n            return Err(FieldError::new(\"{n}\", \"is longer than {max} characters\"));\n        }}\n"
-                );
-            }
-            (Kind::Float, false) => {
-                let _ = write!(
-                    out,
-                    "        if !self.{n}.is_finite() {{\n            return Err(FieldError::new(\"{n}\", \"is not a finite number\"));\n        }}\n"
-                );
-            }
-            (Kind::Float, true) => {
-                let _ = write!(
-                    out,
-                    "        if self.{n}.is_some_and(|v| !v.is_finite()) {{\n            return Err(FieldError::new(\"{n}\", \"is not a finite number\"));\n        }}\n"
-                );
-            }
-            _ => {}
-        }
-    }
-
-    /// The form field, as a struct field of the form type.
-    pub(super) fn form_field(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "    /// {}.\n    #[serde(default)]\n    pub {}: String,",
-            label(&self.name),
-            self.name
-        );
-    }
-
-    /// The expression turning the form's text into the model's value.
-    pub(super) fn parse_expr(&self) -> String {
-        let n = &self.name;
-        match (self.kind, self.optional) {
-            (Kind::String | Kind::Text, false) => format!("self.{n}.trim().to_owned()"),
-            (Kind::String | Kind::Text, true) => format!("optional_text(&self.{n})"),
-            (Kind::Bool, _) => format!("!self.{n}.is_empty()"),
-            (Kind::Datetime, false) => {
-                format!("required(\"{n}\", timestamp(\"{n}\", &self.{n})?)?")
-            }
-            (Kind::Datetime, true) => format!("timestamp(\"{n}\", &self.{n})?"),
-            (_, false) => format!("required(\"{n}\", parse(\"{n}\", &self.{n})?)?"),
-            (_, true) => format!("parse(\"{n}\", &self.{n})?"),
-        }
-    }
-
-    /// The expression turning the model's value (of `item`) into the form's text.
-    pub(super) fn text_expr(&self) -> String {
-        let n = &self.name;
-        match (self.kind, self.optional) {
-            (Kind::String | Kind::Text, false) => format!("item.{n}.clone()"),
-            (Kind::String | Kind::Text, true) => format!("item.{n}.clone().unwrap_or_default()"),
-            (Kind::Bool, _) => format!("if item.{n} {{ \"on\".into() }} else {{ String::new() }}"),
-            (Kind::Datetime, false) => format!("datetime_input(item.{n})"),
-            (Kind::Datetime, true) => format!("item.{n}.map(datetime_input).unwrap_or_default()"),
-            (_, false) => format!("item.{n}.to_string()"),
-            (_, true) => format!("item.{n}.as_ref().map(ToString::to_string).unwrap_or_default()"),
-        }
-    }
-
-    /// The form control in the page template.
-    pub(super) fn control(&self) -> String {
-        let n = &self.name;
-        let label = label(n);
-        let required = if self.required() { " required" } else { "" };
-        let input = |ty: &str, extra: &str| {
-            format!(
-                "<label class=\"fieldset\"><span class=\"fieldset-legend\">{label}</span><input class=\"input w-full\" type=\"{ty}\" name=\"{n}\" value=\"{{{{ form.{n} }}}}\"{extra}{required}></label>"
-            )
-        };
-        match self.kind {
-            Kind::String => input("text", " maxlength=\"200\""),
-            Kind::Text => format!(
-                "<label class=\"fieldset\"><span class=\"fieldset-legend\">{label}</span><textarea class=\"textarea w-full\" name=\"{n}\" maxlength=\"10000\"{required}>{{{{ form.{n} }}}}</textarea></label>"
-            ),
-            Kind::Int => input("number", " step=\"1\""),
-            Kind::Float => input("number", " step=\"any\""),
-            Kind::Datetime => input("datetime-local", ""),
-            Kind::Id => input("text", " pattern=\"[0-9a-f]{24}\""),
-            Kind::Bool => format!(
-                "<label class=\"label\"><input class=\"checkbox\" type=\"checkbox\" name=\"{n}\"{{% if form.{n} %}} checked{{% endif %}}> {label}</label>"
-            ),
-        }
-    }
-
-    /// The value in a list item.
-    pub(super) fn display(&self) -> String {
-        let n = &self.name;
-        let value = match (self.kind, self.optional) {
-            (Kind::Bool, _) => format!("{{{{ \"yes\" if item.{n} else \"no\" }}}}"),
-            (_, true) => {
-                format!("{{% if item.{n} is none %}}—{{% else %}}{{{{ item.{n} }}}}{{% endif %}}")
-            }
-            (_, false) => format!("{{{{ item.{n} }}}}"),
-        };
-        format!(
-            "<dt class=\"font-semibold\">{}</dt><dd class=\"whitespace-pre-line\">{value}</dd>",
-            label(n)
-        )
     }
 
     /// A sample value in JSON (`changed`: a second, different one).
-    pub(super) fn sample_json(&self, changed: bool) -> String {
+    fn sample_json(&self, changed: bool) -> String {
         match self.kind {
             Kind::String | Kind::Text if changed => format!("\"Changed {}\"", label(&self.name)),
             Kind::String | Kind::Text => format!("\"Sample {}\"", label(&self.name)),
@@ -291,7 +172,7 @@ impl Field {
     }
 
     /// A sample value as a form sends it.
-    pub(super) fn sample_form(&self, changed: bool) -> String {
+    fn sample_form(&self, changed: bool) -> String {
         match self.kind {
             Kind::Bool if changed => String::new(),
             Kind::Bool => "on".into(),
@@ -300,6 +181,31 @@ impl Field {
             _ => self.sample_json(changed).trim_matches('"').to_owned(),
         }
     }
+}
+
+/// A field as the templates see it.
+#[derive(Debug, Serialize)]
+pub(super) struct FieldView {
+    /// snake_case, e.g. `published_at`.
+    name: String,
+    /// For people, e.g. `Published at`.
+    label: String,
+    /// In a sentence, e.g. `published at`.
+    words: String,
+    kind: Kind,
+    optional: bool,
+    /// Required on forms and in the API.
+    required: bool,
+    /// e.g. `Option<Timestamp>`.
+    rust_type: String,
+    /// The longest text kept, for text fields.
+    max_chars: Option<usize>,
+    /// Sample values for the generated tests: in JSON (a Rust expression), as a form sends
+    /// them, and a second, different one of each.
+    sample_json: String,
+    changed_json: String,
+    sample_form: String,
+    changed_form: String,
 }
 
 #[cfg(test)]

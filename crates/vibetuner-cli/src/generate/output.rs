@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
+use serde::Serialize;
+
+use super::templates::render;
 
 /// The marker line in `src/lib.rs` above which `mod` lines are added.
 const MODULES_MARKER: &str = "// vibetuner:modules";
@@ -123,38 +126,32 @@ impl Generated {
     }
 }
 
-/// Replaces the `__key__` placeholders of `template`.
-fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .fold(template.to_owned(), |text, (key, value)| {
-            text.replace(key, value)
-        })
-}
-
-/// What a generator writes: `src/MODULE.rs` from `code`, `tests/MODULE.rs` from `test` and the
-/// `templates` (path, text), each with the placeholders of `pairs` filled.
+/// What a generator writes: `src/MODULE.rs` and `tests/MODULE.rs` from its templates
+/// `GENERATOR/module.rs.jinja` and `GENERATOR/test.rs.jinja`, and the `templates` (path in the
+/// project, generator template), each rendered with `context`.
 pub(super) fn generated(
+    generator: &str,
     module: &str,
     apply: bool,
-    pairs: &[(&str, &str)],
-    code: &str,
-    test: &str,
+    context: &impl Serialize,
     templates: &[(String, &str)],
-) -> Generated {
+) -> anyhow::Result<Generated> {
     let mut files = vec![
-        (format!("src/{module}.rs"), code),
-        (format!("tests/{module}.rs"), test),
+        (format!("src/{module}.rs"), "module.rs.jinja"),
+        (format!("tests/{module}.rs"), "test.rs.jinja"),
     ];
-    files.extend(templates.iter().map(|(path, text)| (path.clone(), *text)));
-    Generated {
+    files.extend(templates.iter().map(|(path, name)| (path.clone(), *name)));
+    Ok(Generated {
         files: files
             .into_iter()
-            .map(|(path, text)| (PathBuf::from(path), fill(text, pairs)))
-            .collect(),
+            .map(|(path, name)| {
+                let text = render(&format!("{generator}/{name}"), context)?;
+                Ok((PathBuf::from(path), text))
+            })
+            .collect::<anyhow::Result<_>>()?,
         module: module.to_owned(),
         apply,
-    }
+    })
 }
 
 /// `text` formatted by rustfmt (through standard input, so no other file is touched), or as it
