@@ -21,9 +21,9 @@ use vibetuner::render::Renderer;
 /// A note, stored in the `notes` collection.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Note {
-    /// The user who wrote it; set by the server.
+    /// The user it belongs to; set by the server.
     pub owner_id: Id,
-    /// Short title, required.
+    /// Title: one line of text.
     pub title: String,
     /// Free text.
     #[serde(default)]
