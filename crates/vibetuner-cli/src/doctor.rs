@@ -406,24 +406,12 @@ async fn mongodb(url: Option<&str>) -> Check {
     let Some(url) = url else {
         return Check::ok("mongodb", "MONGODB_URL not set: the embedded store is used");
     };
-    if url.starts_with("mongodb+srv://") {
-        return Check::warn(
-            "mongodb",
-            format!("{}: not checked (a seed list in DNS)", redact(url)),
-            "the app checks it when it starts, and at /health",
-        );
-    }
-    let tls = ["tls=true", "ssl=true"].iter().any(|o| url.contains(o));
-    let answered = match service_address(url, 27017) {
-        Ok(addr) if tls => timed(tokio::net::TcpStream::connect(addr)).await.map(drop),
-        Ok(addr) => timed(mongodb_ping(addr)).await,
-        Err(e) => Err(e.to_string()),
-    };
+    let answered = timed(async {
+        let store = vibetuner::Store::mongo(url, "admin").await?;
+        store.ping().await
+    })
+    .await;
     match answered {
-        Ok(()) if tls => Check::ok(
-            "mongodb",
-            format!("{} accepts connections (TLS not spoken here)", redact(url)),
-        ),
         Ok(()) => Check::ok("mongodb", format!("{} answers ping", redact(url))),
         Err(e) => Check::fail(
             "mongodb",
@@ -431,100 +419,6 @@ async fn mongodb(url: Option<&str>) -> Check {
             "start MongoDB (`nix run .#services`), fix MONGODB_URL, or unset it to use the embedded store",
         ),
     }
-}
-
-/// MongoDB's `ping` command in one OP_MSG on a plain connection to `addr`, answered with
-/// `ok: 1`. The CLI leaves the MongoDB driver out (it builds the framework without its
-/// services), so this speaks the little of the wire protocol a ping needs; a ping needs no
-/// authentication.
-async fn mongodb_ping(addr: String) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(&ping_message()).await?;
-    let mut header = [0; 16];
-    stream.read_exact(&mut header).await?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let op_code = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
-    if op_code != 2013 || !(21..16 << 20).contains(&len) {
-        return Err(invalid("not a MongoDB reply"));
-    }
-    let mut body = vec![0; len - 16];
-    stream.read_exact(&mut body).await?;
-    // Flag bits (4 bytes), section kind 0 (1 byte), then the reply document.
-    if body[4] == 0 && bson_ok(&body[5..]) {
-        Ok(())
-    } else {
-        Err(invalid("the ping was refused"))
-    }
-}
-
-/// `{ ping: 1, $db: "admin" }` as an OP_MSG.
-fn ping_message() -> Vec<u8> {
-    let mut elements = vec![0x10];
-    elements.extend(b"ping\0");
-    elements.extend(1_i32.to_le_bytes());
-    elements.push(0x02);
-    elements.extend(b"$db\0");
-    elements.extend(6_i32.to_le_bytes());
-    elements.extend(b"admin\0");
-    elements.push(0);
-    let doc_len = 4 + elements.len();
-    let len = 16 + 4 + 1 + doc_len;
-    let mut message = Vec::with_capacity(len);
-    for n in [len, 1, 0, 2013] {
-        message.extend(u32::try_from(n).unwrap_or_default().to_le_bytes());
-    }
-    message.extend(0_u32.to_le_bytes());
-    message.push(0);
-    message.extend(u32::try_from(doc_len).unwrap_or_default().to_le_bytes());
-    message.extend(elements);
-    message
-}
-
-/// Whether a BSON document's top-level `ok` is 1 (MongoDB sends a double; an integer is
-/// taken too). Elements before it are skipped by their type's size.
-fn bson_ok(doc: &[u8]) -> bool {
-    let read_len = |at: usize| {
-        doc.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    let mut at = 4;
-    while let Some(&kind) = doc.get(at) {
-        let Some(name_len) = doc
-            .get(at + 1..)
-            .and_then(|d| d.iter().position(|&b| b == 0))
-        else {
-            return false;
-        };
-        let name = &doc[at + 1..at + 1 + name_len];
-        let value = at + 2 + name_len;
-        if name == b"ok" {
-            return match kind {
-                0x01 => doc
-                    .get(value..value + 8)
-                    .is_some_and(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()) == 1.0),
-                0x10 => read_len(value) == Some(1),
-                _ => false,
-            };
-        }
-        let size = match kind {
-            0x01 | 0x09 | 0x11 | 0x12 => Some(8),
-            0x02 => read_len(value).map(|n| 4 + n),
-            0x03 | 0x04 => read_len(value),
-            0x05 => read_len(value).map(|n| 5 + n),
-            0x07 => Some(12),
-            0x08 => Some(1),
-            0x0A => Some(0),
-            0x10 => Some(4),
-            0x13 => Some(16),
-            _ => None,
-        };
-        let Some(size) = size else { return false };
-        at = value + size;
-    }
-    false
 }
 
 async fn redis(url: Option<&str>) -> Check {
@@ -672,54 +566,6 @@ fn port(source: &Source) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A BSON document of `elements` (each: type, name, value bytes).
-    fn bson(elements: &[(u8, &str, Vec<u8>)]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (kind, name, value) in elements {
-            body.push(*kind);
-            body.extend(name.as_bytes());
-            body.push(0);
-            body.extend(value);
-        }
-        body.push(0);
-        let mut doc = u32::try_from(body.len() + 4)
-            .unwrap()
-            .to_le_bytes()
-            .to_vec();
-        doc.extend(body);
-        doc
-    }
-
-    #[test]
-    fn the_mongodb_ping_is_an_op_msg_and_its_reply_is_read() {
-        let message = ping_message();
-        assert_eq!(message.len(), 21 + bson_len(&message[21..]));
-        assert_eq!(message[12..16], 2013_u32.to_le_bytes());
-        let ping = bson(&[
-            (0x10, "ping", 1_i32.to_le_bytes().to_vec()),
-            (0x02, "$db", [&6_i32.to_le_bytes()[..], b"admin\0"].concat()),
-        ]);
-        assert_eq!(message[21..], ping);
-
-        let ok = bson(&[(0x01, "ok", 1.0_f64.to_le_bytes().to_vec())]);
-        assert!(bson_ok(&ok));
-        let clock = bson(&[(0x11, "t", vec![0; 8])]);
-        let replica_set = bson(&[
-            (0x03, "$clusterTime", clock),
-            (0x02, "note", [&3_i32.to_le_bytes()[..], b"hi\0"].concat()),
-            (0x10, "ok", 1_i32.to_le_bytes().to_vec()),
-        ]);
-        assert!(bson_ok(&replica_set));
-        let refused = bson(&[(0x01, "ok", 0.0_f64.to_le_bytes().to_vec())]);
-        assert!(!bson_ok(&refused));
-        assert!(!bson_ok(&ping), "no ok field");
-        assert!(!bson_ok(&ok[..7]), "cut short");
-    }
-
-    fn bson_len(doc: &[u8]) -> usize {
-        u32::from_le_bytes([doc[0], doc[1], doc[2], doc[3]]) as usize
-    }
 
     #[test]
     fn smtp_ports_follow_lettre() {
