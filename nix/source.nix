@@ -1,6 +1,7 @@
 # The workspace source for crane: the Rust sources plus the files the crates embed at compile
 # time (framework templates and statics, the project template `vibetuner new` renders, through
-# the CLI crate's links to it).
+# the CLI crate's links to it, and its generators' templates), and the files a test keeps in
+# step with the settings registry (README.md, nix/settings.json).
 { lib, craneLib }:
 
 let
@@ -15,5 +16,8 @@ lib.fileset.toSource {
     ../crates/vibetuner/tests/fixture
     ../templates
     ../crates/vibetuner-cli/template
+    ../crates/vibetuner-cli/generators
+    ../README.md
+    ../nix/settings.json
   ];
 }

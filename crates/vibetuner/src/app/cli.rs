@@ -188,8 +188,19 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
             println!("wrote {count} framework templates to {}", dir.display());
             Ok(())
         }
+        Command::Settings => {
+            let source = crate::config::Source::load(&app.root())?;
+            print!("{}", crate::config::describe(&source));
+            for warning in crate::config::typo_warnings(&source) {
+                eprintln!("warning: {warning}");
+            }
+            Ok(())
+        }
         Command::Check => {
             let built = build(app).await?;
+            for warning in crate::config::typo_warnings(&built.settings().source) {
+                eprintln!("warning: {warning}");
+            }
             let count = check_templates(&built)?;
             println!(
                 "ok: settings valid ({}), {count} templates compile, root {}",
@@ -373,8 +384,12 @@ enum Command {
         #[arg(long)]
         worker: bool,
     },
-    /// Validate settings and compile every template, then exit (0 when all is well).
+    /// Validate settings and compile every template, then exit (0 when all is well); warns
+    /// about keys that look like a misspelt setting.
     Check,
+    /// Print every framework setting with the value in effect (secrets hidden) or its
+    /// default, and warn about keys that look like a misspelt setting.
+    Settings,
     /// List the routes: method, path, name (for `url_for`) and the layers around each.
     Routes,
     /// Write the framework's embedded templates to DIR so Tailwind scans the classes they use.

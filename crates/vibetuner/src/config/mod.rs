@@ -11,6 +11,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+mod registry;
+
+pub use registry::{
+    Kind, SETTINGS, Section, SettingInfo, describe, likely_typo, setting_info, typo_warnings,
+};
+
 /// Session keys that ship in templates and docs; refused in production.
 pub const PLACEHOLDER_SESSION_KEYS: &[&str] = &[
     "CHANGE_ME_RUN_vibetuner_crypto_generate",
@@ -191,6 +197,11 @@ impl Source {
             .map_err(bad)?;
         self.overlay(pairs);
         Ok(())
+    }
+
+    /// Every key set (upper case), in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
     }
 
     /// The raw value of `key` (case-insensitive), if set.
