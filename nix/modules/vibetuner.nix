@@ -253,14 +253,16 @@ let
       mongoRuntime = "/run/${name}-mongodb";
       mongoSocket = "${mongoRuntime}/mongodb.sock";
 
-      given = setting: app.settings ? ${setting} || app.credentials ? ${setting} || app.environmentFile != null;
+      # Whether `settings` gives a value (a declared setting is there, null, when not given).
+      isSet = setting: (app.settings.${setting} or null) != null;
+      given = setting: isSet setting || app.credentials ? ${setting} || app.environmentFile != null;
       remoteDatabase =
         (!app.mongodb.createLocally && given "MONGODB_URL")
         || (!app.redis.createLocally && given "REDIS_URL");
 
       environment = lib.mapAttrs (_: escapeSpecifiers) (
         { DATA_DIR = app.dataDir; }
-        // lib.mapAttrs (_: renderValue) app.settings
+        // lib.mapAttrs (_: renderValue) (filterAttrs (_: value: value != null) app.settings)
         // optionalAttrs app.mongodb.createLocally {
           MONGODB_URL = "mongodb://${lib.escapeURL mongoSocket}/${app.mongodb.database}";
         }
@@ -398,7 +400,7 @@ let
         };
       };
 
-      secretSettings = filter isSecretName (attrNames app.settings);
+      secretSettings = filter (s: isSet s && isSecretName s) (attrNames app.settings);
       badCredentialNames = filter (n: builtins.match "[A-Za-z_][A-Za-z0-9_]*" n == null) (attrNames app.credentials);
       lastPort = app.port + app.instances - 1;
     in
@@ -415,19 +417,19 @@ let
           message = "${prefix}: ENVIRONMENT=prod needs a session key: set ${prefix}.credentials.SESSION_KEY to a file holding one (make it with `vibetuner crypto generate-key`), or put SESSION_KEY in ${prefix}.environmentFile.";
         }
         {
-          assertion = app.settings.ENVIRONMENT == "prod" -> app.credentials ? SMTP_URL || app.settings ? SMTP_URL || app.environmentFile != null;
+          assertion = app.settings.ENVIRONMENT == "prod" -> app.credentials ? SMTP_URL || isSet "SMTP_URL" || app.environmentFile != null;
           message = "${prefix}: ENVIRONMENT=prod needs a mail transport for sign-in emails: set ${prefix}.credentials.SMTP_URL to a file holding e.g. smtps://user:password@smtp.example.com:465, or put SMTP_URL in ${prefix}.environmentFile.";
         }
         {
-          assertion = !(app.settings ? HOST || app.settings ? PORT || app.settings ? DATA_DIR);
+          assertion = !(isSet "HOST" || isSet "PORT" || isSet "DATA_DIR");
           message = "${prefix}.settings must not set HOST, PORT or DATA_DIR: use ${prefix}.host, .port and .dataDir.";
         }
         {
-          assertion = app.mongodb.createLocally -> !(app.settings ? MONGODB_URL || app.credentials ? MONGODB_URL);
+          assertion = app.mongodb.createLocally -> !(isSet "MONGODB_URL" || app.credentials ? MONGODB_URL);
           message = "${prefix}: MONGODB_URL is given while mongodb.createLocally is true; set ${prefix}.mongodb.createLocally = false to use your own MongoDB, or drop MONGODB_URL.";
         }
         {
-          assertion = app.redis.createLocally -> !(app.settings ? REDIS_URL || app.credentials ? REDIS_URL);
+          assertion = app.redis.createLocally -> !(isSet "REDIS_URL" || app.credentials ? REDIS_URL);
           message = "${prefix}: REDIS_URL is given while redis.createLocally is true; set ${prefix}.redis.createLocally = false to use your own Redis, or drop REDIS_URL.";
         }
         {
