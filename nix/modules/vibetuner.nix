@@ -17,6 +17,7 @@ let
     attrValues
     concatLists
     concatMap
+    elem
     filter
     filterAttrs
     getExe
@@ -36,10 +37,60 @@ let
 
   top = config.services.vibetuner;
 
+  # Every setting the framework reads, from its settings registry (`nix/settings.json`, written
+  # and kept current by the framework's tests): name, type, default, whether it is a secret, doc.
+  # A name with `<...>` is a pattern (`<PROVIDER>_CLIENT_ID`), not a setting of its own.
+  registry = builtins.fromJSON (builtins.readFile ../settings.json);
+  isPattern = entry: lib.hasInfix "<" entry.name;
+  literalSettings = builtins.listToAttrs (map (e: nameValuePair e.name e) (lib.filter (e: !isPattern e) registry));
+
   # Settings that hold secrets: they belong in `credentials` or `environmentFile`.
   isSecretName = name:
     name == "SESSION_KEY" || name == "SMTP_URL"
     || builtins.match ".*(SECRET|PASSWORD|TOKEN).*" name != null;
+
+  # Set by the module itself, from `host`, `port` and `dataDir`: not declared as settings (the
+  # documentation would offer them); given in `settings` anyway, an assertion refuses them.
+  moduleSettings = [ "HOST" "PORT" "DATA_DIR" ];
+
+  settingType = entry: {
+    bool = types.bool;
+    integer = types.ints.unsigned;
+    seconds = types.ints.unsigned;
+    bytes = types.ints.unsigned;
+    port = types.port;
+    enum = types.enum entry.choices;
+  }.${entry.type} or types.str;
+
+  describeDefault = entry:
+    if entry.default == null then "No default."
+    else if entry.default == "" then "Default: empty."
+    else if entry.computed or false then "Default: ${entry.default} (computed)."
+    else "Default: `${entry.default}`.";
+
+  # One option per literal, non-secret setting of the registry; null (the default) leaves it
+  # unset, so the app applies its own default.
+  registryOptions = lib.mapAttrs
+    (_: entry: mkOption {
+      type = types.nullOr (settingType entry);
+      default = null;
+      description = "${entry.doc}\n\n${describeDefault entry}";
+    })
+    (filterAttrs (name: entry: !entry.secret && !elem name moduleSettings) literalSettings);
+
+  # Where a NixOS deployment wants another default than the app's own.
+  settingOverrides = {
+    ENVIRONMENT = mkOption {
+      type = types.enum literalSettings.ENVIRONMENT.choices;
+      default = "prod";
+      description = ''
+        ${literalSettings.ENVIRONMENT.doc}
+
+        Default here: `prod` (the app's own default is `${literalSettings.ENVIRONMENT.default}`): a
+        deployment runs in production unless told otherwise.
+      '';
+    };
+  };
 
   renderValue = value: if isBool value then lib.boolToString value else toString value;
 
@@ -127,28 +178,20 @@ let
 
       settings = mkOption {
         type = types.submodule {
+          # The app's own settings, beside the framework's.
           freeformType = with types; attrsOf (oneOf [ bool int str ]);
-          options = {
-            ENVIRONMENT = mkOption {
-              type = types.enum [ "dev" "prod" ];
-              default = "prod";
-              description = "`prod` requires a session key and a mail transport, and turns on JSON logs and static caching.";
-            };
-            LOG_LEVEL = mkOption {
-              type = types.str;
-              default = "info";
-              example = "debug,hyper=info";
-              description = "Log filter: a level, or target=level pairs (`info,vibetuner=debug`).";
-            };
-          };
+          options = registryOptions // settingOverrides;
         };
         default = { };
-        example = { LOG_LEVEL = "debug"; MAX_BODY_SIZE = 10485760; };
+        example = { LOG_LEVEL = "debug"; MAX_BODY_SIZE = 10485760; ARCHIVE_DAYS = 30; };
         description = ''
-          Settings passed to the app as environment variables (see the app's README). They
-          end up in the world-readable Nix store: put secrets in `credentials`. `HOST` and
-          `PORT` come from `host`/`port`, `DATA_DIR` from `dataDir`, and
-          `MONGODB_URL`/`REDIS_URL` from `createLocally`.
+          Settings passed to the app as environment variables. The framework's settings are
+          declared options, generated from its settings registry (`nix/settings.json`): each
+          is `null` (unset, so the app applies its own default) unless given, except
+          `ENVIRONMENT`, `prod` here. Any other name is passed too: the app's own settings (see
+          the app's README). They end up in the world-readable Nix store: put secrets in
+          `credentials`. `HOST` and `PORT` come from `host`/`port`, `DATA_DIR` from `dataDir`,
+          and `MONGODB_URL`/`REDIS_URL` from `createLocally`.
         '';
       };
 
@@ -421,7 +464,7 @@ let
           message = "${prefix}: ENVIRONMENT=prod needs a mail transport for sign-in emails: set ${prefix}.credentials.SMTP_URL to a file holding e.g. smtps://user:password@smtp.example.com:465, or put SMTP_URL in ${prefix}.environmentFile.";
         }
         {
-          assertion = !(isSet "HOST" || isSet "PORT" || isSet "DATA_DIR");
+          assertion = !(lib.any isSet moduleSettings);
           message = "${prefix}.settings must not set HOST, PORT or DATA_DIR: use ${prefix}.host, .port and .dataDir.";
         }
         {
