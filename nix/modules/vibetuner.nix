@@ -43,11 +43,23 @@ let
   registry = builtins.fromJSON (builtins.readFile ../settings.json);
   isPattern = entry: lib.hasInfix "<" entry.name;
   literalSettings = builtins.listToAttrs (map (e: nameValuePair e.name e) (lib.filter (e: !isPattern e) registry));
+  # `<PROVIDER>_CLIENT_SECRET` as a regular expression: each `<...>` stands for one or more
+  # name characters.
+  patternRegex = name: lib.concatMapStrings
+    (part: if builtins.isList part then "[A-Z0-9_]+" else lib.escapeRegex part)
+    (builtins.split "<[^>]*>" name);
+  patternSettings = map (e: e // { regex = patternRegex e.name; }) (lib.filter isPattern registry);
+  # The registry's entry for a setting name (keys are case-insensitive in the app), or null.
+  registryEntry = name:
+    let key = lib.toUpper name; in
+      literalSettings.${key} or (lib.findFirst (e: builtins.match e.regex key != null) null patternSettings);
 
-  # Settings that hold secrets: they belong in `credentials` or `environmentFile`.
+  # Settings that hold secrets: they belong in `credentials` or `environmentFile`. The registry
+  # says which of the framework's are; an app's own settings are judged by their name.
   isSecretName = name:
-    name == "SESSION_KEY" || name == "SMTP_URL"
-    || builtins.match ".*(SECRET|PASSWORD|TOKEN).*" name != null;
+    let entry = registryEntry name; in
+    if entry != null then entry.secret
+    else builtins.match ".*(SECRET|PASSWORD|TOKEN).*" (lib.toUpper name) != null;
 
   # Set by the module itself, from `host`, `port` and `dataDir`: not declared as settings (the
   # documentation would offer them); given in `settings` anyway, an assertion refuses them.

@@ -131,6 +131,19 @@ let
 
   # 9. Secrets in settings: a warning.
   leaky = eval (withApp { services.vibetuner.settings.OAUTH_GITHUB_CLIENT_SECRET = "hunter2"; });
+  # SMTP_URL is a secret in the registry: a warning, yet prod has its mail transport.
+  smtpInSettings = eval {
+    services.vibetuner = {
+      enable = true;
+      package = app;
+      credentials.SESSION_KEY = "/run/secrets/session-key";
+      settings.SMTP_URL = "smtps://user:password@smtp.example.com:465";
+    };
+  };
+  # The app reads setting names in any case.
+  lowercaseSecret = eval (withApp { services.vibetuner.settings.session_key = "k"; });
+  # Neither an OAuth client id (not secret in the registry) nor an app's own setting.
+  notSecret = eval (withApp { services.vibetuner.settings = { GOOGLE_CLIENT_ID = "id"; ARCHIVE_DAYS = 30; }; });
 
   # 10. The settings declared from the framework's registry.
   registry = builtins.fromJSON (builtins.readFile ../settings.json);
@@ -331,6 +344,17 @@ let
     (eq "warnings: secret in settings" leaky.warnings [
       "services.vibetuner.settings.OAUTH_GITHUB_CLIENT_SECRET looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.OAUTH_GITHUB_CLIENT_SECRET (a file) instead."
     ])
+
+    (eq "warnings: SMTP_URL in settings (a secret in the registry), which gives prod its mail transport"
+      { w = smtpInSettings.warnings; a = failedAssertions smtpInSettings; }
+      {
+        w = [ "services.vibetuner.settings.SMTP_URL looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.SMTP_URL (a file) instead." ];
+        a = [ ];
+      })
+    (eq "warnings: a secret named in lower case" lowercaseSecret.warnings [
+      "services.vibetuner.settings.session_key looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.session_key (a file) instead."
+    ])
+    (eq "warnings: none for an OAuth client id or an app's own setting" notSecret.warnings [ ])
 
     (eq "registry: every literal, non-secret setting but HOST, PORT and DATA_DIR is a settings option"
       (lib.sort lib.lessThan (map (o: lib.removePrefix "services.vibetuner.settings." o.name) settingOptions))
