@@ -17,6 +17,7 @@ let
     attrValues
     concatLists
     concatMap
+    elem
     filter
     filterAttrs
     getExe
@@ -36,10 +37,72 @@ let
 
   top = config.services.vibetuner;
 
-  # Settings that hold secrets: they belong in `credentials` or `environmentFile`.
+  # Every setting the framework reads, from its settings registry (`nix/settings.json`, written
+  # and kept current by the framework's tests): name, type, default, whether it is a secret, doc.
+  # A name with `<...>` is a pattern (`<PROVIDER>_CLIENT_ID`), not a setting of its own.
+  registry = builtins.fromJSON (builtins.readFile ../settings.json);
+  isPattern = entry: lib.hasInfix "<" entry.name;
+  literalSettings = builtins.listToAttrs (map (e: nameValuePair e.name e) (lib.filter (e: !isPattern e) registry));
+  # `<PROVIDER>_CLIENT_SECRET` as a regular expression: each `<...>` stands for one or more
+  # name characters.
+  patternRegex = name: lib.concatMapStrings
+    (part: if builtins.isList part then "[A-Z0-9_]+" else lib.escapeRegex part)
+    (builtins.split "<[^>]*>" name);
+  patternSettings = map (e: e // { regex = patternRegex e.name; }) (lib.filter isPattern registry);
+  # The registry's entry for a setting name (keys are case-insensitive in the app), or null.
+  registryEntry = name:
+    let key = lib.toUpper name; in
+      literalSettings.${key} or (lib.findFirst (e: builtins.match e.regex key != null) null patternSettings);
+
+  # Settings that hold secrets: they belong in `credentials` or `environmentFile`. The registry
+  # says which of the framework's are; an app's own settings are judged by their name.
   isSecretName = name:
-    name == "SESSION_KEY" || name == "SMTP_URL"
-    || builtins.match ".*(SECRET|PASSWORD|TOKEN).*" name != null;
+    let entry = registryEntry name; in
+    if entry != null then entry.secret
+    else builtins.match ".*(SECRET|PASSWORD|TOKEN).*" (lib.toUpper name) != null;
+
+  # Set by the module itself, from `host`, `port` and `dataDir`: not declared as settings (the
+  # documentation would offer them); given in `settings` anyway, an assertion refuses them.
+  moduleSettings = [ "HOST" "PORT" "DATA_DIR" ];
+
+  settingType = entry: {
+    bool = types.bool;
+    integer = types.ints.unsigned;
+    seconds = types.ints.unsigned;
+    bytes = types.ints.unsigned;
+    port = types.port;
+    enum = types.enum entry.choices;
+  }.${entry.type} or types.str;
+
+  describeDefault = entry:
+    if entry.default == null then "No default."
+    else if entry.default == "" then "Default: empty."
+    else if entry.computed or false then "Default: ${entry.default} (computed)."
+    else "Default: `${entry.default}`.";
+
+  # One option per literal, non-secret setting of the registry; null (the default) leaves it
+  # unset, so the app applies its own default.
+  registryOptions = lib.mapAttrs
+    (_: entry: mkOption {
+      type = types.nullOr (settingType entry);
+      default = null;
+      description = "${entry.doc}\n\n${describeDefault entry}";
+    })
+    (filterAttrs (name: entry: !entry.secret && !elem name moduleSettings) literalSettings);
+
+  # Where a NixOS deployment wants another default than the app's own.
+  settingOverrides = {
+    ENVIRONMENT = mkOption {
+      type = types.enum literalSettings.ENVIRONMENT.choices;
+      default = "prod";
+      description = ''
+        ${literalSettings.ENVIRONMENT.doc}
+
+        Default here: `prod` (the app's own default is `${literalSettings.ENVIRONMENT.default}`): a
+        deployment runs in production unless told otherwise.
+      '';
+    };
+  };
 
   renderValue = value: if isBool value then lib.boolToString value else toString value;
 
@@ -127,28 +190,20 @@ let
 
       settings = mkOption {
         type = types.submodule {
+          # The app's own settings, beside the framework's.
           freeformType = with types; attrsOf (oneOf [ bool int str ]);
-          options = {
-            ENVIRONMENT = mkOption {
-              type = types.enum [ "dev" "prod" ];
-              default = "prod";
-              description = "`prod` requires a session key and a mail transport, and turns on JSON logs and static caching.";
-            };
-            LOG_LEVEL = mkOption {
-              type = types.str;
-              default = "info";
-              example = "debug,hyper=info";
-              description = "Log filter: a level, or target=level pairs (`info,vibetuner=debug`).";
-            };
-          };
+          options = registryOptions // settingOverrides;
         };
         default = { };
-        example = { LOG_LEVEL = "debug"; MAX_BODY_SIZE = 10485760; };
+        example = { LOG_LEVEL = "debug"; MAX_BODY_SIZE = 10485760; ARCHIVE_DAYS = 30; };
         description = ''
-          Settings passed to the app as environment variables (see the app's README). They
-          end up in the world-readable Nix store: put secrets in `credentials`. `HOST` and
-          `PORT` come from `host`/`port`, `DATA_DIR` from `dataDir`, and
-          `MONGODB_URL`/`REDIS_URL` from `createLocally`.
+          Settings passed to the app as environment variables. The framework's settings are
+          declared options, generated from its settings registry (`nix/settings.json`): each
+          is `null` (unset, so the app applies its own default) unless given, except
+          `ENVIRONMENT`, `prod` here. Any other name is passed too: the app's own settings (see
+          the app's README). They end up in the world-readable Nix store: put secrets in
+          `credentials`. `HOST` and `PORT` come from `host`/`port`, `DATA_DIR` from `dataDir`,
+          and `MONGODB_URL`/`REDIS_URL` from `createLocally`.
         '';
       };
 
@@ -253,14 +308,16 @@ let
       mongoRuntime = "/run/${name}-mongodb";
       mongoSocket = "${mongoRuntime}/mongodb.sock";
 
-      given = setting: app.settings ? ${setting} || app.credentials ? ${setting} || app.environmentFile != null;
+      # Whether `settings` gives a value (a declared setting is there, null, when not given).
+      isSet = setting: (app.settings.${setting} or null) != null;
+      given = setting: isSet setting || app.credentials ? ${setting} || app.environmentFile != null;
       remoteDatabase =
         (!app.mongodb.createLocally && given "MONGODB_URL")
         || (!app.redis.createLocally && given "REDIS_URL");
 
       environment = lib.mapAttrs (_: escapeSpecifiers) (
         { DATA_DIR = app.dataDir; }
-        // lib.mapAttrs (_: renderValue) app.settings
+        // lib.mapAttrs (_: renderValue) (filterAttrs (_: value: value != null) app.settings)
         // optionalAttrs app.mongodb.createLocally {
           MONGODB_URL = "mongodb://${lib.escapeURL mongoSocket}/${app.mongodb.database}";
         }
@@ -398,7 +455,7 @@ let
         };
       };
 
-      secretSettings = filter isSecretName (attrNames app.settings);
+      secretSettings = filter (s: isSet s && isSecretName s) (attrNames app.settings);
       badCredentialNames = filter (n: builtins.match "[A-Za-z_][A-Za-z0-9_]*" n == null) (attrNames app.credentials);
       lastPort = app.port + app.instances - 1;
     in
@@ -415,19 +472,19 @@ let
           message = "${prefix}: ENVIRONMENT=prod needs a session key: set ${prefix}.credentials.SESSION_KEY to a file holding one (make it with `vibetuner crypto generate-key`), or put SESSION_KEY in ${prefix}.environmentFile.";
         }
         {
-          assertion = app.settings.ENVIRONMENT == "prod" -> app.credentials ? SMTP_URL || app.settings ? SMTP_URL || app.environmentFile != null;
+          assertion = app.settings.ENVIRONMENT == "prod" -> app.credentials ? SMTP_URL || isSet "SMTP_URL" || app.environmentFile != null;
           message = "${prefix}: ENVIRONMENT=prod needs a mail transport for sign-in emails: set ${prefix}.credentials.SMTP_URL to a file holding e.g. smtps://user:password@smtp.example.com:465, or put SMTP_URL in ${prefix}.environmentFile.";
         }
         {
-          assertion = !(app.settings ? HOST || app.settings ? PORT || app.settings ? DATA_DIR);
+          assertion = !(lib.any isSet moduleSettings);
           message = "${prefix}.settings must not set HOST, PORT or DATA_DIR: use ${prefix}.host, .port and .dataDir.";
         }
         {
-          assertion = app.mongodb.createLocally -> !(app.settings ? MONGODB_URL || app.credentials ? MONGODB_URL);
+          assertion = app.mongodb.createLocally -> !(isSet "MONGODB_URL" || app.credentials ? MONGODB_URL);
           message = "${prefix}: MONGODB_URL is given while mongodb.createLocally is true; set ${prefix}.mongodb.createLocally = false to use your own MongoDB, or drop MONGODB_URL.";
         }
         {
-          assertion = app.redis.createLocally -> !(app.settings ? REDIS_URL || app.credentials ? REDIS_URL);
+          assertion = app.redis.createLocally -> !(isSet "REDIS_URL" || app.credentials ? REDIS_URL);
           message = "${prefix}: REDIS_URL is given while redis.createLocally is true; set ${prefix}.redis.createLocally = false to use your own Redis, or drop REDIS_URL.";
         }
         {

@@ -1,7 +1,8 @@
 # Evaluates nix/modules/vibetuner.nix with several configurations (against the stub NixOS
 # options of harness.nix) and checks the resulting units, firewall, databases, users, assertions
 # and warnings: one app, scale-out, remote databases, a local MongoDB, two apps on one host, the
-# VM test's host and the app template's example host. Needs only nixpkgs' `lib`; the result is
+# VM test's host and the app template's example host, and the `settings` options generated from
+# the framework's settings registry (nix/settings.json). Needs only nixpkgs' `lib`; the result is
 # a summary string, a failed check throws with its name.
 #
 #   nix-instantiate --eval --strict --arg lib 'import <nixpkgs.lib checkout>/lib' nix/tests/module-eval.nix
@@ -130,6 +131,34 @@ let
 
   # 9. Secrets in settings: a warning.
   leaky = eval (withApp { services.vibetuner.settings.OAUTH_GITHUB_CLIENT_SECRET = "hunter2"; });
+  # SMTP_URL is a secret in the registry: a warning, yet prod has its mail transport.
+  smtpInSettings = eval {
+    services.vibetuner = {
+      enable = true;
+      package = app;
+      credentials.SESSION_KEY = "/run/secrets/session-key";
+      settings.SMTP_URL = "smtps://user:password@smtp.example.com:465";
+    };
+  };
+  # The app reads setting names in any case.
+  lowercaseSecret = eval (withApp { services.vibetuner.settings.session_key = "k"; });
+  # Neither an OAuth client id (not secret in the registry) nor an app's own setting.
+  notSecret = eval (withApp { services.vibetuner.settings = { GOOGLE_CLIENT_ID = "id"; ARCHIVE_DAYS = 30; }; });
+
+  # 10. The settings declared from the framework's registry.
+  registry = builtins.fromJSON (builtins.readFile ../settings.json);
+  declarable = lib.filter (e: !(lib.hasInfix "<" e.name) && !e.secret && !(lib.elem e.name [ "HOST" "PORT" "DATA_DIR" ])) registry;
+  settingOptions = lib.filter (o: lib.hasPrefix "services.vibetuner.settings." o.name && !(lib.hasInfix "._module." o.name)) docs;
+  settingOption = name: lib.findFirst (o: o.name == "services.vibetuner.settings.${name}") null docs;
+  registryDoc = name: (lib.findFirst (e: e.name == name) null registry).doc;
+  # Settings given explicitly, `false` among them (a value, not "unset").
+  explicit = eval (withApp { services.vibetuner.settings = { LOG_LEVEL = "debug,hyper=info"; DEBUG = false; SHUTDOWN_TIMEOUT = 10; }; });
+  explicitWeb = explicit.systemd.services.vibetuner-web-1;
+  # Values the generated option types refuse.
+  sizeAsText = eval (withApp { services.vibetuner.settings.MAX_BODY_SIZE = "10M"; });
+  boolAsText = eval (withApp { services.vibetuner.settings.DEBUG = "yes"; });
+  badEnvironment = eval (withApp { services.vibetuner.settings.ENVIRONMENT = "staging"; });
+  hostInSettings = eval (withApp { services.vibetuner.settings.HOST = "0.0.0.0"; });
 
   disabled = eval { services.vibetuner.package = app; };
 
@@ -149,7 +178,6 @@ let
       HOST = "127.0.0.1";
       PORT = "8000";
       ENVIRONMENT = "prod";
-      LOG_LEVEL = "info";
       DATA_DIR = "/var/lib/vibetuner";
       REDIS_URL = "redis+unix:///run/redis-vibetuner/redis.sock";
     })
@@ -300,6 +328,7 @@ let
     (hasMessage "assertion: MONGODB_URL with mongodb.createLocally" urlWithLocalDb "MONGODB_URL is given while mongodb.createLocally is true")
     (hasMessage "assertion: REDIS_URL with redis.createLocally" urlWithLocalRedis "REDIS_URL is given while redis.createLocally is true")
     (hasMessage "assertion: PORT in settings" portInSettings "must not set HOST, PORT or DATA_DIR")
+    (hasMessage "assertion: HOST in settings" hostInSettings "must not set HOST, PORT or DATA_DIR")
     (hasMessage "assertion: DATA_DIR in settings" dataDirInSettings "must not set HOST, PORT or DATA_DIR")
     (hasMessage "assertion: credential name" badCredential "SMTP-URL is not a setting name")
     (hasMessage "assertion: openFirewall on loopback" firewallOnLoopback "openFirewall is set but the app listens on 127.0.0.1 only")
@@ -315,6 +344,37 @@ let
     (eq "warnings: secret in settings" leaky.warnings [
       "services.vibetuner.settings.OAUTH_GITHUB_CLIENT_SECRET looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.OAUTH_GITHUB_CLIENT_SECRET (a file) instead."
     ])
+
+    (eq "warnings: SMTP_URL in settings (a secret in the registry), which gives prod its mail transport"
+      { w = smtpInSettings.warnings; a = failedAssertions smtpInSettings; }
+      {
+        w = [ "services.vibetuner.settings.SMTP_URL looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.SMTP_URL (a file) instead." ];
+        a = [ ];
+      })
+    (eq "warnings: a secret named in lower case" lowercaseSecret.warnings [
+      "services.vibetuner.settings.session_key looks like a secret and ends up world-readable in the Nix store; use services.vibetuner.credentials.session_key (a file) instead."
+    ])
+    (eq "warnings: none for an OAuth client id or an app's own setting" notSecret.warnings [ ])
+
+    (eq "registry: every literal, non-secret setting but HOST, PORT and DATA_DIR is a settings option"
+      (lib.sort lib.lessThan (map (o: lib.removePrefix "services.vibetuner.settings." o.name) settingOptions))
+      (lib.sort lib.lessThan (map (e: e.name) declarable)))
+    (eq "registry: an option's description is the registry's doc and default"
+      (settingOption "MAX_BODY_SIZE").description
+      "${registryDoc "MAX_BODY_SIZE"}\n\nDefault: `${(lib.findFirst (e: e.name == "MAX_BODY_SIZE") null registry).default}`.")
+    (eq "registry: ENVIRONMENT is prod here, documented from the registry"
+      { default = (settingOption "ENVIRONMENT").default.text; doc = lib.hasPrefix (registryDoc "ENVIRONMENT") (settingOption "ENVIRONMENT").description; }
+      { default = "\"prod\""; doc = true; })
+    (eq "registry: unset settings are null and not in the environment"
+      { inherit (default.services.vibetuner.settings) MAX_BODY_SIZE LOG_LEVEL; env = lib.sort lib.lessThan (lib.filter (n: web.environment ? ${n}) (map (e: e.name) declarable)); }
+      # ENVIRONMENT is prod here, REDIS_URL the app's own Redis (when the registry declares it).
+      { MAX_BODY_SIZE = null; LOG_LEVEL = null; env = lib.filter (n: lib.elem n (map (e: e.name) declarable)) [ "ENVIRONMENT" "REDIS_URL" ]; })
+    (eq "registry: given settings are in the environment, false as false"
+      { inherit (explicitWeb.environment) LOG_LEVEL DEBUG SHUTDOWN_TIMEOUT; inherit (explicit) warnings; }
+      { LOG_LEVEL = "debug,hyper=info"; DEBUG = "false"; SHUTDOWN_TIMEOUT = "10"; warnings = [ ]; })
+    (check "type: MAX_BODY_SIZE as text refused (bytes: ints.unsigned)" (refused sizeAsText))
+    (check "type: DEBUG as text refused (bool)" (refused boolAsText))
+    (check "type: an ENVIRONMENT not in the registry's choices refused (enum)" (refused badEnvironment))
 
     (check "option documentation evaluates"
       (builtins.deepSeq (map (o: [ o.name (o.default or null) (o.example or null) o.description o.type ]) docs)
