@@ -123,6 +123,7 @@ pub(crate) fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             checks.extend(app_check(&root, args.env.as_deref(), &source));
         }
     }
+    checks.push(setting_names(&source));
     checks.extend(runtime.block_on(services(&source)));
     checks.extend(bundles(&root));
     checks.push(port(&source));
@@ -297,6 +298,21 @@ fn framework_version(root: &Path) -> Check {
             "Cargo.lock does not name the vibetuner crate",
             "run `cargo build` to write Cargo.lock",
         ),
+    }
+}
+
+/// Keys set in .env, .env.local or the environment that look like a misspelt framework
+/// setting (`SESION_KEY`): the app would silently run without them.
+fn setting_names(source: &Source) -> Check {
+    let warnings = vibetuner::config::typo_warnings(source);
+    if warnings.is_empty() {
+        Check::ok("setting-names", "no key looks like a misspelt setting")
+    } else {
+        Check::warn(
+            "setting-names",
+            warnings.join("; "),
+            "rename the key (`cargo run -- settings` lists every setting and its value)",
+        )
     }
 }
 

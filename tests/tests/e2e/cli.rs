@@ -205,6 +205,34 @@ fn app_refuses_to_start_in_prod_with_the_placeholder_session_key() {
 }
 
 #[test]
+fn app_settings_lists_every_setting_with_its_value_secrets_hidden() {
+    let out = app_command(
+        &["settings"],
+        &[("PORT", "9100"), ("SMTP_URL", "smtp://u:pw@mail:587")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\nPORT                         9100\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nSMTP_URL                     (set, hidden)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("pw@mail"), "{text}");
+    // The template's .env sets SESSION_KEY: hidden too.
+    assert!(
+        text.contains("\nSESSION_KEY                  (set, hidden)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nWORKER_CONCURRENCY           16 (default)\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn app_check_validates_settings_and_templates() {
     let out = app_command(&["check"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -225,9 +253,18 @@ fn app_check_validates_settings_and_templates() {
             stderr(&out)
         );
     }
+    let out = app_command(&["check"], &[("SESION_KEY", "x")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: SESION_KEY is set, but no setting has that name: did you mean SESSION_KEY?"
+        ),
+        "{}",
+        stderr(&out)
+    );
     let out = app_command(&["--help"], &[]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["serve", "check", "export-templates", "version"] {
+    for command in ["serve", "check", "settings", "export-templates", "version"] {
         assert!(help.contains(command), "{help}");
     }
 }

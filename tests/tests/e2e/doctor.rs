@@ -109,6 +109,7 @@ fn expected(changes: &[(&str, &str)]) -> BTreeMap<String, String> {
         "framework-version",
         "settings",
         "templates",
+        "setting-names",
         "mongodb",
         "redis",
         "smtp",
@@ -222,6 +223,22 @@ fn doctor_passes_a_good_project_and_names_the_fix_for_broken_ones() {
             .as_str()
             .unwrap()
             .contains("DEBUG"),
+        "{report:#}"
+    );
+
+    // A misspelt setting is named with the one it was meant to be.
+    let (code, statuses, report) = doctor(&dir, &[port_env, ("SESION_KEY", "x")]);
+    assert_eq!(
+        statuses,
+        expected(&[("setting-names", "warn")]),
+        "{report:#}"
+    );
+    assert_eq!(code, 0);
+    assert!(
+        check(&report, "setting-names")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SESION_KEY is set, but no setting has that name: did you mean SESSION_KEY?"),
         "{report:#}"
     );
 

@@ -479,3 +479,38 @@ fn module_imports_have_no_cycle() {
         "the module import graph's cycles differ from the allowed ones:\n{report}"
     );
 }
+
+/// The README's map of the crate ("Architecture of the framework crate") names every top-level
+/// module, so a new one cannot land without its line.
+#[test]
+fn the_readme_map_names_every_module() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let section = readme
+        .split("## Architecture of the framework crate")
+        .nth(1)
+        .expect("README.md has the architecture section");
+    let map = section
+        .split("```")
+        .nth(1)
+        .expect("the section opens with the map");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(src_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let shown = if path.is_dir() {
+            format!("{name}/")
+        } else {
+            name
+        };
+        if !map.contains(&shown) {
+            missing.push(shown);
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "README.md's architecture map does not name: {missing:?}"
+    );
+}
