@@ -178,6 +178,9 @@ pub struct Health {
     pub debug: bool,
     /// Port the server listens on.
     pub port: u16,
+    /// Production: `/health/id` shows its details (port, pid, start time) only to this
+    /// machine; others get the app's name and status.
+    pub prod: bool,
     /// When the process started.
     pub started: Instant,
     /// Wall-clock start time.
@@ -263,8 +266,21 @@ async fn ready(State(h): State<Arc<Health>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn identity(State(h): State<Arc<Health>>) -> Json<Value> {
-    Json(json!({
+async fn identity(State(h): State<Arc<Health>>, request: axum::extract::Request) -> Json<Value> {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    Json(identity_of(&h, peer))
+}
+
+/// What `/health/id` tells `peer` (none: an in-process request): everything in dev or to
+/// this machine, only the app and its status to others in production.
+fn identity_of(h: &Health, peer: Option<std::net::IpAddr>) -> Value {
+    if h.prod && peer.is_some_and(|ip| !ip.to_canonical().is_loopback()) {
+        return json!({ "app": h.app, "status": "healthy" });
+    }
+    json!({
         "app": h.app,
         "port": h.port,
         "debug": h.debug,
@@ -272,12 +288,32 @@ async fn identity(State(h): State<Arc<Health>>) -> Json<Value> {
         "root_path": "",
         "process_id": std::process::id(),
         "startup_time": h.started_at.to_rfc3339(),
-    }))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_details_are_for_this_machine_in_prod() {
+        let health = |prod| Health {
+            app: "shop".into(),
+            version: "1".into(),
+            debug: false,
+            port: 8000,
+            prod,
+            started: Instant::now(),
+            started_at: Utc::now(),
+            checks: Vec::new(),
+        };
+        let remote = Some(std::net::IpAddr::from([203, 0, 113, 9]));
+        let local = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        let shown = identity_of(&health(true), remote);
+        assert_eq!(shown, json!({ "app": "shop", "status": "healthy" }));
+        assert!(identity_of(&health(true), local)["process_id"].is_number());
+        assert!(identity_of(&health(false), remote)["process_id"].is_number());
+    }
 
     #[test]
     fn service_addresses() {

@@ -351,18 +351,32 @@ impl ClientIp {
             .collect::<Vec<_>>();
         let mut client = peer.to_canonical();
         for hop in forwarded.iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) => {
+            match parse_hop(hop) {
+                Some(ip) => {
                     client = ip.to_canonical();
                     if !config.trusts(ip) {
                         break;
                     }
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         Self(client)
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port (`10.5.0.1:1234`,
+/// `[2001:db8::1]:443`, `[2001:db8::1]`), as proxies write them.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
+        .or_else(|_| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(hop)
+                .parse::<IpAddr>()
+        })
+        .ok()
 }
 
 impl ClientIp {
@@ -516,6 +530,21 @@ mod tests {
             reason.to_string().contains("CSRF_TRUSTED_ORIGINS"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn forwarded_hops_with_ports_are_read() {
+        let config = &config();
+        let peer = Some(IpAddr::from([127, 0, 0, 1]));
+        for (hop, client) in [
+            ("10.5.0.1:1234", "10.5.0.1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("203.0.113.7", "203.0.113.7"),
+        ] {
+            let resolved = ClientIp::resolve(config, peer, &headers(&[("x-forwarded-for", hop)]));
+            assert_eq!(resolved.0.to_string(), client, "{hop}");
+        }
     }
 
     #[test]

@@ -181,6 +181,7 @@ impl App {
             version: version.clone(),
             debug: settings.debug,
             port: settings.port,
+            prod: settings.is_prod(),
             started: Instant::now(),
             started_at: chrono::Utc::now(),
             checks,

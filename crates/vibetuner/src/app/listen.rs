@@ -33,6 +33,11 @@ use crate::limits::{Counter, Slot};
 pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    /// How long a response may wait for the client to read more of it.
+    pub(crate) send_timeout: Duration,
+    /// The grace before a request body must keep up `body_min_rate` bytes per second.
+    pub(crate) body_grace: Duration,
+    pub(crate) body_min_rate: u64,
     pub(crate) max_connections: usize,
     pub(crate) max_per_ip: usize,
     /// Peers exempt from the per-address cap (`TRUSTED_PROXIES`).
@@ -44,6 +49,9 @@ impl Limits {
         Self {
             header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
             keepalive_timeout: Duration::from_secs(settings.keepalive_timeout_secs),
+            send_timeout: Duration::from_secs(settings.send_timeout_secs),
+            body_grace: Duration::from_secs(settings.body_read_timeout_secs),
+            body_min_rate: settings.body_min_rate,
             max_connections: settings
                 .max_connections
                 .min(Semaphore::MAX_PERMITS)
@@ -91,6 +99,9 @@ struct Activity {
     /// Milliseconds from `started`; with [`HEAD`] set, reading headers since then (or waiting
     /// for the first request), else idle since then.
     since: AtomicU64,
+    /// Milliseconds from `started` (plus one; 0: none) since when a write has been waiting for
+    /// the client to read.
+    blocked: AtomicU64,
 }
 
 /// The flag of [`Activity::since`] that says "reading headers".
@@ -102,6 +113,7 @@ impl Activity {
             started: Instant::now(),
             busy: AtomicUsize::new(0),
             since: AtomicU64::new(HEAD),
+            blocked: AtomicU64::new(0),
         }
     }
 
@@ -122,8 +134,23 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// When the connection is to be closed unless something happens first.
+    /// A write could not go on (`true`: the client is not reading) or went on.
+    fn write_blocked(&self, blocked: bool) {
+        if !blocked {
+            self.blocked.store(0, Ordering::Relaxed);
+        } else if self.blocked.load(Ordering::Relaxed) == 0 {
+            self.blocked.store(self.now() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the connection is to be closed unless something happens first: a response the
+    /// client stopped reading after `send_timeout`; while requests are in flight, nothing
+    /// else; then the header or keep-alive timeout.
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        let blocked = self.blocked.load(Ordering::Relaxed);
+        if blocked != 0 {
+            return Some(self.started + Duration::from_millis(blocked - 1) + limits.send_timeout);
+        }
         if self.busy.load(Ordering::Relaxed) > 0 {
             return None;
         }
@@ -178,7 +205,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.activity.write_blocked(result.is_pending());
+        result
     }
 
     fn poll_write_vectored(
@@ -186,7 +215,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.activity.write_blocked(result.is_pending());
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -218,6 +249,83 @@ impl hyper::body::Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that must keep up a minimum average rate once its grace has passed: by any
+/// time `t` after the start it must have delivered `rate * (t - grace)` bytes, or it fails
+/// (a trickle of a byte every few seconds would hold the connection for hours otherwise).
+/// The per-pause limit (`BODY_READ_TIMEOUT`) stays with its own layer.
+struct Paced {
+    body: Incoming,
+    started: Instant,
+    bytes: u64,
+    grace: Duration,
+    rate: u64,
+    /// When the body falls behind; made at the first wait.
+    behind: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Paced {
+    fn new(body: Incoming, limits: &Limits) -> Self {
+        Self {
+            body,
+            started: Instant::now(),
+            bytes: 0,
+            grace: limits.body_grace,
+            rate: limits.body_min_rate.max(1),
+            behind: None,
+        }
+    }
+
+    fn due(&self) -> Instant {
+        self.started + self.grace + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64)
+    }
+}
+
+impl hyper::body::Body for Paced {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                    let due = self.due();
+                    if let Some(behind) = self.behind.as_mut() {
+                        behind.as_mut().reset(due.into());
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Pending => {
+                let due = self.due();
+                let rate = self.rate;
+                let behind = self
+                    .behind
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+                match behind.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                        "the request body arrives slower than {rate} bytes per second (BODY_MIN_RATE)"
+                    )
+                    .into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -367,10 +475,11 @@ async fn serve_connection(
         _held: held,
     });
     let requests = activity.clone();
+    let paced = limits.clone();
     let service = router
         .map_request(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            request.map(Body::new)
+            request.map(|body| Body::new(Paced::new(body, &paced)))
         })
         .map_future(move |response| {
             let in_flight = requests.start();
@@ -394,7 +503,11 @@ async fn serve_connection(
     let mut stop = Some(Box::pin(async move {
         let _ = stop.wait_for(|stop| *stop).await;
     }));
-    let first = activity.deadline(&limits).unwrap_or_else(Instant::now);
+    // Looked at least every `send_timeout`: a response stalls without waking the connection.
+    let first = activity
+        .deadline(&limits)
+        .unwrap_or_else(Instant::now)
+        .min(Instant::now() + limits.send_timeout);
     let mut timer = Box::pin(tokio::time::sleep_until(first.into()));
     let gate = Arc::new(Gate::default());
     std::future::poll_fn(|cx| {
@@ -422,14 +535,18 @@ async fn serve_connection(
             let now = Instant::now();
             match activity.deadline(&limits) {
                 Some(at) if at <= now => {
-                    tracing::debug!(%peer, "closing a connection: headers too slow or idle too long");
+                    tracing::debug!(
+                        %peer,
+                        "closing a connection: headers too slow, idle too long or not reading its response"
+                    );
                     return Poll::Ready(());
                 }
-                Some(at) => timer.as_mut().reset(at.into()),
-                // Busy: looked at again when the request is likely done.
-                None => timer
-                    .as_mut()
-                    .reset((now + limits.header_read_timeout).into()),
+                Some(at) => timer.as_mut().reset(at.min(now + limits.send_timeout).into()),
+                // Busy: looked at again when the request is likely done, or a stalled
+                // response has had its time.
+                None => timer.as_mut().reset(
+                    (now + limits.header_read_timeout.min(limits.send_timeout)).into(),
+                ),
             }
         }
         Poll::Pending

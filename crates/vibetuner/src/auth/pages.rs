@@ -136,8 +136,18 @@ pub(super) async fn logout_page(
         .into_response())
 }
 
-/// `POST /auth/logout`: deletes the session server-side and clears the cookie; 303 home.
-pub(super) async fn logout(session: Session) -> Result<Response, Error> {
-    session.flush().await.map_err(session_error)?;
+/// `POST /auth/logout`: deletes the session server-side and clears the cookie; 303 home,
+/// saying so to a user who was signed in. Nobody signed in: nothing is stored (an anonymous
+/// client cannot make the server keep a session per request).
+pub(super) async fn logout(
+    session: Session,
+    MaybeUser(user): MaybeUser,
+) -> Result<Response, Error> {
+    if session.id().is_some() {
+        session.flush().await.map_err(session_error)?;
+    }
+    if user.is_none() {
+        return Ok(Redirect::to("/").into_response());
+    }
     Ok((Flash::success("You are signed out."), Redirect::to("/")).into_response())
 }

@@ -79,7 +79,9 @@ fn to_millis(t: OffsetDateTime) -> i64 {
 }
 
 impl SessionBackend {
-    /// Writes the record: only if its id is new when `new`, returning whether it was written.
+    /// Writes the record, returning whether it was written: when `new`, only under an unused
+    /// id; otherwise only over a stored session, so a request still in flight when its session
+    /// was deleted (signed out elsewhere) cannot write it back.
     async fn write(&self, record: &Record, new: bool) -> session_store::Result<bool> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
@@ -90,9 +92,11 @@ impl SessionBackend {
                 let key = format!("{prefix}session:{}", record.id);
                 let mut options = redis::SetOptions::default()
                     .with_expiration(redis::SetExpiry::PXAT(expires.max(0) as u64));
-                if new {
-                    options = options.conditional_set(redis::ExistenceCheck::NX);
-                }
+                options = options.conditional_set(if new {
+                    redis::ExistenceCheck::NX
+                } else {
+                    redis::ExistenceCheck::XX
+                });
                 let written: Option<String> = conn
                     .clone()
                     .set_options(key, data, options)
@@ -114,9 +118,7 @@ impl SessionBackend {
                         .update_one(Filter::eq("sid", sid.clone()), update)
                         .await
                         .map_err(backend_error)?;
-                    if updated.is_some() {
-                        return Ok(true);
-                    }
+                    return Ok(updated.is_some());
                 }
                 match sessions
                     .insert(StoredSession {
@@ -127,7 +129,7 @@ impl SessionBackend {
                     .await
                 {
                     Ok(_) => Ok(true),
-                    Err(crate::store::StoreError::Duplicate { .. }) if new => Ok(false),
+                    Err(crate::store::StoreError::Duplicate { .. }) => Ok(false),
                     Err(e) => Err(backend_error(e)),
                 }
             }
@@ -138,12 +140,16 @@ impl SessionBackend {
 #[async_trait]
 impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        // Written only under an unused id (SET NX / the unique `sid` index): pick another on
-        // a collision.
-        while !self.write(record, true).await? {
+        // Always under a fresh id: a session flushed at logout and then given a flash message
+        // comes here with its old id, which must stay dead (a request in flight, or a stolen
+        // cookie, would be signed in again). Written only under an unused id (SET NX / the
+        // unique `sid` index): another on a collision.
+        loop {
             record.id = Id::default();
+            if self.write(record, true).await? {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -238,6 +244,29 @@ pub fn layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_deleted_session_is_not_written_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionBackend::Store(Store::embedded(&dir.path().join("s.sqlite3")).unwrap());
+        let mut record = Record {
+            id: Id::default(),
+            data: [("user".to_owned(), serde_json::json!("ada"))].into(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::days(1),
+        };
+        store.create(&mut record).await.unwrap();
+        let old = record.id;
+        store.delete(&old).await.unwrap();
+        store.save(&record).await.unwrap();
+        assert!(store.load(&old).await.unwrap().is_none(), "saved back");
+        // A flushed session given new data (a flash after logout) is created anew, elsewhere.
+        store.create(&mut record).await.unwrap();
+        assert_ne!(record.id, old);
+        assert!(
+            store.load(&old).await.unwrap().is_none(),
+            "created under its old id"
+        );
+    }
 
     #[tokio::test]
     async fn a_remembered_session_follows_changes_made_by_another_process() {

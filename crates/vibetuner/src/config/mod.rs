@@ -26,6 +26,28 @@ pub const PLACEHOLDER_SESSION_KEYS: &[&str] = &[
 /// Minimum length of a production session key.
 pub const MIN_SESSION_KEY_LEN: usize = 32;
 
+/// Least entropy a production session key must show (see [`estimated_bits`]): 32 random hex
+/// digits show about 115, a generated key about 350; 36 times `a` shows 0.
+const MIN_SESSION_KEY_BITS: f64 = 96.0;
+
+/// The key's length times the Shannon entropy of its characters: an upper bound on the
+/// guessing work for keys made of repeats or few distinct characters, which it refuses.
+fn estimated_bits(key: &str) -> f64 {
+    let mut counts = HashMap::new();
+    for c in key.chars() {
+        *counts.entry(c).or_insert(0_u32) += 1;
+    }
+    let len = key.chars().count() as f64;
+    let per_char: f64 = counts
+        .values()
+        .map(|&n| {
+            let p = f64::from(n) / len;
+            -p * p.log2()
+        })
+        .sum();
+    per_char * len
+}
+
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -291,6 +313,16 @@ pub struct Settings {
     /// `BODY_READ_TIMEOUT`: seconds a request body may pause between two parts before the
     /// request is refused and its connection closed (15).
     pub body_read_timeout_secs: u64,
+    /// `BODY_MIN_RATE`: bytes per second a request body must keep up on average once it has
+    /// had `BODY_READ_TIMEOUT` seconds (1,024): a body trickling slower is refused and its
+    /// connection closed.
+    pub body_min_rate: u64,
+    /// `SEND_TIMEOUT`: seconds a response may wait for the client to take more of it before
+    /// the connection is closed (30): a client that stops reading does not hold its place.
+    pub send_timeout_secs: u64,
+    /// `REQUEST_TIMEOUT`: seconds a handler has to produce its response (60; a stream, once
+    /// started, is not counted); slower ones answer 503.
+    pub request_timeout_secs: u64,
     /// `KEEPALIVE_TIMEOUT`: seconds an idle keep-alive connection stays open between requests
     /// (75, longer than the usual proxy's 60 so the proxy closes first).
     pub keepalive_timeout_secs: u64,
@@ -479,6 +511,9 @@ impl Settings {
                 .unwrap_or(60),
             header_read_timeout_secs: positive(&source, "HEADER_READ_TIMEOUT", 10)?,
             body_read_timeout_secs: positive(&source, "BODY_READ_TIMEOUT", 15)?,
+            body_min_rate: positive(&source, "BODY_MIN_RATE", 1024)?,
+            send_timeout_secs: positive(&source, "SEND_TIMEOUT", 30)?,
+            request_timeout_secs: positive(&source, "REQUEST_TIMEOUT", 60)?,
             keepalive_timeout_secs: positive(&source, "KEEPALIVE_TIMEOUT", 75)?,
             max_connections: positive(&source, "MAX_CONNECTIONS", default_max_connections())?
                 as usize,
@@ -519,6 +554,8 @@ impl Settings {
             "is the template placeholder"
         } else if self.session_key.len() < MIN_SESSION_KEY_LEN {
             "is shorter than 32 characters"
+        } else if estimated_bits(&self.session_key) < MIN_SESSION_KEY_BITS {
+            "is too predictable (repeated characters or a short pattern)"
         } else {
             return Ok(());
         };
@@ -754,12 +791,24 @@ mod tests {
             ),
             ("ct-!secret-must-change-me", "is the template placeholder"),
             ("short", "is shorter than 32 characters"),
+            (
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "is too predictable (repeated characters or a short pattern)",
+            ),
+            (
+                "abababababababababababababababababab",
+                "is too predictable (repeated characters or a short pattern)",
+            ),
         ] {
             let err = settings(&[("ENVIRONMENT", "prod"), ("SESSION_KEY", key)]).unwrap_err();
             assert_eq!(err, ConfigError::WeakSessionKey { problem });
             assert!(err.to_string().contains("vibetuner crypto generate-key"));
         }
-        let ok = settings(&[("ENVIRONMENT", "prod"), ("SESSION_KEY", &"k".repeat(40))]).unwrap();
+        let ok = settings(&[
+            ("ENVIRONMENT", "prod"),
+            ("SESSION_KEY", "0f3a9c1e7b2d4f60a8c5e1b9d7f3a2c4"),
+        ])
+        .unwrap();
         assert!(ok.is_prod() && ok.log_json && !ok.template_reload);
         assert_eq!(ok.host, "0.0.0.0");
     }
@@ -779,7 +828,7 @@ mod tests {
         )
         .unwrap();
         let credentials = tempfile::tempdir().unwrap();
-        let key = "k".repeat(40);
+        let key = "Hk3v9QzR2mXw7TbN4pLc8YsJ1dFg6AeU0oKi";
         std::fs::write(credentials.path().join("SESSION_KEY"), format!("{key}\n")).unwrap();
         std::fs::write(credentials.path().join("smtp_url"), "smtps://u:p@mail:465").unwrap();
         std::fs::write(credentials.path().join("PORT"), "2222").unwrap();
@@ -795,7 +844,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             source.get("SESSION_KEY"),
-            Some(key.as_str()),
+            Some(key),
             "final newline dropped"
         );
         assert_eq!(source.get("SMTP_URL"), Some("smtps://u:p@mail:465"));

@@ -21,6 +21,9 @@ use super::schema::{ModelSchema, store_field};
 use crate::error::Error;
 use crate::store::{Filter, Id, Model, Models, Order, Query, Record, StoreError, Update};
 
+/// Longest `search=` text a list accepts.
+const MAX_SEARCH_LEN: usize = 200;
+
 /// The routes of `crud`'s operations, each handler holding the shared [`Spec`].
 pub(super) fn routes<T: Model>(crud: Crud<T>, schema: ModelSchema) -> Router {
     let ops = crud.operations.clone();
@@ -246,6 +249,17 @@ async fn list<T: Model>(
     let mut sort = Vec::new();
     let mut filter = scope;
     let mut selection = Selection::ALL;
+    // Each parameter once, each sort field once, a bounded search: the work one request can
+    // ask of the store stays bounded by the model (its filterable, sortable and searchable
+    // fields), whatever the query string repeats.
+    let mut given = std::collections::BTreeSet::new();
+    for (key, _) in &params {
+        if !given.insert(key.as_str()) {
+            return Err(Error::unprocessable(format!(
+                "query parameter `{key}` is given more than once: give it once"
+            )));
+        }
+    }
     for (key, value) in &params {
         match key.as_str() {
             "offset" => {
@@ -279,12 +293,23 @@ async fn list<T: Model>(
                             list_or_none(&crud.sortable)
                         )));
                     }
-                    sort.push((store_field(field), order));
+                    let field = store_field(field);
+                    if sort.iter().any(|(f, _)| *f == field) {
+                        return Err(Error::unprocessable(format!(
+                            "sort names `{part}` more than once"
+                        )));
+                    }
+                    sort.push((field, order));
                 }
             }
             "search" => {
                 if crud.searchable.is_empty() {
                     return Err(Error::unprocessable("search is not available on this list"));
+                }
+                if value.chars().count() > MAX_SEARCH_LEN {
+                    return Err(Error::unprocessable(format!(
+                        "search is limited to {MAX_SEARCH_LEN} characters"
+                    )));
                 }
                 if !value.is_empty() {
                     filter = filter.and(Filter::search(crud.searchable.clone(), value.clone()));
@@ -390,6 +415,17 @@ async fn read<T: Model>(
     let ctx = HookContext::new(parts)?;
     let scope = spec.admit(&ctx, Operation::Read).await?;
     let mut selection = Selection::ALL;
+    // Each parameter once, each sort field once, a bounded search: the work one request can
+    // ask of the store stays bounded by the model (its filterable, sortable and searchable
+    // fields), whatever the query string repeats.
+    let mut given = std::collections::BTreeSet::new();
+    for (key, _) in &params {
+        if !given.insert(key.as_str()) {
+            return Err(Error::unprocessable(format!(
+                "query parameter `{key}` is given more than once: give it once"
+            )));
+        }
+    }
     for (key, value) in &params {
         match key.as_str() {
             "fields" => selection.fields = Some(parse_fields(&spec.schema, value)?),

@@ -1,17 +1,20 @@
 //! The framework's middleware stack, in one place and in order (outermost last):
 //!
 //! 1. routes (the app's, auth, the home fallback) inside the app's own [`App::layer`]s;
-//! 2. the [`AppContext`] extension, the signed-in user (`auth::load_user`), flash messages,
-//!    the session, CSRF;
+//! 2. the [`AppContext`] extension, cache headers for private pages, the signed-in user
+//!    (`auth::load_user`), flash messages, the session, CSRF;
 //! 3. meta files and statics join here: they need no session;
-//! 4. body limits and the body read timeout, panic catching, error pages, security headers, the access log;
+//! 4. the handler deadline, body limits and the body read timeout, panic catching, error pages,
+//!    security headers, the access log;
 //! 5. health probes join here (no logs or error pages on their hot path); request ids outermost.
 //!
 //! [`App::layer`]: crate::app::App::layer
 
 mod access_log;
+mod cache;
 mod error_pages;
 mod request_id;
+mod timeout;
 
 use std::sync::Arc;
 
@@ -63,6 +66,7 @@ pub(crate) fn stack(
         .layer(crate::auth::session::layer(outer.sessions, settings))
         .layer(middleware::from_fn(crate::flash::carry))
         .layer(middleware::from_fn(crate::auth::load_user))
+        .layer(middleware::from_fn(cache::cache_headers))
         .layer(axum::Extension(ctx.clone()))
         .service(routes);
     let framed = ServiceBuilder::new()
@@ -79,6 +83,10 @@ pub(crate) fn stack(
             error_pages::error_pages,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(
+            std::time::Duration::from_secs(settings.request_timeout_secs),
+            timeout::request_deadline,
+        ))
         .layer(RequestBodyTimeoutLayer::new(
             std::time::Duration::from_secs(settings.body_read_timeout_secs),
         ))

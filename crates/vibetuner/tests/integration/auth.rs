@@ -100,6 +100,17 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
             .route("/guarded/report", get(|| async { "report" }))
             .route_layer(axum::middleware::from_fn(vibetuner::auth::require_user));
         let app = App::new(SOURCE)
+            // Writes the session late: a request still in flight when the user signs out.
+            .route(
+                "/slow-flash",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    (
+                        vibetuner::flash::Flash::success("saved"),
+                        axum::response::Redirect::to("/"),
+                    )
+                }),
+            )
             .route(
                 "/private",
                 get(|user: CurrentUser| async move { format!("hello {}", user.display_name()) }),
@@ -336,7 +347,22 @@ async fn magic_link_round_trip(sessions: Sessions) {
         app.get("/guarded/report?x=1").await.text().await.unwrap(),
         "report"
     );
-    let profile = app.get("/user/").await.text().await.unwrap();
+    let profile = app.get("/user/").await;
+    assert_eq!(
+        profile.headers()["cache-control"],
+        "private, no-store",
+        "a signed-in user's page is kept out of shared caches"
+    );
+    assert!(
+        profile
+            .headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v == "HX-Request"),
+        "{:?}",
+        profile.headers()
+    );
+    let profile = profile.text().await.unwrap();
     assert!(profile.contains("ada@example.com"), "{profile}");
     assert!(profile.contains("id=\"nav-user\""), "header shows the user");
     let missing = app.get_page("/no-such-page").await;
@@ -412,6 +438,83 @@ async fn get_with_cookie(client: &reqwest::Client, url: &str, cookie: &str) -> S
     let res = client.get(url).header("cookie", cookie).send().await;
     res.unwrap().status()
 }
+
+/// A request that was in flight when the user signed out cannot write the deleted session back:
+/// the old cookie stays signed out (a stolen cookie does not survive the victim's logout).
+async fn logout_sticks_while_a_request_is_in_flight(sessions: Sessions) {
+    let app = start(sessions, vec![]).await;
+    let link = app.request_link("ada@example.com", "/private").await;
+    let res = open_link(&app.client, &link).await;
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("session="))
+        .expect("a session cookie");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let other = client(&app.ip, false);
+    let in_flight = {
+        let (other, url, cookie) = (other.clone(), app.url("/slow-flash"), cookie.clone());
+        tokio::spawn(async move {
+            other
+                .post(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logout = app.post("/auth/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        get_with_cookie(&other, &app.url("/private"), &cookie).await,
+        StatusCode::SEE_OTHER,
+        "signed out"
+    );
+    assert_eq!(in_flight.await.unwrap(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        get_with_cookie(&other, &app.url("/private"), &cookie).await,
+        StatusCode::SEE_OTHER,
+        "the request in flight wrote the deleted session back"
+    );
+}
+
+/// Signing out without being signed in stores nothing: no session, no cookie.
+async fn anonymous_logout_stores_no_session(sessions: Sessions) {
+    let app = start(sessions, vec![]).await;
+    let anonymous = client(&app.ip, false);
+    for _ in 0..20 {
+        let res = anonymous
+            .post(app.url("/auth/logout"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&res), "/");
+        assert!(
+            !res.headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|c| c.to_str().unwrap().starts_with("session=")),
+            "an anonymous logout made a session: {:?}",
+            res.headers()
+        );
+    }
+}
+
+per_variant!(Sessions, anonymous_logout_stores_no_session:
+    anonymous_logout_in_the_embedded_store => Embedded,
+    anonymous_logout_in_redis => Redis,
+);
+
+per_variant!(Sessions, logout_sticks_while_a_request_is_in_flight:
+    logout_sticks_in_the_embedded_store => Embedded,
+    logout_sticks_in_mongodb => Mongo,
+    logout_sticks_in_redis => Redis,
+);
 
 per_variant!(Sessions, session_id_rotates_at_sign_in:
     session_rotation_in_the_store => Embedded,
@@ -1016,7 +1119,10 @@ async fn pages_carry_security_headers_with_a_fresh_nonce() {
 async fn prod_adds_hsts_secure_cookies_and_hides_the_outbox() {
     let prod = vec![
         ("ENVIRONMENT".to_owned(), "prod".to_owned()),
-        ("SESSION_KEY".to_owned(), "k".repeat(48)),
+        (
+            "SESSION_KEY".to_owned(),
+            "q7Vn2LxR9tKc4WbZ8mPf1HsJ6yGd3AeU5oNi0ElC".to_owned(),
+        ),
         ("SMTP_URL".to_owned(), "smtp://127.0.0.1:9".to_owned()),
         ("LOG_LEVEL".to_owned(), "error".to_owned()),
         ("BASE_URL".to_owned(), "https://shop.example.com".to_owned()),
@@ -1137,7 +1243,22 @@ async fn profile_edit_and_logout_pages() {
         .await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&ok), "/user/");
-    let profile = app.get("/user/").await.text().await.unwrap();
+    let profile = app.get("/user/").await;
+    assert_eq!(
+        profile.headers()["cache-control"],
+        "private, no-store",
+        "a signed-in user's page is kept out of shared caches"
+    );
+    assert!(
+        profile
+            .headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v == "HX-Request"),
+        "{:?}",
+        profile.headers()
+    );
+    let profile = profile.text().await.unwrap();
     assert!(profile.contains("Grace Hopper") && profile.contains("Language: en"));
     assert_eq!(
         app.get("/private").await.text().await.unwrap(),
@@ -1164,6 +1285,24 @@ async fn dev_outbox_lists_messages_with_their_links() {
     };
     let empty = outbox().await;
     assert!(empty.contains("outbox-empty"));
+    // A page of another site that rebinds its name to 127.0.0.1 sends its own Host; X-Real-IP
+    // is a forwarding header like the others.
+    for (header, value) in [("host", "rebind.evil.test"), ("x-real-ip", "127.0.0.1")] {
+        let res = local
+            .get(app.url("/_dev/outbox"))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{header}: {value}");
+    }
+    let res = local
+        .get(app.url("/_dev/outbox"))
+        .header("host", "localhost:8000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "localhost is this machine");
     let link = app.request_link("ivy@example.com", "/").await;
     let page = outbox().await;
     assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
@@ -1266,7 +1405,22 @@ async fn oidc_sign_in_creates_then_finds_the_account() {
     let res = oauth_sign_in(&app, "acme", "%2Fuser%2F").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/user/");
-    let profile = app.get("/user/").await.text().await.unwrap();
+    let profile = app.get("/user/").await;
+    assert_eq!(
+        profile.headers()["cache-control"],
+        "private, no-store",
+        "a signed-in user's page is kept out of shared caches"
+    );
+    assert!(
+        profile
+            .headers()
+            .get_all("vary")
+            .iter()
+            .any(|v| v == "HX-Request"),
+        "{:?}",
+        profile.headers()
+    );
+    let profile = profile.text().await.unwrap();
     assert!(
         profile.contains("oid@example.com") && profile.contains("User sub-1"),
         "{profile}"
@@ -1459,7 +1613,22 @@ async fn oauth_follows_vibetuner_links() {
             app.get("/private").await.text().await.unwrap(),
             format!("hello {sub}")
         );
-        let profile = app.get("/user/").await.text().await.unwrap();
+        let profile = app.get("/user/").await;
+        assert_eq!(
+            profile.headers()["cache-control"],
+            "private, no-store",
+            "a signed-in user's page is kept out of shared caches"
+        );
+        assert!(
+            profile
+                .headers()
+                .get_all("vary")
+                .iter()
+                .any(|v| v == "HX-Request"),
+            "{:?}",
+            profile.headers()
+        );
+        let profile = profile.text().await.unwrap();
         assert!(
             profile.contains("acme"),
             "the profile lists the account: {profile}"

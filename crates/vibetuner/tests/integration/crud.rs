@@ -259,6 +259,23 @@ async fn bad_requests_answer_422_naming_the_field(t: TestStore) {
         ("/api/notes?fields=title,nope", "unknown field `nope`"),
         ("/api/notes/not-an-id", "invalid id \"not-an-id\""),
         ("/api/notes/0123456789abcdef0123456789abcdef", "invalid id"),
+        // Costly repeats are refused up front, not answered with the store's 500.
+        (
+            &format!("/api/notes?{}", ["search=a"; 1000].join("&")),
+            "query parameter `search` is given more than once",
+        ),
+        (
+            &format!("/api/notes?sort={}", ["title"; 3000].join(",")),
+            "sort names `title` more than once",
+        ),
+        (
+            "/api/notes?done=true&done=false",
+            "query parameter `done` is given more than once",
+        ),
+        (
+            &format!("/api/notes?search={}", "a".repeat(201)),
+            "search is limited to 200 characters",
+        ),
     ] {
         let (status, v) = call(&app, "GET", uri, None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {v}");

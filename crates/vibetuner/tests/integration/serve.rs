@@ -29,6 +29,14 @@ fn app() -> App {
             axum::routing::post(|body: String| async move { body.len().to_string() }),
         )
         .route("/upgrade", get(upgrade))
+        .route("/big", get(|| async { vec![b'x'; 32 << 20] }))
+        .route(
+            "/stuck",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "too late"
+            }),
+        )
 }
 
 /// Switches the connection to a line echo protocol (as a WebSocket handler would): the upgraded
@@ -383,4 +391,95 @@ async fn trusted_proxies_are_exempt_from_the_per_address_cap_but_not_from_the_gl
         status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
         "MAX_CONNECTIONS reached: {status:?}"
     );
+}
+
+#[tokio::test]
+async fn a_body_trickling_below_the_minimum_rate_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) =
+        start_with(rx, &[("BODY_READ_TIMEOUT", "2"), ("BODY_MIN_RATE", "1000")]).await;
+    let stream = connect_from(&base, [127, 0, 0, 1]).await;
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    // A byte a second: each pause is within BODY_READ_TIMEOUT, the average far below the rate.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..60 {
+            if writer.write_all(b"x").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncReadExt;
+        let _ = reader.read_to_end(&mut answer).await;
+    })
+    .await
+    .expect("the server closed the connection");
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("BODY_MIN_RATE"),
+        "refused with the reason: {answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(rx, &[("SEND_TIMEOUT", "1")]).await;
+    // A small receive window, as a slow client's would be: the server's writes soon wait.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    let mut stream = socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading: the server's writes wait on full socket buffers.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await
+    .expect("the connection ends");
+    assert!(
+        got < 32 << 20,
+        "the whole 32 MiB arrived ({got} bytes): the stalled response was not dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_handler_slower_than_the_request_timeout_answers_503() {
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(rx, &[("REQUEST_TIMEOUT", "1")]).await;
+    let started = std::time::Instant::now();
+    let (status, body) = get_text(format!("{base}/stuck")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("REQUEST_TIMEOUT"), "{body}");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    let (status, _) = get_text(format!("{base}/slow")).await;
+    assert_eq!(status, 200, "a handler within the limit answers");
 }
