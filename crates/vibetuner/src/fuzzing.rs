@@ -396,6 +396,8 @@ pub fn sse(data: &[u8]) {
     });
     runtime.block_on(async {
         let broadcaster = crate::sse::Broadcaster::local(16, Duration::from_secs(15));
+        // A page followed the channel once: only followed channels keep a replay.
+        let _ = broadcaster.replayed(&channel, "0").await;
         let sent = broadcaster.broadcast(&channel, &event, body.clone()).await;
         let allowed = |name: &str| {
             (1..=128).contains(&name.len())

@@ -128,16 +128,21 @@ async fn retract(ctx: &AppContext, owner: Id, note: Id) -> Result<()> {
     Ok(())
 }
 
-/// Stores the note's word count and sends the updated note to its owner's pages.
+/// Stores the note's word count and sends the updated note to its owner's pages. The count is
+/// written only if nobody changed the note since it was read: an edit made meanwhile is kept,
+/// and the count is made again from it.
 async fn enrich(ctx: TaskContext, id: Id) -> Result<()> {
     let notes = ctx.store().models::<Note>();
-    let Some(mut note) = notes.get(id).await? else {
-        return Ok(());
-    };
-    let words = note.title.split_whitespace().count() + note.body.split_whitespace().count();
-    note.word_count = Some(words as u32);
-    notes.save(&mut note).await?;
-    publish(&ctx, &note).await
+    loop {
+        let Some(note) = notes.get(id).await? else {
+            return Ok(());
+        };
+        let words = note.title.split_whitespace().count() + note.body.split_whitespace().count();
+        let count = Update::set(vibetuner::store::bson::doc! { "word_count": words as u32 });
+        if let Some(note) = notes.update_if_unchanged(&note, count).await? {
+            return publish(&ctx, &note).await;
+        }
+    }
 }
 
 /// The user's 50 newest notes.

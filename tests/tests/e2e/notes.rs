@@ -409,3 +409,59 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// An edit made right after a create is never reverted by the enrichment task that counts the
+/// note's words meanwhile: the task writes only if the note did not change since it read it.
+#[tokio::test]
+async fn edits_made_while_a_note_is_enriched_are_kept() {
+    let app = generated_app();
+    let data = scratch_dir("notes-race");
+    let server = Server::start(
+        &app.binary,
+        &app.dir,
+        &[("DATA_DIR", data.to_str().unwrap())],
+    )
+    .unwrap();
+    let c = server.sign_in("race@example.com").await;
+    let api = format!("{}/api/notes", server.base);
+    for _ in 0..40 {
+        let created: Value = c
+            .post(&api)
+            .json(&json!({ "title": "two words", "body": "" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let r = c
+            .patch(format!("{api}/{}", created["id"].as_str().unwrap()))
+            .json(&json!({ "title": "now three words" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let mut list = Value::Null;
+    for _ in 0..300 {
+        list = get_json(&c, &format!("{api}?limit=100")).await;
+        let items = list["items"].as_array().unwrap();
+        if items.len() == 40 && items.iter().all(|n| !n["word_count"].is_null()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let items = list["items"].as_array().unwrap();
+    assert!(
+        items.iter().all(|n| !n["word_count"].is_null()),
+        "every note enriched: {list}"
+    );
+    let reverted: Vec<&Value> = items
+        .iter()
+        .filter(|n| n["title"] != "now three words")
+        .collect();
+    assert!(
+        reverted.is_empty(),
+        "edits reverted by the task: {reverted:?}"
+    );
+}

@@ -199,12 +199,20 @@ impl App {
             ..crate::security::SecurityConfig::from_settings(&settings)?
         });
         let data_dir = crate::store::data_dir(&settings, root);
+        // The sender's domain: the project's fqdn, else the public origin's host (BASE_URL),
+        // else localhost (dev).
+        let origin_host = auth_config
+            .base_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
         let mailer = crate::mail::Mailer::from_settings(
             &settings,
             &data_dir,
             &auth_config.site_name,
             Some(project.fqdn.as_str())
                 .filter(|d| !d.is_empty())
+                .or(origin_host.as_deref())
                 .unwrap_or("localhost"),
         )?;
         let (sessions, limiter) = match redis {

@@ -68,20 +68,50 @@ pub(super) struct LinkForm {
     next: Option<String>,
 }
 
-/// A plausible single address: `local@domain.tld`, no spaces, at most 254 characters.
-fn normalize_email(raw: &str) -> Option<String> {
+/// A plausible single address, `local@domain.tld`, in one form: lower case, the domain in its
+/// ASCII (IDNA) form, so `x@exämple.com` and `x@xn--exmple-cua.com` are one account and
+/// full-width letters become their ASCII twins. Refused, with the reason to show: anything
+/// but one address, a non-ASCII part before the `@`, a domain label mixing Latin letters with
+/// Cyrillic or Greek ones (a look-alike of another address).
+fn normalize_email(raw: &str) -> Result<String, &'static str> {
+    const INVALID: &str = "Enter a valid email address, like name@example.com.";
     let email = raw.trim().to_lowercase();
-    let (local, domain) = email.split_once('@')?;
+    let (local, domain) = email.split_once('@').ok_or(INVALID)?;
+    if !local.is_ascii() {
+        return Err("Enter the address with plain letters before the @ (a-z, 0-9 and . _ + -).");
+    }
+    if domain.split('.').any(mixes_scripts) {
+        return Err(
+            "This address mixes Latin letters with look-alike letters of another alphabet: type it again.",
+        );
+    }
+    let domain = match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) => ascii,
+        _ => return Err(INVALID),
+    };
+    let email = format!("{local}@{domain}");
     let plausible = email.len() <= 254
         && !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !email.contains([' ', ',', '<', '>', '"', '\\', ';'])
-        && local.chars().chain(domain.chars()).all(|c| !c.is_control())
+        && email.chars().all(|c| !c.is_control())
         && email.matches('@').count() == 1
         && email.parse::<lettre::Address>().is_ok();
-    plausible.then_some(email)
+    plausible.then_some(email).ok_or(INVALID)
+}
+
+/// True for a domain label with Latin letters and Cyrillic or Greek ones together, the usual
+/// make-up of a look-alike (`аpple`, its first letter Cyrillic).
+fn mixes_scripts(label: &str) -> bool {
+    let latin = label
+        .chars()
+        .any(|c| c.is_ascii_alphabetic() || ('\u{c0}'..='\u{24f}').contains(&c));
+    let other = label
+        .chars()
+        .any(|c| ('\u{370}'..='\u{3ff}').contains(&c) || ('\u{400}'..='\u{52f}').contains(&c));
+    latin && other
 }
 
 /// `POST /auth/magic-link-login` (`email`, `next`): emails a sign-in link. The page shown is the
@@ -96,15 +126,18 @@ pub(super) async fn send_link(
     Form(form): Form<LinkForm>,
 ) -> Result<Response, Error> {
     let next = safe_next(form.next.as_deref());
-    let Some(email) = normalize_email(&form.email) else {
-        return Ok(login_response(
-            &render,
-            &auth,
-            &next,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("Enter a valid email address, like name@example.com."),
-            form.email.trim(),
-        ));
+    let email = match normalize_email(&form.email) {
+        Ok(email) => email,
+        Err(reason) => {
+            return Ok(login_response(
+                &render,
+                &auth,
+                &next,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(reason),
+                form.email.trim(),
+            ));
+        }
     };
     auth.limit(&[format!("auth:ip:{}", client.rate_key())])
         .await?;
@@ -353,18 +386,20 @@ async fn find_or_create_user(
     Ok(user)
 }
 
-/// The user with this address ignoring case, else the one `make` builds from the lower-cased
-/// address, inserted; `true` when inserted. Concurrent first sign-ins insert the same
+/// The user with this address ignoring case (its domain in ASCII form), else the one `make`
+/// builds from that form of the address, inserted; `true` when inserted. Concurrent first sign-ins insert the same
 /// lower-cased address, so the unique email index keeps them to one user.
 pub(super) async fn user_by_email_or_insert(
     store: &Store,
     email: &str,
     make: impl FnOnce(String) -> User,
 ) -> Result<(crate::store::Record<User>, bool), crate::store::StoreError> {
-    if let Some(user) = crate::models::user_by_email(store, email).await? {
+    // The form a magic link would give (an OAuth provider's `x@exämple.com` is the same
+    // account as a link to `x@xn--exmple-cua.com`); else, lower case as the provider sent it.
+    let lower = normalize_email(email).unwrap_or_else(|_| email.to_lowercase());
+    if let Some(user) = crate::models::user_by_email(store, &lower).await? {
         return Ok((user, false));
     }
-    let lower = email.to_lowercase();
     store
         .models::<User>()
         .find_or_insert(Filter::eq("email", lower.clone()), || make(lower))
@@ -379,8 +414,31 @@ mod tests {
     fn emails_are_normalized_or_refused() {
         assert_eq!(
             normalize_email("  Ada@Example.COM ").as_deref(),
-            Some("ada@example.com")
+            Ok("ada@example.com")
         );
+        // One account per address, whatever form of the domain is typed.
+        assert_eq!(
+            normalize_email("x@exämple.com").as_deref(),
+            Ok("x@xn--exmple-cua.com")
+        );
+        assert_eq!(
+            normalize_email("x@xn--exmple-cua.com").as_deref(),
+            Ok("x@xn--exmple-cua.com")
+        );
+        assert_eq!(
+            normalize_email("ada@ｅｘａｍｐｌｅ.com").as_deref(),
+            Ok("ada@example.com"),
+            "full-width letters are their ASCII twins"
+        );
+        assert_eq!(
+            normalize_email("ivan@пример.рф").as_deref(),
+            Ok("ivan@xn--e1afmkfd.xn--p1ai"),
+            "a domain in one alphabet is fine"
+        );
+        let lookalike = normalize_email("ada@\u{430}pple.com").unwrap_err();
+        assert!(lookalike.contains("look-alike"), "{lookalike}");
+        let local = normalize_email("\u{430}da@example.com").unwrap_err();
+        assert!(local.contains("plain letters before the @"), "{local}");
         for bad in [
             "",
             "ada",
@@ -393,7 +451,7 @@ mod tests {
             "ada@@example.com",
             "ada@example.com\r\nBcc: x@y.z",
         ] {
-            assert_eq!(normalize_email(bad), None, "{bad:?}");
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -623,6 +623,9 @@ pub struct JobsSettings {
     /// subscriber before it counts as too slow and is disconnected (1 MiB; the newest event is
     /// kept even when larger).
     pub sse_buffer_bytes: usize,
+    /// `SSE_REPLAY_BUDGET`: bytes of replay kept across every channel of this process
+    /// (64 MiB); the least recently active channels lose theirs first.
+    pub sse_replay_budget: usize,
     /// `SSE_MAX_SUBSCRIBERS`: SSE streams open at once in this process (5,000); more get 503.
     pub sse_max_subscribers: usize,
     /// `SSE_MAX_SUBSCRIBERS_PER_IP`: SSE streams open at once from one client address (32).
@@ -642,6 +645,7 @@ impl JobsSettings {
             sse_keepalive_secs: positive("SSE_KEEPALIVE", 30)?,
             sse_buffer_size: positive("SSE_BUFFER_SIZE", 100)? as usize,
             sse_buffer_bytes: positive("SSE_BUFFER_BYTES", 1 << 20)? as usize,
+            sse_replay_budget: positive("SSE_REPLAY_BUDGET", 64 << 20)? as usize,
             sse_max_subscribers: positive("SSE_MAX_SUBSCRIBERS", 5_000)? as usize,
             sse_max_subscribers_per_ip: positive("SSE_MAX_SUBSCRIBERS_PER_IP", 32)? as usize,
         })

@@ -334,7 +334,7 @@ pub const SETTINGS: &[SettingInfo] = &[
         "MAIL_FROM",
         Services,
         Text,
-        "<site name> <noreply@fqdn>",
+        "<site name> <noreply@fqdn, else BASE_URL's host>",
         "sender of the framework's emails, like `Acme <noreply@acme.com>`",
     ),
     computed(
@@ -392,6 +392,13 @@ pub const SETTINGS: &[SettingInfo] = &[
         Bytes,
         Some("1048576"),
         "bytes kept per channel for replay, and queued per subscriber before it is dropped as too slow",
+    ),
+    setting(
+        "SSE_REPLAY_BUDGET",
+        Jobs,
+        Bytes,
+        Some("67108864"),
+        "bytes of replay kept across all channels of a process (least recently active dropped first; only channels followed in the last day keep any)",
     ),
     setting(
         "SSE_MAX_SUBSCRIBERS",

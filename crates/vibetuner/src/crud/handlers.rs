@@ -21,6 +21,21 @@ use super::schema::{ModelSchema, store_field};
 use crate::error::Error;
 use crate::store::{Filter, Id, Model, Models, Order, Query, Record, StoreError, Update};
 
+/// Refuses a query parameter given more than once. With each sort field once and a bounded
+/// search too, the work one request can ask of the store stays bounded by the model (its
+/// filterable, sortable and searchable fields), whatever the query string repeats.
+fn once_each(params: &[(String, String)]) -> Result<(), Error> {
+    let mut given = std::collections::BTreeSet::new();
+    for (key, _) in params {
+        if !given.insert(key.as_str()) {
+            return Err(Error::unprocessable(format!(
+                "query parameter `{key}` is given more than once: give it once"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Longest `search=` text a list accepts.
 const MAX_SEARCH_LEN: usize = 200;
 
@@ -249,17 +264,7 @@ async fn list<T: Model>(
     let mut sort = Vec::new();
     let mut filter = scope;
     let mut selection = Selection::ALL;
-    // Each parameter once, each sort field once, a bounded search: the work one request can
-    // ask of the store stays bounded by the model (its filterable, sortable and searchable
-    // fields), whatever the query string repeats.
-    let mut given = std::collections::BTreeSet::new();
-    for (key, _) in &params {
-        if !given.insert(key.as_str()) {
-            return Err(Error::unprocessable(format!(
-                "query parameter `{key}` is given more than once: give it once"
-            )));
-        }
-    }
+    once_each(&params)?;
     for (key, value) in &params {
         match key.as_str() {
             "offset" => {
@@ -415,17 +420,7 @@ async fn read<T: Model>(
     let ctx = HookContext::new(parts)?;
     let scope = spec.admit(&ctx, Operation::Read).await?;
     let mut selection = Selection::ALL;
-    // Each parameter once, each sort field once, a bounded search: the work one request can
-    // ask of the store stays bounded by the model (its filterable, sortable and searchable
-    // fields), whatever the query string repeats.
-    let mut given = std::collections::BTreeSet::new();
-    for (key, _) in &params {
-        if !given.insert(key.as_str()) {
-            return Err(Error::unprocessable(format!(
-                "query parameter `{key}` is given more than once: give it once"
-            )));
-        }
-    }
+    once_each(&params)?;
     for (key, value) in &params {
         match key.as_str() {
             "fields" => selection.fields = Some(parse_fields(&spec.schema, value)?),
@@ -437,7 +432,35 @@ async fn read<T: Model>(
         }
     }
     let record = spec.find(&ctx, &id, &scope).await?;
-    Ok(axum::Json(spec.respond(record, &selection)?).into_response())
+    let tag = etag(&record);
+    Ok(tagged(
+        axum::Json(spec.respond(record, &selection)?).into_response(),
+        tag,
+    ))
+}
+
+/// A record's version as an entity tag: its `db_update_dt` in milliseconds (none without one).
+fn etag<T: Model>(record: &Record<T>) -> Option<String> {
+    record.updated.map(|t| format!("\"{}\"", t.millis()))
+}
+
+/// The response with its `ETag`, when the record has one.
+fn tagged(mut response: Response, tag: Option<String>) -> Response {
+    if let Some(value) = tag.and_then(|t| header::HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// 412: the record changed since the client read the version it names in `If-Match`.
+fn stale<T: Model>() -> Error {
+    Error::new(
+        StatusCode::PRECONDITION_FAILED,
+        format!(
+            "the {} changed since you read it (If-Match): read it again",
+            singular(T::COLLECTION)
+        ),
+    )
 }
 
 async fn update<T: Model>(
@@ -463,6 +486,17 @@ async fn update<T: Model>(
         },
     };
     let current = spec.find(&ctx, &id, &scope).await?;
+    // `If-Match: "<version>"` (the ETag a read answered): only that version is changed.
+    let if_match = match ctx.request.headers.get(header::IF_MATCH) {
+        None => None,
+        Some(v) => Some(v.to_str().map(str::trim).map_err(|_| {
+            Error::unprocessable("If-Match must be an entity tag such as \"1700000000000\"")
+        })?),
+    };
+    let conditional = if_match.is_some_and(|tag| tag != "*");
+    if conditional && if_match.map(str::to_owned) != etag(&current) {
+        return Err(stale::<T>());
+    }
     if let Some(hook) = &spec.crud.pre_update {
         patch = hook(ctx.clone(), current.clone(), patch).await?;
     }
@@ -486,15 +520,30 @@ async fn update<T: Model>(
         .filter(|k| !set.contains_key(*k))
         .cloned()
         .collect();
-    let updated = Spec::<T>::models(&ctx)
-        .update(current.id, Update { set, unset })
-        .await
-        .map_err(Spec::<T>::store_error)?
-        .ok_or_else(Error::not_found)?;
+    let models = Spec::<T>::models(&ctx);
+    let update = Update { set, unset };
+    let updated = if conditional {
+        // The check and the write in one step: a change made since the check is caught too.
+        models
+            .update_if_unchanged(&current, update)
+            .await
+            .map_err(Spec::<T>::store_error)?
+            .ok_or_else(stale::<T>)?
+    } else {
+        models
+            .update(current.id, update)
+            .await
+            .map_err(Spec::<T>::store_error)?
+            .ok_or_else(Error::not_found)?
+    };
     if let Some(hook) = &spec.crud.post_update {
         hook(ctx, updated.clone()).await?;
     }
-    Ok(axum::Json(spec.respond(updated, &Selection::ALL)?).into_response())
+    let tag = etag(&updated);
+    Ok(tagged(
+        axum::Json(spec.respond(updated, &Selection::ALL)?).into_response(),
+        tag,
+    ))
 }
 
 async fn remove<T: Model>(spec: Arc<Spec<T>>, id: String, parts: Parts) -> Result<Response, Error> {

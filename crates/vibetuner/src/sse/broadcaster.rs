@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -167,6 +168,9 @@ struct Channel {
     replay: Replay,
     last: Option<EventId>,
     touched: Instant,
+    /// When a subscriber last followed it: replay is kept only for channels followed within
+    /// the retention (a per-user channel nobody opened keeps none).
+    followed_at: Option<Instant>,
 }
 
 impl Channel {
@@ -176,12 +180,22 @@ impl Channel {
             replay: Replay::default(),
             last: None,
             touched: Instant::now(),
+            followed_at: None,
         }
     }
 
     fn followed(&mut self) -> bool {
         self.subscribers.retain(|s| s.is_open());
-        !self.subscribers.is_empty()
+        if self.subscribers.is_empty() {
+            return false;
+        }
+        self.followed_at = Some(Instant::now());
+        true
+    }
+
+    /// Followed now or within `retention`: worth keeping a replay for.
+    fn followed_within(&self, retention: Duration) -> bool {
+        !self.subscribers.is_empty() || self.followed_at.is_some_and(|t| t.elapsed() < retention)
     }
 }
 
@@ -192,6 +206,9 @@ pub(crate) struct SseLimits {
     pub(crate) buffer_bytes: usize,
     pub(crate) max_subscribers: usize,
     pub(crate) max_per_ip: usize,
+    /// Bytes of replay kept across every channel; the least recently active channels lose
+    /// theirs first.
+    pub(crate) replay_budget: usize,
 }
 
 impl SseLimits {
@@ -201,6 +218,7 @@ impl SseLimits {
             buffer_bytes: settings.sse_buffer_bytes,
             max_subscribers: settings.sse_max_subscribers,
             max_per_ip: settings.sse_max_subscribers_per_ip,
+            replay_budget: settings.sse_replay_budget,
         }
     }
 }
@@ -213,6 +231,9 @@ pub(super) struct Inner {
     pub(super) retention: Duration,
     sweep_every: Duration,
     swept: Mutex<Instant>,
+    /// Bytes held in every channel's replay (in-process delivery), within
+    /// `limits.replay_budget`; changed under the channels lock.
+    replay_total: std::sync::atomic::AtomicUsize,
     /// Open streams, for the subscriber caps.
     open: Arc<Counter>,
     /// Set when the server shuts down: open streams end so connections can close.
@@ -252,6 +273,7 @@ impl Broadcaster {
                 retention: REPLAY_RETENTION,
                 sweep_every: SWEEP_INTERVAL,
                 swept: Mutex::new(Instant::now()),
+                replay_total: std::sync::atomic::AtomicUsize::new(0),
                 open: Arc::new(Counter::default()),
                 closing: tokio::sync::watch::channel(false).0,
             }),
@@ -343,6 +365,7 @@ impl Broadcaster {
         };
         let id = format!("{}-{}", id.0, id.1);
         self.inner.deliver(ch, Encoded::new(&id, event, key, &data));
+        self.inner.within_budget(&mut channels);
         Ok(id)
     }
 
@@ -370,6 +393,7 @@ impl Broadcaster {
                 .entry(channel.to_owned())
                 .or_insert_with(Channel::new);
             ch.subscribers.push(subscriber.clone());
+            ch.followed_at = Some(Instant::now());
             match after {
                 Some(after) if self.inner.fanout.is_none() => ch
                     .replay
@@ -474,9 +498,39 @@ impl Inner {
             *swept = Instant::now();
         }
         channels.retain(|_, c| {
-            c.followed()
-                || (local && !c.replay.events.is_empty() && c.touched.elapsed() < self.retention)
+            // In-process, a channel followed lately is kept (with its replay, or waiting
+            // for its first event) until it has been quiet for the retention.
+            let keep = c.followed()
+                || (local
+                    && c.touched.elapsed() < self.retention
+                    && (!c.replay.events.is_empty() || c.followed_within(self.retention)));
+            if !keep {
+                self.forget_replay(c);
+            }
+            keep
         });
+    }
+
+    /// Drops a channel's replay from the books.
+    fn forget_replay(&self, ch: &mut Channel) {
+        let bytes = std::mem::take(&mut ch.replay).bytes;
+        self.replay_total.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Keeps the replay of every channel within the budget: the least recently active
+    /// channels lose theirs first (their clients, reconnecting, miss what they missed, as
+    /// after a restart).
+    fn within_budget(&self, channels: &mut HashMap<String, Channel>) {
+        while self.replay_total.load(Ordering::Relaxed) > self.limits.replay_budget {
+            let Some(oldest) = channels
+                .values_mut()
+                .filter(|c| c.replay.bytes > 0)
+                .min_by_key(|c| c.touched)
+            else {
+                return;
+            };
+            self.forget_replay(oldest);
+        }
     }
 
     /// Hands an event to the channel's subscribers unless it was already delivered (keeping it
@@ -488,12 +542,16 @@ impl Inner {
         }
         ch.last = Some(id);
         ch.touched = Instant::now();
-        if self.fanout.is_none() {
+        if self.fanout.is_none() && ch.followed_within(self.retention) {
+            let before = ch.replay.bytes;
             ch.replay.push(
                 event.clone(),
                 self.limits.buffer_size,
                 self.limits.buffer_bytes,
             );
+            self.replay_total
+                .fetch_add(ch.replay.bytes, Ordering::Relaxed);
+            self.replay_total.fetch_sub(before, Ordering::Relaxed);
         }
         let max_bytes = self.limits.buffer_bytes;
         ch.subscribers.retain(|s| s.push(&event, max_bytes));
@@ -563,10 +621,59 @@ mod tests {
     #[tokio::test]
     async fn local_replay_after_last_event_id() {
         let b = Broadcaster::local(2, Duration::from_secs(30));
+        follow(&b, "c").await;
         let first = b.broadcast("c", "message", "1").await.unwrap();
         b.broadcast("c", "message", "2").await.unwrap();
         b.broadcast("c", "message", "3").await.unwrap();
         assert_eq!(replay(&b, "c", &first, 2).await, ["2", "3"]);
+    }
+
+    /// A subscriber comes and goes: the channel keeps a replay from now on.
+    async fn follow(b: &Broadcaster, channel: &str) {
+        drop(b.subscribe(channel, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_channel_nobody_followed_keeps_no_replay() {
+        let b = bounded(100, 1 << 20);
+        b.broadcast("user:1", "message", "x".repeat(1000))
+            .await
+            .unwrap();
+        assert_eq!(b.inner.replay_total.load(Ordering::Relaxed), 0);
+        follow(&b, "user:1").await;
+        b.broadcast("user:1", "message", "y").await.unwrap();
+        assert!(b.inner.replay_total.load(Ordering::Relaxed) > 0);
+    }
+
+    #[tokio::test]
+    async fn the_replay_budget_drops_the_least_recently_active_channels_first() {
+        let b = Broadcaster::with(
+            None,
+            SseLimits {
+                buffer_size: 100,
+                buffer_bytes: 1 << 20,
+                max_subscribers: 10,
+                max_per_ip: 10,
+                replay_budget: 3000,
+            },
+            Duration::from_secs(30),
+        );
+        for channel in ["a", "b", "c", "d"] {
+            follow(&b, channel).await;
+            b.broadcast(channel, "message", "x".repeat(1000))
+                .await
+                .unwrap();
+        }
+        let total = b.inner.replay_total.load(Ordering::Relaxed);
+        assert!(total <= 3000, "{total}");
+        let channels = b.inner.channels.lock().unwrap();
+        let kept: Vec<&str> = ["a", "b", "c", "d"]
+            .into_iter()
+            .filter(|c| channels[*c].replay.bytes > 0)
+            .collect();
+        assert_eq!(kept, ["c", "d"], "the oldest went first");
+        let sum: usize = channels.values().map(|c| c.replay.bytes).sum();
+        assert_eq!(sum, total, "the books match the replays");
     }
 
     /// The data of the first `n` events a subscriber resuming after `last` receives.
@@ -597,6 +704,7 @@ mod tests {
                 buffer_bytes,
                 max_subscribers: 10,
                 max_per_ip: 10,
+                replay_budget: usize::MAX,
             },
             Duration::from_secs(30),
         )
@@ -606,6 +714,7 @@ mod tests {
     async fn replay_is_bounded_in_bytes_keeping_the_newest() {
         // Each event's wire form is about 30 bytes: 100 bytes hold three.
         let b = bounded(100, 100);
+        follow(&b, "c").await;
         let first = b.broadcast("c", "message", "1").await.unwrap();
         for n in 2..=5 {
             b.broadcast("c", "message", n.to_string()).await.unwrap();
@@ -633,6 +742,7 @@ mod tests {
     #[tokio::test]
     async fn a_keyed_event_replaces_earlier_ones_with_its_key_in_the_replay() {
         let b = bounded(100, 1 << 20);
+        follow(&b, "c").await;
         b.broadcast_keyed("c", "note:1", "message", "created 1")
             .await
             .unwrap();
@@ -693,6 +803,7 @@ mod tests {
                 buffer_bytes: 1,
                 max_subscribers: 2,
                 max_per_ip: 1,
+                replay_budget: usize::MAX,
             },
             Duration::from_secs(30),
         );
@@ -719,6 +830,8 @@ mod tests {
         inner.sweep_every = Duration::ZERO;
         let followed = b.subscribe("followed", None).await.unwrap();
         for user in 0..1000 {
+            // Each page open once, then closed: the channel keeps a replay.
+            follow(&b, &format!("user:{user}")).await;
             b.broadcast(&format!("user:{user}"), "message", "hi")
                 .await
                 .unwrap();
@@ -733,6 +846,7 @@ mod tests {
                 channel.touched = long_ago;
             }
         }
+        follow(&b, "recent").await;
         let first = b.broadcast("recent", "message", "1").await.unwrap();
         b.broadcast("recent", "message", "2").await.unwrap();
         let mut left: Vec<String> = b.inner.channels.lock().unwrap().keys().cloned().collect();

@@ -24,7 +24,7 @@ pub(super) struct RedisFanout {
 
 /// Appends the event to the channel's capped stream, publishes it, returns its id.
 const PUBLISH: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'k', ARGV[3], 'd', ARGV[4])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'e', ARGV[2], 'k', ARGV[3], 'd', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', KEYS[2], id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])
 return id
@@ -79,7 +79,7 @@ impl Fanout for RedisFanout {
             .publish
             .key(self.stream_key(channel))
             .key(self.pubsub_channel(channel))
-            .arg(inner.limits.buffer_size)
+            .arg(stream_cap(inner, event, key, data))
             .arg(event)
             .arg(key)
             .arg(data)
@@ -217,4 +217,12 @@ async fn relay(
             ),
         }
     }
+}
+
+/// How many events a channel's stream keeps once this one is added: `SSE_BUFFER_SIZE`, fewer
+/// when events this size would exceed `SSE_BUFFER_BYTES` (never fewer than one), so a stream
+/// of large events is capped in bytes too.
+fn stream_cap(inner: &Inner, event: &str, key: &str, data: &str) -> usize {
+    let size = data.len() + event.len() + key.len() + 64;
+    (inner.limits.buffer_bytes / size).clamp(1, inner.limits.buffer_size.max(1))
 }

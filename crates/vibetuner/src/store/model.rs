@@ -432,6 +432,52 @@ impl<T: Model> Models<T> {
             .transpose()
     }
 
+    /// Applies a partial update only if the stored model has not changed since `record` was
+    /// read (its `db_update_dt` is still the record's), touching `db_update_dt`: the updated
+    /// model, or `None` when someone changed it first or it is gone (read it again and
+    /// decide). Guards a read-modify-write, such as a task enriching a record a user edits,
+    /// against lost updates; the check and the write are one atomic step.
+    ///
+    /// ```no_run
+    /// # use vibetuner::prelude::*;
+    /// # #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    /// # struct Note { title: String, words: u32 }
+    /// # impl Model for Note { const COLLECTION: &'static str = "notes"; }
+    /// # use vibetuner::store::{bson, Models, StoreError};
+    /// # async fn f(notes: Models<Note>, id: Id) -> Result<(), StoreError> {
+    /// loop {
+    ///     let Some(note) = notes.get(id).await? else { break };
+    ///     let words = note.title.split_whitespace().count() as u32;
+    ///     let set = Update::set(bson::doc! { "words": words });
+    ///     if notes.update_if_unchanged(&note, set).await?.is_some() {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_if_unchanged(
+        &self,
+        record: &Record<T>,
+        mut update: Update,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        let Some(read_at) = record.updated else {
+            return Err(StoreError::Invalid(format!(
+                "{} {} has no {UPDATED} to compare (stored without one): use update",
+                T::COLLECTION,
+                record.id
+            )));
+        };
+        // Strictly later than what was read, so the next check sees this write.
+        let now = Timestamp::now().millis().max(read_at.millis() + 1);
+        update.set.insert(UPDATED, Timestamp::from_millis(now));
+        let unchanged = Filter::eq("_id", record.id).and(Filter::eq(UPDATED, read_at));
+        self.coll
+            .update_one(unchanged, update)
+            .await?
+            .map(Record::from_document)
+            .transpose()
+    }
+
     /// Writes every field of the record's data and touches `db_update_dt`; a field the data
     /// leaves out (an `Option` skipped when `None`) is removed from the stored document.
     pub async fn save(&self, record: &mut Record<T>) -> Result<(), StoreError> {

@@ -1316,6 +1316,20 @@ async fn dev_outbox_lists_messages_with_their_links() {
     );
 }
 
+/// With no fqdn in vibetuner.toml, mail comes from the public origin's domain, not localhost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_comes_from_the_public_origins_domain_without_an_fqdn() {
+    let app = start(
+        Sessions::Embedded,
+        vec![("BASE_URL".into(), "https://shop.example.com".into())],
+    )
+    .await;
+    app.request_link("kim@example.com", "/").await;
+    let files: Vec<_> = std::fs::read_dir(app.outbox()).unwrap().flatten().collect();
+    let raw = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(raw.contains("<noreply@shop.example.com>"), "{raw}");
+}
+
 async fn oauth_app(provider: &FakeProvider, sessions: Sessions) -> TestApp {
     let mut settings = provider.oidc_settings("acme");
     settings.extend(provider.github_settings());

@@ -115,6 +115,39 @@ fn titles(v: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// `If-Match` with the `ETag` a read answered: the change applies to that version only, and a
+/// stale one answers 412 (a lost update otherwise).
+async fn conditional_updates_with_if_match(t: TestStore) {
+    let app = app(&t, crud()).await;
+    let (_, created) = call(&app, "POST", "/api/notes", Some(json!({ "title": "A" }))).await;
+    let path = format!("/api/notes/{}", created["id"].as_str().unwrap());
+    let read = app.request("GET".parse().unwrap(), &path).send().await;
+    let tag = read.header("etag").expect("an ETag").to_owned();
+    let patch = |tag: &str, title: &str| {
+        app.request("PATCH".parse().unwrap(), &path)
+            .header("if-match", tag)
+            .json(&json!({ "title": title }))
+    };
+    let first = patch(&tag, "B").send().await;
+    assert_eq!(first.status(), StatusCode::OK, "{}", first.text());
+    let newer = first
+        .header("etag")
+        .expect("the new version's ETag")
+        .to_owned();
+    assert_ne!(newer, tag);
+    let stale = patch(&tag, "C").send().await;
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert!(
+        stale.text().contains("changed since you read it"),
+        "{}",
+        stale.text()
+    );
+    let (_, now) = call(&app, "GET", &path, None).await;
+    assert_eq!(now["title"], "B", "the stale write changed nothing");
+    assert_eq!(patch(&newer, "D").send().await.status(), StatusCode::OK);
+    assert_eq!(patch("*", "E").send().await.status(), StatusCode::OK);
+}
+
 async fn create_read_update_delete(t: TestStore) {
     let app = app(&t, crud()).await;
     let (status, created) = call(
@@ -924,6 +957,7 @@ async fn signed_in_only(t: TestStore) {
 }
 
 on_both_backends!(
+    conditional_updates_with_if_match,
     owned_records_stay_with_their_owner,
     scopes_and_rules,
     signed_in_only,

@@ -35,12 +35,24 @@ fn app() -> App {
 }
 
 async fn build(redis_prefix: Option<&str>) -> (BuiltApp, tempfile::TempDir) {
+    build_with(redis_prefix, &[]).await
+}
+
+async fn build_with(
+    redis_prefix: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (BuiltApp, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let mut pairs = vec![
         ("DATA_DIR".to_owned(), data.path().display().to_string()),
         ("SSE_KEEPALIVE".into(), "1".into()),
         ("SSE_BUFFER_SIZE".into(), "10".into()),
     ];
+    pairs.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     if let Some(prefix) = redis_prefix {
         pairs.push(("REDIS_URL".into(), redis_url()));
         pairs.push(("REDIS_KEY_PREFIX".into(), format!("{prefix}:")));
@@ -134,6 +146,8 @@ async fn invalid_channel_names_are_rejected_with_the_reason() {
 
 async fn replay_after_reconnect(built: &BuiltApp) {
     let b = &built.broadcaster();
+    // A page had the stream open once (a channel nobody followed keeps no replay).
+    drop(open(built, "/events", None).await);
     let first = b.broadcast("news", "message", "one").await.unwrap();
     b.broadcast("news", "message", "two\nlines").await.unwrap();
     let third = b.broadcast("news", "headline", "three").await.unwrap();
@@ -259,4 +273,36 @@ async fn the_subscriber_caps_answer_503_with_the_reason() {
         200,
         "a closed stream frees its place"
     );
+}
+
+/// In Redis, a channel's stream is capped in bytes as well as in events: large events keep
+/// fewer of them (SSE_BUFFER_BYTES), never fewer than one.
+#[tokio::test]
+async fn redis_replay_streams_are_capped_in_bytes() {
+    let prefix = unique_name("sse-bytes");
+    let (built, _data) = build_with(Some(&prefix), &[("SSE_BUFFER_BYTES", "10000")]).await;
+    let b = built.broadcaster();
+    for _ in 0..10 {
+        b.broadcast("news", "message", "x".repeat(4000))
+            .await
+            .unwrap();
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: usize = redis::cmd("XLEN")
+        .arg(format!("{prefix}:sse:stream:news"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (1..=2).contains(&len),
+        "{len} events of 4 kB kept under a 10 kB cap"
+    );
+    b.broadcast("news", "message", "small").await.unwrap();
+    let len: usize = redis::cmd("XLEN")
+        .arg(format!("{prefix}:sse:stream:news"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(len >= 1, "{len}");
 }
