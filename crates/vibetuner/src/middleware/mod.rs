@@ -5,7 +5,7 @@
 //!    (`auth::load_user`), flash messages, the session, CSRF;
 //! 3. meta files and statics join here: they need no session;
 //! 4. the handler deadline, body limits and the body read timeout, panic catching, error pages,
-//!    security headers, the access log;
+//!    security headers, unambiguous request framing, the access log;
 //! 5. health probes join here (no logs or error pages on their hot path); request ids outermost.
 //!
 //! [`App::layer`]: crate::app::App::layer
@@ -13,6 +13,7 @@
 mod access_log;
 mod cache;
 mod error_pages;
+mod framing;
 mod request_id;
 mod timeout;
 
@@ -78,6 +79,7 @@ pub(crate) fn stack(
             security,
             crate::security::security_headers,
         ))
+        .layer(middleware::from_fn(framing::unambiguous_framing))
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             error_pages::error_pages,

@@ -483,3 +483,34 @@ async fn a_handler_slower_than_the_request_timeout_answers_503() {
     let (status, _) = get_text(format!("{base}/slow")).await;
     assert_eq!(status, 200, "a handler within the limit answers");
 }
+
+/// Framing a front proxy might read differently from hyper is refused, not guessed at.
+#[tokio::test]
+async fn ambiguous_request_framing_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start(rx).await;
+    for request in [
+        // hyper reads this as chunked; a proxy may not.
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut stream = connect_from(&base, [127, 0, 0, 1]).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = until_closed(&mut stream).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("Transfer-Encoding"),
+            "{request:?}: {answer}"
+        );
+    }
+    let mut chunked = connect_from(&base, [127, 0, 0, 1]).await;
+    chunked
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut chunked).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("5"),
+        "{answer}"
+    );
+}
