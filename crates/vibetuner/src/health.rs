@@ -267,17 +267,16 @@ async fn ready(State(h): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 async fn identity(State(h): State<Arc<Health>>, request: axum::extract::Request) -> Json<Value> {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    Json(identity_of(&h, peer))
+    Json(identity_of(
+        &h,
+        crate::security::from_this_machine(&request),
+    ))
 }
 
-/// What `/health/id` tells `peer` (none: an in-process request): everything in dev or to
-/// this machine, only the app and its status to others in production.
-fn identity_of(h: &Health, peer: Option<std::net::IpAddr>) -> Value {
-    if h.prod && peer.is_some_and(|ip| !ip.to_canonical().is_loopback()) {
+/// What `/health/id` tells a client: everything in dev or to this machine (`local`; not
+/// through a proxy), only the app and its status to others in production.
+fn identity_of(h: &Health, local: bool) -> Value {
+    if h.prod && !local {
         return json!({ "app": h.app, "status": "healthy" });
     }
     json!({
@@ -307,12 +306,10 @@ mod tests {
             started_at: Utc::now(),
             checks: Vec::new(),
         };
-        let remote = Some(std::net::IpAddr::from([203, 0, 113, 9]));
-        let local = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-        let shown = identity_of(&health(true), remote);
+        let shown = identity_of(&health(true), false);
         assert_eq!(shown, json!({ "app": "shop", "status": "healthy" }));
-        assert!(identity_of(&health(true), local)["process_id"].is_number());
-        assert!(identity_of(&health(false), remote)["process_id"].is_number());
+        assert!(identity_of(&health(true), true)["process_id"].is_number());
+        assert!(identity_of(&health(false), false)["process_id"].is_number());
     }
 
     #[test]

@@ -365,6 +365,43 @@ impl ClientIp {
     }
 }
 
+/// True for a request made on this machine, not relayed: the peer is a loopback address (or
+/// none: an in-process request, as in tests), no forwarding header says a proxy relayed someone
+/// else's request, and the `Host` is a loopback name (another site's page that reached us
+/// through DNS rebinding sends its own). Dev pages and `/health/id`'s details need it.
+pub(crate) fn from_this_machine(request: &Request) -> bool {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    let headers = request.headers();
+    let proxied = [
+        "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-host",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h));
+    let host = headers
+        .get(header::HOST)
+        .map(|h| h.to_str().is_ok_and(loopback_host));
+    peer.is_none_or(|ip| ip.is_loopback()) && !proxied && host != Some(false)
+}
+
+/// True for a `Host` naming this machine: `localhost` (and `*.localhost`) or a loopback
+/// address, with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// One `X-Forwarded-For` hop: an address, with or without a port (`10.5.0.1:1234`,
 /// `[2001:db8::1]:443`, `[2001:db8::1]`), as proxies write them.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -530,6 +567,57 @@ mod tests {
             reason.to_string().contains("CSRF_TRUSTED_ORIGINS"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:8000",
+            "app.localhost:3000",
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "LOCALHOST.",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "rebind.evil.test",
+            "rebind.evil.test:8000",
+            "10.0.0.1",
+            "[2001:db8::1]:80",
+            "localhost.evil.test",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn requests_relayed_by_a_local_proxy_are_not_from_this_machine() {
+        let request = |headers: &[(&str, &str)]| {
+            let mut builder = Request::builder().uri("/health/id");
+            for (k, v) in headers {
+                builder = builder.header(*k, *v);
+            }
+            let mut request = builder.body(axum::body::Body::empty()).unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
+            request
+        };
+        assert!(from_this_machine(&request(&[("host", "localhost:8000")])));
+        assert!(!from_this_machine(&request(&[(
+            "x-forwarded-for",
+            "203.0.113.9"
+        )])));
+        assert!(!from_this_machine(&request(&[(
+            "x-real-ip",
+            "203.0.113.9"
+        )])));
+        assert!(!from_this_machine(&request(&[(
+            "host",
+            "shop.example.com"
+        )])));
     }
 
     #[test]

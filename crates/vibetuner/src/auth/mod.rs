@@ -43,46 +43,12 @@ pub use user::{
 /// Refuses (404) peers that are not on this machine: the dev outbox shows every sign-in link,
 /// the dev reload stream the compiler's errors.
 pub(crate) async fn loopback_only(request: Request, next: Next) -> Response {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    // In-process requests (tests) have no peer address: they come from this machine. A
-    // forwarding header means a proxy relayed someone else's request; a Host that is not a
-    // loopback name means a page of another site reached us through DNS rebinding.
-    let proxied = [
-        "x-forwarded-for",
-        "forwarded",
-        "x-real-ip",
-        "x-forwarded-host",
-    ]
-    .iter()
-    .any(|h| request.headers().contains_key(*h));
-    let host = request
-        .headers()
-        .get(axum::http::header::HOST)
-        .map(|h| h.to_str().is_ok_and(loopback_host));
-    if peer.is_none_or(|ip| ip.is_loopback()) && !proxied && host != Some(false) {
+    if crate::security::from_this_machine(&request) {
         next.run(request).await
     } else {
-        tracing::warn!(peer = ?peer, "the dev outbox answers only this machine");
+        tracing::warn!("the dev pages answer only this machine");
         Error::not_found().into_response()
     }
-}
-
-/// True for a `Host` naming this machine: `localhost` (and `*.localhost`) or a loopback
-/// address, with or without a port.
-pub(crate) fn loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The account routes: `/auth/*` and `/user/*` (plus `/_dev/outbox` when mail goes there),
@@ -118,32 +84,4 @@ pub(crate) fn router(auth: &Arc<Auth>) -> (Router, Vec<RouteInfo>) {
     }
     let (router, table) = router.into_parts();
     (router.layer(Extension(auth.clone())), table)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::loopback_host;
-
-    #[test]
-    fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "localhost:8000",
-            "app.localhost:3000",
-            "127.0.0.1:8000",
-            "[::1]:8000",
-            "LOCALHOST.",
-        ] {
-            assert!(loopback_host(host), "{host}");
-        }
-        for host in [
-            "rebind.evil.test",
-            "rebind.evil.test:8000",
-            "10.0.0.1",
-            "[2001:db8::1]:80",
-            "localhost.evil.test",
-        ] {
-            assert!(!loopback_host(host), "{host}");
-        }
-    }
 }
