@@ -7,7 +7,8 @@
 # module), and with NIXPKGS_LIB the NixOS module evaluation test and a check that
 # nix/tests/units/ is what the module renders today.
 # Installs what is missing: nix-bin and systemd (apt), deadnix and nixpkgs-fmt (cargo install).
-# Environment: NIXPKGS_LIB, a checkout of github:nix-community/nixpkgs.lib (or of nixpkgs).
+# Environment: NIXPKGS_LIB, a checkout of github:nix-community/nixpkgs.lib (or of nixpkgs);
+# by default ../shared/nixpkgs.lib beside the checkout, when it is there.
 # `nix flake check` runs the checks that need nixpkgs: builds, clippy, fmt, nextest, VM test.
 #
 #   scripts/nix-check.sh                 the checks
@@ -16,6 +17,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# nixpkgs' lib beside the checkout (../shared/nixpkgs.lib, as on the CI machines) unless given.
+if [ -z "${NIXPKGS_LIB:-}" ] && [ -d "$root/../shared/nixpkgs.lib/lib" ]; then
+  NIXPKGS_LIB=$(cd "$root/../shared/nixpkgs.lib" && pwd)
+  export NIXPKGS_LIB
+fi
 
 # Writes the unit files of nix/tests/units.nix to $1.
 render_units() {
