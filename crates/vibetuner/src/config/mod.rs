@@ -307,6 +307,9 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// `STORE_TTL_INTERVAL`: seconds between sweeps of expired documents in the embedded store (60).
     pub store_ttl_interval_secs: u64,
+    /// `STORE_READ_TIMEOUT`: seconds one store read (a find or a count) may run before it is
+    /// stopped and answers 503 (5), so one costly query cannot hold a reader for long.
+    pub store_read_timeout_secs: u64,
     /// `HEADER_READ_TIMEOUT`: seconds a client has to send a request's headers, counted from
     /// the connection or from the request's first byte (10).
     pub header_read_timeout_secs: u64,
@@ -509,6 +512,7 @@ impl Settings {
             store_ttl_interval_secs: source
                 .parse("STORE_TTL_INTERVAL", "a number of seconds")?
                 .unwrap_or(60),
+            store_read_timeout_secs: positive(&source, "STORE_READ_TIMEOUT", 5)?,
             header_read_timeout_secs: positive(&source, "HEADER_READ_TIMEOUT", 10)?,
             body_read_timeout_secs: positive(&source, "BODY_READ_TIMEOUT", 15)?,
             body_min_rate: positive(&source, "BODY_MIN_RATE", 1024)?,

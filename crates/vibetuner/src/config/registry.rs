@@ -306,6 +306,13 @@ pub const SETTINGS: &[SettingInfo] = &[
         "connections from one address (IPv6: one /64); trusted proxies are exempt",
     ),
     setting(
+        "STORE_READ_TIMEOUT",
+        Services,
+        Seconds,
+        Some("5"),
+        "time one store read (find, count) may run before it is stopped and the request answers 503",
+    ),
+    setting(
         "STORE_TTL_INTERVAL",
         Services,
         Seconds,

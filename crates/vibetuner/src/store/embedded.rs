@@ -14,8 +14,9 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bson::oid::ObjectId;
 use bson::{Bson, Document};
@@ -42,7 +43,12 @@ pub struct Embedded {
     read_permits: Arc<Semaphore>,
     write_permit: Arc<Semaphore>,
     tables: Mutex<HashSet<String>>,
+    /// How long one read may run on its blocking thread before SQLite stops it.
+    read_timeout: Duration,
 }
+
+/// How long a read may run by default ([`Embedded::with_read_timeout`]; `STORE_READ_TIMEOUT`).
+pub(super) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Read-only connections at most, next to the writer.
 const READERS: usize = 4;
@@ -59,7 +65,18 @@ struct Reader {
     conn: Connection,
     /// [`OFF`], [`ARMED`] while a read runs in place, [`TRIPPED`] once it ran over.
     budget: Arc<AtomicU8>,
+    /// When the read running on a blocking thread must stop ([`since_start`] nanoseconds; 0:
+    /// no read running there).
+    deadline: Arc<AtomicU64>,
     remembered: RefCell<Remembered>,
+}
+
+/// Nanoseconds since the first call in this process: a clock the progress handler reads
+/// cheaply (an `Instant` cannot live in an atomic).
+fn since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Results a reader remembers ([`Memory`]), all read while the database was at `version`.
@@ -150,7 +167,15 @@ impl Embedded {
             read_permits: Arc::new(Semaphore::new(READERS)),
             write_permit: Arc::new(Semaphore::new(1)),
             tables: Mutex::new(HashSet::new()),
+            read_timeout: DEFAULT_READ_TIMEOUT,
         })
+    }
+
+    /// The store with another budget for each read: a read still running after `timeout`
+    /// is stopped and fails with [`StoreError::TooSlow`].
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     fn open_reader(&self) -> Result<Reader, StoreError> {
@@ -161,20 +186,28 @@ impl Embedded {
         .map_err(|e| cannot_open(&self.path, e))?;
         prepare(&conn)?;
         let budget = Arc::new(AtomicU8::new(OFF));
-        let armed = budget.clone();
-        // Called every INLINE_STEPS steps: interrupts a read in place at its first call.
+        let deadline = Arc::new(AtomicU64::new(0));
+        let (armed, ends) = (budget.clone(), deadline.clone());
+        // Called every INLINE_STEPS steps (about 80 µs): interrupts a read in place at its
+        // first call, and a read on a blocking thread once its deadline has passed.
         conn.progress_handler(
             INLINE_STEPS,
             Some(move || {
-                armed
+                if armed
                     .compare_exchange(ARMED, TRIPPED, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
+                {
+                    return true;
+                }
+                let end = ends.load(Ordering::Relaxed);
+                end != 0 && since_start() >= end
             }),
         )
         .map_err(sql)?;
         Ok(Reader {
             conn,
             budget,
+            deadline,
             remembered: RefCell::default(),
         })
     }
@@ -263,7 +296,18 @@ impl Embedded {
             if slot.is_none() {
                 *slot = Some(this.open_reader()?);
             }
-            f(slot.as_ref().expect("opened above"), coll)
+            let reader = slot.as_ref().expect("opened above");
+            let budget = u64::try_from(this.read_timeout.as_nanos()).unwrap_or(u64::MAX);
+            let end = since_start().saturating_add(budget).max(1);
+            reader.deadline.store(end, Ordering::Relaxed);
+            let result = f(reader, coll);
+            reader.deadline.store(0, Ordering::Relaxed);
+            match result {
+                Err(_) if since_start() >= end => Err(StoreError::TooSlow {
+                    budget: this.read_timeout,
+                }),
+                done => done,
+            }
         })
         .await
     }
@@ -406,8 +450,7 @@ fn cannot_open(path: &Path, e: rusqlite::Error) -> StoreError {
 /// Sets up a connection: its busy timeout, its plans, its statement cache and the SQL functions
 /// queries use.
 fn prepare(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sql)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
     // Plans never depend on bound values. Without this, SQLite marks `OFFSET ?` (and other
     // parameters it may plan by) so that binding a new value re-prepares the statement: every
     // cached query paid a full parse and plan on each run (about 160k instructions).
@@ -1313,6 +1356,71 @@ mod tests {
             .iter()
             .filter(|r| r.lock().unwrap().is_some())
             .count()
+    }
+
+    /// A read counting to `n` in SQL (about 100 ns a step).
+    fn counting(n: i64) -> impl Fn(&Connection, &str) -> Result<i64, StoreError> + Send + 'static {
+        move |conn: &Connection, _: &str| {
+            conn.query_row(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) \
+                 SELECT count(*) FROM c",
+                [n],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_over_their_budget_are_stopped_and_cannot_hold_the_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Duration::from_millis(300);
+        let store = Arc::new(
+            Embedded::open(&dir.path().join("store.sqlite3"))
+                .unwrap()
+                .with_read_timeout(budget),
+        );
+        store.read("notes", |_, _| Ok(())).await.unwrap();
+        // Ten billion steps: minutes of work unless stopped.
+        let started = Instant::now();
+        let outcome = store.read("notes", counting(10_000_000_000)).await;
+        assert!(
+            matches!(outcome, Err(StoreError::TooSlow { budget: b }) if b == budget),
+            "{outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // Eight costly reads at once (twice the readers) and a cheap one behind them: the
+        // cheap one waits at most for two rounds of budgets, and the readers serve again.
+        let heavy: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.read("notes", counting(10_000_000_000)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        assert_eq!(store.read("notes", counting(10)).await.unwrap(), 10);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        for read in heavy {
+            assert!(matches!(
+                read.await.unwrap(),
+                Err(StoreError::TooSlow { .. })
+            ));
+        }
+        // A read within its budget is not stopped, also on a blocking thread.
+        assert_eq!(
+            store.read("notes", counting(100_000)).await.unwrap(),
+            100_000
+        );
     }
 
     #[tokio::test]

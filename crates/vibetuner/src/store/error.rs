@@ -22,17 +22,28 @@ pub enum StoreError {
     /// A stored document does not decode as expected.
     #[error("cannot decode a stored document: {0}")]
     Decode(String),
+    /// A read ran longer than its budget (`STORE_READ_TIMEOUT`) and was stopped.
+    #[error(
+        "the query ran longer than {} ms (STORE_READ_TIMEOUT) and was stopped: narrow it \
+         (a filter, a shorter search, a smaller page) or try again later",
+        .budget.as_millis()
+    )]
+    TooSlow {
+        /// The budget it ran over.
+        budget: std::time::Duration,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Backend(String),
 }
 
 impl HttpStatus for StoreError {
-    /// 409 for duplicates, 422 for invalid requests, else 500.
+    /// 409 for duplicates, 422 for invalid requests, 503 for a read over its budget, else 500.
     fn status(&self) -> StatusCode {
         match self {
             Self::Duplicate { .. } => StatusCode::CONFLICT,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooSlow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Config(_) | Self::Decode(_) | Self::Backend(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -45,5 +56,21 @@ impl HttpStatus for StoreError {
             Self::Invalid(reason) => reason.clone(),
             other => other.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_over_its_budget_answers_503_with_what_to_do() {
+        let e = StoreError::TooSlow {
+            budget: std::time::Duration::from_secs(5),
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let detail = e.detail();
+        assert!(detail.contains("5000 ms (STORE_READ_TIMEOUT)"), "{detail}");
+        assert!(detail.contains("narrow it"), "{detail}");
     }
 }

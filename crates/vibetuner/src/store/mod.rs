@@ -60,24 +60,38 @@ impl Store {
 
     /// The store the settings select: MongoDB when `MONGODB_URL` is set, otherwise the embedded
     /// file `<DATA_DIR>/store.sqlite3`. Database names default to the slug with `-` as `_`.
+    /// Each read may run for `STORE_READ_TIMEOUT`.
     #[cfg_attr(not(feature = "mongodb"), allow(unused_variables))]
     pub async fn from_settings(
         settings: &crate::config::Settings,
         root: &Path,
         slug: &str,
     ) -> Result<Self, StoreError> {
-        match &settings.mongodb_url {
+        let read_timeout = Duration::from_secs(settings.store_read_timeout_secs);
+        let backend = match &settings.mongodb_url {
             #[cfg(feature = "mongodb")]
-            Some(url) => Self::mongo(url, &slug.replace('-', "_")).await,
+            Some(url) => {
+                let db = slug.replace('-', "_");
+                let mongo = Mongo::connect(url, &db, &db).await?;
+                Backend::Mongo(mongo.with_read_timeout(read_timeout))
+            }
             #[cfg(not(feature = "mongodb"))]
-            Some(_) => Err(StoreError::Config(
-                "MONGODB_URL is set, but this app was built without vibetuner's `mongodb` feature: \
-                 add it to the vibetuner dependency's features in Cargo.toml, or unset MONGODB_URL \
-                 to use the embedded store"
-                    .into(),
-            )),
-            None => Self::embedded(&data_dir(settings, root).join("store.sqlite3")),
-        }
+            Some(_) => {
+                return Err(StoreError::Config(
+                    "MONGODB_URL is set, but this app was built without vibetuner's `mongodb` \
+                     feature: add it to the vibetuner dependency's features in Cargo.toml, or \
+                     unset MONGODB_URL to use the embedded store"
+                        .into(),
+                ));
+            }
+            None => {
+                let embedded = Embedded::open(&data_dir(settings, root).join("store.sqlite3"))?;
+                Backend::Embedded(Arc::new(embedded.with_read_timeout(read_timeout)))
+            }
+        };
+        Ok(Self {
+            backend: Arc::new(backend),
+        })
     }
 
     /// `mongodb` or `embedded`.

@@ -13,6 +13,8 @@ use super::{StoreError, Update};
 /// A connected MongoDB database.
 pub struct Mongo {
     pub(super) db: Database,
+    /// How long one read may run on the server (`maxTimeMS`).
+    read_timeout: Duration,
 }
 
 impl Mongo {
@@ -38,7 +40,26 @@ impl Mongo {
         let client = Client::with_options(options).map_err(backend)?;
         Ok(Self {
             db: client.database(&db_name),
+            read_timeout: super::embedded::DEFAULT_READ_TIMEOUT,
         })
+    }
+
+    /// The database with another budget for each read: the server stops a find or a count
+    /// still running after `timeout` (`maxTimeMS`), which fails with [`StoreError::TooSlow`].
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// A read's error: [`StoreError::TooSlow`] when the server stopped it at its budget.
+    fn read_error(&self, e: mongodb::error::Error) -> StoreError {
+        // 50: MaxTimeMSExpired.
+        if command_code(&e) == Some(50) {
+            return StoreError::TooSlow {
+                budget: self.read_timeout,
+            };
+        }
+        backend(e)
     }
 
     fn coll(&self, name: &str) -> mongodb::Collection<Document> {
@@ -67,22 +88,24 @@ impl Mongo {
         let mut find = collection
             .find(query.filter.to_mongo())
             .sort(query.mongo_sort())
-            .skip(query.skip);
+            .skip(query.skip)
+            .max_time(self.read_timeout);
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
         find.await
-            .map_err(backend)?
+            .map_err(|e| self.read_error(e))?
             .try_collect()
             .await
-            .map_err(backend)
+            .map_err(|e| self.read_error(e))
     }
 
     pub(super) async fn count(&self, coll: &str, filter: &Filter) -> Result<u64, StoreError> {
         self.coll(coll)
             .count_documents(filter.to_mongo())
+            .max_time(self.read_timeout)
             .await
-            .map_err(backend)
+            .map_err(|e| self.read_error(e))
     }
 
     pub(super) async fn update(
