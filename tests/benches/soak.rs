@@ -208,6 +208,7 @@ fn main() {
         ("SMTP_URL".to_owned(), smtp.url.clone()),
         // One address sends every request; the soak measures the app, not the rate limits.
         ("AUTH_RATE_LIMIT".to_owned(), "1000/minute".to_owned()),
+        ("SESSION_RATE_LIMIT".to_owned(), "1000/minute".to_owned()),
     ];
     let port = free_port();
     let mut child = spawn(&app.binary, &app.dir, port, &env);

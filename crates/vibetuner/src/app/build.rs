@@ -229,6 +229,10 @@ impl App {
                 crate::ratelimit::RateLimiter::in_memory(),
             ),
         };
+        let new_sessions = crate::auth::session::NewSessions {
+            limiter: limiter.clone(),
+            rate: auth_config.session_rate,
+        };
         let auth = Arc::new(crate::auth::state::Auth::new(
             auth_config,
             mailer.clone(),
@@ -281,6 +285,7 @@ impl App {
             &context,
             crate::middleware::Outer {
                 sessions,
+                new_sessions,
                 meta,
                 statics,
                 health,

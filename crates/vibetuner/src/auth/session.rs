@@ -3,8 +3,14 @@
 //! carries a signed random id; logout deletes the record. On the embedded store, a session read
 //! is remembered until the database changes (any commit, from any process), so the session
 //! every request reads costs no query while nothing is written.
+//!
+//! A visitor who is not signed in gets a session only when something must be kept (a flash
+//! message, an OAuth start); it lives [`ANONYMOUS_LIFETIME`], and one address may start
+//! `SESSION_RATE_LIMIT` of them ([`limit_new_sessions`]), so a flood of them stays bounded.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 #[cfg(feature = "redis")]
@@ -18,11 +24,118 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, SessionManagerLayer, service::SignedCookie};
 
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::SET_COOKIE;
+use axum::middleware::Next;
+use axum::response::Response;
+
 use crate::config::Settings;
+use crate::ratelimit::{Rate, RateLimiter};
+use crate::security::{ClientIp, SecurityConfig};
 use crate::store::{Filter, Index, Model, Store, Timestamp, Update};
 
 /// How long a session lives without activity (Vibetuner: 14 days).
 pub const SESSION_LIFETIME_DAYS: i64 = 14;
+
+/// How long the stored session of a visitor who is not signed in lives without activity: long
+/// enough to carry a flash message or an OAuth round trip, short enough that a flood of them
+/// does not pile up for two weeks.
+pub const ANONYMOUS_LIFETIME: time::Duration = time::Duration::hours(1);
+
+/// The per-address budget of new sessions for visitors who are not signed in
+/// (`SESSION_RATE_LIMIT`).
+#[derive(Debug, Clone)]
+pub(crate) struct NewSessions {
+    pub(crate) limiter: RateLimiter,
+    pub(crate) rate: Rate,
+}
+
+/// Who may be starting a session in this request: set around the session layer, read when the
+/// session is first stored.
+#[derive(Clone)]
+struct Starting {
+    budget: NewSessions,
+    /// The client's rate-limit key.
+    client: String,
+    /// Set when the budget refused to store the session.
+    refused: Arc<AtomicBool>,
+}
+
+tokio::task_local! {
+    static STARTING: Starting;
+}
+
+/// Middleware around the session layer: counts the sessions a visitor who is not signed in
+/// starts against `SESSION_RATE_LIMIT` per address. Over it, the session is not stored and its
+/// cookie is taken off the response; the response is otherwise unchanged (a flash message is
+/// lost, nothing else). Sign-ins are not counted here: `AUTH_RATE_LIMIT` bounds them.
+pub(crate) async fn limit_new_sessions(
+    State((budget, security)): State<(NewSessions, Arc<SecurityConfig>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = ClientIp::resolve(&security, peer, request.headers()).rate_key();
+    let refused = Arc::new(AtomicBool::new(false));
+    let starting = Starting {
+        budget,
+        client,
+        refused: refused.clone(),
+    };
+    let mut response = STARTING.scope(starting, next.run(request)).await;
+    if refused.load(Ordering::Relaxed) {
+        let headers = response.headers_mut();
+        if let axum::http::header::Entry::Occupied(cookies) = headers.entry(SET_COOKIE) {
+            let (_, cookies) = cookies.remove_entry_mult();
+            let kept: Vec<_> = cookies
+                .filter(|c| !c.as_bytes().starts_with(b"session="))
+                .collect();
+            for cookie in kept {
+                headers.append(SET_COOKIE, cookie);
+            }
+        }
+    }
+    response
+}
+
+/// Whether this new session may be stored: always for a signed-in one, else within the
+/// client's budget (no budget outside a request).
+async fn may_start(record: &Record) -> bool {
+    if record.data.contains_key(super::user::USER_KEY) {
+        return true;
+    }
+    let Ok(starting) = STARTING.try_with(Starting::clone) else {
+        return true;
+    };
+    let key = format!("session:ip:{}", starting.client);
+    if starting
+        .budget
+        .limiter
+        .hit(&key, starting.budget.rate)
+        .await
+        .is_ok()
+    {
+        return true;
+    }
+    starting.refused.store(true, Ordering::Relaxed);
+    warn_refused(&starting.client);
+    false
+}
+
+/// Logs a refused session at most once a minute: the log must not grow with the flood.
+fn warn_refused(client: &str) {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let minute = Timestamp::now().millis() / 60_000;
+    if LAST.swap(minute, Ordering::Relaxed) != minute {
+        tracing::warn!(
+            client,
+            "SESSION_RATE_LIMIT reached: sessions of visitors not signed in are not stored"
+        );
+    }
+}
 
 /// A stored session (`sessions`): the data as JSON text, removed by a TTL index when expired.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -85,7 +198,10 @@ impl SessionBackend {
     async fn write(&self, record: &Record, new: bool) -> session_store::Result<bool> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let expires = to_millis(record.expiry_date);
+        let mut expires = to_millis(record.expiry_date);
+        if !record.data.contains_key(super::user::USER_KEY) {
+            expires = expires.min(to_millis(OffsetDateTime::now_utc() + ANONYMOUS_LIFETIME));
+        }
         match self {
             #[cfg(feature = "redis")]
             Self::Redis { conn, prefix } => {
@@ -144,11 +260,16 @@ impl SessionStore for SessionBackend {
         // comes here with its old id, which must stay dead (a request in flight, or a stolen
         // cookie, would be signed in again). Written only under an unused id (SET NX / the
         // unique `sid` index): another on a collision.
+        // Over the address's budget, nothing is stored (the cookie is taken off the response).
+        record.id = Id::default();
+        if !may_start(record).await {
+            return Ok(());
+        }
         loop {
-            record.id = Id::default();
             if self.write(record, true).await? {
                 return Ok(());
             }
+            record.id = Id::default();
         }
     }
 
@@ -266,6 +387,34 @@ mod tests {
             store.load(&old).await.unwrap().is_none(),
             "created under its old id"
         );
+    }
+
+    #[tokio::test]
+    async fn a_session_without_a_user_lives_an_hour_and_a_signed_in_one_its_full_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::embedded(&dir.path().join("s.sqlite3")).unwrap();
+        let backend = SessionBackend::Store(store.clone());
+        let term = OffsetDateTime::now_utc() + time::Duration::days(SESSION_LIFETIME_DAYS);
+        let stored_for = async |data: serde_json::Value| {
+            let mut record = Record {
+                id: Id::default(),
+                data: serde_json::from_value(data).unwrap(),
+                expiry_date: term,
+            };
+            backend.create(&mut record).await.unwrap();
+            let stored = store
+                .models::<StoredSession>()
+                .find_one(Filter::eq("sid", record.id.to_string()))
+                .await
+                .unwrap()
+                .unwrap();
+            stored.data.expires_at.millis() - Timestamp::now().millis()
+        };
+        let hour = ANONYMOUS_LIFETIME.whole_milliseconds() as i64;
+        let flash = stored_for(serde_json::json!({ "_flash": ["saved"] })).await;
+        assert!(flash <= hour && flash > hour - 60_000, "{flash} ms");
+        let signed_in = stored_for(serde_json::json!({ "user": "ada" })).await;
+        assert!(signed_in > 13 * 86_400_000, "{signed_in} ms");
     }
 
     #[tokio::test]

@@ -22,6 +22,9 @@ pub struct AuthConfig {
     pub base_url: Option<String>,
     /// `AUTH_RATE_LIMIT`: sign-in emails and OAuth starts per IP and per address (`5/minute`).
     pub rate: Rate,
+    /// `SESSION_RATE_LIMIT`: sessions a visitor who is not signed in may start per address
+    /// (`60/minute`); over it, nothing is stored and no cookie is set.
+    pub session_rate: Rate,
     /// Minutes a magic link stays valid (15).
     pub token_minutes: i64,
     /// The configured OAuth providers.
@@ -64,22 +67,23 @@ impl AuthConfig {
         } else if settings.is_prod() {
             return Err(ConfigError::NoPublicOrigin);
         }
-        let rate = match source.value("AUTH_RATE_LIMIT") {
-            None => Rate {
-                max: 5,
+        let rate = |key: &str, max: u32| match source.value(key) {
+            None => Ok(Rate {
+                max,
                 per: std::time::Duration::from_secs(60),
-            },
+            }),
             Some(raw) => raw
                 .parse()
                 .map_err(|reason: RateError| ConfigError::Invalid {
-                    key: "AUTH_RATE_LIMIT".into(),
+                    key: key.into(),
                     value: raw.to_owned(),
                     expected: reason.to_string(),
-                })?,
+                }),
         };
         Ok(Self {
             base_url,
-            rate,
+            rate: rate("AUTH_RATE_LIMIT", 5)?,
+            session_rate: rate("SESSION_RATE_LIMIT", 60)?,
             token_minutes: 15,
             providers: providers::providers_from_settings(settings)?,
             site_name: settings

@@ -457,6 +457,13 @@ pub const SETTINGS: &[SettingInfo] = &[
         "sign-in attempts allowed per address and per email, as N/second, N/minute, N/hour or N/day",
     ),
     setting(
+        "SESSION_RATE_LIMIT",
+        Auth,
+        Text,
+        Some("60/minute"),
+        "sessions a visitor who is not signed in may start per address (a flash, an OAuth start); over it none is stored",
+    ),
+    setting(
         "VIBETUNER_COMPAT",
         Auth,
         Bool,
@@ -669,11 +676,11 @@ mod tests {
     }
 
     /// The setting names the framework's code reads: string literals handed to `Source`'s
-    /// readers (`get`, `value`, `parse`, `bool`, `positive`), and per provider `pick("X")` and
+    /// readers (`get`, `value`, `parse`, `bool`, `positive`, `rate`), and per provider `pick("X")` and
     /// `format!("{p}_X")` (as `<PROVIDER>_X`); doc comments and tests left out.
     fn keys_read() -> BTreeSet<String> {
         let reader = regex_lite::Regex::new(
-            r#"\b(?:get|value|parse(?:::<[^>]+>)?|bool|positive)\(\s*(?:&?source,\s*)?"([A-Z][A-Z0-9_]+)""#,
+            r#"\b(?:get|value|parse(?:::<[^>]+>)?|bool|positive|rate)\(\s*(?:&?source,\s*)?"([A-Z][A-Z0-9_]+)""#,
         )
         .unwrap();
         let provider =

@@ -2,7 +2,8 @@
 //!
 //! 1. routes (the app's, auth, the home fallback) inside the app's own [`App::layer`]s;
 //! 2. the [`AppContext`] extension, cache headers for private pages, the signed-in user
-//!    (`auth::load_user`), flash messages, the session, CSRF;
+//!    (`auth::load_user`), flash messages, the session, the per-address budget of new
+//!    sessions, CSRF;
 //! 3. meta files and statics join here: they need no session;
 //! 4. the handler deadline, body limits and the body read timeout, panic catching, error pages,
 //!    security headers, unambiguous request framing, the access log;
@@ -32,6 +33,7 @@ use crate::context::AppContext;
 /// The routers and state that join the stack outside the session layers.
 pub(crate) struct Outer {
     pub(crate) sessions: crate::auth::session::SessionBackend,
+    pub(crate) new_sessions: crate::auth::session::NewSessions,
     pub(crate) meta: Arc<crate::meta::Meta>,
     pub(crate) statics: Arc<crate::statics::Statics>,
     pub(crate) health: Arc<crate::health::Health>,
@@ -63,6 +65,10 @@ pub(crate) fn stack(
         .layer(middleware::from_fn_with_state(
             security.clone(),
             crate::security::csrf_protection,
+        ))
+        .layer(middleware::from_fn_with_state(
+            (outer.new_sessions, ctx.security().clone()),
+            crate::auth::session::limit_new_sessions,
         ))
         .layer(crate::auth::session::layer(outer.sessions, settings))
         .layer(middleware::from_fn(crate::flash::carry))

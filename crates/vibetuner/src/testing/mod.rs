@@ -89,6 +89,7 @@ impl TestAppBuilder {
             ("ENVIRONMENT".to_owned(), "dev".to_owned()),
             ("DATA_DIR".to_owned(), dir.path().display().to_string()),
             ("AUTH_RATE_LIMIT".to_owned(), "10000/minute".to_owned()),
+            ("SESSION_RATE_LIMIT".to_owned(), "10000/minute".to_owned()),
             ("LOG_LEVEL".to_owned(), "warn".to_owned()),
         ]);
         if let TestBackend::Mongo(url) = &self.backend {

@@ -112,6 +112,15 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
                 }),
             )
             .route(
+                "/flash",
+                axum::routing::post(|| async {
+                    (
+                        vibetuner::flash::Flash::success("noted"),
+                        axum::response::Redirect::to("/"),
+                    )
+                }),
+            )
+            .route(
                 "/private",
                 get(|user: CurrentUser| async move { format!("hello {}", user.display_name()) }),
             )
@@ -504,6 +513,57 @@ async fn anonymous_logout_stores_no_session(sessions: Sessions) {
         );
     }
 }
+
+/// A visitor who is not signed in starts at most `SESSION_RATE_LIMIT` sessions per address: over
+/// it, the response comes without a session cookie and nothing is stored; signing in from that
+/// address still works (sign-ins have their own limit).
+async fn anonymous_sessions_per_address_are_capped(sessions: Sessions) {
+    let app = start(
+        sessions,
+        vec![("SESSION_RATE_LIMIT".into(), "3/hour".into())],
+    )
+    .await;
+    let anonymous = client(&app.ip, false);
+    let mut started = Vec::new();
+    for _ in 0..10 {
+        let res = anonymous.post(app.url("/flash")).send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "the answer is unchanged"
+        );
+        started.push(
+            res.headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|c| c.to_str().unwrap().starts_with("session=")),
+        );
+    }
+    // Three in a window; ten requests cross at most one window's end.
+    assert_eq!(started[..3], [true; 3], "{started:?}");
+    let refused = started.iter().filter(|s| !**s).count();
+    assert!(refused >= 4, "{started:?}");
+    // Another address has its own budget.
+    let elsewhere = client("203.0.113.250", false);
+    let res = elsewhere.post(app.url("/flash")).send().await.unwrap();
+    assert!(
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("session="))
+    );
+    // Signing in is not counted here.
+    let link = app.request_link("ada@example.com", "/private").await;
+    let res = open_link(&app.client, &link).await;
+    assert_eq!(location(&res), "/private");
+    let res = app.client.get(app.url("/private")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+per_variant!(Sessions, anonymous_sessions_per_address_are_capped:
+    anonymous_sessions_capped_in_the_embedded_store => Embedded,
+    anonymous_sessions_capped_in_redis => Redis,
+);
 
 per_variant!(Sessions, anonymous_logout_stores_no_session:
     anonymous_logout_in_the_embedded_store => Embedded,
