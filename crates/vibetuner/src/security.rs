@@ -389,6 +389,32 @@ pub(crate) fn from_this_machine(request: &Request) -> bool {
     peer.is_none_or(|ip| ip.is_loopback()) && !proxied && host != Some(false)
 }
 
+/// The host for a link built from the request when no `BASE_URL` is set (dev): the `Host` when
+/// it names this machine or is an IP address, else `localhost` with the same port. A page that
+/// reached this server through DNS rebinding sends its own name, and a sign-in link built from
+/// it would hand the token to that site; rebinding needs a name, so IP addresses are kept (a
+/// phone on the LAN at `192.168.1.5:8000` gets links that work for it).
+pub(crate) fn link_host(host: &str) -> String {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((name, rest)) => (name, rest.strip_prefix(':')),
+            None => (host, None),
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let port = port.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if loopback_host(host) || name.parse::<IpAddr>().is_ok() {
+        return host.to_owned();
+    }
+    match port {
+        Some(port) => format!("localhost:{port}"),
+        None => "localhost".to_owned(),
+    }
+}
+
 /// True for a `Host` naming this machine: `localhost` (and `*.localhost`) or a loopback
 /// address, with or without a port.
 fn loopback_host(host: &str) -> bool {
@@ -567,6 +593,25 @@ mod tests {
             reason.to_string().contains("CSRF_TRUSTED_ORIGINS"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn link_hosts_never_name_another_site() {
+        for (host, link) in [
+            ("localhost:8000", "localhost:8000"),
+            ("app.localhost:3000", "app.localhost:3000"),
+            ("127.0.0.1:8000", "127.0.0.1:8000"),
+            ("192.168.1.5:8000", "192.168.1.5:8000"),
+            ("[::1]:8000", "[::1]:8000"),
+            ("[fd00::5]:8000", "[fd00::5]:8000"),
+            ("rebind.evil.test:8000", "localhost:8000"),
+            ("rebind.evil.test", "localhost"),
+            ("localhost.evil.test:80", "localhost:80"),
+            ("evil.test:80/x", "localhost"),
+            ("[evil:8000", "localhost"),
+        ] {
+            assert_eq!(link_host(host), link, "{host}");
+        }
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl Auth {
         })
     }
 
-    /// The public origin for absolute links: `BASE_URL`, else this request's scheme and host.
+    /// The public origin for absolute links: `BASE_URL`, else this request's scheme and host
+    /// (a host name that is not this machine's becomes `localhost`: [`crate::security::link_host`]).
     pub fn base_url(&self, parts: &Parts) -> String {
         if let Some(base) = &self.config.base_url {
             return base.clone();
@@ -144,7 +145,7 @@ impl Auth {
             .headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost");
+            .map_or_else(|| "localhost".to_owned(), crate::security::link_host);
         let scheme = crate::security::request_scheme(crate::context::security_config(parts), parts);
         format!("{scheme}://{host}")
     }

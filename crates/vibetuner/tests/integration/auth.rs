@@ -1095,6 +1095,51 @@ async fn cross_site_posts_are_refused() {
     assert_eq!(app.get("/private").await.status(), StatusCode::SEE_OTHER);
 }
 
+/// Without `BASE_URL` (dev), a sign-in link is built from the request's `Host`, but never from
+/// a name that is not this machine's: a page that rebinds its own name to 127.0.0.1 would
+/// otherwise receive the token when the developer opens the link from the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_sign_in_links_never_point_at_another_site() {
+    let app = start(Sessions::Embedded, vec![]).await;
+    let port = app
+        .url("/")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let mut seen = Vec::new();
+    for (host, origin) in [
+        (
+            format!("rebind.evil.test:{port}"),
+            format!("http://localhost:{port}"),
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/auth/magic-link-login"))
+            .header("host", &host)
+            .form(&[("email", "ada@example.com")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{host}");
+        let outbox = vibetuner::mail::read_outbox(&app.outbox());
+        let new: Vec<_> = outbox.iter().filter(|m| !seen.contains(&m.file)).collect();
+        assert_eq!(new.len(), 1, "{host}: one new message");
+        let link = new[0].links[0].clone();
+        seen.push(new[0].file.clone());
+        assert!(
+            link.starts_with(&format!("{origin}/auth/email-verify/")),
+            "{host}: {link}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_origin_scheme_is_compared() {
     let app = start(
