@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safe_next headers store_filter request sse)
+[ ${#targets[@]} -gt 0 ] || targets=(safe_next headers store_filter request session sse)
 case $secs in '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2; exit 2 ;; esac
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

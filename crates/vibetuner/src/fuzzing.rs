@@ -9,6 +9,7 @@
 //! | `headers` | the CSRF `Origin` check and the client address from `X-Forwarded-For` | a cross-origin write is refused; the address is the peer's or a forwarded one |
 //! | `store_filter` | a filter tree on the embedded store | the store answers or refuses the query as invalid, never fails in SQL |
 //! | `request` | a whole app (CRUD API, sign-in, pages, statics, health) in-process | no answer is a 5xx, every answer completes |
+//! | `session` | the `Cookie` header: bytes as sent, a correctly signed cookie for an id the client chose, a signed-in user's cookie with bytes changed | nobody is signed in without the exact cookie the server issued, no answer is a 5xx, no session is stored for a cookie the server did not issue |
 //! | `sse` | an SSE channel name, event name, data and `Last-Event-ID` | bad names are refused (400); the event reaches the wire with its name and data intact (nothing injected); the replay is exactly the events after the id |
 
 use std::net::IpAddr;
@@ -32,11 +33,12 @@ use crate::testing::TestApp;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets by name, for the corpus runner and `scripts/fuzz.sh`.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("safe_next", safe_next),
     ("headers", headers),
     ("store_filter", store_filter),
     ("request", request),
+    ("session", session),
     ("sse", sse),
 ];
 
@@ -159,7 +161,12 @@ struct Harness {
     runtime: tokio::runtime::Runtime,
     store: Store,
     router: axum::Router,
+    /// The value of the `session` cookie of a signed-in user.
+    signed_in: String,
 }
+
+/// The harness app's `SESSION_KEY`, so the session target can sign cookies of its own.
+const SESSION_KEY: &str = "fuzzing-session-key-0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// One app on a temporary embedded store, built once per process.
 fn harness() -> &'static Harness {
@@ -188,6 +195,8 @@ fn harness() -> &'static Harness {
             runtime.block_on(
                 TestApp::builder(app)
                     .setting("AUTH_RATE_LIMIT", "1000000/second")
+                    .setting("SESSION_RATE_LIMIT", "1000000/second")
+                    .setting("SESSION_KEY", SESSION_KEY)
                     .start(),
             ),
         ));
@@ -205,10 +214,15 @@ fn harness() -> &'static Harness {
                     .expect("seed");
             }
         });
+        let signed_in = runtime
+            .block_on(test_app.sign_in("ada@fuzz.test"))
+            .cookie("session")
+            .expect("a session cookie after signing in");
         Harness {
             runtime,
             store,
             router: test_app.router(),
+            signed_in,
         }
     })
 }
@@ -377,6 +391,85 @@ pub fn request(data: &[u8]) {
         "{described} answered {status}: {}",
         String::from_utf8_lossy(&body)
     );
+}
+
+/// Session cookies. The first byte picks how the `Cookie` header is made from the rest: as sent;
+/// `session=` with a cookie signed with the app's key for an id the input chose (a forged or
+/// guessed session); or the cookie of a signed-in user with bytes of the input written over it.
+/// Whatever it holds: no 5xx, the profile page is served only when the header carries the exact
+/// cookie the server issued, and the request stores no session.
+pub fn session(data: &[u8]) {
+    use tower_sessions::cookie::{Cookie, CookieJar};
+    let harness = harness();
+    let mode = data.first().copied().unwrap_or(0) % 3;
+    let rest = data.get(1..).unwrap_or_default();
+    let header: Vec<u8> = match mode {
+        0 => rest.to_vec(),
+        1 => {
+            let mut id = [0u8; 16];
+            let n = rest.len().min(16);
+            id[..n].copy_from_slice(&rest[..n]);
+            let id = tower_sessions::session::Id(i128::from_le_bytes(id));
+            let value = format!("{id}{}", text(rest.get(16..).unwrap_or_default()));
+            let key = crate::auth::session::cookie_key(SESSION_KEY);
+            let mut jar = CookieJar::new();
+            jar.signed_mut(&key).add(Cookie::new("session", value));
+            let signed = jar.get("session").map(|c| c.value().to_owned());
+            format!("session={}", signed.unwrap_or_default()).into_bytes()
+        }
+        _ => {
+            let mut cookie = format!("session={}", harness.signed_in).into_bytes();
+            for pair in rest.chunks(2) {
+                let at = usize::from(pair[0]) % (cookie.len() + 1);
+                match pair.get(1) {
+                    Some(&byte) if at < cookie.len() => cookie[at] = byte,
+                    Some(&byte) => cookie.push(byte),
+                    None => cookie.truncate(at),
+                }
+            }
+            cookie
+        }
+    };
+    let Ok(value) = HeaderValue::from_bytes(&header) else {
+        return;
+    };
+    let issued = format!("session={}", harness.signed_in);
+    let carries_issued = header
+        .split(|&b| b == b';')
+        .any(|pair| pair.trim_ascii() == issued.as_bytes());
+    let sessions = || async {
+        harness
+            .store
+            .collection("sessions")
+            .count(&Filter::All)
+            .await
+            .expect("sessions count")
+    };
+    let (before, status, after) = harness.runtime.block_on(async {
+        let before = sessions().await;
+        let request = Request::get("/user/")
+            .header("cookie", value)
+            .body(Body::empty())
+            .expect("a request");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(20),
+            harness.router.clone().oneshot(request),
+        )
+        .await
+        .expect("the request completed")
+        .expect("infallible");
+        let status = answer.status();
+        answer.into_body().collect().await.expect("the body");
+        (before, status, sessions().await)
+    });
+    let shown = String::from_utf8_lossy(&header);
+    assert!(!status.is_server_error(), "{shown:?} answered {status}");
+    if status.is_success() {
+        assert!(carries_issued, "{shown:?} was signed in");
+    } else if header == issued.as_bytes() {
+        panic!("the issued cookie alone answered {status}");
+    }
+    assert!(after <= before, "{shown:?} stored a session");
 }
 
 /// SSE: a channel name, an event name, data and a `Last-Event-ID`. Names outside the allowed

@@ -350,7 +350,6 @@ pub fn layer(
     } else {
         settings.session_key.clone()
     };
-    let key = Key::from(sha2::Sha512::digest(secret.as_bytes()).as_slice());
     SessionManagerLayer::new(backend)
         .with_name("session")
         .with_http_only(true)
@@ -359,7 +358,12 @@ pub fn layer(
         .with_expiry(Expiry::OnInactivity(time::Duration::days(
             SESSION_LIFETIME_DAYS,
         )))
-        .with_signed(key)
+        .with_signed(cookie_key(&secret))
+}
+
+/// The key session cookies are signed with, derived from `SESSION_KEY`.
+pub(crate) fn cookie_key(secret: &str) -> Key {
+    Key::from(sha2::Sha512::digest(secret.as_bytes()).as_slice())
 }
 
 #[cfg(test)]
