@@ -3,6 +3,12 @@
 //! `KEEPALIVE_TIMEOUT`; accept errors (such as running out of file descriptors) back off
 //! instead of spinning. Graceful shutdown stops accepting, lets requests in flight finish and
 //! closes idle connections.
+//!
+//! At the global cap, a new connection takes the place of the stalest one that is not being
+//! served ([`Activity::stale_since`]: idle, still sending its headers, trickling its body or not
+//! reading its response) when that one has made no progress for [`EVICT_AFTER`]; only when
+//! every connection is busy or recent is the new one refused. So slow clients from many
+//! addresses cannot hold every place for as long as their timeouts allow.
 
 use std::future::Future;
 use std::io;
@@ -102,6 +108,13 @@ struct Activity {
     /// Milliseconds from `started` (plus one; 0: none) since when a write has been waiting for
     /// the client to read.
     blocked: AtomicU64,
+    /// While a request body is being read (plus one; 0: none), milliseconds from `started`
+    /// by which the bytes received so far were due at `BODY_MIN_RATE` from the body's start.
+    body_due: AtomicU64,
+    /// Chosen to make room at the cap: the connection closes at its next wake-up.
+    evicted: AtomicBool,
+    /// Wakes the connection's task (for its timer, shutdown or eviction).
+    gate: Arc<Gate>,
 }
 
 /// The flag of [`Activity::since`] that says "reading headers".
@@ -114,7 +127,38 @@ impl Activity {
             busy: AtomicUsize::new(0),
             since: AtomicU64::new(HEAD),
             blocked: AtomicU64::new(0),
+            body_due: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+            gate: Arc::new(Gate::default()),
         }
+    }
+
+    /// Since when (milliseconds from `started`) the connection has made no progress while
+    /// nobody is being served on it: idle or sending its headers (since then), sending a
+    /// request body slower than `BODY_MIN_RATE` (since the bytes it sent were due), or not
+    /// reading a response (since that write waits). `None` while a handler works or a response
+    /// flows: those are never evicted.
+    fn stale_since(&self) -> Option<u64> {
+        let blocked = self.blocked.load(Ordering::Relaxed);
+        if blocked != 0 {
+            return Some(blocked - 1);
+        }
+        if self.busy.load(Ordering::Relaxed) == 0 {
+            return Some(self.since.load(Ordering::Relaxed) & !HEAD);
+        }
+        match self.body_due.load(Ordering::Relaxed) {
+            0 => None,
+            due => Some(due - 1),
+        }
+    }
+
+    /// A request body of which `bytes` arrived since `body_started` (ms from `started`), at
+    /// `rate` bytes per second at least; `None`: no body being read.
+    fn body_progress(&self, progress: Option<(u64, u64, u64)>) {
+        let due = progress.map_or(0, |(body_started, bytes, rate)| {
+            body_started + bytes.saturating_mul(1000) / rate.max(1) + 1
+        });
+        self.body_due.store(due, Ordering::Relaxed);
     }
 
     fn now(&self) -> u64 {
@@ -266,6 +310,8 @@ impl hyper::body::Body for Tracked {
 /// The per-pause limit (`BODY_READ_TIMEOUT`) stays with its own layer.
 struct Paced {
     body: Incoming,
+    /// Told while the body is being read, for eviction at the cap.
+    activity: Arc<Activity>,
     started: Instant,
     bytes: u64,
     grace: Duration,
@@ -275,15 +321,30 @@ struct Paced {
 }
 
 impl Paced {
-    fn new(body: Incoming, limits: &Limits) -> Self {
-        Self {
+    fn new(body: Incoming, limits: &Limits, activity: Arc<Activity>) -> Self {
+        let paced = Self {
             body,
+            activity,
             started: Instant::now(),
             bytes: 0,
             grace: limits.body_grace,
             rate: limits.body_min_rate.max(1),
             behind: None,
-        }
+        };
+        paced.report();
+        paced
+    }
+
+    /// Tells the connection how far the body has come (nothing once it is complete).
+    fn report(&self) {
+        let reading = !hyper::body::Body::is_end_stream(&self.body);
+        let started = self
+            .started
+            .saturating_duration_since(self.activity.started);
+        self.activity.body_progress(reading.then(|| {
+            let started = u64::try_from(started.as_millis()).unwrap_or(HEAD - 1);
+            (started, self.bytes, self.rate)
+        }));
     }
 
     fn due(&self) -> Instant {
@@ -303,6 +364,7 @@ impl hyper::body::Body for Paced {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.bytes += data.len() as u64;
+                    self.report();
                     let due = self.due();
                     if let Some(behind) = self.behind.as_mut() {
                         behind.as_mut().reset(due.into());
@@ -310,7 +372,10 @@ impl hyper::body::Body for Paced {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Ready(other) => {
+                self.activity.body_progress(None);
+                Poll::Ready(other.map(|r| r.map_err(Into::into)))
+            }
             Poll::Pending => {
                 let due = self.due();
                 let rate = self.rate;
@@ -334,6 +399,70 @@ impl hyper::body::Body for Paced {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for Paced {
+    fn drop(&mut self) {
+        self.activity.body_progress(None);
+    }
+}
+
+/// How long a connection must have made no progress, while nobody is served on it, before a
+/// new connection may take its place at the cap.
+pub(crate) const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a new connection waits for an evicted one to give back its place.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
+
+/// The open connections, for eviction at the cap.
+#[derive(Default)]
+struct Open {
+    next: AtomicU64,
+    connections: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+impl Open {
+    fn add(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, activity);
+        Registered(self.clone(), id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Activity>>> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Evicts the connection that has made no progress for longest, if that is at least
+    /// [`EVICT_AFTER`]; whether one was.
+    fn evict_stalest(&self) -> bool {
+        let now = Instant::now();
+        let stalest = self
+            .lock()
+            .values()
+            .filter(|a| !a.evicted.load(Ordering::Relaxed))
+            .filter_map(|a| {
+                let since = a.started + Duration::from_millis(a.stale_since()?);
+                Some((now.saturating_duration_since(since), a.clone()))
+            })
+            .max_by_key(|(stale, _)| *stale);
+        match stalest {
+            Some((stale, activity)) if stale >= EVICT_AFTER => {
+                activity.evicted.store(true, Ordering::Relaxed);
+                activity.gate.wake_by_ref();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A connection's entry in [`Open`], removed when the connection ends.
+struct Registered(Arc<Open>, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.lock().remove(&self.1);
     }
 }
 
@@ -388,6 +517,7 @@ pub(crate) async fn serve_connections(
 ) {
     let limits = Arc::new(limits);
     let global = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Open::default());
     let per_ip = Arc::new(Counter::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut refused_log = Throttled::new(Duration::from_secs(10));
@@ -414,9 +544,21 @@ pub(crate) async fn serve_connections(
                 }
             },
         };
-        let Ok(permit) = global.clone().try_acquire_owned() else {
-            refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
-            continue;
+        let permit = match global.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if open.evict_stalest() => {
+                match tokio::time::timeout(EVICT_WAIT, global.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
+                        continue;
+                    }
+                }
+            }
+            Err(_) => {
+                refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
+                continue;
+            }
         };
         let ip = peer.ip().to_canonical();
         let counted = (!limits.exempt.iter().any(|n| n.contains(&ip))).then_some(ip);
@@ -432,6 +574,7 @@ pub(crate) async fn serve_connections(
             limits.clone(),
             stop_rx.clone(),
             (permit, slot),
+            open.clone(),
         ));
     }
     drop(listener);
@@ -467,19 +610,21 @@ async fn serve_connection(
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
     held: (OwnedSemaphorePermit, Slot),
+    open: Arc<Open>,
 ) {
     let activity = Arc::new(Activity::new());
+    let _registered = open.add(activity.clone());
     let io = TokioIo::new(Watched {
         stream,
         activity: activity.clone(),
         _held: held,
     });
     let requests = activity.clone();
-    let paced = limits.clone();
+    let (paced, reading) = (limits.clone(), activity.clone());
     let service = router
         .map_request(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            request.map(|body| Body::new(Paced::new(body, &paced)))
+            request.map(|body| Body::new(Paced::new(body, &paced, reading.clone())))
         })
         .map_future(move |response| {
             let in_flight = requests.start();
@@ -509,7 +654,7 @@ async fn serve_connection(
         .unwrap_or_else(Instant::now)
         .min(Instant::now() + limits.send_timeout);
     let mut timer = Box::pin(tokio::time::sleep_until(first.into()));
-    let gate = Arc::new(Gate::default());
+    let gate = activity.gate.clone();
     std::future::poll_fn(|cx| {
         if let Poll::Ready(result) = conn.as_mut().poll(cx) {
             if let Err(e) = result {
@@ -519,6 +664,10 @@ async fn serve_connection(
         }
         if !gate.woke(cx.waker()) {
             return Poll::Pending;
+        }
+        if activity.evicted.load(Ordering::Relaxed) {
+            tracing::debug!(%peer, "closing a stalled connection to make room at MAX_CONNECTIONS");
+            return Poll::Ready(());
         }
         let waker = Waker::from(gate.clone());
         let mut own = Context::from_waker(&waker);

@@ -13,6 +13,9 @@ use vibetuner::{App, Settings};
 /// Signalled when `/slow` starts handling a request.
 static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
+/// Counts the `/hold` requests whose handler runs.
+static HOLDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn app() -> App {
     App::new(SOURCE)
         .route(
@@ -21,6 +24,14 @@ fn app() -> App {
                 SLOW_STARTED.notify_one();
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 "finished"
+            }),
+        )
+        .route(
+            "/hold",
+            get(|| async {
+                HOLDING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "held"
             }),
         )
         .route("/panic", get(|| async { panic!("boom") as &'static str }))
@@ -170,6 +181,75 @@ async fn half_open(base: &str, from: [u8; 4]) -> tokio::net::TcpStream {
         .await
         .unwrap();
     stream
+}
+
+/// Sends a whole `GET /hold` (its handler takes 5 s).
+async fn holding(base: &str, from: [u8; 4]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = connect_from(base, from).await;
+    stream
+        .write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+/// At the global cap, a new client takes the place of a connection that made no progress for a
+/// second (unfinished headers, a body far below `BODY_MIN_RATE`), even while their own
+/// timeouts have long to run: slow clients from many addresses cannot hold every place.
+#[tokio::test]
+async fn at_the_cap_new_clients_take_the_places_of_stalled_connections() {
+    use tokio::io::AsyncWriteExt;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[
+            ("MAX_CONNECTIONS", "4"),
+            ("HEADER_READ_TIMEOUT", "600"),
+            ("BODY_READ_TIMEOUT", "600"),
+        ],
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for from in [[127, 0, 0, 3], [127, 0, 0, 4]] {
+        stalled.push(half_open(&base, from).await);
+        let mut body = connect_from(&base, from).await;
+        body.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+        stalled.push(body);
+    }
+    // Fresh, they keep their places.
+    let status = ping_from(&base, [127, 0, 0, 2]).await;
+    assert!(
+        status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
+        "{status:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Four clients whose requests are being handled: each takes the place of a stalled one.
+    let before = HOLDING.load(std::sync::atomic::Ordering::SeqCst);
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        served.push(holding(&base, [127, 0, 0, 2]).await);
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while HOLDING.load(std::sync::atomic::Ordering::SeqCst) < before + 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the four new clients are served");
+    for stream in &mut stalled {
+        until_closed(stream).await;
+    }
+    // Now every place is busy: the next client is refused.
+    let status = ping_from(&base, [127, 0, 0, 2]).await;
+    assert!(
+        status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
+        "{status:?}"
+    );
 }
 
 /// Everything the server sends until it closes the connection (an error counts as closed).
@@ -376,16 +456,21 @@ async fn trusted_proxies_are_exempt_from_the_per_address_cap_but_not_from_the_gl
         ],
     )
     .await;
+    // Requests being handled: never evicted to make room.
+    let before = HOLDING.load(std::sync::atomic::Ordering::SeqCst);
     let mut held = Vec::new();
     for _ in 0..2 {
-        held.push(half_open(&base, [127, 0, 0, 1]).await);
+        held.push(holding(&base, [127, 0, 0, 1]).await);
     }
     assert_eq!(
         ping_from(&base, [127, 0, 0, 1]).await,
         "HTTP/1.1 200 OK",
         "127.0.0.1 is a trusted proxy by default"
     );
-    held.push(half_open(&base, [127, 0, 0, 1]).await);
+    held.push(holding(&base, [127, 0, 0, 1]).await);
+    while HOLDING.load(std::sync::atomic::Ordering::SeqCst) < before + 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let status = ping_from(&base, [127, 0, 0, 2]).await;
     assert!(
         status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
