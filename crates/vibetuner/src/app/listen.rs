@@ -504,6 +504,10 @@ impl Wake for Gate {
     }
 }
 
+/// The most bytes a request's line and headers may take: 431 beyond (browsers send a few KB;
+/// nginx's default allows 32 KB).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Refused connections get this (written without waiting) before they are closed.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections";
 
@@ -515,12 +519,17 @@ pub(crate) async fn serve_connections(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let limits = Arc::new(limits);
-    let global = Arc::new(Semaphore::new(limits.max_connections));
-    let open = Arc::new(Open::default());
-    let per_ip = Arc::new(Counter::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut refused_log = Throttled::new(Duration::from_secs(10));
+    let admission = Arc::new(Admission {
+        global: Arc::new(Semaphore::new(limits.max_connections)),
+        limits: Arc::new(limits),
+        router,
+        stop: stop_rx,
+        open: Arc::new(Open::default()),
+        per_ip: Arc::new(Counter::default()),
+        refused_log: std::sync::Mutex::new(Throttled::new(Duration::from_secs(10))),
+        evicting: Arc::new(Semaphore::new(EVICT_PENDING)),
+    });
     let mut error_log = Throttled::new(Duration::from_secs(10));
     let mut backoff = Duration::ZERO;
     let mut shutdown = pin!(shutdown);
@@ -544,54 +553,102 @@ pub(crate) async fn serve_connections(
                 }
             },
         };
-        let permit = match global.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) if open.evict_stalest() => {
-                match tokio::time::timeout(EVICT_WAIT, global.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => {
-                        refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
-                        continue;
-                    }
-                }
-            }
-            Err(_) => {
-                refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS");
-                continue;
-            }
-        };
-        let ip = peer.ip().to_canonical();
-        let counted = (!limits.exempt.iter().any(|n| n.contains(&ip))).then_some(ip);
-        // The total is the semaphore's: only the per-address cap can refuse here.
-        let Ok(slot) = per_ip.acquire(counted, usize::MAX, limits.max_per_ip) else {
-            refuse(stream, &mut refused_log, peer, "MAX_CONNECTIONS_PER_IP");
+        // The address's own cap first: a client over it makes no room at the global one.
+        let Some(slot) = admission.slot(peer) else {
+            admission.refuse(stream, peer, "MAX_CONNECTIONS_PER_IP");
             continue;
         };
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
-            router.clone(),
-            limits.clone(),
-            stop_rx.clone(),
-            (permit, slot),
-            open.clone(),
-        ));
+        match admission.global.clone().try_acquire_owned() {
+            Ok(permit) => admission.admit(stream, peer, (permit, slot)),
+            Err(_) => {
+                // Full: the place of a stalled connection, waited for off this loop so that
+                // accepting goes on meanwhile (a bounded number of waits at once).
+                let waiting = admission
+                    .evicting
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .filter(|_| admission.open.evict_stalest());
+                let Some(waiting) = waiting else {
+                    admission.refuse(stream, peer, "MAX_CONNECTIONS");
+                    continue;
+                };
+                let admission = admission.clone();
+                tokio::spawn(async move {
+                    let place =
+                        tokio::time::timeout(EVICT_WAIT, admission.global.clone().acquire_owned())
+                            .await;
+                    drop(waiting);
+                    match place {
+                        Ok(Ok(permit)) => admission.admit(stream, peer, (permit, slot)),
+                        _ => admission.refuse(stream, peer, "MAX_CONNECTIONS"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
     // Every connection holds a permit: all of them back means all connections closed.
-    let _ = global.acquire_many(limits.max_connections as u32).await;
+    let _ = admission
+        .global
+        .acquire_many(admission.limits.max_connections as u32)
+        .await;
 }
 
-fn refuse(stream: TcpStream, log: &mut Throttled, peer: SocketAddr, setting: &str) {
-    let _ = stream.try_write(REFUSED);
-    log.log(|held| {
-        tracing::warn!(
-            %peer,
-            held_back = held,
-            "connection refused: {setting} reached"
-        );
-    });
+/// How many new connections may wait at once for the place of an evicted one.
+const EVICT_PENDING: usize = 256;
+
+/// What admitting a connection needs: the caps, the open connections and what serves them.
+struct Admission {
+    global: Arc<Semaphore>,
+    limits: Arc<Limits>,
+    router: crate::middleware::Stack,
+    stop: watch::Receiver<bool>,
+    open: Arc<Open>,
+    per_ip: Arc<Counter>,
+    refused_log: std::sync::Mutex<Throttled>,
+    /// Places for connections waiting on an eviction.
+    evicting: Arc<Semaphore>,
+}
+
+impl Admission {
+    /// A place under the per-address cap (trusted proxies are exempt), if the address has one.
+    fn slot(&self, peer: SocketAddr) -> Option<Slot> {
+        let ip = peer.ip().to_canonical();
+        let counted = (!self.limits.exempt.iter().any(|n| n.contains(&ip))).then_some(ip);
+        // The total is the semaphore's: only the per-address cap can refuse here.
+        self.per_ip
+            .acquire(counted, usize::MAX, self.limits.max_per_ip)
+            .ok()
+    }
+
+    /// Serves a connection that has its places under both caps.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, held: (OwnedSemaphorePermit, Slot)) {
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            self.router.clone(),
+            self.limits.clone(),
+            self.stop.clone(),
+            held,
+            self.open.clone(),
+        ));
+    }
+
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr, setting: &str) {
+        let _ = stream.try_write(REFUSED);
+        self.refused_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log(|held| {
+                tracing::warn!(
+                    %peer,
+                    held_back = held,
+                    "connection refused: {setting} reached"
+                );
+            });
+    }
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -639,7 +696,14 @@ async fn serve_connection(
         });
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The timeouts are ours (hyper's header timer would also cut idle keep-alive connections).
-    builder.header_read_timeout(None);
+    // The parser's strict defaults, stated: one space between the parts of the request line,
+    // a malformed header line refuses the request; and headers of at most MAX_HEADER_BYTES
+    // (hyper's default is its ~400 KB buffer, per connection).
+    builder
+        .header_read_timeout(None)
+        .allow_multiple_spaces_in_request_line_delimiters(false)
+        .ignore_invalid_headers(false)
+        .max_header_size(MAX_HEADER_BYTES);
     let mut conn = pin!(
         builder
             .serve_connection(io, TowerToHyperService::new(service))

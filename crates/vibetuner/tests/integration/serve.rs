@@ -252,6 +252,41 @@ async fn at_the_cap_new_clients_take_the_places_of_stalled_connections() {
     );
 }
 
+/// The parser stays strict: headers over 64 KiB answer 431, a malformed header line or a
+/// request line with doubled spaces answers 400; a request with large but ordinary headers
+/// (a 16 KB cookie) is served.
+#[tokio::test]
+async fn oversized_and_malformed_request_heads_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start(rx).await;
+    let big = format!("Cookie: a={}\r\n", "x".repeat(70_000));
+    let fine = format!("Cookie: a={}\r\n", "x".repeat(16_000));
+    for (head, expected) in [
+        (
+            format!("GET /health/ping HTTP/1.1\r\nHost: x\r\n{big}\r\n"),
+            "HTTP/1.1 431",
+        ),
+        (
+            "GET /health/ping HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".to_owned(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "GET  /health/ping HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+            "HTTP/1.1 400",
+        ),
+        (
+            format!("GET /health/ping HTTP/1.1\r\nHost: x\r\n{fine}Connection: close\r\n\r\n"),
+            "HTTP/1.1 200",
+        ),
+    ] {
+        let mut stream = connect_from(&base, [127, 0, 0, 1]).await;
+        let _ = stream.write_all(head.as_bytes()).await;
+        let answer = until_closed(&mut stream).await;
+        assert!(answer.starts_with(expected), "{expected}: {answer:.80}");
+    }
+}
+
 /// Everything the server sends until it closes the connection (an error counts as closed).
 async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;
