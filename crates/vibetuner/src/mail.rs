@@ -167,9 +167,34 @@ impl Mailer {
                     "dev outbox: wrote {} (see /_dev/outbox)",
                     dir.join(format!("{id}.eml")).display()
                 );
+                let dir = dir.clone();
+                let _ = tokio::task::spawn_blocking(move || prune_outbox(&dir, OUTBOX_KEEP)).await;
                 Ok(())
             }
         }
+    }
+}
+
+/// Messages the dev outbox keeps: older ones are deleted as new ones come, so a flood of
+/// sign-in requests cannot fill the disk (or make `/_dev/outbox` slow to list).
+pub const OUTBOX_KEEP: usize = 500;
+
+/// Deletes the oldest `.eml` files of `dir` beyond the newest `keep`.
+fn prune_outbox(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut messages: Vec<_> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .filter_map(|e| Some((e.metadata().and_then(|m| m.modified()).ok()?, e.path())))
+        .collect();
+    if messages.len() <= keep {
+        return;
+    }
+    messages.sort();
+    for (_, path) in &messages[..messages.len() - keep] {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -232,4 +257,37 @@ pub fn read_outbox(dir: &Path) -> Vec<OutboxMessage> {
         .collect();
     messages.sort_by_key(|m| std::cmp::Reverse(m.0));
     messages.into_iter().map(|(_, m)| m).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_keeps_only_the_newest_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::time::SystemTime::now() - Duration::from_secs(100);
+        for i in 0..8u64 {
+            let file = std::fs::File::create(dir.path().join(format!("m{i}.eml"))).unwrap();
+            file.set_modified(start + Duration::from_secs(i)).unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), "not a message").unwrap();
+        prune_outbox(dir.path(), 5);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "m3.eml",
+                "m4.eml",
+                "m5.eml",
+                "m6.eml",
+                "m7.eml",
+                "notes.txt"
+            ]
+        );
+    }
 }

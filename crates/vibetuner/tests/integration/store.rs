@@ -368,7 +368,7 @@ async fn ttl_indexes_expire_documents(t: TestStore) {
     c.insert(doc! { "name": "no-date", "expires_at": "not a date" })
         .await
         .unwrap();
-    // MongoDB's TTL monitor runs every 60 s by default (SecantusDB here: every second).
+    // MongoDB's TTL monitor runs every 60 s by default, and so does SecantusDB's sweep.
     let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         t.store.purge_expired().await.unwrap();
