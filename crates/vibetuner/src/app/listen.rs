@@ -41,6 +41,8 @@ pub(crate) struct Limits {
     pub(crate) keepalive_timeout: Duration,
     /// How long a response may wait for the client to read more of it.
     pub(crate) send_timeout: Duration,
+    /// Response bytes that may wait for their clients across all connections.
+    pub(crate) send_buffer_budget: u64,
     /// The grace before a request body must keep up `body_min_rate` bytes per second.
     pub(crate) body_grace: Duration,
     pub(crate) body_min_rate: u64,
@@ -56,6 +58,7 @@ impl Limits {
             header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
             keepalive_timeout: Duration::from_secs(settings.keepalive_timeout_secs),
             send_timeout: Duration::from_secs(settings.send_timeout_secs),
+            send_buffer_budget: settings.send_buffer_budget,
             body_grace: Duration::from_secs(settings.body_read_timeout_secs),
             body_min_rate: settings.body_min_rate,
             max_connections: settings
@@ -115,13 +118,24 @@ struct Activity {
     evicted: AtomicBool,
     /// Wakes the connection's task (for its timer, shutdown or eviction).
     gate: Arc<Gate>,
+    /// Response bytes handed to this connection and not written to the client yet.
+    unsent: AtomicU64,
+    /// The same, across all connections.
+    all_unsent: Arc<AtomicU64>,
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.all_unsent
+            .fetch_sub(*self.unsent.get_mut(), Ordering::Relaxed);
+    }
 }
 
 /// The flag of [`Activity::since`] that says "reading headers".
 const HEAD: u64 = 1 << 63;
 
 impl Activity {
-    fn new() -> Self {
+    fn new(all_unsent: Arc<AtomicU64>) -> Self {
         Self {
             started: Instant::now(),
             busy: AtomicUsize::new(0),
@@ -130,7 +144,30 @@ impl Activity {
             body_due: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             gate: Arc::new(Gate::default()),
+            unsent: AtomicU64::new(0),
+            all_unsent,
         }
+    }
+
+    /// A response handed `bytes` more to write.
+    fn queued(&self, bytes: u64) {
+        self.unsent.fetch_add(bytes, Ordering::Relaxed);
+        self.all_unsent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `bytes` were written to the client (the status line and headers too, which were never
+    /// queued: only what was is taken off).
+    fn written(&self, bytes: u64) {
+        let Ok(before) = self
+            .unsent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u > 0).then(|| u.saturating_sub(bytes))
+            })
+        else {
+            return;
+        };
+        self.all_unsent
+            .fetch_sub(before.min(bytes), Ordering::Relaxed);
     }
 
     /// Since when (milliseconds from `started`) the connection has made no progress while
@@ -184,6 +221,8 @@ impl Activity {
             self.blocked.store(0, Ordering::Relaxed);
         } else if self.blocked.load(Ordering::Relaxed) == 0 {
             self.blocked.store(self.now() + 1, Ordering::Relaxed);
+            // The connection's timer looks at a waiting response every second from now on.
+            self.gate.wake_by_ref();
         }
     }
 
@@ -193,7 +232,13 @@ impl Activity {
     fn deadline(&self, limits: &Limits) -> Option<Instant> {
         let blocked = self.blocked.load(Ordering::Relaxed);
         if blocked != 0 {
-            return Some(self.started + Duration::from_millis(blocked - 1) + limits.send_timeout);
+            // Over the budget of waiting response bytes, a second without reading is enough.
+            let patience = if self.all_unsent.load(Ordering::Relaxed) > limits.send_buffer_budget {
+                EVICT_AFTER
+            } else {
+                limits.send_timeout
+            };
+            return Some(self.started + Duration::from_millis(blocked - 1) + patience);
         }
         if self.busy.load(Ordering::Relaxed) > 0 {
             return None;
@@ -251,6 +296,9 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.stream).poll_write(cx, buf);
         self.activity.write_blocked(result.is_pending());
+        if let Poll::Ready(Ok(n)) = result {
+            self.activity.written(n as u64);
+        }
         result
     }
 
@@ -261,6 +309,9 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.activity.write_blocked(result.is_pending());
+        if let Poll::Ready(Ok(n)) = result {
+            self.activity.written(n as u64);
+        }
         result
     }
 
@@ -281,7 +332,7 @@ impl AsyncWrite for Watched {
 /// hint is the body's, so hyper writes `Content-Length` whenever the length is known.
 struct Tracked {
     body: Body,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl hyper::body::Body for Tracked {
@@ -292,7 +343,13 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            self.in_flight.0.queued(data.len() as u64);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -418,6 +475,8 @@ const EVICT_WAIT: Duration = Duration::from_millis(200);
 /// The open connections, for eviction at the cap.
 #[derive(Default)]
 struct Open {
+    /// Response bytes waiting for their clients, across all connections.
+    unsent: Arc<AtomicU64>,
     next: AtomicU64,
     connections: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
 }
@@ -669,7 +728,7 @@ async fn serve_connection(
     held: (OwnedSemaphorePermit, Slot),
     open: Arc<Open>,
 ) {
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(open.unsent.clone()));
     let _registered = open.add(activity.clone());
     let io = TokioIo::new(Watched {
         stream,
@@ -688,10 +747,7 @@ async fn serve_connection(
             async move {
                 let response: axum::response::Response = response.await?;
                 // The request stays in flight until its body (an SSE stream, say) is done.
-                Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
-                    body,
-                    _in_flight: in_flight,
-                }))
+                Ok::<_, std::convert::Infallible>(response.map(|body| Tracked { body, in_flight }))
             }
         });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -744,6 +800,10 @@ async fn serve_connection(
             // The connection may now finish (an idle one closes): poll it again.
             cx.waker().wake_by_ref();
         }
+        let soon = tokio::time::Instant::now() + EVICT_AFTER;
+        if activity.blocked.load(Ordering::Relaxed) != 0 && timer.deadline() > soon {
+            timer.as_mut().reset(soon);
+        }
         while timer.as_mut().poll(&mut own).is_ready() {
             let now = Instant::now();
             match activity.deadline(&limits) {
@@ -754,7 +814,16 @@ async fn serve_connection(
                     );
                     return Poll::Ready(());
                 }
-                Some(at) => timer.as_mut().reset(at.min(now + limits.send_timeout).into()),
+                // A response waiting on its reader is looked at every second: the budget of
+                // waiting bytes may be passed meanwhile, which shortens its patience.
+                Some(at) => {
+                    let every = if activity.blocked.load(Ordering::Relaxed) == 0 {
+                        limits.send_timeout
+                    } else {
+                        EVICT_AFTER
+                    };
+                    timer.as_mut().reset(at.min(now + every).into());
+                }
                 // Busy: looked at again when the request is likely done, or a stalled
                 // response has had its time.
                 None => timer.as_mut().reset(

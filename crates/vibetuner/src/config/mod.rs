@@ -323,6 +323,10 @@ pub struct Settings {
     /// `SEND_TIMEOUT`: seconds a response may wait for the client to take more of it before
     /// the connection is closed (30): a client that stops reading does not hold its place.
     pub send_timeout_secs: u64,
+    /// `SEND_BUFFER_BUDGET`: bytes of responses waiting for their clients to read them, across
+    /// all connections (128 MiB); over it, a connection whose client has not read for a second
+    /// is closed, so slow readers cannot make the server hold their pages without bound.
+    pub send_buffer_budget: u64,
     /// `REQUEST_TIMEOUT`: seconds a handler has to produce its response (60; a stream, once
     /// started, is not counted); slower ones answer 503.
     pub request_timeout_secs: u64,
@@ -517,6 +521,7 @@ impl Settings {
             body_read_timeout_secs: positive(&source, "BODY_READ_TIMEOUT", 15)?,
             body_min_rate: positive(&source, "BODY_MIN_RATE", 1024)?,
             send_timeout_secs: positive(&source, "SEND_TIMEOUT", 30)?,
+            send_buffer_budget: positive(&source, "SEND_BUFFER_BUDGET", 128 << 20)?,
             request_timeout_secs: positive(&source, "REQUEST_TIMEOUT", 60)?,
             keepalive_timeout_secs: positive(&source, "KEEPALIVE_TIMEOUT", 75)?,
             max_connections: positive(&source, "MAX_CONNECTIONS", default_max_connections())?

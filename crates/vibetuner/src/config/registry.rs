@@ -278,6 +278,13 @@ pub const SETTINGS: &[SettingInfo] = &[
         "time a response may wait for a client that stopped reading before its connection is closed",
     ),
     setting(
+        "SEND_BUFFER_BUDGET",
+        Server,
+        Bytes,
+        Some("134217728"),
+        "response bytes waiting for slow clients across all connections; over it, a client that stopped reading for a second is dropped",
+    ),
+    setting(
         "REQUEST_TIMEOUT",
         Server,
         Seconds,

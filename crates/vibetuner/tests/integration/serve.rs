@@ -287,6 +287,61 @@ async fn oversized_and_malformed_request_heads_are_refused() {
     }
 }
 
+/// Over `SEND_BUFFER_BUDGET` of response bytes waiting for their readers, a client that stopped
+/// reading is dropped after a second, long before `SEND_TIMEOUT`; one that reads is served
+/// whole meanwhile.
+#[tokio::test]
+async fn over_the_send_buffer_budget_clients_that_stopped_reading_are_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[("SEND_TIMEOUT", "600"), ("SEND_BUFFER_BUDGET", "1048576")],
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    let mut stalled = socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // A reader served meanwhile: its 32 MiB arrive whole.
+    let mut reader = connect_from(&base, [127, 0, 0, 1]).await;
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(until_closed(&mut reader).await.len() > 32 << 20);
+    // The stalled one is closed within seconds (SEND_TIMEOUT is ten minutes).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await
+    .expect("the stalled connection was closed");
+    assert!(
+        got < 32 << 20,
+        "{got} bytes: the stalled response was not dropped"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Everything the server sends until it closes the connection (an error counts as closed).
 async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;
