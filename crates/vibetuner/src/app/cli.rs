@@ -76,6 +76,45 @@ impl App {
     {
         run(self, args).await
     }
+
+    /// Like [`App::run_with_args`], with `env` read for settings in place of the process
+    /// environment (`.env` and `.env.local` still apply beneath it): a test runs a command
+    /// with settings of its own without touching the environment other threads read.
+    ///
+    /// ```no_run
+    /// # async fn example(app: vibetuner::App) {
+    /// let code = app
+    ///     .run_with_env(["app", "task", "list"], [("ENVIRONMENT", "dev"), ("DATA_DIR", "/tmp/data")])
+    ///     .await;
+    /// # }
+    /// ```
+    pub async fn run_with_env<I, T, K, V>(
+        mut self,
+        args: I,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.environment = Some(env.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+        run(self, args).await
+    }
+
+    /// The settings a command runs with: the project's files and the process environment, or
+    /// the environment given to [`App::run_with_env`].
+    fn settings(&self, root: &Path) -> Result<Settings, crate::config::ConfigError> {
+        match &self.environment {
+            Some(env) => Settings::from_source(crate::config::Source::layered(
+                root,
+                None,
+                env.iter().cloned(),
+            )?),
+            None => Settings::load(root),
+        }
+    }
 }
 
 /// True when `name` is a framework command or one of `commands`.
@@ -151,7 +190,7 @@ where
 /// Builds the app (settings from the project root) for a command that is not `serve`.
 async fn build(app: App) -> anyhow::Result<BuiltApp> {
     let root = app.root();
-    let settings = Settings::load(&root)?;
+    let settings = app.settings(&root)?;
     app.build(settings, &root).await
 }
 
@@ -295,7 +334,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
         }
         Command::Worker { concurrency } => {
             let root = app.root();
-            let settings = Settings::load(&root)?;
+            let settings = app.settings(&root)?;
             crate::logging::init(&settings);
             let built = app.build(settings, &root).await?;
             built.start().await?;
@@ -308,7 +347,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
         }
         Command::WorkerHealth => {
             let root = app.root();
-            let settings = Settings::load(&root)?;
+            let settings = app.settings(&root)?;
             let health = crate::tasks::worker_health(&settings, &root, &project.project_slug).await;
             if health.healthy {
                 println!("ok: {}", health.detail);
@@ -330,7 +369,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
         }
         Command::Serve { host, port, worker } => {
             let root = app.root();
-            let mut settings = Settings::load(&root)?;
+            let mut settings = app.settings(&root)?;
             crate::logging::init(&settings);
             if let Some(host) = host {
                 settings.host = host;

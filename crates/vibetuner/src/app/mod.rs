@@ -157,6 +157,8 @@ pub struct App {
     commands: Vec<AppCommand>,
     table: Vec<crate::routes::RouteInfo>,
     opaque: usize,
+    /// The environment commands read in place of the process's ([`App::run_with_env`]).
+    environment: Option<Vec<(String, String)>>,
 }
 
 impl App {
@@ -178,6 +180,7 @@ impl App {
             commands: Vec::new(),
             table: Vec::new(),
             opaque: 0,
+            environment: None,
         }
     }
 

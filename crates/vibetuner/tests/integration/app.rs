@@ -263,17 +263,17 @@ async fn app_commands_parse_their_arguments_and_see_the_context() {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let env = [("DATA_DIR", data.as_str()), ("ENVIRONMENT", "dev")];
-    let run = |extra: Vec<String>| {
-        let app = app();
-        async move { app.run_with_args(extra).await }
-    };
-    let code = temp_env(&env, run(args(&["seed", "--count", "3"]))).await;
+    let env = [
+        ("DATA_DIR", data.clone()),
+        ("ENVIRONMENT", "dev".to_owned()),
+    ];
+    let run = |extra: Vec<String>| app().run_with_env(extra, env.clone());
+    let code = run(args(&["seed", "--count", "3"])).await;
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     let store = Store::embedded(&dir.path().join("store.sqlite3")).unwrap();
     let count = store.models::<Memo>().count(&Filter::All).await.unwrap();
     assert_eq!(count, 3);
-    let bad = temp_env(&env, run(args(&["seed", "--count", "many"]))).await;
+    let bad = run(args(&["seed", "--count", "many"])).await;
     assert_eq!(
         bad,
         std::process::ExitCode::from(2),
@@ -284,25 +284,4 @@ async fn app_commands_parse_their_arguments_and_see_the_context() {
         App::new(SOURCE).command("serve", "Clash", |_ctx, _: Seed| async { Ok(()) })
     });
     assert!(clash.is_err(), "a framework command name cannot be taken");
-}
-
-/// Runs `f` with `vars` set in the process environment (nextest runs each test in a process
-/// of its own).
-async fn temp_env<F: Future>(vars: &[(&str, &str)], f: F) -> F::Output {
-    for (k, v) in vars {
-        // SAFETY: each test runs in its own process, and this one starts no thread reading them first.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var(k, v)
-        };
-    }
-    let out = f.await;
-    for (k, _) in vars {
-        // SAFETY: as above.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::remove_var(k)
-        };
-    }
-    out
 }

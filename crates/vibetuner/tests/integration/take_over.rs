@@ -106,21 +106,17 @@ async fn built(test_store: &TestStore) -> vibetuner::BuiltApp {
     app.build(settings, &root).await.unwrap()
 }
 
-/// Runs the app binary's command line on the planted data (nextest runs each test in a process
-/// of its own, so the environment is this test's).
+/// Runs the app binary's command line on the planted data, with the test's settings in place
+/// of the process environment.
 async fn run(test_store: &TestStore, args: &[&str]) -> ExitCode {
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY: each test runs in its own process, and no other thread reads the environment now.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("ENVIRONMENT", "dev");
-        std::env::set_var("DATA_DIR", dir.path());
-        for (key, value) in test_store.settings() {
-            std::env::set_var(key, value);
-        }
-    }
+    let mut env = vec![
+        ("ENVIRONMENT".to_owned(), "dev".to_owned()),
+        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
+    ];
+    env.extend(test_store.settings());
     let argv = std::iter::once("app").chain(args.iter().copied());
-    App::new(SOURCE).run_with_args(argv).await
+    App::new(SOURCE).run_with_env(argv, env).await
 }
 
 async fn takeover(test_store: TestStore) {
