@@ -118,11 +118,23 @@ pub fn headers(data: &[u8]) {
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // A hop may carry a port (`10.5.0.1:1234`, `[2001:db8::1]:443`) or brackets alone.
+    let readings = |hop: &str| -> Vec<String> {
+        let hop = hop.trim();
+        let bracketed = hop.strip_prefix('[').and_then(|h| h.split(']').next());
+        let before_port = hop.rsplit_once(':').map(|(address, _)| address);
+        [Some(hop), bracketed, before_port]
+            .into_iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect()
+    };
     assert!(
         client == peer
             || forwarded
                 .split(',')
-                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+                .flat_map(readings)
+                .filter_map(|hop| hop.parse::<IpAddr>().ok())
                 .any(|hop| hop.to_canonical() == client),
         "client {client} is neither the peer nor a forwarded hop of {forwarded:?}"
     );

@@ -1,7 +1,7 @@
 //! `vibetuner dev` on a freshly generated app: it serves, a Rust edit shows up without a
-//! refused connection, a broken build keeps the old server and reports the error on
-//! `/_dev/reload`, a fix recovers, and Ctrl-C stops every process it started. In prod, pages
-//! carry no reload script and `/_dev/reload` is 404.
+//! failed request (refused, reset, timed out or non-2xx), a broken build keeps the old server
+//! and reports the error on `/_dev/reload`, a fix recovers, and Ctrl-C stops every process it
+//! started. In prod, pages carry no reload script and `/_dev/reload` is 404.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -43,10 +43,11 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Polls `/probe` on new connections until stopped; counts refused connections.
+/// Polls `/probe` on new connections until stopped; records every request that failed in any
+/// way: refused, reset, timed out or answered other than 2xx.
 struct Poller {
     stop: Arc<AtomicBool>,
-    refused: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
     answered: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -54,23 +55,29 @@ struct Poller {
 impl Poller {
     fn start(base: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let refused = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         let answered = Arc::new(AtomicUsize::new(0));
         let url = format!("{base}/probe");
         let task = tokio::spawn({
-            let (stop, refused, answered) = (stop.clone(), refused.clone(), answered.clone());
+            let (stop, failures, answered) = (stop.clone(), failures.clone(), answered.clone());
             async move {
                 let client = client();
                 while !stop.load(Ordering::Relaxed) {
-                    match client.get(&url).send().await {
-                        Ok(resp) if resp.status().is_success() => {
+                    let failure = match client.get(&url).send().await {
+                        Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+                            Ok(_) => None,
+                            Err(e) => Some(format!("body cut: {e}")),
+                        },
+                        Ok(resp) => Some(format!("answered {}", resp.status())),
+                        Err(e) if e.is_connect() => Some(format!("refused: {e}")),
+                        Err(e) if e.is_timeout() => Some(format!("timed out: {e}")),
+                        Err(e) => Some(format!("failed: {e}")),
+                    };
+                    match failure {
+                        None => {
                             answered.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(_) => {}
-                        Err(e) if e.is_connect() => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => eprintln!("[poller] {e}"),
+                        Some(failure) => failures.lock().unwrap().push(failure),
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -78,19 +85,18 @@ impl Poller {
         });
         Self {
             stop,
-            refused,
+            failures,
             answered,
             task,
         }
     }
 
-    async fn finish(self) -> (usize, usize) {
+    /// Stops polling: the failures, and how many requests were answered.
+    async fn finish(self) -> (Vec<String>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
-        (
-            self.refused.load(Ordering::Relaxed),
-            self.answered.load(Ordering::Relaxed),
-        )
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap());
+        (failures, self.answered.load(Ordering::Relaxed))
     }
 }
 
@@ -131,8 +137,12 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     });
     dev.until_body(&client(), &format!("{base}/probe"), "two", POLL)
         .await;
-    let (refused, answered) = poller.finish().await;
-    assert_eq!(refused, 0, "connections refused during the restart");
+    let (failures, answered) = poller.finish().await;
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "requests failed during the restart"
+    );
     assert!(answered > 0);
     // The old server's stream ended; a new one greets with the new server's id.
     let mut events = Events::open(&base).await;
@@ -171,8 +181,12 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     });
     dev.until_body(&client(), &format!("{base}/probe"), "three", POLL)
         .await;
-    let (refused, _) = poller.finish().await;
-    assert_eq!(refused, 0, "connections refused around the broken build");
+    let (failures, _) = poller.finish().await;
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "requests failed around the broken build"
+    );
     let mut events = Events::open(&base).await;
     assert_eq!(events.next_any().await.0, "hello");
     std::fs::write(&css, "body { color: blue }").unwrap();

@@ -68,10 +68,13 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let data = tempfile::tempdir().unwrap();
-    let mut pairs = vec![(
-        "DATA_DIR".to_owned(),
-        data.path().to_str().unwrap().to_owned(),
-    )];
+    let mut pairs = vec![
+        (
+            "DATA_DIR".to_owned(),
+            data.path().to_str().unwrap().to_owned(),
+        ),
+        ("AUTH_RATE_LIMIT".to_owned(), AUTH_LIMIT.to_owned()),
+    ];
     match sessions {
         Sessions::Embedded => {}
         Sessions::Mongo => pairs.push((
@@ -865,15 +868,51 @@ async fn next_only_follows_local_paths() {
 
 per_variant!(Sessions, rate_limits:
     sending_is_rate_limited_per_ip_and_per_address => Embedded,
-    rate_limits_are_shared_through_redis => Redis,
+    sending_is_rate_limited_per_ip_and_per_address_on_redis => Redis,
 );
 
-/// Waits, if need be, for a new clock minute (the limiter's window) to start, so that every
-/// request of a test falls into one window even on a slow machine.
-async fn early_in_a_minute() {
-    let second = chrono::Utc::now().timestamp_millis() % 60_000;
-    if second > 40_000 {
-        tokio::time::sleep(Duration::from_millis((60_100 - second) as u64)).await;
+/// Counts live in Redis: two app processes on one Redis (one key prefix) share the limit, so
+/// five sign-in requests split between them use it up; counted in each process, ten would pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_through_redis_by_two_apps() {
+    early_in_the_window().await;
+    let prefix = vec![(
+        "REDIS_KEY_PREFIX".to_owned(),
+        format!("{}:", support::unique_name("shared-limit")),
+    )];
+    let apps = [
+        start(Sessions::Redis, prefix.clone()).await,
+        start(Sessions::Redis, prefix).await,
+    ];
+    let ip = random_ip();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let res = client(&ip, false)
+            .post(apps[i % 2].url("/auth/magic-link-login"))
+            .form(&[("email", format!("shared{i}-{tag}@example.com"))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429],
+        "one limit across the apps"
+    );
+}
+
+/// The sign-in limit these tests run with: the usual count in an hour-long window, so that a
+/// test (seconds long) almost never straddles two windows.
+const AUTH_LIMIT: &str = "5/hour";
+
+/// In the rare case that the limiter's window (an hour, fixed on the clock) ends within the next
+/// 15 s, waits for the next one: every request of a test then falls into one window.
+async fn early_in_the_window() {
+    let into = chrono::Utc::now().timestamp_millis() % 3_600_000;
+    if into > 3_585_000 {
+        tokio::time::sleep(Duration::from_millis((3_600_100 - into) as u64)).await;
     }
 }
 
@@ -882,7 +921,7 @@ async fn early_in_a_minute() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_hold_while_redis_is_down() {
     let mut redis = support::OwnRedis::start();
-    early_in_a_minute().await;
+    early_in_the_window().await;
     let app = start(Sessions::Redis, vec![("REDIS_URL".into(), redis.url())]).await;
     redis.stop();
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -901,7 +940,7 @@ async fn rate_limits_hold_while_redis_is_down() {
 }
 
 async fn rate_limits(sessions: Sessions) {
-    early_in_a_minute().await;
+    early_in_the_window().await;
     let app = start(sessions, vec![]).await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     for i in 0..5 {
@@ -966,7 +1005,7 @@ async fn rate_limits(sessions: Sessions) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_share_a_limit_per_64() {
-    early_in_a_minute().await;
+    early_in_the_window().await;
     let app = start(Sessions::Embedded, vec![]).await;
     let n = uuid::Uuid::new_v4().as_bytes()[..2].to_vec();
     let net = format!("2001:db8:{:x}:{:x}", n[0], n[1]);
@@ -997,7 +1036,7 @@ async fn ipv6_clients_share_a_limit_per_64() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requesting_links_for_someone_does_not_lock_them_out() {
-    early_in_a_minute().await;
+    early_in_the_window().await;
     let app = start(Sessions::Embedded, vec![]).await;
     let mine = app.request_link("vic@example.com", "/private").await;
     // Someone else asks for links for the same address, past its limit, from many IPs.

@@ -255,14 +255,16 @@ async fn a_task_enqueued_while_redis_is_down_runs_once_redis_is_back() {
 
 async fn retries_then_dead_letter(kind: Kind) {
     let attempts = Arc::new(AtomicU32::new(0));
+    // What each run saw as `ctx.tries`, checked here rather than in the handler: an assertion
+    // there would only fail the task, which is what the task does anyway.
+    let tries_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<DeadLetter>();
-    let counter = attempts.clone();
+    let (counter, seen_tries) = (attempts.clone(), tries_seen.clone());
     let task = Task::new("flaky", move |ctx: TaskContext, n: u32| {
-        let counter = counter.clone();
+        let (counter, seen_tries) = (counter.clone(), seen_tries.clone());
         async move {
             let seen = counter.fetch_add(1, Ordering::SeqCst);
-            // A dead letter sent back (the second round of three) starts again from 0.
-            assert_eq!(ctx.tries, seen % 3, "tries counts earlier failures");
+            seen_tries.lock().unwrap().push(ctx.tries);
             Err(vibetuner::Error::internal(format!(
                 "attempt {} of {n} failed",
                 seen + 1
@@ -285,6 +287,11 @@ async fn retries_then_dead_letter(kind: Kind) {
         .expect("the failure callback runs")
         .unwrap();
     assert_eq!(attempts.load(Ordering::SeqCst), 3, "first try + 2 retries");
+    assert_eq!(
+        *tries_seen.lock().unwrap(),
+        [0, 1, 2],
+        "tries counts earlier failures"
+    );
     assert_eq!(dead.task_name, "flaky");
     assert_eq!(dead.task_id, id);
     assert_eq!(dead.tries, 3);
@@ -314,7 +321,17 @@ async fn retries_then_dead_letter(kind: Kind) {
         (attempts.load(Ordering::SeqCst) == 6).then_some(())
     })
     .await;
-    let _ = tokio::time::timeout(Duration::from_secs(15), failed_rx.recv()).await;
+    let again = tokio::time::timeout(Duration::from_secs(15), failed_rx.recv())
+        .await
+        .expect("the failure callback runs for the retried task")
+        .unwrap();
+    assert_eq!((again.task_name.as_str(), again.tries), ("flaky", 3));
+    assert_eq!(again.args, serde_json::json!(7));
+    assert_eq!(
+        *tries_seen.lock().unwrap(),
+        [0, 1, 2, 0, 1, 2],
+        "a dead letter sent back starts its tries again"
+    );
     worker.stop().await;
     let letters = env.built.store().models::<DeadLetter>();
     assert_eq!(letters.count(&Filter::All).await.unwrap(), 1);

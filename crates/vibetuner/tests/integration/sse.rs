@@ -200,48 +200,115 @@ async fn redis_fan_out_delivers_each_event_once() {
     }
 }
 
+/// What the stream delivers within `wait` (nothing more is waited for).
+async fn read_for(body: &mut Body, wait: Duration) -> String {
+    let mut text = String::new();
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    })
+    .await;
+    text
+}
+
+/// The `data:` lines of a stream's text that start with `prefix`, in order.
+fn data_lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| d.starts_with(prefix))
+        .collect()
+}
+
+/// Two app processes on one Redis: what the first broadcasts reaches the second's subscriber
+/// only through Redis. Redis restarts: the relays reconnect, and every event the first
+/// published to Redis after the restart reaches the second's subscriber exactly once and in
+/// order, those published before its relay was back included (it catches up from the stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_reconnects_after_redis_restarts_and_catches_up() {
     let mut redis = support::OwnRedis::start();
-    let data = tempfile::tempdir().unwrap();
-    let settings = Settings::from_source(Source::from_pairs([
-        ("DATA_DIR", data.path().display().to_string()),
-        ("REDIS_URL", redis.url()),
-    ]))
-    .unwrap();
+    let prefix = format!("{}:", unique_name("relay"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
-    let built = app().build(settings, &root).await.unwrap();
-    let mut body = open(&built, "/events", None).await.into_body();
-    built
-        .broadcaster()
-        .broadcast("news", "message", "before")
-        .await
+    let (data_one, data_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut built = Vec::new();
+    for data in [&data_one, &data_two] {
+        let settings = Settings::from_source(Source::from_pairs([
+            ("DATA_DIR", data.path().display().to_string()),
+            ("REDIS_URL", redis.url()),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
+            ("SSE_KEEPALIVE", "1".into()),
+        ]))
         .unwrap();
-    read_until(&mut body, |t| t.contains("data: before")).await;
+        built.push(app().build(settings, &root).await.unwrap());
+    }
+    let (sender, receiver) = (&built[0], &built[1]);
+    let mut body = open(receiver, "/events", None).await.into_body();
+    // The receiver's relay subscribes in the background: send until it is there.
+    let mut seen = String::new();
+    for i in 0..100 {
+        sender
+            .broadcaster()
+            .broadcast("news", "message", format!("before-{i}"))
+            .await
+            .unwrap();
+        seen.push_str(&read_for(&mut body, Duration::from_millis(100)).await);
+        if seen.contains("data: before-") {
+            break;
+        }
+    }
+    assert!(seen.contains("data: before-"), "through Redis: {seen:?}");
 
-    // Redis stops: a broadcast still reaches this process's subscribers (and succeeds).
+    // Redis down: a broadcast still succeeds (in the sender's process only).
     redis.stop();
-    built
+    sender
         .broadcaster()
         .broadcast("news", "message", "while-down")
         .await
         .expect("a broadcast while Redis is down degrades to this process");
-    read_until(&mut body, |t| t.contains("data: while-down")).await;
 
     redis.restart();
-    for data in ["during", "after"] {
-        support::eventually(15, "Redis to take broadcasts again", || async {
-            built
-                .broadcaster()
-                .broadcast("news", "message", data)
-                .await
-                .ok()
-        })
-        .await;
+    let mut text = String::new();
+    for i in 0..150 {
+        sender
+            .broadcaster()
+            .broadcast("news", "message", format!("after-{i}"))
+            .await
+            .unwrap();
+        text.push_str(&read_for(&mut body, Duration::from_millis(100)).await);
+        if data_lines(&text, "after-").len() >= 3 {
+            break;
+        }
     }
-    let text = read_until(&mut body, |t| t.contains("data: after")).await;
-    assert_eq!(text.matches("data: during").count(), 1, "{text:?}");
-    assert_eq!(text.matches("data: after").count(), 1, "{text:?}");
+    text.push_str(&read_for(&mut body, Duration::from_secs(2)).await);
+
+    // What reached Redis after the restart, from its stream.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stream: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{prefix}sse:stream:news"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let stored: Vec<String> = stream
+        .ids
+        .iter()
+        .filter_map(|entry| entry.get::<String>("d"))
+        .filter(|d| d.starts_with("after-"))
+        .collect();
+    assert!(
+        !stored.is_empty(),
+        "nothing reached Redis after the restart"
+    );
+    assert_eq!(
+        data_lines(&text, "after-"),
+        stored,
+        "each event published to Redis after the restart, once, in order"
+    );
+    assert!(!text.contains("while-down"), "{text:?}");
 }
 
 #[tokio::test]
