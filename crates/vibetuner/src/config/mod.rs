@@ -307,6 +307,10 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// `STORE_TTL_INTERVAL`: seconds between sweeps of expired documents in the embedded store (60).
     pub store_ttl_interval_secs: u64,
+    /// `STORE_SYNC`: `full` or `normal` (full in prod): whether each write to the embedded store
+    /// waits until it is on disk (survives a power loss) or only in the operating system's
+    /// hands (survives the process being killed; a power loss may take the last writes).
+    pub store_sync_full: bool,
     /// `STORE_READ_TIMEOUT`: seconds one store read (a find or a count) may run before it is
     /// stopped and answers 503 (5), so one costly query cannot hold a reader for long.
     pub store_read_timeout_secs: u64,
@@ -517,6 +521,22 @@ impl Settings {
                 .parse("STORE_TTL_INTERVAL", "a number of seconds")?
                 .unwrap_or(60),
             store_read_timeout_secs: positive(&source, "STORE_READ_TIMEOUT", 5)?,
+            store_sync_full: match source
+                .get("STORE_SYNC")
+                .map(|v| v.trim().to_ascii_lowercase())
+            {
+                None => prod,
+                Some(v) if v.is_empty() => prod,
+                Some(v) if v == "full" => true,
+                Some(v) if v == "normal" => false,
+                Some(v) => {
+                    return Err(ConfigError::Invalid {
+                        key: "STORE_SYNC".into(),
+                        value: v,
+                        expected: "full or normal".into(),
+                    });
+                }
+            },
             header_read_timeout_secs: positive(&source, "HEADER_READ_TIMEOUT", 10)?,
             body_read_timeout_secs: positive(&source, "BODY_READ_TIMEOUT", 15)?,
             body_min_rate: positive(&source, "BODY_MIN_RATE", 1024)?,

@@ -312,6 +312,16 @@ pub const SETTINGS: &[SettingInfo] = &[
         Some("100"),
         "connections from one address (IPv6: one /64); trusted proxies are exempt",
     ),
+    SettingInfo {
+        choices: &["full", "normal"],
+        ..computed(
+            "STORE_SYNC",
+            Services,
+            Enum,
+            "full in prod, normal in dev",
+            "embedded store: each write waits until it is on disk (full: survives a power loss) or only handed to the OS (normal: survives a killed process, about 7x the commits/s)",
+        )
+    },
     setting(
         "STORE_READ_TIMEOUT",
         Services,

@@ -171,6 +171,18 @@ impl Embedded {
         })
     }
 
+    /// The store with each write waiting until it is on disk (`PRAGMA synchronous=FULL`), so
+    /// that a power loss keeps every write that returned; without it (`NORMAL`, in WAL mode) a
+    /// killed process loses nothing, a power loss may lose the last writes.
+    pub fn durable(self) -> Result<Self, StoreError> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        Ok(self)
+    }
+
     /// The store with another budget for each read: a read still running after `timeout`
     /// is stopped and fails with [`StoreError::TooSlow`].
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
@@ -1421,6 +1433,26 @@ mod tests {
             store.read("notes", counting(100_000)).await.unwrap(),
             100_000
         );
+    }
+
+    #[test]
+    fn durable_stores_wait_for_the_disk_on_each_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let synchronous = |store: &Embedded| -> i64 {
+            store
+                .conn
+                .lock()
+                .unwrap()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let store = Embedded::open(&dir.path().join("a.sqlite3")).unwrap();
+        assert_eq!(synchronous(&store), 1, "NORMAL");
+        let store = Embedded::open(&dir.path().join("b.sqlite3"))
+            .unwrap()
+            .durable()
+            .unwrap();
+        assert_eq!(synchronous(&store), 2, "FULL");
     }
 
     #[tokio::test]

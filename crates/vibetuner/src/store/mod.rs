@@ -60,7 +60,8 @@ impl Store {
 
     /// The store the settings select: MongoDB when `MONGODB_URL` is set, otherwise the embedded
     /// file `<DATA_DIR>/store.sqlite3`. Database names default to the slug with `-` as `_`.
-    /// Each read may run for `STORE_READ_TIMEOUT`.
+    /// Each read may run for `STORE_READ_TIMEOUT`; `STORE_SYNC=full` (prod's default) makes the
+    /// embedded store wait for the disk on each write.
     #[cfg_attr(not(feature = "mongodb"), allow(unused_variables))]
     pub async fn from_settings(
         settings: &crate::config::Settings,
@@ -85,7 +86,10 @@ impl Store {
                 ));
             }
             None => {
-                let embedded = Embedded::open(&data_dir(settings, root).join("store.sqlite3"))?;
+                let mut embedded = Embedded::open(&data_dir(settings, root).join("store.sqlite3"))?;
+                if settings.store_sync_full {
+                    embedded = embedded.durable()?;
+                }
                 Backend::Embedded(Arc::new(embedded.with_read_timeout(read_timeout)))
             }
         };
