@@ -32,3 +32,7 @@ trap 'scripts/services.sh stop' EXIT
 # Documentation examples compile (nextest does not run doctests).
 cargo test --doc -p vibetuner --locked --quiet
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+# The framework's own unit tests (store, sessions, jobs, SSE in-process) built without its
+# optional features, as an app with `default-features = false` compiles it. (The integration
+# suite needs Redis, MongoDB and OAuth types throughout and runs with them above.)
+cargo nextest run -p vibetuner --lib --no-default-features --locked --no-fail-fast "$@"
