@@ -45,11 +45,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing Redis (apt: redis-server)"
   apt_install redis-server
 fi
-if ! command -v secantusd-py >/dev/null 2>&1; then
-  # No MongoDB binary is packaged for Debian; SecantusDB speaks MongoDB's wire protocol.
-  echo "installing SecantusDB, a MongoDB wire-protocol server (pip)"
+# No MongoDB binary is packaged for Debian; SecantusDB speaks MongoDB's wire protocol. Pinned:
+# the MongoDB suites' results are this version's.
+secantus=0.7.0b3
+if ! command -v secantusd-py >/dev/null 2>&1 ||
+  [ "$(pip3 show SecantusDB 2>/dev/null | sed -n 's/^Version: //p')" != "$secantus" ]; then
+  echo "installing SecantusDB $secantus, a MongoDB wire-protocol server (pip)"
   command -v pip3 >/dev/null 2>&1 || apt_install python3-pip
-  pip3 install --quiet SecantusDB || pip3 install --quiet --break-system-packages SecantusDB
+  pip3 install --quiet "SecantusDB==$secantus" ||
+    pip3 install --quiet --break-system-packages "SecantusDB==$secantus"
 fi
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
   # The browser test signs in through a real headless Chromium driven over WebDriver.
