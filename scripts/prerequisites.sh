@@ -3,7 +3,8 @@
 #   scripts/prerequisites.sh           the main job (scripts/demo.sh): Rust (expected already:
 #                                      rustup) and Node.js with npm
 #   scripts/prerequisites.sh --test    also the test tools (scripts/test.sh): cargo-nextest, Nix
-#                                      (nix-bin), Redis, SecantusDB, Chromium + chromedriver
+#                                      (nix-bin), Redis, SecantusDB, aiosmtpd, Chromium +
+#                                      chromedriver
 #   scripts/prerequisites.sh --bench   the test tools, wrk and valgrind (the bench scripts)
 set -euo pipefail
 mode=${1:-}
@@ -54,6 +55,14 @@ if ! command -v secantusd-py >/dev/null 2>&1 ||
   command -v pip3 >/dev/null 2>&1 || apt_install python3-pip
   pip3 install --quiet "SecantusDB==$secantus" ||
     pip3 install --quiet --break-system-packages "SecantusDB==$secantus"
+fi
+# A real SMTP server for the mail tests (crates/vibetuner/tests/integration/mail.rs), pinned.
+aiosmtpd=1.4.6
+if ! python3 -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$aiosmtpd')" 2>/dev/null; then
+  echo "installing aiosmtpd $aiosmtpd, an SMTP server (pip)"
+  command -v pip3 >/dev/null 2>&1 || apt_install python3-pip
+  pip3 install --quiet "aiosmtpd==$aiosmtpd" ||
+    pip3 install --quiet --break-system-packages "aiosmtpd==$aiosmtpd"
 fi
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
   # The browser test signs in through a real headless Chromium driven over WebDriver.

@@ -142,9 +142,17 @@ impl Mailer {
             .to
             .parse()
             .map_err(|_| MailError::Address(mail.to.clone()))?;
+        // A Message-ID on the sender's domain (spam filters mark mail without one; the
+        // machine's host name, lettre's default, is often `localhost` in a container).
+        let message_id = format!(
+            "<{}@{}>",
+            crate::security::random_token(18),
+            self.from.email.domain()
+        );
         let message = Message::builder()
             .from(Mailbox::clone(&self.from))
             .to(to)
+            .message_id(Some(message_id))
             .subject(mail.subject)
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
             .map_err(|e| MailError::Transport(e.to_string()))?;

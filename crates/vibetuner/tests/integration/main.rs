@@ -13,6 +13,7 @@ mod crud;
 mod face;
 mod jobs;
 mod links;
+mod mail;
 mod serve;
 mod sse;
 mod store;
