@@ -56,7 +56,9 @@ if ! command -v secantusd-py >/dev/null 2>&1 ||
   pip3 install --quiet "SecantusDB==$secantus" ||
     pip3 install --quiet --break-system-packages "SecantusDB==$secantus"
 fi
-# A real SMTP server for the mail tests (crates/vibetuner/tests/integration/mail.rs), pinned.
+# A real SMTP server for the mail tests (crates/vibetuner/tests/integration/mail.rs), pinned,
+# and openssl to make its test certificate.
+command -v openssl >/dev/null 2>&1 || apt_install openssl
 aiosmtpd=1.4.6
 if ! python3 -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$aiosmtpd')" 2>/dev/null; then
   echo "installing aiosmtpd $aiosmtpd, an SMTP server (pip)"

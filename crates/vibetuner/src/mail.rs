@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
+use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 
@@ -109,6 +110,10 @@ impl Mailer {
                         "SMTP_URL is not usable ({e}); expected smtps://user:password@host:465 or smtp://user:password@host:587?tls=required"
                     )
                 })?;
+                let builder = match settings.source.value("SMTP_CA_FILE") {
+                    Some(file) => builder.tls(private_tls(url, Path::new(file))?),
+                    None => builder,
+                };
                 Transport::Smtp(
                     builder.timeout(Some(Duration::from_secs(15))),
                     OnceLock::new(),
@@ -180,6 +185,39 @@ impl Mailer {
                 Ok(())
             }
         }
+    }
+}
+
+/// The TLS of `SMTP_URL` (`smtps://`, or `tls=required` / `tls=opportunistic`) with the
+/// certificate authority in `ca_file` trusted beside the public ones.
+fn private_tls(url: &str, ca_file: &Path) -> anyhow::Result<Tls> {
+    use lettre::transport::smtp::client::{Certificate, TlsParameters};
+    let unusable = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "SMTP_CA_FILE {} is not usable ({e}); expected a PEM certificate",
+            ca_file.display()
+        )
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| unusable(&e))?;
+    let ca = Certificate::from_pem(&pem).map_err(|e| unusable(&e))?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| anyhow::anyhow!("SMTP_URL is not a URL ({e})"))?;
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    let params = TlsParameters::builder(host)
+        .add_root_certificate(ca)
+        .build_rustls()
+        .map_err(|e| unusable(&e))?;
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Ok(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(params)),
+        _ => anyhow::bail!(
+            "SMTP_CA_FILE is set but SMTP_URL uses no TLS: use smtps://host:465 or smtp://host:587?tls=required"
+        ),
     }
 }
 

@@ -354,6 +354,13 @@ pub const SETTINGS: &[SettingInfo] = &[
         Url,
         "mail transport, smtps://user:password@host:465 or smtp://…:587?tls=required; unset: the dev outbox (prod refuses)",
     ),
+    setting(
+        "SMTP_CA_FILE",
+        Services,
+        Text,
+        None,
+        "PEM file of a certificate authority the SMTP server's certificate may chain to (a private relay), beside the public ones",
+    ),
     computed(
         "MAIL_FROM",
         Services,
