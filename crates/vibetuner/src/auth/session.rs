@@ -55,8 +55,8 @@ pub(crate) struct NewSessions {
 #[derive(Clone)]
 struct Starting {
     budget: NewSessions,
-    /// The client's rate-limit key.
-    client: String,
+    /// The client; its rate-limit key is made only when a session is started.
+    client: ClientIp,
     /// Set when the budget refused to store the session.
     refused: Arc<AtomicBool>,
 }
@@ -74,11 +74,18 @@ pub(crate) async fn limit_new_sessions(
     request: Request,
     next: Next,
 ) -> Response {
-    let peer = request
+    // The access log resolved the client already; resolved here only without it.
+    let client = request
         .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client = ClientIp::resolve(&security, peer, request.headers()).rate_key();
+        .get::<ClientIp>()
+        .copied()
+        .unwrap_or_else(|| {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            ClientIp::resolve(&security, peer, request.headers())
+        });
     let refused = Arc::new(AtomicBool::new(false));
     let starting = Starting {
         budget,
@@ -110,7 +117,8 @@ async fn may_start(record: &Record) -> bool {
     let Ok(starting) = STARTING.try_with(Starting::clone) else {
         return true;
     };
-    let key = format!("session:ip:{}", starting.client);
+    let client = starting.client.rate_key();
+    let key = format!("session:ip:{client}");
     if starting
         .budget
         .limiter
@@ -121,7 +129,7 @@ async fn may_start(record: &Record) -> bool {
         return true;
     }
     starting.refused.store(true, Ordering::Relaxed);
-    warn_refused(&starting.client);
+    warn_refused(&client);
     false
 }
 

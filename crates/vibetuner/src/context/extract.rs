@@ -117,6 +117,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        if let Some(client) = parts.extensions.get::<ClientIp>() {
+            return Ok(*client);
+        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

@@ -14,7 +14,7 @@ use crate::security::ClientIp;
 
 pub(crate) async fn access_log(
     State(ctx): State<AppContext>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -27,14 +27,16 @@ pub(crate) async fn access_log(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let client = ClientIp::resolve(ctx.security(), peer, request.headers()).0;
+    // Resolved once per request here; the extractor and the session budget read it.
+    let client = ClientIp::resolve(ctx.security(), peer, request.headers());
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         %request_id,
-        %client
+        client = %client.0
     );
+    request.extensions_mut().insert(client);
     let response = next.run(request).instrument(span.clone()).await;
     let ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     span.in_scope(|| {
