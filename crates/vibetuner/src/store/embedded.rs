@@ -1489,16 +1489,10 @@ mod tests {
         let here = std::thread::current().id();
         let runs = Arc::new(Mutex::new(Vec::new()));
         let count = |n: i64| {
-            let runs = runs.clone();
-            move |conn: &Connection, _: &str| {
+            let (runs, read) = (runs.clone(), counting(n));
+            move |conn: &Connection, coll: &str| {
                 runs.lock().unwrap().push(std::thread::current().id());
-                conn.query_row(
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) \
-                     SELECT count(*) FROM c",
-                    [n],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(sql)
+                read(conn, coll)
             }
         };
         assert_eq!(store.read("notes", count(10)).await.unwrap(), 10);

@@ -272,6 +272,19 @@ fn form_value(page: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
+/// A signed-in user's page is kept out of shared caches and varies with `HX-Request`.
+fn assert_kept_private(page: &reqwest::Response) {
+    let headers = page.headers();
+    assert_eq!(
+        headers["cache-control"], "private, no-store",
+        "a signed-in user's page is kept out of shared caches"
+    );
+    assert!(
+        headers.get_all("vary").iter().any(|v| v == "HX-Request"),
+        "{headers:?}"
+    );
+}
+
 fn location(res: &reqwest::Response) -> String {
     res.headers()
         .get("location")
@@ -360,20 +373,7 @@ async fn magic_link_round_trip(sessions: Sessions) {
         "report"
     );
     let profile = app.get("/user/").await;
-    assert_eq!(
-        profile.headers()["cache-control"],
-        "private, no-store",
-        "a signed-in user's page is kept out of shared caches"
-    );
-    assert!(
-        profile
-            .headers()
-            .get_all("vary")
-            .iter()
-            .any(|v| v == "HX-Request"),
-        "{:?}",
-        profile.headers()
-    );
+    assert_kept_private(&profile);
     let profile = profile.text().await.unwrap();
     assert!(profile.contains("ada@example.com"), "{profile}");
     assert!(profile.contains("id=\"nav-user\""), "header shows the user");
@@ -1549,20 +1549,7 @@ async fn oidc_sign_in_creates_then_finds_the_account() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/user/");
     let profile = app.get("/user/").await;
-    assert_eq!(
-        profile.headers()["cache-control"],
-        "private, no-store",
-        "a signed-in user's page is kept out of shared caches"
-    );
-    assert!(
-        profile
-            .headers()
-            .get_all("vary")
-            .iter()
-            .any(|v| v == "HX-Request"),
-        "{:?}",
-        profile.headers()
-    );
+    assert_kept_private(&profile);
     let profile = profile.text().await.unwrap();
     assert!(
         profile.contains("oid@example.com") && profile.contains("User sub-1"),

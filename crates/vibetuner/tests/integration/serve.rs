@@ -292,7 +292,7 @@ async fn oversized_and_malformed_request_heads_are_refused() {
 /// whole meanwhile.
 #[tokio::test]
 async fn over_the_send_buffer_budget_clients_that_stopped_reading_are_dropped() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (_tx, rx) = tokio::sync::oneshot::channel();
     let (base, _server) = start_with(
         rx,
@@ -319,18 +319,7 @@ async fn over_the_send_buffer_budget_clients_that_stopped_reading_are_dropped() 
     assert!(until_closed(&mut reader).await.len() > 32 << 20);
     // The stalled one is closed within seconds (SEND_TIMEOUT is ten minutes).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 16];
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stalled.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-    })
-    .await
-    .expect("the stalled connection was closed");
+    let got = bytes_until_closed(&mut stalled, Duration::from_secs(20)).await;
     assert!(
         got < 32 << 20,
         "{got} bytes: the stalled response was not dropped"
@@ -340,6 +329,25 @@ async fn over_the_send_buffer_budget_clients_that_stopped_reading_are_dropped() 
         "{:?}",
         started.elapsed()
     );
+}
+
+/// How many bytes arrive until the server closes the connection; panics when it is still open
+/// after `wait`.
+async fn bytes_until_closed(stream: &mut tokio::net::TcpStream, wait: Duration) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await
+    .expect("the server closed the connection");
+    got
 }
 
 /// Everything the server sends until it closes the connection (an error counts as closed).
@@ -612,7 +620,7 @@ async fn a_body_trickling_below_the_minimum_rate_is_refused() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_its_response_is_dropped() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (_tx, rx) = tokio::sync::oneshot::channel();
     let (base, _server) = start_with(rx, &[("SEND_TIMEOUT", "1")]).await;
     // A small receive window, as a slow client's would be: the server's writes soon wait.
@@ -628,18 +636,7 @@ async fn a_client_that_stops_reading_its_response_is_dropped() {
         .unwrap();
     // Not reading: the server's writes wait on full socket buffers.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 16];
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-    })
-    .await
-    .expect("the connection ends");
+    let got = bytes_until_closed(&mut stream, Duration::from_secs(30)).await;
     assert!(
         got < 32 << 20,
         "the whole 32 MiB arrived ({got} bytes): the stalled response was not dropped"
