@@ -26,15 +26,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ping_ok, release_app, rss_kib, sign_in};
+use common::{ping_ok, release_app, rss_kib, seed_notes_with, sign_in, spawn_prod};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port};
+use vibetuner_e2e::{SmtpSink, free_port};
 
 /// The legitimate client's request rate.
 const LEGIT_PER_SEC: u64 = 20;
@@ -392,42 +391,6 @@ fn sessions_stored(data: &std::path::Path) -> String {
         .map_or_else(|e| format!("? ({e})"), |n| n.to_string())
 }
 
-fn spawn(
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    port: u16,
-    env: &[(&str, String)],
-) -> Child {
-    Command::new(binary)
-        .args(["serve", "--port", &port.to_string()])
-        .current_dir(dir)
-        .env_clear()
-        .envs(PROD_ENV)
-        .env("HOST", "127.0.0.1")
-        .env("LOG_LEVEL", "error")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts")
-}
-
-/// Creates `n` notes of `size` bytes for the user of `cookie`.
-fn seed(port: u16, cookie: &str, n: usize, size: usize) {
-    let body = "b".repeat(size);
-    let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
-    for i in 0..n {
-        let created = common::send(
-            port,
-            "POST",
-            "/api/notes",
-            &headers,
-            &format!(r#"{{"title":"Note {i}","body":"{body}"}}"#),
-        );
-        assert!(created.starts_with("HTTP/1.1 201"), "seeding: {created}");
-    }
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -451,18 +414,18 @@ fn main() {
     let port = free_port();
     // Loopback addresses are clients here, not a proxy: the per-address caps apply to them.
     let env = [
-        ("DATA_DIR", data.display().to_string()),
-        ("SMTP_URL", smtp.url.clone()),
-        ("TRUSTED_PROXIES", "10.255.255.254".to_owned()),
+        ("DATA_DIR".to_owned(), data.display().to_string()),
+        ("SMTP_URL".to_owned(), smtp.url.clone()),
+        ("TRUSTED_PROXIES".to_owned(), "10.255.255.254".to_owned()),
     ];
-    let mut child = spawn(&app.binary, &app.dir, port, &env);
+    let mut child = spawn_prod(&app.binary, &app.dir, port, &env, "error");
     while !ping_ok(port) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let legit = sign_in(port, &smtp, "legit@example.com");
     let attacker = sign_in(port, &smtp, "attacker@example.com");
-    seed(port, &legit, 100, 200);
-    seed(port, &attacker, 1000, 10_000);
+    seed_notes_with(port, &legit, 100, |_| "b".repeat(200));
+    seed_notes_with(port, &attacker, 1000, |_| "b".repeat(10_000));
     let target = Arc::new(Target {
         port,
         pid: child.id(),

@@ -8,14 +8,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ping_ok, release_app, rss_kib, seed_notes, sign_in};
+use common::{ping_ok, release_app, rss_kib, seed_notes, sign_in, spawn_prod};
 use tokio::sync::Mutex;
-use vibetuner_e2e::{PROD_ENV, SmtpSink, free_port};
+use vibetuner_e2e::{SmtpSink, free_port};
 
 /// Concurrent connections of the load generator.
 const CONNECTIONS: usize = 32;
@@ -171,26 +170,6 @@ async fn drive(
     total
 }
 
-fn spawn(
-    binary: &std::path::Path,
-    dir: &std::path::Path,
-    port: u16,
-    env: &[(String, String)],
-) -> Child {
-    Command::new(binary)
-        .args(["serve", "--port", &port.to_string()])
-        .current_dir(dir)
-        .env_clear()
-        .envs(PROD_ENV)
-        .env("HOST", "127.0.0.1")
-        .env("LOG_LEVEL", "warn")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts")
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -211,7 +190,7 @@ fn main() {
         ("SESSION_RATE_LIMIT".to_owned(), "1000/minute".to_owned()),
     ];
     let port = free_port();
-    let mut child = spawn(&app.binary, &app.dir, port, &env);
+    let mut child = spawn_prod(&app.binary, &app.dir, port, &env, "warn");
     while !ping_ok(port) {
         std::thread::sleep(Duration::from_millis(5));
     }

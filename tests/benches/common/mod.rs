@@ -164,6 +164,18 @@ pub(crate) fn sign_in(port: u16, smtp: &SmtpSink, email: &str) -> String {
 /// Creates `n` notes through the API as the user whose `Cookie` header value is `cookie`;
 /// returns the id of the last one.
 pub(crate) fn seed_notes(port: u16, cookie: &str, n: usize) -> String {
+    seed_notes_with(port, cookie, n, |i| {
+        format!("Benchmark body number {i}, with a few words.")
+    })
+}
+
+/// [`seed_notes`] with the body of note `i` from `body` (JSON-safe text).
+pub(crate) fn seed_notes_with(
+    port: u16,
+    cookie: &str,
+    n: usize,
+    body: impl Fn(usize) -> String,
+) -> String {
     let headers = format!("Content-Type: application/json\r\nCookie: {cookie}\r\n");
     let mut last = String::new();
     for i in 0..n {
@@ -172,10 +184,9 @@ pub(crate) fn seed_notes(port: u16, cookie: &str, n: usize) -> String {
             "POST",
             "/api/notes",
             &headers,
-            &format!(
-                r#"{{"title":"Note {i}","body":"Benchmark body number {i}, with a few words."}}"#
-            ),
+            &format!(r#"{{"title":"Note {i}","body":"{}"}}"#, body(i)),
         );
+        assert!(last.starts_with("HTTP/1.1 201"), "seeding: {last}");
     }
     last.split("\"id\":\"")
         .nth(1)
@@ -382,4 +393,27 @@ pub(crate) fn check_home_baseline(app_port: u16, base_port: u16) -> usize {
     let base = Conn::open(base_port).get("/", None);
     assert_like_for_like(&app, &base);
     app.body.len()
+}
+
+/// The app `binary` serving in prod from `dir` on 127.0.0.1:`port`, with `env` on top of
+/// [`PROD_ENV`] and logs at `log_level`, its output discarded.
+pub(crate) fn spawn_prod(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+    env: &[(String, String)],
+    log_level: &str,
+) -> std::process::Child {
+    Command::new(binary)
+        .args(["serve", "--port", &port.to_string()])
+        .current_dir(dir)
+        .env_clear()
+        .envs(vibetuner_e2e::PROD_ENV)
+        .env("HOST", "127.0.0.1")
+        .env("LOG_LEVEL", log_level)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts")
 }
