@@ -1,7 +1,9 @@
 //! Benchmark baselines: bare axum with no middleware. Usage: `bare_axum PORT [APP_DIR HEADERS]`.
 //!
 //! `/health/ping` answers like the framework does. With a generated app's folder and a headers
-//! file, `/` is the limit for the app's home page: a bare minijinja environment renders *the same
+//! file (`HEADERS`, and `HEADERS` with the extension `.hello` for `/hello`), `/` is the limit
+//! for the app's home page and `/hello` for its htmx greeting (the `greeting` block of
+//! `hello.html.jinja`, for `name=world`): a bare minijinja environment renders *the same
 //! template files* (the app's `templates/frontend/`, then the framework's) with the same context
 //! and sends the same headers, with nothing else per request. The base context is the one the
 //! framework computes once at start-up for that folder and the environment's settings; per request
@@ -21,14 +23,41 @@ use vibetuner::minijinja::{self, Environment, Value, context};
 use vibetuner::render::FrameworkTemplates;
 use vibetuner::{App, ProjectSource, Settings};
 
-/// What `/` needs: the environment, the framework's base context and the header lines.
+/// What `/` and `/hello` need: the environment, the framework's base context and the header
+/// lines of each.
 struct Home {
     env: Environment<'static>,
     base: Value,
     headers: Vec<(HeaderName, String)>,
+    hello_headers: Vec<(HeaderName, String)>,
 }
 
 async fn home(State(home): State<Arc<Home>>, uri: Uri) -> Response {
+    render(&home, &uri, false, &home.headers, |env, ctx| {
+        env.get_template("index.html.jinja")?.render(ctx)
+    })
+}
+
+/// `/hello` as htmx asks for it: the app's `greeting` block alone, for `name=world`.
+async fn hello(State(home): State<Arc<Home>>, uri: Uri) -> Response {
+    render(&home, &uri, true, &home.hello_headers, |env, ctx| {
+        let ctx = context! { name => "world", ..ctx };
+        // As the framework renders a block (`Renderer::render_block`).
+        env.get_template("hello.html.jinja")?
+            .render_captured(ctx)?
+            .with_state_mut(|state| state.render_block("greeting"))
+    })
+}
+
+/// Renders with the context the framework gives a request (fresh nonce and request id) and
+/// sends `header_lines`.
+fn render(
+    home: &Home,
+    uri: &Uri,
+    htmx: bool,
+    header_lines: &[(HeaderName, String)],
+    template: impl FnOnce(&Environment<'static>, Value) -> Result<String, minijinja::Error>,
+) -> Response {
     let nonce = vibetuner::security::random_token(16);
     let request_id = uuid::Uuid::new_v4().to_string();
     let ctx = context! {
@@ -36,7 +65,7 @@ async fn home(State(home): State<Arc<Home>>, uri: Uri) -> Response {
             method => "GET",
             path => uri.path(),
             query => uri.query().unwrap_or_default(),
-            htmx => false,
+            htmx => htmx,
             request_id => &request_id,
         },
         csp_nonce => &nonce,
@@ -44,11 +73,7 @@ async fn home(State(home): State<Arc<Home>>, uri: Uri) -> Response {
         flashes => Vec::<Value>::new(),
         ..home.base.clone()
     };
-    let body = match home
-        .env
-        .get_template("index.html.jinja")
-        .and_then(|t| t.render(ctx))
-    {
+    let body = match template(&home.env, ctx) {
         Ok(body) => body,
         Err(e) => {
             return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
@@ -56,7 +81,7 @@ async fn home(State(home): State<Arc<Home>>, uri: Uri) -> Response {
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    for (name, value) in &home.headers {
+    for (name, value) in header_lines {
         let value = value
             .replace("{nonce}", &nonce)
             .replace("{request_id}", &request_id);
@@ -104,12 +129,19 @@ async fn home_state(dir: PathBuf, headers_file: &Path) -> anyhow::Result<Home> {
     env.add_function("static_url", move |path: String| {
         format!("/static/v{v_hash}/{}", path.trim_start_matches('/'))
     });
-    let headers = std::fs::read_to_string(headers_file)?
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .map(|(name, value)| Ok((HeaderName::try_from(name)?, value.to_owned())))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Home { env, base, headers })
+    let lines = |file: &Path| -> anyhow::Result<Vec<(HeaderName, String)>> {
+        std::fs::read_to_string(file)?
+            .lines()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| Ok((HeaderName::try_from(name)?, value.to_owned())))
+            .collect()
+    };
+    Ok(Home {
+        env,
+        base,
+        headers: lines(headers_file)?,
+        hello_headers: lines(&headers_file.with_extension("hello"))?,
+    })
 }
 
 #[tokio::main]
@@ -122,7 +154,10 @@ async fn main() -> anyhow::Result<()> {
     );
     if let (Some(dir), Some(headers)) = (args.next(), args.next()) {
         let state = home_state(PathBuf::from(dir), Path::new(&headers)).await?;
-        app = app.route("/", get(home).with_state(Arc::new(state)));
+        let state = Arc::new(state);
+        app = app
+            .route("/", get(home).with_state(state.clone()))
+            .route("/hello", get(hello).with_state(state));
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;

@@ -384,7 +384,7 @@ async fn dispatch(app: App, command: Command, project: &Project) -> anyhow::Resu
                 }
                 None => {
                     let addr = format!("{}:{}", settings.host, settings.port);
-                    tokio::net::TcpListener::bind(&addr).await.with_context(|| {
+                    super::listen::bind(&addr).await.with_context(|| {
                         format!("cannot listen on {addr} (is another server using the port? pick one with --port)")
                     })?
                 }

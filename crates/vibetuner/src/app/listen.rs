@@ -572,6 +572,39 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets requests
 /// in flight finish and returns once every connection is closed.
+/// Connections the kernel queues before they are accepted (capped by `net.core.somaxconn`,
+/// 4096 on current Linux). tokio's `TcpListener::bind` asks for 1024: a flood of new
+/// connections fills that within a second, and the kernel then drops a legitimate client's
+/// SYN, which retries only after a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` (`host:port`; a name tries each of its addresses in turn) with
+/// [`LISTEN_BACKLOG`].
+pub(crate) async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As `TcpListener::bind` does: a restarted server can listen at once.
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} names no address"),
+        )
+    }))
+}
+
 pub(crate) async fn serve_connections(
     listener: TcpListener,
     router: crate::middleware::Stack,
@@ -834,4 +867,36 @@ async fn serve_connection(
         Poll::Pending
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2,000 connections waiting to be accepted (the queue tokio's own `bind` allows is 1,024):
+    /// each is taken by the kernel at once rather than dropped and retried a second later.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog() {
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut connected = Vec::new();
+        for n in 0..2000 {
+            let stream = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("connection {n} was not queued (net.core.somaxconn below 2,048?)")
+                })
+                .unwrap();
+            connected.push(stream);
+        }
+        let (_, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, connected[0].local_addr().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_name_with_no_free_address_is_an_error() {
+        let taken = bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        assert!(bind(&addr).await.is_err());
+    }
 }

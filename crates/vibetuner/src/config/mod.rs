@@ -343,6 +343,10 @@ pub struct Settings {
     /// `MAX_CONNECTIONS_PER_IP`: open connections from one address (IPv6: one /64) (100);
     /// peers in `TRUSTED_PROXIES` are exempt, the proxy being many clients.
     pub max_connections_per_ip: usize,
+    /// `REQUESTS_PER_CLIENT`: requests one client (the signed-in user, else the address, IPv6
+    /// by its /64) has in its handlers at once (4); more wait their turn, and past 100 waiting
+    /// answer 429, so one client's burst of costly requests cannot delay everyone else's.
+    pub requests_per_client: usize,
     /// `BRAND_*`: the name, colour and logo that pages, the favicon and emails show.
     pub brand: Brand,
     /// `THEMES`: the daisyUI themes the header's switcher offers, comma-separated
@@ -547,6 +551,7 @@ impl Settings {
             max_connections: positive(&source, "MAX_CONNECTIONS", default_max_connections())?
                 as usize,
             max_connections_per_ip: positive(&source, "MAX_CONNECTIONS_PER_IP", 100)? as usize,
+            requests_per_client: positive(&source, "REQUESTS_PER_CLIENT", 4)? as usize,
             brand: Brand::from_source(&source)?,
             themes: themes(&source)?,
             source,

@@ -312,6 +312,13 @@ pub const SETTINGS: &[SettingInfo] = &[
         Some("100"),
         "connections from one address (IPv6: one /64); trusted proxies are exempt",
     ),
+    setting(
+        "REQUESTS_PER_CLIENT",
+        Server,
+        Integer,
+        Some("4"),
+        "requests one client (signed-in user, else address) has in its handlers at once; more wait, past 100 waiting 429",
+    ),
     SettingInfo {
         choices: &["full", "normal"],
         ..computed(

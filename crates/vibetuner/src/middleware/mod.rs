@@ -1,9 +1,9 @@
 //! The framework's middleware stack, in one place and in order (outermost last):
 //!
 //! 1. routes (the app's, auth, the home fallback) inside the app's own [`App::layer`]s;
-//! 2. the [`AppContext`] extension, cache headers for private pages, the signed-in user
-//!    (`auth::load_user`), flash messages, the session, the per-address budget of new
-//!    sessions, CSRF;
+//! 2. the [`AppContext`] extension, cache headers for private pages, a signed-in user's fair
+//!    share of the handlers, the signed-in user (`auth::load_user`), flash messages, the
+//!    session, the per-address budget of new sessions, CSRF, an address's fair share;
 //! 3. meta files and statics join here: they need no session;
 //! 4. the handler deadline, body limits and the body read timeout, panic catching, error pages,
 //!    security headers, unambiguous request framing, the access log;
@@ -14,6 +14,7 @@
 mod access_log;
 mod cache;
 mod error_pages;
+mod fair_share;
 mod framing;
 mod request_id;
 mod timeout;
@@ -61,7 +62,12 @@ pub(crate) fn stack(
     // Each stage wraps a whole router once, rather than every route (`Router::layer`): a
     // request then clones one small stack of layers instead of a stack per matched route
     // (measured: a quarter of a page's instructions went to cloning and dropping them).
+    let fair_share = fair_share::FairShare::new(settings.requests_per_client);
     let sessions = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(
+            fair_share.clone(),
+            fair_share::by_address,
+        ))
         .layer(middleware::from_fn_with_state(
             security.clone(),
             crate::security::csrf_protection,
@@ -73,6 +79,10 @@ pub(crate) fn stack(
         .layer(crate::auth::session::layer(outer.sessions, settings))
         .layer(middleware::from_fn(crate::flash::carry))
         .layer(middleware::from_fn(crate::auth::load_user))
+        .layer(middleware::from_fn_with_state(
+            fair_share.clone(),
+            fair_share::by_user,
+        ))
         .layer(middleware::from_fn(cache::cache_headers))
         .layer(axum::Extension(ctx.clone()))
         .service(routes);

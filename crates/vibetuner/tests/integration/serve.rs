@@ -16,8 +16,22 @@ static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// Counts the `/hold` requests whose handler runs.
 static HOLDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// `/turn` handlers running now, and the signal that lets one of them finish.
+static TURNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static END_TURN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
 fn app() -> App {
     App::new(SOURCE)
+        .route(
+            "/turn",
+            get(|| async {
+                TURNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                END_TURN.acquire().await.unwrap().forget();
+                TURNS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                "turn"
+            }),
+        )
+        .route("/quick", get(|| async { "quick" }))
         .route(
             "/slow",
             get(|| async {
@@ -684,5 +698,120 @@ async fn ambiguous_request_framing_is_refused() {
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("5"),
         "{answer}"
+    );
+}
+
+/// Sends `GET {path}` from `from` and reads the answer's status line, within `wait`; `None`
+/// when no answer came in time.
+async fn status_within(base: &str, from: [u8; 4], path: &str, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = connect_from(base, from).await;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(wait, until_closed(&mut stream))
+        .await
+        .ok()?;
+    Some(answer.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Waits (up to 10 s) until `n` `/turn` handlers run.
+async fn turns_running(n: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while TURNS.load(std::sync::atomic::Ordering::SeqCst) != n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} /turn handlers never ran at once"));
+}
+
+/// One client has at most `REQUESTS_PER_CLIENT` requests in its handlers: its next request waits
+/// for one of them to finish while another client's is answered at once; past the waiting line
+/// its requests answer 429.
+#[tokio::test]
+async fn each_client_has_its_share_of_the_handlers() {
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[
+            ("REQUESTS_PER_CLIENT", "2"),
+            ("MAX_CONNECTIONS_PER_IP", "500"),
+        ],
+    )
+    .await;
+    let busy = [127, 0, 0, 3];
+    let mut turns = Vec::new();
+    for _ in 0..2 {
+        let base = base.clone();
+        turns.push(tokio::spawn(async move {
+            status_within(&base, busy, "/turn", Duration::from_secs(60)).await
+        }));
+    }
+    turns_running(2).await;
+    // The busy client's third request waits its turn; another client's does not.
+    let waiting = {
+        let base = base.clone();
+        tokio::spawn(
+            async move { status_within(&base, busy, "/quick", Duration::from_secs(60)).await },
+        )
+    };
+    assert_eq!(
+        status_within(&base, [127, 0, 0, 4], "/quick", Duration::from_secs(10))
+            .await
+            .as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "another client waited"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the busy client's third request ran beside its two"
+    );
+    END_TURN.add_permits(1);
+    assert_eq!(
+        waiting.await.unwrap().as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "its turn came when one of the two finished"
+    );
+    // Two running again (one old, one new), then a waiting line of 100: the next is refused.
+    let base2 = base.clone();
+    turns.push(tokio::spawn(async move {
+        status_within(&base2, busy, "/turn", Duration::from_secs(60)).await
+    }));
+    turns_running(2).await;
+    // 110 more requests: a waiting line of 100, the other ten refused at once.
+    let mut line = Vec::new();
+    for _ in 0..110 {
+        let base = base.clone();
+        line.push(tokio::spawn(async move {
+            status_within(&base, busy, "/quick", Duration::from_secs(60)).await
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while line.iter().filter(|t| t.is_finished()).count() < 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("ten requests past the waiting line are answered at once");
+    END_TURN.add_permits(2);
+    for turn in turns {
+        assert_eq!(turn.await.unwrap().as_deref(), Some("HTTP/1.1 200 OK"));
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for waiting in line {
+        *statuses.entry(waiting.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [
+            (Some("HTTP/1.1 200 OK".to_owned()), 100),
+            (Some("HTTP/1.1 429 Too Many Requests".to_owned()), 10)
+        ]
+        .into(),
     );
 }
