@@ -100,25 +100,13 @@ impl Poller {
     }
 }
 
-/// No connection was refused. Other failures are printed, not failed on: a CI run saw one
-/// request fail ("error sending request") while the server was swapped after a fixed build,
-/// a known gap of the dev server's hand-over (issue 38) that this test does not hold yet.
-fn assert_no_refusal(failures: &[String], when: &str) {
-    for failure in failures {
-        eprintln!("[poller] {when}: {failure}");
-    }
-    let refused: Vec<_> = failures
-        .iter()
-        .filter(|f| f.starts_with("refused"))
-        .collect();
-    assert!(
-        refused.is_empty(),
-        "connections refused {when}: {refused:?}"
-    );
+/// Every request was answered 2xx in full: none refused, reset, timed out or answered otherwise.
+fn assert_no_failure(failures: &[String], when: &str) {
+    assert!(failures.is_empty(), "requests failed {when}: {failures:?}");
 }
 
 #[tokio::test]
-async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
+async fn dev_rebuilds_without_a_failed_request_and_reports_broken_builds() {
     let dir = generate();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -155,7 +143,7 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     dev.until_body(&client(), &format!("{base}/probe"), "two", POLL)
         .await;
     let (failures, answered) = poller.finish().await;
-    assert_no_refusal(&failures, "during the restart");
+    assert_no_failure(&failures, "during the restart");
     assert!(answered > 0);
     // The old server's stream ended; a new one greets with the new server's id.
     let mut events = Events::open(&base).await;
@@ -195,7 +183,7 @@ async fn dev_rebuilds_without_refusing_and_reports_broken_builds() {
     dev.until_body(&client(), &format!("{base}/probe"), "three", POLL)
         .await;
     let (failures, _) = poller.finish().await;
-    assert_no_refusal(&failures, "around the broken build");
+    assert_no_failure(&failures, "around the broken build");
     let mut events = Events::open(&base).await;
     assert_eq!(events.next_any().await.0, "hello");
     std::fs::write(&css, "body { color: blue }").unwrap();

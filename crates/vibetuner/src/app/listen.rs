@@ -210,6 +210,12 @@ impl Activity {
         }
     }
 
+    /// No request in flight, and one on its way: the connection is fresh, or the bytes of a
+    /// request's head arrived.
+    fn awaiting_head(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && self.since.load(Ordering::Relaxed) & HEAD != 0
+    }
+
     fn start(self: &Arc<Self>) -> InFlight {
         self.busy.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
@@ -688,6 +694,13 @@ pub(crate) async fn serve_connections(
         .await;
 }
 
+/// At a stop, how long a connection whose request has not been read yet keeps its chance to
+/// send it: one accepted just before the stop (as when `vibetuner dev` hands its socket to a
+/// fresh build) has usually sent it already.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How often a stopping connection is looked at for its first request.
+const STOPPING_LOOK: Duration = Duration::from_millis(10);
+
 /// How many new connections may wait at once for the place of an evicted one.
 const EVICT_PENDING: usize = 256;
 
@@ -808,6 +821,7 @@ async fn serve_connection(
         .min(Instant::now() + limits.send_timeout);
     let mut timer = Box::pin(tokio::time::sleep_until(first.into()));
     let gate = activity.gate.clone();
+    let mut stopping: Option<Instant> = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(result) = conn.as_mut().poll(cx) {
             if let Err(e) = result {
@@ -829,6 +843,13 @@ async fn serve_connection(
             .is_some_and(|stop| stop.as_mut().poll(&mut own).is_ready())
         {
             stop = None;
+            stopping = Some(Instant::now() + FIRST_REQUEST_GRACE);
+        }
+        // Closed once its request is read: a connection accepted just before the stop, or
+        // whose request was arriving, has the grace to send it (hyper would close it as idle,
+        // unanswered).
+        if stopping.is_some_and(|until| !activity.awaiting_head() || Instant::now() >= until) {
+            stopping = None;
             conn.as_mut().graceful_shutdown();
             // The connection may now finish (an idle one closes): poll it again.
             cx.waker().wake_by_ref();
@@ -863,6 +884,12 @@ async fn serve_connection(
                     (now + limits.header_read_timeout.min(limits.send_timeout)).into(),
                 ),
             }
+        }
+        // Stopping a connection awaiting a request: looked at again soon, for it.
+        let soon = tokio::time::Instant::now() + STOPPING_LOOK;
+        if stopping.is_some() && timer.deadline() > soon {
+            timer.as_mut().reset(soon);
+            let _ = timer.as_mut().poll(&mut own);
         }
         Poll::Pending
     })

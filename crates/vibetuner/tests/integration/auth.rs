@@ -64,6 +64,10 @@ fn client(ip: &str, cookies: bool) -> reqwest::Client {
         .unwrap()
 }
 
+/// `/slow-flash` started, and may finish.
+static SLOW_FLASH_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static SLOW_FLASH_RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -103,11 +107,13 @@ async fn start(sessions: Sessions, extra: Vec<(String, String)>) -> TestApp {
             .route("/guarded/report", get(|| async { "report" }))
             .route_layer(axum::middleware::from_fn(vibetuner::auth::require_user));
         let app = App::new(SOURCE)
-            // Writes the session late: a request still in flight when the user signs out.
+            // Writes the session late: a request still in flight when the user signs out
+            // (it says when it started and finishes when the test lets it).
             .route(
                 "/slow-flash",
                 axum::routing::post(|| async {
-                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    SLOW_FLASH_STARTED.notify_one();
+                    SLOW_FLASH_RELEASE.notified().await;
                     (
                         vibetuner::flash::Flash::success("saved"),
                         axum::response::Redirect::to("/"),
@@ -478,7 +484,9 @@ async fn logout_sticks_while_a_request_is_in_flight(sessions: Sessions) {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), SLOW_FLASH_STARTED.notified())
+        .await
+        .expect("the slow request reached its handler");
     let logout = app.post("/auth/logout", &[]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -486,6 +494,7 @@ async fn logout_sticks_while_a_request_is_in_flight(sessions: Sessions) {
         StatusCode::SEE_OTHER,
         "signed out"
     );
+    SLOW_FLASH_RELEASE.notify_one();
     assert_eq!(in_flight.await.unwrap(), StatusCode::SEE_OTHER);
     assert_eq!(
         get_with_cookie(&other, &app.url("/private"), &cookie).await,

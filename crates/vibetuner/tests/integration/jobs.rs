@@ -135,6 +135,16 @@ async fn result(env: &Env, key: &str) -> Option<bson::Document> {
         .unwrap()
 }
 
+/// Waits until `env`'s queue holds no run: none ready, taken by a worker and not acknowledged,
+/// or delayed. After that nothing more can run, so "ran once" can be checked without a fixed wait.
+async fn drained(env: &Env) {
+    eventually(30, "the queue to drain", || async {
+        let depth = env.built.jobs().depth().await.ok()?;
+        (depth.ready == 0 && depth.delayed == 0).then_some(())
+    })
+    .await;
+}
+
 /// An integer field, whichever width the backend stored it with.
 fn number(value: &bson::Bson) -> Option<i64> {
     match value {
@@ -240,7 +250,11 @@ async fn a_task_enqueued_while_redis_is_down_runs_once_redis_is_back() {
     assert_eq!(done.get("sum").and_then(number), Some(42));
     assert_eq!(done.get_str("task_id").unwrap(), id);
     // Relayed once: no second run, nothing left waiting.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    eventually(30, "the store's queue to empty", || async {
+        (waiting.count(&Filter::All).await.ok()? == 0).then_some(())
+    })
+    .await;
+    drained(&env).await;
     let runs = env
         .built
         .store()
@@ -431,7 +445,7 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
         (n >= fired).then_some(n)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    drained(&drain).await;
     w3.stop().await;
     assert_eq!(
         (ran, runs.load(Ordering::SeqCst) as usize),
@@ -565,7 +579,7 @@ async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
     let second = start_worker(&env);
     first.stop().await;
     eventually(10, "the task to finish", || result(&env, "long")).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    drained(&env).await;
     second.stop().await;
     let results = env.built.store().collection("results");
     assert_eq!(

@@ -815,3 +815,50 @@ async fn each_client_has_its_share_of_the_handlers() {
         .into(),
     );
 }
+
+/// A connection accepted just before the server stops (as when `vibetuner dev` hands its socket
+/// to a fresh build) gets its request answered rather than closed unanswered; one that sends
+/// nothing is closed after the grace, and the server stops.
+#[tokio::test]
+async fn a_request_sent_on_a_connection_accepted_before_the_stop_is_answered() {
+    use tokio::io::AsyncWriteExt;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (base, server) = start(rx).await;
+    // Served once, so the connections below are accepted by a running loop.
+    assert_eq!(
+        status_within(&base, [127, 0, 0, 1], "/quick", Duration::from_secs(10))
+            .await
+            .as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    let mut late = connect_from(&base, [127, 0, 0, 1]).await;
+    let mut silent = connect_from(&base, [127, 0, 0, 1]).await;
+    // Accepted: a ping on a third connection is answered after both were queued.
+    assert_eq!(
+        status_within(
+            &base,
+            [127, 0, 0, 1],
+            "/health/ping",
+            Duration::from_secs(10)
+        )
+        .await
+        .as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    late.write_all(b"GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut late).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("quick"),
+        "{answer:?}"
+    );
+    assert!(until_closed(&mut silent).await.is_empty());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
