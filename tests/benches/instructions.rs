@@ -2,8 +2,10 @@
 //! (release, prod, embedded store) and the bare axum baselines run under
 //! `valgrind --tool=callgrind`. For each endpoint: a warm-up, callgrind's counters zeroed,
 //! `REQUESTS` requests on one keep-alive connection, a dump; then what the process counts on its
-//! own (job polls, timers) over an idle stretch as long is taken off, and the rest over
-//! `REQUESTS` is the figure (every thread counted). The top functions of each profile (inclusive
+//! own (job polls, timers) over an idle stretch as long is taken off every target's figure alike
+//! and printed beside it, and the rest over `REQUESTS` is the figure (every thread counted).
+//! `/health/ping` sits outside the framework's stack; htmx's `/hello` is the routed request
+//! that goes through all of it, against bare axum + minijinja rendering the same block. The top functions of each profile (inclusive
 //! cost, framework and library functions) are printed. Counts repeat within a few percent,
 //! unlike wall-clock figures on a shared machine.
 //!
@@ -19,7 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Conn, check_home_baseline, home_baseline_args, ping_ok, release_app, seed_notes, sign_in,
+    Conn, HELLO, HTMX, check_home_baseline, home_baseline_args, ping_ok, release_app, seed_notes,
+    sign_in,
 };
 use vibetuner_e2e::{PROD_ENV, SmtpSink, fixed_dir, free_port};
 
@@ -30,6 +33,16 @@ const WARMUP: u64 = 20;
 const NOTES: usize = 100;
 /// How many functions of each profile are printed.
 const TOP: usize = 12;
+
+/// One endpoint's figures.
+struct Measured {
+    /// Instructions per request, the idle ones taken off.
+    per_request: f64,
+    /// What an idle stretch as long counted, per request (taken off).
+    idle_per_request: f64,
+    /// The callgrind dump.
+    file: PathBuf,
+}
 
 /// A server under callgrind (or not), killed on drop.
 struct Server {
@@ -103,25 +116,31 @@ impl Server {
         assert!(status.success(), "callgrind_control {what} failed");
     }
 
-    /// Instructions per request of `path` (and the dump's file).
-    fn measure(&mut self, path: &str, cookie: Option<&str>) -> (f64, PathBuf) {
+    /// Instructions per request of `path` sent with `headers` (whole lines), the idle
+    /// instructions taken off them, and the dump's file.
+    fn measure(&mut self, path: &str, headers: &str) -> Measured {
         let mut conn = Conn::open(self.port);
         for _ in 0..WARMUP {
-            assert_eq!(conn.get(path, cookie).status, 200, "GET {path}");
+            assert_eq!(conn.get_with(path, headers).status, 200, "GET {path}");
         }
         self.control("--zero");
         let started = Instant::now();
         for _ in 0..REQUESTS {
-            assert_eq!(conn.get(path, cookie).status, 200, "GET {path}");
+            assert_eq!(conn.get_with(path, headers).status, 200, "GET {path}");
         }
         let took = started.elapsed();
         let (total, file) = self.dump();
         // What the process does meanwhile on its own (the job worker's polls, timers), counted
-        // over an idle stretch as long as the requests took, is not the requests' cost.
+        // over an idle stretch as long as the requests took, is not the requests' cost. Taken
+        // off every target's figure alike (the baselines have next to none) and printed.
         self.control("--zero");
         std::thread::sleep(took);
         let (idle, _) = self.dump();
-        (total.saturating_sub(idle) as f64 / REQUESTS as f64, file)
+        Measured {
+            per_request: total.saturating_sub(idle) as f64 / REQUESTS as f64,
+            idle_per_request: idle as f64 / REQUESTS as f64,
+            file,
+        }
     }
 
     /// Dumps the counters; returns their total and the dump's file.
@@ -248,7 +267,7 @@ fn main() {
         (base_args, cookie, id)
     };
 
-    let mut rows: Vec<(String, f64, PathBuf)> = Vec::new();
+    let mut rows: Vec<(String, Measured)> = Vec::new();
     {
         let mut base = Server::start(
             &baseline,
@@ -257,12 +276,12 @@ fn main() {
             &app_env,
             Some(&work.join("callgrind.baseline.out")),
         );
-        for (label, path) in [
-            ("bare axum /health/ping", "/health/ping"),
-            ("bare axum + minijinja /", "/"),
+        for (label, path, headers) in [
+            ("bare axum /health/ping", "/health/ping", ""),
+            ("bare axum + minijinja /hello (htmx)", HELLO, HTMX),
+            ("bare axum + minijinja /", "/", ""),
         ] {
-            let (n, file) = base.measure(path, None);
-            rows.push((label.to_owned(), n, file));
+            rows.push((label.to_owned(), base.measure(path, headers)));
         }
     }
     {
@@ -273,54 +292,71 @@ fn main() {
             &app_env,
             Some(&work.join("callgrind.app.out")),
         );
-        for (label, path, cookie) in [
-            ("app /health/ping", "/health/ping".to_owned(), None),
-            ("app /", "/".to_owned(), None),
+        let signed_in = format!("Cookie: {cookie}\r\n");
+        for (label, path, headers) in [
+            ("app /health/ping", "/health/ping".to_owned(), ""),
+            ("app /hello (htmx)", HELLO.to_owned(), HTMX),
+            ("app /", "/".to_owned(), ""),
             (
                 "app /api/notes?limit=20",
                 "/api/notes?limit=20".to_owned(),
-                Some(cookie.as_str()),
+                signed_in.as_str(),
             ),
             (
                 "app /api/notes/{id}",
                 format!("/api/notes/{id}"),
-                Some(cookie.as_str()),
+                signed_in.as_str(),
             ),
         ] {
-            let (n, file) = server.measure(&path, cookie);
-            rows.push((label.to_owned(), n, file));
+            rows.push((label.to_owned(), server.measure(&path, headers)));
         }
     }
 
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/instructions.txt");
     let before = previous(&file);
-    let figure = |label: &str| rows.iter().find(|r| r.0 == label).map_or(f64::NAN, |r| r.1);
+    let figure = |label: &str| {
+        rows.iter()
+            .find(|r| r.0 == label)
+            .map_or(f64::NAN, |r| r.1.per_request)
+    };
     let mut table = format!(
         "Instructions per request under callgrind ({REQUESTS} requests after {WARMUP}, one keep-alive connection;\n\
-         release, ENVIRONMENT=prod, embedded store, {NOTES} notes). Written by scripts/bench-instructions.sh.\n\n\
-         | request | instructions | vs baseline |\n|---|---|---|\n"
+         release, ENVIRONMENT=prod, embedded store, {NOTES} notes). Written by scripts/bench-instructions.sh.\n\
+         /health/ping sits outside the framework's stack; /hello (htmx) is the routed request through all of it.\n\
+         \"idle\" is what the process counted on its own over an idle stretch as long, per request: taken off every row.\n\n\
+         | request | instructions | vs baseline | idle (taken off) |\n|---|---|---|---|\n"
     );
-    for (label, n, _) in &rows {
+    for (label, m) in &rows {
+        let n = m.per_request;
         let ratio = match label.as_str() {
             "app /health/ping" => format!("{:.2}x", n / figure("bare axum /health/ping")),
+            "app /hello (htmx)" => {
+                format!("{:.2}x", n / figure("bare axum + minijinja /hello (htmx)"))
+            }
             "app /" => format!("{:.2}x", n / figure("bare axum + minijinja /")),
             _ => String::new(),
         };
-        table.push_str(&format!("| {label} | {n:.0} | {ratio} |\n"));
+        table.push_str(&format!(
+            "| {label} | {n:.0} | {ratio} | {:.0} |\n",
+            m.idle_per_request
+        ));
     }
     std::fs::write(&file, &table).expect("the figures file");
     println!("\n{table}");
-    for (label, n, _) in &rows {
+    for (label, m) in &rows {
         if let Some(old) = before.get(label) {
             println!(
                 "{label}: {:+.1}% against the figures committed before",
-                (n / old - 1.0) * 100.0
+                (m.per_request / old - 1.0) * 100.0
             );
         }
     }
-    for (label, n, dump) in &rows {
-        println!("\n{label}: {n:.0} instructions per request; top functions (inclusive):");
-        for (share, name) in top_functions(dump) {
+    for (label, m) in &rows {
+        println!(
+            "\n{label}: {:.0} instructions per request; top functions (inclusive):",
+            m.per_request
+        );
+        for (share, name) in top_functions(&m.file) {
             println!("  {share:>7}  {name}");
         }
     }

@@ -2,11 +2,12 @@
 //! scripts/bench.sh starts Redis):
 //!
 //! 1. task throughput on Redis: 20,000 no-op tasks enqueued by 64 concurrent producers while
-//!    one worker (concurrency 64) runs them; tasks/s from the first enqueue to the last
-//!    completion, all in this process;
+//!    one worker (concurrency 64) runs them; tasks/s from the first enqueue until the queue
+//!    holds none (the last one acknowledged), all in this process;
 //! 2. SSE fan-out: the `jobs_app` test binary serves `/events` (Redis fan-out); 1,000 clients
 //!    subscribe; this process broadcasts 50 events through Redis, each carrying its send time;
-//!    p50/p99 of broadcast-to-delivery over every (event, client) pair.
+//!    p50/p99 of broadcast-to-delivery over every (event, client) pair. A lost delivery fails
+//!    the bench (exit 1), naming how many.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -77,10 +78,21 @@ async fn task_throughput(data: &Path) {
         p.await.unwrap();
     }
     let enqueued = started.elapsed();
-    while done.load(Ordering::Relaxed) < TASKS {
+    // Done when acknowledged: the queue holds none of them any more (ready counts the ones a
+    // worker took and has not acknowledged), not when their handler was called.
+    loop {
+        let depth = built.jobs().depth().await.unwrap();
+        if depth.ready == 0 && depth.delayed == 0 {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let total = started.elapsed();
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        TASKS,
+        "every task ran once before the queue emptied"
+    );
     let _ = stop.send(());
     worker.await.unwrap();
     println!(
@@ -153,8 +165,9 @@ async fn sse_fan_out(data: &Path) {
         .env("REDIS_KEY_PREFIX", &prefix)
         .env("LOG_LEVEL", "warn")
         // Every subscriber comes from 127.0.0.1: lift the per-address caps (32 streams, 100
-        // connections by default) above the bench's count.
+        // connections, 4 requests in the handlers by default) above the bench's count.
         .env("MAX_CONNECTIONS_PER_IP", "2000")
+        .env("REQUESTS_PER_CLIENT", "2000")
         .env("SSE_MAX_SUBSCRIBERS_PER_IP", "2000")
         .envs(PROD_ENV)
         .env("HOST", "127.0.0.1")
@@ -193,6 +206,13 @@ async fn sse_fan_out(data: &Path) {
     }
     let _ = server.kill();
     let _ = server.wait();
+    assert_eq!(
+        all.len(),
+        SUBSCRIBERS * EVENTS,
+        "{} of {} deliveries were lost",
+        SUBSCRIBERS * EVENTS - all.len(),
+        SUBSCRIBERS * EVENTS
+    );
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     println!(

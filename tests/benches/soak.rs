@@ -2,7 +2,8 @@
 //! the embedded store, signed in as one user, driven by a mixed load — the home page, a page of
 //! the notes API, a read by id, and a create followed by its delete — first flat out for 10 s to
 //! find the peak, then paced at 80% of that peak for `SOAK_SECS` (600 by default). Every 30 s it
-//! prints requests/s, errors, p99 latency and the app's RSS; at the end, RSS at start, end and
+//! prints requests/s, errors, p99 latency (timed from when each request was due, so a request
+//! held up behind a slow one counts its wait) and the app's RSS; at the end, RSS at start, end and
 //! max, and the total of errors. Exits 1 when any request failed (a non-2xx answer or a
 //! transport error).
 
@@ -127,13 +128,19 @@ async fn drive(
             let mut next_at = tokio::time::Instant::now();
             let mut n = task as u64;
             while !stop.load(Ordering::Relaxed) {
-                if let Some(interval) = interval {
-                    tokio::time::sleep_until(next_at).await;
-                    next_at += interval;
-                }
-                let started = Instant::now();
+                // Paced, a request's latency counts from when it was due: one that went out
+                // late because the one before was slow counts its wait (no coordinated
+                // omission). Flat out, from when it was sent.
+                let due = match interval {
+                    Some(interval) => {
+                        tokio::time::sleep_until(next_at).await;
+                        next_at += interval;
+                        (next_at - interval).into_std()
+                    }
+                    None => Instant::now(),
+                };
                 let outcome = step(&client, &base, &read_id, n).await;
-                let took = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let took = due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 let mut w = current.lock().await;
                 match outcome {
                     Ok(()) => {

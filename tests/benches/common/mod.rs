@@ -227,9 +227,15 @@ impl Conn {
         let cookie = cookie
             .map(|c| format!("Cookie: {c}\r\n"))
             .unwrap_or_default();
+        self.get_with(path, &cookie)
+    }
+
+    /// `GET path` with `headers` (whole lines, each ending in CRLF) added, read to the end of
+    /// the body.
+    pub(crate) fn get_with(&mut self, path: &str, headers: &str) -> Reply {
         write!(
             self.reader.get_mut(),
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n{cookie}\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n{headers}\r\n"
         )
         .expect("the request is sent");
         let mut line = String::new();
@@ -347,7 +353,7 @@ pub(crate) fn assert_like_for_like(app: &Reply, base: &Reply) {
     let (base_headers, base_body) = normal(base);
     assert_eq!(
         app_headers, base_headers,
-        "the / baseline's headers differ from the app's"
+        "the baseline's headers differ from the app's"
     );
     if app_body != base_body {
         let at = app_body
@@ -379,6 +385,10 @@ pub(crate) fn home_baseline_args(
     let home = Conn::open(port).get("/", None);
     assert_eq!(home.status, 200, "the app's /");
     std::fs::write(headers, headers_file(&home)).expect("the headers file");
+    let hello = Conn::open(port).get_with(HELLO, HTMX);
+    assert_eq!(hello.status, 200, "the app's {HELLO}");
+    std::fs::write(headers.with_extension("hello"), headers_file(&hello))
+        .expect("the /hello headers file");
     vec![
         "{port}".to_owned(),
         app_dir.to_string_lossy().into_owned(),
@@ -386,14 +396,23 @@ pub(crate) fn home_baseline_args(
     ]
 }
 
-/// Panics unless `bare_axum` on `base_port` answers `/` as the app on `app_port` does (nonce and
-/// request id aside); returns the page's size.
+/// Panics unless `bare_axum` on `base_port` answers `/` and htmx's `/hello` as the app on
+/// `app_port` does (nonce and request id aside); returns the size of `/`.
 pub(crate) fn check_home_baseline(app_port: u16, base_port: u16) -> usize {
+    let app = Conn::open(app_port).get_with(HELLO, HTMX);
+    let base = Conn::open(base_port).get_with(HELLO, HTMX);
+    assert_like_for_like(&app, &base);
     let app = Conn::open(app_port).get("/", None);
     let base = Conn::open(base_port).get("/", None);
     assert_like_for_like(&app, &base);
     app.body.len()
 }
+
+/// The routed endpoint the benches measure through the whole stack: the generated app's
+/// greeting, as htmx asks for it (`HTMX`), which renders one small block.
+pub(crate) const HELLO: &str = "/hello";
+/// The header htmx sends.
+pub(crate) const HTMX: &str = "HX-Request: true\r\n";
 
 /// The app `binary` serving in prod from `dir` on 127.0.0.1:`port`, with `env` on top of
 /// [`PROD_ENV`] and logs at `log_level`, its output discarded.
