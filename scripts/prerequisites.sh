@@ -56,6 +56,16 @@ if ! command -v secantusd-py >/dev/null 2>&1 ||
   pip3 install --quiet "SecantusDB==$secantus" ||
     pip3 install --quiet --break-system-packages "SecantusDB==$secantus"
 fi
+# A second, independent wire-protocol server (NeoSQLite's nx-27017), pinned: the store's
+# random-query test records where it disagrees (crates/vibetuner/tests/second-wire-server.txt).
+nx=0.8.1
+if ! command -v nx-27017 >/dev/null 2>&1 ||
+  [ "$(pip3 show nx-27017 2>/dev/null | sed -n 's/^Version: //p')" != "$nx" ]; then
+  echo "installing nx-27017 $nx, a second MongoDB wire-protocol server (pip)"
+  command -v pip3 >/dev/null 2>&1 || apt_install python3-pip
+  pip3 install --quiet "nx-27017==$nx" ||
+    pip3 install --quiet --break-system-packages "nx-27017==$nx"
+fi
 # A real SMTP server for the mail tests (crates/vibetuner/tests/integration/mail.rs), pinned,
 # and openssl to make its test certificate.
 command -v openssl >/dev/null 2>&1 || apt_install openssl

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts (or stops) the services the test suite talks to, on 127.0.0.1 and free ports:
-# Redis (redis-server from apt) and a MongoDB wire-protocol server (SecantusDB from PyPI; no
-# MongoDB binary is packaged for Debian). Prints `export` lines to eval:
+# Redis (redis-server from apt), a MongoDB wire-protocol server (SecantusDB from PyPI; no
+# MongoDB binary is packaged for Debian) and a second, independent one (nx-27017 from PyPI) for
+# the store's cross-server comparison. Prints `export` lines to eval:
 #   eval "$(scripts/services.sh start)"   ...   scripts/services.sh stop
-# A variable already set (TEST_MONGODB_URL, TEST_REDIS_URL) means "use that one": nothing starts.
+# A variable already set (TEST_MONGODB_URL, TEST_MONGODB_SECOND_URL, TEST_REDIS_URL) means "use
+# that one": nothing starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state="${VIBETUNER_SERVICES_DIR:-$PWD/target/test-services}"
@@ -51,10 +53,21 @@ start() {
     wait_for_port "$port" secantusd-py "$state/mongo.log"
     echo "export TEST_MONGODB_URL=mongodb://127.0.0.1:$port"
   fi
+  if [ -z "${TEST_MONGODB_SECOND_URL:-}" ]; then
+    command -v nx-27017 >/dev/null || { echo "error: nx-27017 not found; run scripts/prerequisites.sh (pip install nx-27017)" >&2; exit 1; }
+    local port; port=$(free_port)
+    rm -rf "$state"/nx.*
+    local data; data=$(mktemp -d "$state/nx.XXXXXX")
+    nx-27017 --host 127.0.0.1 --port "$port" --data-dir "$data" --log-file "$state/nx.log" \
+      --pid-file "$data/nx.pid" >"$state/nx.out" 2>&1 &
+    echo $! > "$state/second.pid"
+    wait_for_port "$port" nx-27017 "$state/nx.log"
+    echo "export TEST_MONGODB_SECOND_URL=mongodb://127.0.0.1:$port"
+  fi
 }
 
 stop() {
-  for name in redis mongo; do
+  for name in redis mongo second; do
     local pidfile="$state/$name.pid"
     if [ -f "$pidfile" ]; then
       local pid; pid=$(cat "$pidfile")

@@ -955,4 +955,87 @@ mod equivalence {
             panic!("the backends disagree: {e}");
         }
     }
+
+    /// Where the second wire-protocol server disagrees with the embedded store (and so with
+    /// the first one, which agrees with it), one line per query.
+    const DISAGREEMENTS: &str = "tests/second-wire-server.txt";
+
+    /// The same kind of random documents and queries, from a fixed seed, against a second,
+    /// independent MongoDB wire-protocol server (`TEST_MONGODB_SECOND_URL`: nx-27017 from PyPI,
+    /// which scripts/services.sh starts): the queries it answers differently from the embedded
+    /// store are recorded in [`DISAGREEMENTS`], and the test fails when that list changes
+    /// (`VIBETUNER_WRITE_GENERATED=1` rewrites it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_wire_server_disagrees_only_where_recorded() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{RngAlgorithm, TestRng};
+        let url = std::env::var("TEST_MONGODB_SECOND_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .expect(
+                "TEST_MONGODB_SECOND_URL is not set: run scripts/services.sh start (it starts nx-27017)",
+            );
+        let embedded = store(Backend::Embedded).await;
+        let name = crate::support::unique_name("second");
+        let second = vibetuner::Store::mongo(&url, &name).await.unwrap();
+        second.ping().await.unwrap_or_else(|e| {
+            panic!("the server at TEST_MONGODB_SECOND_URL does not answer: {e}")
+        });
+        let strategy = (
+            prop::collection::vec(document(), 0..25),
+            prop::collection::vec(query(), 1..6),
+        );
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        let (mut lines, mut total) = (Vec::new(), 0);
+        for case in 0..64 {
+            let (docs, queries) = strategy.new_tree(&mut runner).unwrap().current();
+            let coll = format!("p{case}");
+            let (e, m) = (embedded.store.collection(&coll), second.collection(&coll));
+            // Ids that repeat from run to run: the n-th document's ends in n.
+            for (n, d) in docs.iter().enumerate() {
+                let mut d = d.clone();
+                let mut id = [0u8; 12];
+                id[11] = u8::try_from(n).unwrap();
+                d.insert("_id", bson::oid::ObjectId::from_bytes(id));
+                e.insert(d.clone()).await.unwrap();
+                m.insert(d).await.unwrap();
+            }
+            total += queries.len();
+            for q in &queries {
+                let ids = |docs: Vec<Document>| {
+                    docs.iter()
+                        .map(|d| d.get_object_id("_id").unwrap().bytes()[11])
+                        .collect::<Vec<_>>()
+                };
+                let from_e = ids(e.find(q).await.unwrap());
+                let from_m = m.find(q).await.map(ids);
+                match from_m {
+                    Ok(from_m) if from_m == from_e => {}
+                    Ok(from_m) => lines.push(format!(
+                        "case {case}: {q:?}\n  embedded {from_e:?}, second {from_m:?}"
+                    )),
+                    Err(err) => lines.push(format!("case {case}: {q:?}\n  second fails: {err}")),
+                }
+            }
+        }
+        let found = format!(
+            "# Queries nx-27017 answers differently from the embedded store (and from SecantusDB,\n\
+             # which agrees with it), from store::equivalence::a_second_wire_server_disagrees_only_where_recorded.\n\
+             # {} of {total} random queries disagree.\n{}\n",
+            lines.len(),
+            lines.join("\n")
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DISAGREEMENTS);
+        if std::env::var_os("VIBETUNER_WRITE_GENERATED").is_some() {
+            std::fs::write(&path, &found).unwrap();
+        }
+        let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            recorded == found,
+            "the second wire server's disagreements changed (rerun with VIBETUNER_WRITE_GENERATED=1 to record them):\n{found}"
+        );
+    }
 }
