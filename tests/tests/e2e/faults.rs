@@ -1,6 +1,7 @@
 //! Faults, with real processes: the app killed (SIGKILL) while clients write keeps every write
 //! it acknowledged, and MongoDB going away makes `/health/ready` answer 503 until it is back,
-//! then the app carries on without a restart. (A worker killed mid-task and Redis going away
+//! then the app carries on without a restart (against `TEST_MONGODB_URL` when
+//! `TEST_MONGODB_STOP` and `TEST_MONGODB_START` give the commands; see [`Mongo`]). (A worker killed mid-task and Redis going away
 //! are in `worker.rs` and the framework's `jobs.rs`.)
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,68 @@ async fn an_app_killed_mid_write_keeps_every_write_it_acknowledged() {
     assert_eq!(res.status(), 200, "and the store takes writes again");
 }
 
+/// The MongoDB server the outage test stops and starts again: the one at `TEST_MONGODB_URL`
+/// when `TEST_MONGODB_STOP` and `TEST_MONGODB_START` say how (shell commands, such as
+/// `systemctl stop mongod`; run the test alone then: the other suites use that server too),
+/// else a SecantusDB of the test's own on the same port and data each time.
+enum Mongo {
+    Own(OwnMongo),
+    Given {
+        url: String,
+        stop: String,
+        start: String,
+    },
+}
+
+impl Mongo {
+    fn start(dir: &Path) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (
+            var("TEST_MONGODB_URL"),
+            var("TEST_MONGODB_STOP"),
+            var("TEST_MONGODB_START"),
+        ) {
+            (Some(url), Some(stop), Some(start)) => Self::Given { url, stop, start },
+            (_, None, None) => Self::Own(OwnMongo::start(free_port(), &dir.join("mongo"))),
+            _ => panic!(
+                "set TEST_MONGODB_URL, TEST_MONGODB_STOP and TEST_MONGODB_START together (the server and the commands that stop and start it), or none of the last two"
+            ),
+        }
+    }
+
+    /// The URL of database `name` on the server.
+    fn url(&self, name: &str) -> String {
+        let base = match self {
+            Self::Own(own) => format!("mongodb://127.0.0.1:{}", own.port),
+            Self::Given { url, .. } => url.trim_end_matches('/').to_owned(),
+        };
+        format!("{base}/{name}")
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Self::Own(own) => own.stop(),
+            Self::Given { stop, .. } => shell(stop),
+        }
+    }
+
+    fn restart(&mut self) {
+        match self {
+            Self::Own(own) => own.restart(),
+            Self::Given { start, .. } => shell(start),
+        }
+    }
+}
+
+/// Runs `command` with `sh -c`; panics unless it succeeds.
+fn shell(command: &str) {
+    let status = Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run sh -c {command:?}: {e}"));
+    assert!(status.success(), "{command:?} failed: {status}");
+}
+
 /// A SecantusDB (MongoDB wire protocol) server of this test's own, so it can be killed and
 /// started again on the same port and data.
 struct OwnMongo {
@@ -169,9 +232,8 @@ async fn ready(client: &reqwest::Client, base: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_going_away_makes_the_app_not_ready_until_it_is_back() {
     let dir = scratch_dir("mongo-down");
-    let port = free_port();
-    let mut mongo = OwnMongo::start(port, &dir.join("mongo"));
-    let url = format!("mongodb://127.0.0.1:{port}/faults");
+    let mut mongo = Mongo::start(&dir);
+    let url = mongo.url(&format!("faults_{}", std::process::id()));
     let env = [("MONGODB_URL", url.as_str())];
     let server = Server::start(Path::new(BIN), &dir, &env).expect("the server starts");
     let client = reqwest::Client::builder()
