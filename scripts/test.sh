@@ -12,7 +12,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The framework with no optional feature (embedded store, in-process jobs and SSE, magic links),
 # then with each optional feature on its own: every combination an app may choose compiles clean.
-cargo clippy -p vibetuner --lib --no-default-features --locked -- -D warnings
+cargo clippy -p vibetuner --all-targets --no-default-features --locked -- -D warnings
 for feature in mongodb redis oauth testing; do
   cargo clippy -p vibetuner --lib --no-default-features --features "$feature" --locked -- -D warnings
 done
@@ -32,7 +32,7 @@ trap 'scripts/services.sh stop' EXIT
 # Documentation examples compile (nextest does not run doctests).
 cargo test --doc -p vibetuner --locked --quiet
 cargo nextest run --workspace --locked --no-fail-fast "$@"
-# The framework's own unit tests (store, sessions, jobs, SSE in-process) built without its
-# optional features, as an app with `default-features = false` compiles it. (The integration
-# suite needs Redis, MongoDB and OAuth types throughout and runs with them above.)
-cargo nextest run -p vibetuner --lib --no-default-features --locked --no-fail-fast "$@"
+# The framework's unit and integration suites built without its optional features, as an app
+# with `default-features = false` compiles it: the embedded store, store-backed sessions and
+# tasks, in-process SSE and magic links (the MongoDB, Redis and OAuth tests are compiled out).
+cargo nextest run -p vibetuner --no-default-features --locked --no-fail-fast "$@"

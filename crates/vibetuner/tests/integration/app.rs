@@ -183,11 +183,13 @@ async fn context_on_the_embedded_store() {
     the_context_reaches_handlers_tasks_and_hooks(embedded).await;
 }
 
+#[cfg(feature = "mongodb")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_on_mongodb() {
     the_context_reaches_handlers_tasks_and_hooks(mongodb).await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_with_redis() {
     the_context_reaches_handlers_tasks_and_hooks(redis).await;

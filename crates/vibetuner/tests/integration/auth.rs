@@ -7,6 +7,7 @@ use crate::support::{SOURCE, redis_url};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "oauth")]
 use crate::support::oauth_provider::{FakeProvider, FakeUser};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -194,7 +195,10 @@ impl TestApp {
     /// A store handle on the app's own database (embedded file or the MongoDB database).
     async fn store(&self, settings_url: Option<&str>) -> Store {
         match settings_url {
+            #[cfg(feature = "mongodb")]
             Some(url) => Store::mongo(url, "unused").await.unwrap(),
+            #[cfg(not(feature = "mongodb"))]
+            Some(_) => unreachable!("MongoDB tests need the mongodb feature"),
             None => Store::embedded(&self.data.path().join("store.sqlite3")).unwrap(),
         }
     }
@@ -593,6 +597,7 @@ per_variant!(Sessions, session_id_rotates_at_sign_in:
     session_rotation_in_redis => Redis,
 );
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_session_is_renewed_once_a_day() {
     let prefix = format!("{}:", support::unique_name("renew"));
@@ -882,6 +887,7 @@ per_variant!(Sessions, rate_limits:
 
 /// Counts live in Redis: two app processes on one Redis (one key prefix) share the limit, so
 /// five sign-in requests split between them use it up; counted in each process, ten would pass.
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_shared_through_redis_by_two_apps() {
     early_in_the_window().await;
@@ -927,6 +933,7 @@ async fn early_in_the_window() {
 
 /// Redis stops: the limits are counted in this process instead of letting every hit through,
 /// and sign-in links are still sent.
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_hold_while_redis_is_down() {
     let mut redis = support::OwnRedis::start();
@@ -1468,6 +1475,7 @@ async fn mail_comes_from_the_public_origins_domain_without_an_fqdn() {
     assert!(raw.contains("<noreply@shop.example.com>"), "{raw}");
 }
 
+#[cfg(feature = "oauth")]
 async fn oauth_app(provider: &FakeProvider, sessions: Sessions) -> TestApp {
     let mut settings = provider.oidc_settings("acme");
     settings.extend(provider.github_settings());
@@ -1475,12 +1483,14 @@ async fn oauth_app(provider: &FakeProvider, sessions: Sessions) -> TestApp {
 }
 
 /// Follows start → provider → callback; returns the callback's response.
+#[cfg(feature = "oauth")]
 async fn oauth_sign_in(app: &TestApp, provider: &str, next: &str) -> reqwest::Response {
     let callback = oauth_consent(app, &app.client, provider, next).await;
     app.client.get(&callback).send().await.unwrap()
 }
 
 /// Starts a sign-in with `provider` as `client` and consents: the callback URL to visit.
+#[cfg(feature = "oauth")]
 async fn oauth_consent(
     app: &TestApp,
     client: &reqwest::Client,
@@ -1509,6 +1519,7 @@ async fn oauth_consent(
     callback
 }
 
+#[cfg(feature = "oauth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_first_oauth_sign_ins_make_one_user() {
     let provider = FakeProvider::start().await;
@@ -1547,6 +1558,7 @@ async fn racing_first_oauth_sign_ins_make_one_user() {
     }
 }
 
+#[cfg(feature = "oauth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_sign_in_creates_then_finds_the_account() {
     let provider = FakeProvider::start().await;
@@ -1585,6 +1597,7 @@ async fn oidc_sign_in_creates_then_finds_the_account() {
     );
 }
 
+#[cfg(feature = "oauth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_links_by_verified_email_only() {
     let provider = FakeProvider::start().await;
@@ -1634,6 +1647,7 @@ async fn oauth_links_by_verified_email_only() {
     assert_eq!(stranger, "hello User u77");
 }
 
+#[cfg(feature = "oauth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_failures_show_a_message_on_the_login_page() {
     let provider = FakeProvider::start().await;
@@ -1688,6 +1702,7 @@ async fn oauth_failures_show_a_message_on_the_login_page() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
+#[cfg(feature = "oauth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_provider_without_credentials_fails_startup() {
     let settings = Settings::from_source(Source::from_pairs([
@@ -1709,6 +1724,7 @@ async fn custom_provider_without_credentials_fails_startup() {
 /// Vibetuner links accounts only through the user's `oauth_accounts` DBRefs: a provider sign-in
 /// whose address changed, or that has no verified address, finds that user, records the link on
 /// the account, and creates nobody.
+#[cfg(feature = "oauth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_follows_vibetuner_links() {
     use vibetuner::store::bson::{doc, oid::ObjectId};

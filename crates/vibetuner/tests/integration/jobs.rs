@@ -208,6 +208,7 @@ per_variant!(Kind, enqueue_run_result:
 
 /// Redis stops: enqueueing still succeeds (the run waits in the store), and once Redis is back
 /// the relay moves it over and a worker runs it exactly once.
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_enqueued_while_redis_is_down_runs_once_redis_is_back() {
     let mut redis = support::OwnRedis::start();
@@ -360,6 +361,7 @@ per_variant!(Kind, retries_then_dead_letter:
     embedded_store_retries_then_dead_letter_and_callback => Embedded,
 );
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_timeout_and_bad_arguments_become_dead_letters() {
     let task = Task::new("sleepy", |_ctx, secs: u64| async move {
@@ -417,6 +419,7 @@ async fn cron_fires_once_per_time_across_workers(kind: Kind) {
     w1.stop().await;
     w2.stop().await;
     let fired = match kind {
+        #[cfg(feature = "redis")]
         Kind::Redis => {
             let client = redis::Client::open(redis_url()).unwrap();
             let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -517,6 +520,7 @@ per_variant!(Kind, health_follows_the_worker:
     store_worker_health_follows_the_worker => Embedded,
 );
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_running_tasks_to_the_queue() {
     let task = Task::new("hold", |ctx: TaskContext, key: String| async move {
@@ -553,6 +557,7 @@ async fn shutdown_returns_running_tasks_to_the_queue() {
     second.stop().await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
     let task = Task::new("long", |ctx: TaskContext, key: String| async move {
@@ -590,6 +595,7 @@ async fn a_task_finishing_during_the_shutdown_drain_is_not_taken_over() {
     assert_eq!(results.count(&Filter::eq("key", "long")).await.unwrap(), 1);
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_redis_and_queue_depth() {
     let env = build(App::new(SOURCE).task(Task::new("add", add)), Kind::Redis).await;

@@ -167,12 +167,14 @@ async fn in_process_replay_after_last_event_id() {
     replay_after_reconnect(&built).await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_replay_after_last_event_id() {
     let (built, _data) = build(Some(&unique_name("sse"))).await;
     replay_after_reconnect(&built).await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_fan_out_delivers_each_event_once() {
     let prefix = unique_name("fanout");
@@ -226,6 +228,7 @@ fn data_lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
 /// only through Redis. Redis restarts: the relays reconnect, and every event the first
 /// published to Redis after the restart reaches the second's subscriber exactly once and in
 /// order, those published before its relay was back included (it catches up from the stream).
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_reconnects_after_redis_restarts_and_catches_up() {
     let mut redis = support::OwnRedis::start();
@@ -344,6 +347,7 @@ async fn the_subscriber_caps_answer_503_with_the_reason() {
 
 /// In Redis, a channel's stream is capped in bytes as well as in events: large events keep
 /// fewer of them (SSE_BUFFER_BYTES), never fewer than one.
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_replay_streams_are_capped_in_bytes() {
     let prefix = unique_name("sse-bytes");

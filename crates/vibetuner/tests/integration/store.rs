@@ -900,6 +900,7 @@ mod equivalence {
         )
     }
 
+    #[cfg(feature = "mongodb")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn backends_agree_on_random_queries() {
         let embedded = store(Backend::Embedded).await;
@@ -965,6 +966,7 @@ mod equivalence {
     /// which scripts/services.sh starts): the queries it answers differently from the embedded
     /// store are recorded in [`DISAGREEMENTS`], and the test fails when that list changes
     /// (`VIBETUNER_WRITE_GENERATED=1` rewrites it).
+    #[cfg(feature = "mongodb")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_second_wire_server_disagrees_only_where_recorded() {
         use proptest::strategy::ValueTree;

@@ -24,6 +24,7 @@ fn minutes_from_now(minutes: i64) -> DateTime {
 }
 
 /// Vibetuner's Beanie models' `Settings.indexes`, created as `init_beanie` creates them.
+#[cfg(feature = "mongodb")]
 async fn vibetuner_indexes(store: &Store) {
     let raw = store.mongodb().expect("a MongoDB store");
     for (coll, keys) in [
@@ -121,6 +122,7 @@ async fn run(test_store: &TestStore, args: &[&str]) -> ExitCode {
 
 async fn takeover(test_store: TestStore) {
     let store = test_store.store.clone();
+    #[cfg(feature = "mongodb")]
     if test_store.backend == Backend::Mongo {
         vibetuner_indexes(&store).await;
     }
@@ -161,6 +163,7 @@ async fn takeover(test_store: TestStore) {
         .setting("VIBETUNER_COMPAT", "true")
         .start()
         .await;
+    #[cfg(feature = "mongodb")]
     if let Some(raw) = store.mongodb() {
         for (coll, name, keys) in [
             (
@@ -249,6 +252,7 @@ async fn takeover(test_store: TestStore) {
 
 /// An index of the app's own name but other options: start-up refuses with every conflict in
 /// plain words, creating and dropping nothing.
+#[cfg(feature = "mongodb")]
 async fn conflicting_index_is_reported(test_store: TestStore) {
     let raw = test_store.store.mongodb().unwrap();
     for (coll, keys, name) in [
@@ -301,6 +305,7 @@ async fn conflicting_index_is_reported(test_store: TestStore) {
 
 on_both_backends!(takeover);
 
+#[cfg(feature = "mongodb")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_index_is_reported_on_mongodb() {
     conflicting_index_is_reported(support::store(Backend::Mongo).await).await;

@@ -4,6 +4,7 @@
 //! SecantusDB). Without it the MongoDB tests fail with what to do; they never skip.
 #![allow(dead_code)]
 
+#[cfg(feature = "oauth")]
 pub(crate) mod oauth_provider;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,7 +54,10 @@ impl TestStore {
     pub(crate) async fn second_handle(&self) -> Store {
         match self.backend {
             Backend::Embedded => Store::embedded(std::path::Path::new(&self.location)).unwrap(),
+            #[cfg(feature = "mongodb")]
             Backend::Mongo => Store::mongo(&mongodb_url(), &self.location).await.unwrap(),
+            #[cfg(not(feature = "mongodb"))]
+            Backend::Mongo => unreachable!("MongoDB tests need the mongodb feature"),
         }
     }
 }
@@ -91,6 +95,9 @@ pub(crate) async fn store(backend: Backend) -> TestStore {
                 _dir: Some(dir),
             }
         }
+        #[cfg(not(feature = "mongodb"))]
+        Backend::Mongo => unreachable!("MongoDB tests need the mongodb feature"),
+        #[cfg(feature = "mongodb")]
         Backend::Mongo => {
             let name = unique_name("vt");
             let store = Store::mongo(&mongodb_url(), &name).await.unwrap();
@@ -119,6 +126,7 @@ macro_rules! on_both_backends {
                 }
             )*
         }
+        #[cfg(feature = "mongodb")]
         mod mongodb {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,12 +144,18 @@ macro_rules! on_both_backends {
 macro_rules! per_variant {
     ($enum:ident, $run:ident: $($test:ident => $variant:ident),+ $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() {
-                $run($enum::$variant).await;
-            }
+            per_variant!(@gated $variant,
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    $run($enum::$variant).await;
+                }
+            );
         )+
     };
+    // A `Mongo` or `Redis` variant exists only with the feature that brings that backend.
+    (@gated Mongo, $item:item) => { #[cfg(feature = "mongodb")] $item };
+    (@gated Redis, $item:item) => { #[cfg(feature = "redis")] $item };
+    (@gated $other:ident, $item:item) => { $item };
 }
 
 /// The Redis URL for tests, or a panic saying how to get one.
