@@ -112,12 +112,13 @@
           built = workspace pkgs;
         in
         {
-          inherit (built) vibetuner clippy fmt nextest;
+          inherit (built) vibetuner clippy fmt nextest nextest-cli;
           inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) example-app services;
           module-eval = pkgs.runCommand "vibetuner-module-eval"
             {
               result = import ./nix/tests/module-eval.nix { inherit lib; };
             } ''echo "$result" > $out'';
+        } // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
           # nix/tests/units/ is what the module renders, and systemd rates its app and worker
           # units at an exposure of at most 2.0.
           units = pkgs.runCommand "vibetuner-units"
@@ -136,9 +137,9 @@
             done
             touch $out
           '';
-        } // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
           vm = import ./nix/tests/vm.nix {
             inherit pkgs;
+            tests = built.mongodbTests;
             module = self.nixosModules.default;
             app = self.packages.${pkgs.stdenv.hostPlatform.system}.example-app;
           };

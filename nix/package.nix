@@ -44,29 +44,59 @@ in
 
   fmt = craneLib.cargoFmt { inherit src; pname = "vibetuner"; };
 
-  # The framework and CLI crates, their MongoDB and Redis suites included: the check starts a
-  # Redis and a mongod on loopback in the build sandbox. (The end-to-end crate needs npm and the
-  # network: it runs in scripts/test.sh.)
+  # The framework's suites that run in the build sandbox: built without the mongodb feature
+  # (its tests are compiled out; mongod cannot start in the sandbox, which has no /sys), with
+  # Redis on loopback. The MongoDB suites run in the VM test against mongod (`mongodbTests`).
+  # (The end-to-end crate needs npm and the network: it runs in scripts/test.sh.)
   nextest = craneLib.cargoNextest (
     commonArgs
     // {
       inherit cargoArtifacts;
-      cargoNextestExtraArgs = "-p vibetuner -p vibetuner-cli";
+      cargoNextestExtraArgs = "-p vibetuner --no-default-features --features redis,oauth";
       partitions = 1;
       partitionType = "count";
-      nativeCheckInputs = [ pkgs.redis pkgs.mongodb-ce ];
+      nativeCheckInputs = [ pkgs.redis ];
       preCheck = ''
         export HOME=$TMPDIR
-        mkdir -p $TMPDIR/redis $TMPDIR/mongodb
+        mkdir -p $TMPDIR/redis
         redis-server --bind 127.0.0.1 --port 6390 --dir $TMPDIR/redis --save "" --appendonly no \
           --daemonize yes --logfile $TMPDIR/redis.log
-        mongod --bind_ip 127.0.0.1 --port 27018 --dbpath $TMPDIR/mongodb --nounixsocket \
-          --fork --logpath $TMPDIR/mongod.log
-        export TEST_REDIS_URL=redis://127.0.0.1:6390 TEST_MONGODB_URL=mongodb://127.0.0.1:27018
+        export TEST_REDIS_URL=redis://127.0.0.1:6390
       '';
       postCheck = ''
         redis-cli -p 6390 shutdown nosave || true
-        mongod --dbpath $TMPDIR/mongodb --shutdown || true
+      '';
+    }
+  );
+
+  # The CLI's suites (generation, generators, update) in the sandbox.
+  nextest-cli = craneLib.cargoNextest (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      cargoNextestExtraArgs = "-p vibetuner-cli";
+      partitions = 1;
+      partitionType = "count";
+      preCheck = "export HOME=$TMPDIR";
+    }
+  );
+
+  # The framework's test binaries with every feature, for the VM test to run the MongoDB suites
+  # against mongod: `bin/` holds them (uncompressed, so their libraries stay in the closure) and
+  # `workspace` names the folder they were built in, where they look for their fixtures.
+  mongodbTests = craneLib.mkCargoDerivation (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      pnameSuffix = "-mongodb-tests";
+      doInstallCargoArtifacts = false;
+      nativeBuildInputs = [ pkgs.jq ];
+      buildPhaseCargoCommand = ''
+        cargo test --locked -p vibetuner --no-run --message-format=json-render-diagnostics > build.json
+        mkdir -p $out/bin
+        jq -r 'select(.profile.test == true and .executable != null) | .executable' build.json |
+          while read -r exe; do cp "$exe" "$out/bin/$(basename "$exe" | sed 's/-[0-9a-f]*$//')"; done
+        pwd > $out/workspace
       '';
     }
   );

@@ -14,6 +14,7 @@ lib.fileset.toSource {
     ../crates/vibetuner/templates
     ../crates/vibetuner/statics
     ../crates/vibetuner/tests/fixture
+    ../crates/vibetuner/tests/second-wire-server.txt
     ../templates
     ../crates/vibetuner-cli/template
     ../crates/vibetuner-cli/generators

@@ -1,7 +1,8 @@
 # NixOS VM test: the app template, built with lib.mkVibetunerApp, served by services.vibetuner
 # with two web instances, a worker and its own MongoDB and Redis, plus a second app on the
-# embedded store (the host is nix/tests/vm-host.nix). Needs KVM.
-{ pkgs, module, app }:
+# embedded store (the host is nix/tests/vm-host.nix); then the framework's MongoDB suites
+# (`tests`: nix/package.nix's mongodbTests) against that mongod. Needs KVM.
+{ pkgs, module, app, tests }:
 
 pkgs.testers.runNixOSTest {
   name = "vibetuner";
@@ -58,6 +59,19 @@ pkgs.testers.runNixOSTest {
         machine.wait_until_succeeds(
             "curl --fail --silent http://127.0.0.1:8001/api/notes | grep -q '\"word_count\":5'",
             timeout=60,
+        )
+
+    with subtest("the framework's MongoDB suites pass against mongod"):
+        # As the app's user, the only one that may open the sockets; the fixtures where the
+        # binaries were built.
+        workspace = machine.succeed("cat ${tests}/workspace").strip()
+        machine.succeed(f"mkdir -p $(dirname {workspace}) && ln -sfn ${tests.src} {workspace}")
+        machine.succeed(
+            "runuser -u vibetuner -- env HOME=/tmp "
+            "TEST_MONGODB_URL=mongodb://%2Frun%2Fvibetuner-mongodb%2Fmongodb.sock "
+            "TEST_REDIS_URL=redis+unix:///run/redis-vibetuner/redis.sock "
+            "${tests}/bin/integration --test-threads=1 mongo >&2",
+            timeout=1800,
         )
 
     with subtest("the app restarts cleanly and keeps its data"):
