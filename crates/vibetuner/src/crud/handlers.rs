@@ -608,7 +608,7 @@ fn assign<T: Model>(data: T, fields: &[(String, Bson)]) -> Result<T, Error> {
 }
 
 fn field_error(e: crate::store::FieldError) -> Error {
-    Error::unprocessable(format!("invalid field `{}`: {}", e.field, e.message))
+    Error::from(e)
 }
 
 fn list_or_none(items: &[String]) -> String {

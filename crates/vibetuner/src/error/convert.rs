@@ -8,7 +8,7 @@ use super::{Error, HttpStatus};
 use crate::jobs::JobError;
 use crate::mail::MailError;
 use crate::security::CsrfRefusal;
-use crate::store::{InvalidId, StoreError};
+use crate::store::{FieldError, InvalidId, StoreError};
 
 impl<E: Into<anyhow::Error>> From<E> for Error {
     fn from(err: E) -> Self {
@@ -27,6 +27,7 @@ fn known(cause: &(dyn StdError + 'static)) -> Option<Error> {
     as_http::<StoreError>(cause)
         .or_else(|| as_http::<JobError>(cause))
         .or_else(|| as_http::<InvalidId>(cause))
+        .or_else(|| as_http::<FieldError>(cause))
         .or_else(|| as_http::<CsrfRefusal>(cause))
         .or_else(|| as_http::<MailError>(cause))
 }
@@ -63,6 +64,14 @@ mod tests {
             StatusCode::UNPROCESSABLE_ENTITY
         );
         assert_eq!(status(InvalidId("zz".into())), StatusCode::NOT_FOUND);
+        let field = Error::from(FieldError::new("title", "must not be empty"));
+        assert_eq!(
+            (field.status(), field.detail()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid field `title`: must not be empty"
+            )
+        );
         assert_eq!(
             status(MailError::Address("a@".into())),
             StatusCode::UNPROCESSABLE_ENTITY

@@ -87,24 +87,31 @@ impl Collection {
             read(conn, coll) => embedded::get(conn, coll, &id.0))
     }
 
-    /// Documents matching the query, sorted, skipped and limited.
-    pub async fn find(&self, query: &Query) -> Result<Vec<Document>, StoreError> {
+    /// Documents matching the query, sorted, skipped and limited (a [`Query`], a [`Filter`],
+    /// or a reference to either).
+    pub async fn find(&self, query: impl Into<Query>) -> Result<Vec<Document>, StoreError> {
+        let query = query.into();
         check_query(&query.filter, &query.sort)?;
-        let query = query.clone();
         dispatch!(self,
             mongo(m) => m.find(&self.name, &query).await,
             read(conn, coll) => embedded::find(conn, coll, &query))
     }
 
     /// The first document matching `filter` (in id order).
-    pub async fn find_one(&self, filter: Filter) -> Result<Option<Document>, StoreError> {
-        Ok(self.find(&Query::filter(filter).limit(1)).await?.pop())
+    pub async fn find_one(
+        &self,
+        filter: impl Into<Filter>,
+    ) -> Result<Option<Document>, StoreError> {
+        Ok(self
+            .find(Query::filter(filter.into()).limit(1))
+            .await?
+            .pop())
     }
 
     /// How many documents match.
-    pub async fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
-        check_query(filter, &[])?;
-        let filter = filter.clone();
+    pub async fn count(&self, filter: impl Into<Filter>) -> Result<u64, StoreError> {
+        let filter = filter.into();
+        check_query(&filter, &[])?;
         dispatch!(self,
             mongo(m) => m.count(&self.name, &filter).await,
             read(conn, coll) => embedded::count(conn, coll, &filter))
@@ -120,19 +127,19 @@ impl Collection {
     /// caller only, whichever process it runs in. Returns the document as updated, or `None`.
     pub async fn update_one(
         &self,
-        filter: Filter,
+        filter: impl Into<Filter>,
         update: Update,
     ) -> Result<Option<Document>, StoreError> {
-        Ok(self.update_where(filter, update, false).await?.pop())
+        Ok(self.update_where(filter.into(), update, false).await?.pop())
     }
 
     /// Applies `update` to every document matching `filter`; returns them as updated.
     pub async fn update_many(
         &self,
-        filter: Filter,
+        filter: impl Into<Filter>,
         update: Update,
     ) -> Result<Vec<Document>, StoreError> {
-        self.update_where(filter, update, true).await
+        self.update_where(filter.into(), update, true).await
     }
 
     async fn update_where(
@@ -162,7 +169,8 @@ impl Collection {
     }
 
     /// Deletes every document matching `filter`; returns how many.
-    pub async fn delete_many(&self, filter: Filter) -> Result<u64, StoreError> {
+    pub async fn delete_many(&self, filter: impl Into<Filter>) -> Result<u64, StoreError> {
+        let filter = filter.into();
         check_query(&filter, &[])?;
         dispatch!(self,
             mongo(m) => m.delete(&self.name, &filter, true).await,

@@ -34,6 +34,21 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+impl crate::error::HttpStatus for FieldError {
+    /// 422, as the CRUD routes answer a model that fails validation.
+    fn status(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    }
+}
+
 impl FieldError {
     /// A failure on `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -366,20 +381,26 @@ impl<T: Model> Models<T> {
         self.coll.get_record(id).await
     }
 
-    /// Models matching the query.
-    pub async fn find(&self, query: &Query) -> Result<Vec<Record<T>>, StoreError> {
-        self.coll.find_records(query).await
+    /// Models matching the query (a [`Query`], a [`Filter`], or a reference to either).
+    pub async fn find(&self, query: impl Into<Query>) -> Result<Vec<Record<T>>, StoreError> {
+        self.coll.find_records(&query.into()).await
     }
 
     /// A page of models and how many match the query's filter in all (what a paginated list
     /// shows); on the embedded store both come from one snapshot.
-    pub async fn page(&self, query: &Query) -> Result<(Vec<Record<T>>, u64), StoreError> {
-        self.coll.page_records(query).await
+    pub async fn page(&self, query: impl Into<Query>) -> Result<(Vec<Record<T>>, u64), StoreError> {
+        self.coll.page_records(&query.into()).await
     }
 
     /// The first model matching `filter`.
-    pub async fn find_one(&self, filter: Filter) -> Result<Option<Record<T>>, StoreError> {
-        Ok(self.find(&Query::filter(filter).limit(1)).await?.pop())
+    pub async fn find_one(
+        &self,
+        filter: impl Into<Filter>,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        Ok(self
+            .find(Query::filter(filter.into()).limit(1))
+            .await?
+            .pop())
     }
 
     /// [`Models::find_one`] for a read every request repeats (its session): the embedded store
@@ -397,9 +418,10 @@ impl<T: Model> Models<T> {
     /// `get_or_create`).
     pub async fn find_or_insert(
         &self,
-        filter: Filter,
+        filter: impl Into<Filter>,
         make: impl FnOnce() -> T,
     ) -> Result<(Record<T>, bool), StoreError> {
+        let filter = filter.into();
         if let Some(found) = self.find_one(filter.clone()).await? {
             return Ok((found, false));
         }
@@ -414,7 +436,7 @@ impl<T: Model> Models<T> {
     }
 
     /// How many models match.
-    pub async fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
+    pub async fn count(&self, filter: impl Into<Filter>) -> Result<u64, StoreError> {
         self.coll.count(filter).await
     }
 
@@ -508,7 +530,7 @@ impl<T: Model> Models<T> {
     }
 
     /// Deletes every model matching `filter`.
-    pub async fn delete_many(&self, filter: Filter) -> Result<u64, StoreError> {
+    pub async fn delete_many(&self, filter: impl Into<Filter>) -> Result<u64, StoreError> {
         self.coll.delete_many(filter).await
     }
 

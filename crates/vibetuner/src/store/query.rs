@@ -230,6 +230,31 @@ pub struct Query {
     pub limit: Option<u64>,
 }
 
+impl From<Filter> for Query {
+    /// Every document matching the filter, in id order.
+    fn from(filter: Filter) -> Self {
+        Self::filter(filter)
+    }
+}
+
+impl From<&Filter> for Query {
+    fn from(filter: &Filter) -> Self {
+        Self::filter(filter.clone())
+    }
+}
+
+impl From<&Query> for Query {
+    fn from(query: &Query) -> Self {
+        query.clone()
+    }
+}
+
+impl From<&Filter> for Filter {
+    fn from(filter: &Filter) -> Self {
+        filter.clone()
+    }
+}
+
 impl Query {
     /// Every document, in id order.
     pub fn all() -> Self {

@@ -753,7 +753,40 @@ async fn reads_do_not_wait_for_a_blocked_write() {
     );
 }
 
+/// Every selecting call takes a filter or a query, by value or by reference, and answers alike.
+async fn selections_take_one_form(t: TestStore) {
+    let c = t.store.collection("forms");
+    for n in 0..5 {
+        c.insert(doc! { "n": n, "even": n % 2 == 0 }).await.unwrap();
+    }
+    let even = Filter::eq("even", true);
+    let by_n = Query::filter(even.clone()).sort("n", Order::Desc);
+    let ns = |docs: Vec<bson::Document>| {
+        docs.iter()
+            .map(|d| d.get_i32("n").unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ns(c.find(&by_n).await.unwrap()), [4, 2, 0]);
+    assert_eq!(ns(c.find(by_n).await.unwrap()), [4, 2, 0]);
+    assert_eq!(ns(c.find(&even).await.unwrap()), [0, 2, 4]);
+    assert_eq!(ns(c.find(even.clone()).await.unwrap()), [0, 2, 4]);
+    assert_eq!(c.count(&even).await.unwrap(), 3);
+    assert_eq!(c.count(even.clone()).await.unwrap(), 3);
+    assert!(c.find_one(&even).await.unwrap().is_some());
+    let odd = Filter::eq("even", false);
+    assert_eq!(
+        c.update_many(&odd, Update::set(doc! { "seen": true }))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(c.delete_many(&odd).await.unwrap(), 2);
+    assert_eq!(c.count(Filter::All).await.unwrap(), 3);
+}
+
 on_both_backends!(
+    selections_take_one_form,
     crud_round_trip,
     filters_sort_and_pages,
     null_matches_missing,
