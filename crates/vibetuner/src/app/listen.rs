@@ -485,7 +485,15 @@ struct Open {
     unsent: Arc<AtomicU64>,
     next: AtomicU64,
     connections: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+    /// The stalest connections at the last look over all of them (stalest last), and when that
+    /// was: at the cap each new client takes the next of them rather than looking over every
+    /// connection again, which a flood of thousands of new connections a second would make
+    /// thousands of looks over 10,000 connections.
+    candidates: std::sync::Mutex<(Option<Instant>, Vec<Arc<Activity>>)>,
 }
+
+/// How long the stalest connections found at one look stay the ones evicted first.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
 impl Open {
     fn add(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
@@ -499,25 +507,42 @@ impl Open {
     }
 
     /// Evicts the connection that has made no progress for longest, if that is at least
-    /// [`EVICT_AFTER`]; whether one was.
+    /// [`EVICT_AFTER`]; whether one was. Longest as of the last look over all connections, at
+    /// most [`LOOK_AGAIN_AFTER`] ago.
     fn evict_stalest(&self) -> bool {
         let now = Instant::now();
-        let stalest = self
-            .lock()
-            .values()
-            .filter(|a| !a.evicted.load(Ordering::Relaxed))
-            .filter_map(|a| {
-                let since = a.started + Duration::from_millis(a.stale_since()?);
-                Some((now.saturating_duration_since(since), a.clone()))
-            })
-            .max_by_key(|(stale, _)| *stale);
-        match stalest {
-            Some((stale, activity)) if stale >= EVICT_AFTER => {
-                activity.evicted.store(true, Ordering::Relaxed);
-                activity.gate.wake_by_ref();
-                true
+        let stale_for = |a: &Activity| {
+            let since = a.started + Duration::from_millis(a.stale_since()?);
+            Some(now.saturating_duration_since(since)).filter(|d| *d >= EVICT_AFTER)
+        };
+        let mut candidates = self.candidates.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            while let Some(activity) = candidates.1.pop() {
+                // Still stalled: it may have made progress since the look.
+                if !activity.evicted.load(Ordering::Relaxed) && stale_for(&activity).is_some() {
+                    activity.evicted.store(true, Ordering::Relaxed);
+                    activity.gate.wake_by_ref();
+                    return true;
+                }
             }
-            _ => false,
+            if candidates
+                .0
+                .is_some_and(|at| now.saturating_duration_since(at) < LOOK_AGAIN_AFTER)
+            {
+                return false;
+            }
+            let mut stale: Vec<(Duration, Arc<Activity>)> = self
+                .lock()
+                .values()
+                .filter(|a| !a.evicted.load(Ordering::Relaxed))
+                .filter_map(|a| Some((stale_for(a)?, a.clone())))
+                .collect();
+            if stale.len() > EVICT_PENDING {
+                stale.select_nth_unstable_by(EVICT_PENDING, |a, b| b.0.cmp(&a.0));
+                stale.truncate(EVICT_PENDING);
+            }
+            stale.sort_unstable_by_key(|(d, _)| *d);
+            *candidates = (Some(now), stale.into_iter().map(|(_, a)| a).collect());
         }
     }
 }
