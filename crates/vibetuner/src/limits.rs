@@ -31,6 +31,15 @@ pub(crate) struct Counter {
 pub(crate) struct Slot {
     counter: Arc<Counter>,
     key: Option<IpAddr>,
+    first: bool,
+}
+
+impl Slot {
+    /// The only place its address holds: it had none open before this one (never for an
+    /// address exempt from the per-address cap).
+    pub(crate) fn first(&self) -> bool {
+        self.first
+    }
 }
 
 impl Counter {
@@ -48,17 +57,20 @@ impl Counter {
             return Err(Full::Total);
         }
         let key = ip.map(ip_key);
+        let mut first = false;
         if let Some(key) = key {
             let count = by_ip.entry(key).or_insert(0);
             if *count >= per_ip {
                 return Err(Full::PerIp);
             }
+            first = *count == 0;
             *count += 1;
         }
         *open += 1;
         Ok(Slot {
             counter: self.clone(),
             key,
+            first,
         })
     }
 }
@@ -88,6 +100,9 @@ mod tests {
         let counter = Arc::new(Counter::default());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let held = counter.acquire(Some(a), 3, 2).unwrap();
+        assert!(held.first());
+        assert!(!counter.acquire(Some(a), 3, 2).unwrap().first());
+        assert!(!counter.acquire(None, 3, 2).unwrap().first());
         let _second = counter.acquire(Some(a), 3, 2).unwrap();
         assert_eq!(counter.acquire(Some(a), 3, 2).err(), Some(Full::PerIp));
         let _exempt = counter.acquire(None, 3, 2).unwrap();
