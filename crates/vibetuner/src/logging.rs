@@ -1,4 +1,5 @@
-//! Logging: the tracing subscriber the app binary installs (JSON in prod, human-readable in dev).
+//! Logging: the tracing subscriber the app binary installs (JSON in prod, human-readable in dev),
+//! and [`Throttled`] for messages a flood would repeat.
 
 use std::fmt as stdfmt;
 use std::fmt::Write as _;
@@ -203,6 +204,33 @@ fn write_json_str(w: &mut dyn stdfmt::Write, text: &str) -> stdfmt::Result {
     w.write_char('"')?;
     crate::escape::json(w, text)?;
     w.write_char('"')
+}
+
+/// Logs at most once per interval, counting what it held back.
+pub(crate) struct Throttled {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Throttled {
+    pub(crate) fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// Calls `log` with the number of messages held back since the last one, or holds this one.
+    pub(crate) fn log(&mut self, log: impl FnOnce(u64)) {
+        if self.last.is_some_and(|last| last.elapsed() < self.every) {
+            self.held += 1;
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        log(std::mem::take(&mut self.held));
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use tower::ServiceExt;
 
 use crate::config::Settings;
 use crate::limits::{Counter, Slot};
+use crate::logging::Throttled;
 
 /// The connection limits of [`serve_connections`].
 #[derive(Debug, Clone)]
@@ -68,33 +69,6 @@ impl Limits {
             max_per_ip: settings.max_connections_per_ip,
             exempt,
         }
-    }
-}
-
-/// Logs at most once per interval, counting what it held back.
-pub(crate) struct Throttled {
-    every: Duration,
-    last: Option<Instant>,
-    held: u64,
-}
-
-impl Throttled {
-    pub(crate) fn new(every: Duration) -> Self {
-        Self {
-            every,
-            last: None,
-            held: 0,
-        }
-    }
-
-    /// Calls `log` with the number of messages held back since the last one, or holds this one.
-    pub(crate) fn log(&mut self, log: impl FnOnce(u64)) {
-        if self.last.is_some_and(|last| last.elapsed() < self.every) {
-            self.held += 1;
-            return;
-        }
-        self.last = Some(Instant::now());
-        log(std::mem::take(&mut self.held));
     }
 }
 
@@ -692,30 +666,53 @@ pub(crate) async fn serve_connections(
                 // accepting goes on meanwhile (a bounded number of waits at once).
                 // An address with no other connection open has places of its own to wait in:
                 // a flood from the addresses that hold the places cannot take them all.
+                let newcomer = slot.first();
                 let waiting = admission
                     .evicting
                     .clone()
                     .try_acquire_owned()
                     .ok()
                     .or_else(|| {
-                        slot.first()
+                        newcomer
                             .then(|| admission.newcomers.clone().try_acquire_owned().ok())
                             .flatten()
-                    })
-                    .filter(|_| admission.open.evict_stalest());
+                    });
                 let Some(waiting) = waiting else {
                     admission.refuse(stream, peer, "MAX_CONNECTIONS");
                     continue;
                 };
+                // Someone to evict now; or, for an address's first connection, within the time
+                // a connection takes to count as stalled (a flood's connections are all fresh
+                // at first, and would otherwise keep a new visitor out for that long).
+                let evicted = admission.open.evict_stalest();
+                if !evicted && !newcomer {
+                    admission.refuse(stream, peer, "MAX_CONNECTIONS");
+                    continue;
+                }
                 let admission = admission.clone();
                 tokio::spawn(async move {
-                    let place =
-                        tokio::time::timeout(EVICT_WAIT, admission.global.clone().acquire_owned())
-                            .await;
+                    let patience = if evicted {
+                        EVICT_WAIT
+                    } else {
+                        EVICT_AFTER + EVICT_WAIT
+                    };
+                    let deadline = tokio::time::Instant::now() + patience;
+                    let acquire = admission.global.clone().acquire_owned();
+                    let mut acquire = pin!(acquire);
+                    let mut evicted = evicted;
+                    let place = loop {
+                        tokio::select! {
+                            place = &mut acquire => break place.ok(),
+                            () = tokio::time::sleep_until(deadline) => break None,
+                            () = tokio::time::sleep(EVICT_AFTER / 10), if !evicted => {
+                                evicted = admission.open.evict_stalest();
+                            }
+                        }
+                    };
                     drop(waiting);
                     match place {
-                        Ok(Ok(permit)) => admission.admit(stream, peer, (permit, slot)),
-                        _ => admission.refuse(stream, peer, "MAX_CONNECTIONS"),
+                        Some(permit) => admission.admit(stream, peer, (permit, slot)),
+                        None => admission.refuse(stream, peer, "MAX_CONNECTIONS"),
                     }
                 });
             }

@@ -17,7 +17,7 @@
 //! response: a streamed body (SSE, a download) does not keep it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::LoadedUser;
 use crate::error::Error;
+use crate::logging::Throttled;
 use crate::security::ClientIp;
 
 /// Requests one client may have waiting for a slot; more answer 429 at once. An HTTP/1.1
@@ -51,13 +52,7 @@ impl Client {
             .extensions()
             .get::<ClientIp>()
             .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0);
-        Self::Address(match ip {
-            IpAddr::V6(v6) => {
-                let [a, b, c, d, ..] = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-            v4 @ IpAddr::V4(_) => v4,
-        })
+        Self::Address(crate::limits::ip_key(ip))
     }
 }
 
@@ -72,6 +67,8 @@ struct Share {
 pub(crate) struct FairShare {
     per_client: usize,
     clients: Mutex<HashMap<Client, Share>>,
+    /// Refusals are logged at most every 10 s: a flood makes thousands.
+    refused_log: Mutex<Throttled>,
 }
 
 impl FairShare {
@@ -80,6 +77,7 @@ impl FairShare {
         Arc::new(Self {
             per_client,
             clients: Mutex::new(HashMap::new()),
+            refused_log: Mutex::new(Throttled::new(std::time::Duration::from_secs(10))),
         })
     }
 
@@ -133,6 +131,7 @@ impl FairShare {
     /// Waits for a slot of `client`'s; `None` when too many of its requests wait already.
     async fn turn(self: &Arc<Self>, client: Client) -> Option<Turn> {
         let slots = self.enter(&client)?;
+        // Counted before the wait: a request abandoned while it waits is uncounted too.
         let mut turn = Turn {
             share: self.clone(),
             client,
@@ -149,8 +148,18 @@ impl FairShare {
 struct AddressTurn(Arc<Mutex<Option<Turn>>>);
 
 /// 429, for a client with too many requests waiting.
-fn too_many(client: &Client) -> Response {
-    tracing::warn!(?client, "too many requests at once from one client");
+fn too_many(share: &FairShare, client: &Client) -> Response {
+    share
+        .refused_log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .log(|held| {
+            tracing::warn!(
+                ?client,
+                held_back = held,
+                "too many requests at once from one client (REQUESTS_PER_CLIENT)"
+            );
+        });
     let mut response = Error::new(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many requests at once from this client; wait for the ones already sent.",
@@ -170,7 +179,7 @@ pub(crate) async fn by_address(
 ) -> Response {
     let client = Client::address_of(&request);
     let Some(turn) = share.turn(client.clone()).await else {
-        return too_many(&client);
+        return too_many(&share, &client);
     };
     let held = AddressTurn(Arc::new(Mutex::new(Some(turn))));
     request.extensions_mut().insert(held.clone());
@@ -195,7 +204,7 @@ pub(crate) async fn by_user(
         address.0.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
     let Some(_turn) = share.turn(client.clone()).await else {
-        return too_many(&client);
+        return too_many(&share, &client);
     };
     next.run(request).await
 }

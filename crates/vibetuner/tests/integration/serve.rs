@@ -235,8 +235,9 @@ async fn at_the_cap_new_clients_take_the_places_of_stalled_connections() {
         .unwrap();
         stalled.push(body);
     }
-    // Fresh, they keep their places.
-    let status = ping_from(&base, [127, 0, 0, 2]).await;
+    // Fresh, they keep their places (from an address that holds some: a first connection
+    // would wait for them to be stalled for a second).
+    let status = ping_from(&base, [127, 0, 0, 3]).await;
     assert!(
         status.is_empty() || status == "HTTP/1.1 503 Service Unavailable",
         "{status:?}"
@@ -861,4 +862,36 @@ async fn a_request_sent_on_a_connection_accepted_before_the_stop_is_answered() {
         .expect("the server stops")
         .unwrap()
         .unwrap();
+}
+
+/// At the cap with every place held by connections too fresh to evict, an address's first
+/// connection waits until one of them has been stalled for a second and takes its place, where
+/// another connection from an address that holds places is refused at once.
+#[tokio::test]
+async fn a_new_visitor_at_the_cap_waits_for_a_place_to_go_stale() {
+    let (_tx, rx) = tokio::sync::oneshot::channel();
+    let (base, _server) = start_with(
+        rx,
+        &[("MAX_CONNECTIONS", "2"), ("HEADER_READ_TIMEOUT", "600")],
+    )
+    .await;
+    let _held = [
+        half_open(&base, [127, 0, 0, 3]).await,
+        half_open(&base, [127, 0, 0, 3]).await,
+    ];
+    // The cap is reached once a third connection from that address is refused.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while ping_from(&base, [127, 0, 0, 3]).await != "HTTP/1.1 503 Service Unavailable" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the two connections fill the cap");
+    let started = std::time::Instant::now();
+    assert_eq!(ping_from(&base, [127, 0, 0, 2]).await, "HTTP/1.1 200 OK");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
