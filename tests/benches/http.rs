@@ -463,7 +463,7 @@ fn pages(app_target: &Target, baseline: &Target) -> Vec<Check> {
         }
     }
     let medians = |runs: &[Round], of: fn(&Round) -> Option<(f64, f64)>| {
-        runs[0].hello.map(|_| {
+        of(&runs[0]).map(|_| {
             (
                 median(runs.iter().filter_map(of).map(|h| h.0).collect()),
                 median(runs.iter().filter_map(of).map(|h| h.1).collect()),

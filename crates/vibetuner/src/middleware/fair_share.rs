@@ -111,6 +111,20 @@ impl FairShare {
     fn clients(&self) -> usize {
         self.clients.lock().unwrap().len()
     }
+
+    /// Waits for a slot of `client`'s; `None` when too many of its requests wait already.
+    async fn turn(self: &Arc<Self>, client: Client) -> Option<Turn> {
+        let slots = self.enter(&client)?;
+        // Counted before the wait: a request abandoned while it waits is uncounted too.
+        let mut turn = Turn {
+            share: self.clone(),
+            client,
+            _slot: None,
+        };
+        // An error only if the slots were closed; they never are.
+        turn._slot = slots.acquire_owned().await.ok();
+        Some(turn)
+    }
 }
 
 /// A request's place in its client's share: counted until dropped (answered, failed, or
@@ -124,22 +138,6 @@ struct Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         self.share.leave(&self.client);
-    }
-}
-
-impl FairShare {
-    /// Waits for a slot of `client`'s; `None` when too many of its requests wait already.
-    async fn turn(self: &Arc<Self>, client: Client) -> Option<Turn> {
-        let slots = self.enter(&client)?;
-        // Counted before the wait: a request abandoned while it waits is uncounted too.
-        let mut turn = Turn {
-            share: self.clone(),
-            client,
-            _slot: None,
-        };
-        // An error only if the slots were closed; they never are.
-        turn._slot = slots.acquire_owned().await.ok();
-        Some(turn)
     }
 }
 

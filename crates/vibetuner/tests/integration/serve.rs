@@ -385,14 +385,9 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
 
 /// `GET /health/ping` from `from` on a fresh connection: the status line.
 async fn ping_from(base: &str, from: [u8; 4]) -> String {
-    use tokio::io::AsyncWriteExt;
-    let mut stream = connect_from(base, from).await;
-    stream
-        .write_all(b"GET /health/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status_within(base, from, "/health/ping", Duration::from_secs(60))
         .await
-        .unwrap();
-    let response = until_closed(&mut stream).await;
-    response.lines().next().unwrap_or_default().to_owned()
+        .unwrap_or_default()
 }
 
 #[tokio::test]
